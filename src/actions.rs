@@ -1,0 +1,76 @@
+//! The pipeline actions memsched schedules, and what each one plans, runs and records.
+
+pub mod ingest;
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths::Paths;
+use crate::rules::Rules;
+
+/// What every action's plan and execution get: where things are, the rules, the time the
+/// run started (the clock, injected), and how the run was asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub paths: &'a Paths,
+    pub rules: &'a Rules,
+    pub now: SystemTime,
+    /// Plan and report only: run nothing, write nothing.
+    pub dry_run: bool,
+    /// Whether long work may draw a progress bar on stderr (it still needs a terminal).
+    pub progress: bool,
+}
+
+/// One of the four pipeline actions, in the order a full run takes them (the seed's order:
+/// retry what failed, ingest what is new, push uploads, then check health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Retry,
+    Ingest,
+    Upload,
+    Watchdog,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [
+        Action::Retry,
+        Action::Ingest,
+        Action::Upload,
+        Action::Watchdog,
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Retry => "retry",
+            Action::Ingest => "ingest",
+            Action::Upload => "upload",
+            Action::Watchdog => "watchdog",
+        }
+    }
+
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The placeholders this action's command may use.
+    #[must_use]
+    pub fn placeholders(self) -> &'static [&'static str] {
+        match self {
+            Action::Ingest => &["files", "list"],
+            Action::Retry => &["task_id"],
+            Action::Upload => &["path", "relpath", "remote"],
+            Action::Watchdog => &[],
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

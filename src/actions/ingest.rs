@@ -1,0 +1,382 @@
+//! Ingest: plan the data files whose content is not yet in ingest_hash.json, send them to
+//! the ingest step in batches, record what it finished and queue what it failed on.
+
+mod plan;
+mod step_result;
+
+pub use plan::{Candidate, Plan, plan};
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::{Action, Context};
+use crate::report::{ActionReport, FailedItem, Outcome};
+use crate::error::{Error, Result};
+use crate::rules::{IngestConfig, PassFiles};
+use crate::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::ingest_hash::IngestHash;
+use crate::state::task_queue::TaskQueue;
+use crate::state::timestamp;
+use step_result::StepResult;
+
+/// What one execution of an ingest plan did.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// Files the step finished, now recorded.
+    pub done: usize,
+    /// Files recorded without running the step (known content).
+    pub recorded_only: usize,
+    /// Files the step failed on, each now a failed `ingest` task: (file, error).
+    pub failed: Vec<(String, String)>,
+    pub batches: usize,
+    pub commands: Vec<CommandReport>,
+    /// Notes worth showing (paths the step reported that it was not given, say).
+    pub notes: Vec<String>,
+}
+
+/// The whole ingest action: load state, plan, execute (unless a dry run), report.
+#[must_use]
+pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
+    let mut report = ActionReport::new(Action::Ingest, Outcome::NothingToDo, "");
+    // Both files must parse before anything runs: a failure the queue could not record
+    // would be lost.
+    let loaded = IngestHash::load(&ctx.paths.ingest_hash)
+        .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
+    let (mut hashes, queue) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return report.fail(&e),
+    };
+    let plan = match plan(ctx, config, &hashes, &queue) {
+        Ok(plan) => plan,
+        Err(e) => return report.fail(&e),
+    };
+    report.reasons = plan.reasons();
+    let waiting = waiting_text(&plan);
+    if !plan.has_work() {
+        report.counts = counts(&plan, None);
+        report.summary = format!(
+            "{} files, all ingested ({} read){waiting}",
+            plan.scanned, plan.hashed
+        );
+        return report;
+    }
+    if ctx.dry_run {
+        report.counts = counts(&plan, None);
+        report.outcome = Outcome::WouldRun;
+        report.summary = format!(
+            "would send {} in {}, record {} with known content{waiting}",
+            plural(plan.send.len(), "file"),
+            plural(plan.send.len().div_ceil(config.batch_size), "batch"),
+            plan.record_only.len() + plan.after_send.len(),
+        );
+        return report;
+    }
+    let mut executed = Executed::default();
+    let result = execute(ctx, config, &plan, &mut hashes, &mut executed);
+    report.counts = counts(&plan, Some(&executed));
+    report.reasons.extend(executed.notes.iter().cloned());
+    report.failed_items = executed
+        .failed
+        .iter()
+        .map(|(item, error)| FailedItem {
+            item: item.clone(),
+            error: error.clone(),
+        })
+        .collect();
+    report.commands = std::mem::take(&mut executed.commands);
+    if let Err(e) = result {
+        return report.fail(&e);
+    }
+    let failed = executed.failed.len();
+    report.outcome = if failed > 0 { Outcome::Failed } else { Outcome::Ran };
+    let mut summary = format!(
+        "sent {} in {}: {} done, {failed} failed",
+        plural(plan.send.len(), "file"),
+        plural(executed.batches, "batch"),
+        executed.done,
+    );
+    if failed > 0 {
+        summary.push_str(" (queued in task_queue.json for retry)");
+        report.error = Some(format!("the ingest step failed on {failed} files"));
+    }
+    if executed.recorded_only > 0 {
+        summary.push_str(&format!("; recorded {} with known content", executed.recorded_only));
+    }
+    summary.push_str(&waiting);
+    report.summary = summary;
+    report
+}
+
+/// "1 file", "3 files", "2 batches".
+fn plural(n: usize, noun: &str) -> String {
+    match (n, noun.ends_with('h')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        (_, false) => format!("{n} {noun}s"),
+    }
+}
+
+/// "; 2 still being written, 1 awaiting retry" or "".
+fn waiting_text(plan: &Plan) -> String {
+    let parts: Vec<String> = [
+        (plan.deferred.len(), "still being written"),
+        (plan.awaiting_retry.len(), "awaiting retry"),
+        (plan.given_up.len(), "given up (dead task)"),
+        (plan.removed.len(), "removed from data_dir"),
+        (plan.unreadable.len(), "unreadable"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
+}
+
+/// Runs `plan`: records known content, sends the rest in batches, records after each batch
+/// so a crash loses at most the batch in flight. Stops at the first error that would make
+/// a record impossible (a step that cannot start, a state file that cannot be written).
+pub fn execute(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    plan: &Plan,
+    hashes: &mut IngestHash,
+    out: &mut Executed,
+) -> Result<()> {
+    let now = timestamp(ctx.now);
+    if !plan.record_only.is_empty() {
+        for (candidate, _) in &plan.record_only {
+            hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
+        }
+        hashes.save()?;
+        out.recorded_only = plan.record_only.len();
+    }
+    for batch in plan.send.chunks(config.batch_size) {
+        out.batches += 1;
+        let (report, result) = run_batch(ctx, config, batch)?;
+        let by_path = step_result::index_batch(ctx, batch);
+        let verdicts = result.verdicts(batch.len(), &by_path, &report, &mut out.notes);
+        let verdicts = verdicts.map_err(|msg| Error::StateShape {
+            path: PathBuf::from("MEMSCHED_RESULT"),
+            msg,
+        });
+        out.commands.push(report);
+        let verdicts = verdicts?;
+
+        let mut done_keys = Vec::new();
+        let mut failures = Vec::new();
+        for (candidate, verdict) in batch.iter().zip(verdicts) {
+            match verdict {
+                Ok(()) => {
+                    hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
+                    done_keys.push(candidate.key.as_str());
+                }
+                Err(error) => failures.push((candidate, error)),
+            }
+        }
+        // Copies of content the step just finished need no run of their own.
+        for (copy, original) in &plan.after_send {
+            if done_keys.contains(&original.as_str()) {
+                hashes.record(&copy.key, &copy.hash, copy.stat, &now);
+                out.recorded_only += 1;
+            }
+        }
+        if !done_keys.is_empty() {
+            hashes.save()?;
+        }
+        out.done += done_keys.len();
+        record_tasks(ctx, config, &done_keys, &failures, &now)?;
+        out.failed.extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
+    }
+    Ok(())
+}
+
+/// Runs the step on one batch and reads what it reported.
+fn run_batch(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    batch: &[Candidate],
+) -> Result<(CommandReport, StepResult)> {
+    let scratch = tempfile::Builder::new()
+        .prefix("memsched-ingest-")
+        .tempdir()
+        .map_err(|source| Error::StateWrite {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let result_path = scratch.path().join("result.json");
+    let list_path = scratch.path().join("files.txt");
+    let files: Vec<PathBuf> = batch.iter().map(|c| c.abs.clone()).collect();
+    let joined = |end: u8| {
+        let mut bytes = Vec::new();
+        for f in &files {
+            bytes.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str()));
+            bytes.push(end);
+        }
+        bytes
+    };
+    let (stdin, list) = match config.pass_files {
+        PassFiles::Args => (None, None),
+        PassFiles::StdinLines => (Some(joined(b'\n')), None),
+        PassFiles::StdinNul => (Some(joined(0)), None),
+        PassFiles::ListFile => {
+            std::fs::File::create(&list_path)
+                .and_then(|mut f| f.write_all(&joined(b'\n')))
+                .map_err(|source| Error::StateWrite {
+                    path: list_path.clone(),
+                    source,
+                })?;
+            (None, Some(list_path.as_path()))
+        }
+    };
+    let vars = Vars {
+        files: if config.pass_files == PassFiles::Args { &files } else { &[] },
+        list,
+        ..Vars::default()
+    };
+    let invocation = Invocation {
+        argv: runner::expand(&config.command.argv, &vars),
+        cwd: ctx.paths.home.clone(),
+        env: step_env(ctx, "ingest", Some(result_path.clone().into_os_string())),
+        stdin,
+        timeout: config.command.timeout,
+    };
+    let report = runner::run(&invocation)?;
+    let result = StepResult::read(&result_path);
+    Ok((report, result))
+}
+
+/// The environment every step gets.
+#[must_use]
+pub fn step_env(
+    ctx: &Context<'_>,
+    action: &str,
+    result: Option<OsString>,
+) -> Vec<(&'static str, OsString)> {
+    let mut env = vec![
+        ("MEMSCHED_ACTION", OsString::from(action)),
+        ("MEMSCHED_HOME", ctx.paths.home.clone().into_os_string()),
+        ("MEMSCHED_DATA_DIR", ctx.paths.data_dir.clone().into_os_string()),
+        ("MEMSCHED_INDEX_DIR", ctx.paths.index_dir.clone().into_os_string()),
+        ("MEMSCHED_STATE_DIR", ctx.paths.state_dir.clone().into_os_string()),
+    ];
+    if let Some(result) = result {
+        env.push(("MEMSCHED_RESULT", result));
+    }
+    env
+}
+
+/// Failed files become failed `ingest` tasks (one per file, updated in place when the file
+/// fails again); files finished now close any task they had.
+fn record_tasks(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    done: &[&str],
+    failures: &[(&Candidate, String)],
+    now: &str,
+) -> Result<()> {
+    if failures.is_empty() && done.is_empty() {
+        return Ok(());
+    }
+    TaskQueue::update(ctx.paths, |queue| {
+        let mut changed = false;
+        for key in done {
+            let id = task_id(key);
+            if queue.get(&id).is_some_and(|t| t.status() != Some("done")) {
+                let mut fields = Map::new();
+                fields.insert("status".into(), "done".into());
+                fields.insert("updated_at".into(), now.into());
+                queue.upsert(&id, fields);
+                changed = true;
+            }
+        }
+        for (candidate, error) in failures {
+            let id = task_id(&candidate.key);
+            let existing = queue.get(&id);
+            // Content that changed since the last failure starts its attempts afresh.
+            let attempts = match existing {
+                Some(t) if t.hash() == Some(candidate.hash.as_str()) => t.attempts() + 1,
+                _ => 1,
+            };
+            let is_new = existing.is_none();
+            let mut fields = Map::new();
+            fields.insert("step".into(), "ingest".into());
+            fields.insert("status".into(), "failed".into());
+            fields.insert("attempts".into(), attempts.into());
+            if is_new {
+                fields.insert("priority".into(), "normal".into());
+                fields.insert("created_at".into(), now.into());
+            }
+            fields.insert("updated_at".into(), now.into());
+            fields.insert("next_attempt_at".into(), now.into());
+            fields.insert("last_error".into(), error.as_str().into());
+            fields.insert("file".into(), candidate.key.as_str().into());
+            fields.insert("hash".into(), candidate.hash.as_str().into());
+            if let Some(command) = single_file_command(config, candidate) {
+                fields.insert("command".into(), command);
+            }
+            queue.upsert(&id, fields);
+            changed = true;
+        }
+        changed
+    })
+}
+
+/// The id of the task for an ingest failure of `key`.
+#[must_use]
+pub fn task_id(key: &str) -> String {
+    format!("ingest:{key}")
+}
+
+/// The ingest command for this one file, when it can be written down in JSON: files passed
+/// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
+/// file from the task's `file`.
+fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
+    if config.pass_files != PassFiles::Args {
+        return None;
+    }
+    let files = [candidate.abs.clone()];
+    let argv = runner::expand(&config.command.argv, &Vars { files: &files, ..Vars::default() });
+    let argv: Option<Vec<Value>> = argv
+        .into_iter()
+        .map(|a| a.into_string().ok().map(Value::from))
+        .collect();
+    argv.map(Value::Array)
+}
+
+/// Counts for the report, in the order a reader wants them.
+#[must_use]
+pub fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
+    let mut c = Map::new();
+    let mut put = |k: &str, v: usize| {
+        c.insert(k.to_owned(), Value::from(v));
+    };
+    put("scanned", plan.scanned);
+    put("unchanged", plan.unchanged);
+    put("hashed", plan.hashed);
+    put("to_send", plan.send.len());
+    put("modified", plan.modified);
+    put("known_content", plan.record_only.len() + plan.after_send.len());
+    put("deferred", plan.deferred.len());
+    put("awaiting_retry", plan.awaiting_retry.len());
+    put("given_up", plan.given_up.len());
+    put("removed", plan.removed.len());
+    put("unreadable", plan.unreadable.len());
+    if let Some(e) = executed {
+        put("done", e.done);
+        put("failed", e.failed.len());
+        put("recorded_only", e.recorded_only);
+        put("batches", e.batches);
+    }
+    c
+}
+
+/// Used by `step_result` to find a reported path among the batch.
+type BatchIndex = HashMap<String, usize>;

@@ -1,0 +1,109 @@
+//! What the ingest step reports through `MEMSCHED_RESULT`:
+//! `{"done": [path, ...], "failed": [{"path": path, "error": text}, ...]}`.
+//! Paths may be absolute, relative to data_dir, or relative to the pipeline home.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{BatchIndex, Candidate};
+use crate::actions::Context;
+use crate::error::json_message;
+use crate::file_key;
+use crate::runner::CommandReport;
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Reported {
+    #[serde(default)]
+    done: Vec<String>,
+    #[serde(default)]
+    failed: Vec<ReportedFailure>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ReportedFailure {
+    path: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// The step's report: absent, read, or unreadable (with why).
+#[derive(Debug)]
+pub(super) enum StepResult {
+    Absent,
+    Read(Reported),
+    Malformed(String),
+}
+
+impl StepResult {
+    pub(super) fn read(path: &Path) -> StepResult {
+        match std::fs::read(path) {
+            Err(_) => StepResult::Absent,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(r) => StepResult::Read(r),
+                Err(e) => StepResult::Malformed(format!(
+                    "the step's MEMSCHED_RESULT file does not parse at line {} column {}: {}; \
+                     nothing of this batch was recorded, it will be sent again",
+                    e.line(),
+                    e.column(),
+                    json_message(&e)
+                )),
+            },
+        }
+    }
+
+    /// For each file of the batch, done (`Ok`) or failed with an error. A file the report
+    /// does not mention counts as done when the step exited 0, failed otherwise.
+    pub(super) fn verdicts(
+        &self,
+        len: usize,
+        index: &BatchIndex,
+        report: &CommandReport,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<Result<(), String>>, String> {
+        let unlisted = if report.success() {
+            Ok(())
+        } else {
+            Err(report.failure_text())
+        };
+        let mut verdicts = vec![unlisted; len];
+        let reported = match self {
+            StepResult::Absent => return Ok(verdicts),
+            StepResult::Malformed(why) => return Err(why.clone()),
+            StepResult::Read(r) => r,
+        };
+        let mut find = |path: &str| {
+            let found = index.get(path).copied();
+            if found.is_none() {
+                notes.push(format!("the step reported {path:?}, which was not in its batch"));
+            }
+            found
+        };
+        for path in &reported.done {
+            if let Some(i) = find(path) {
+                verdicts[i] = Ok(());
+            }
+        }
+        for failure in &reported.failed {
+            if let Some(i) = find(&failure.path) {
+                let error = failure.error.clone().unwrap_or_else(|| "reported failed by the step".to_owned());
+                verdicts[i] = Err(error);
+            }
+        }
+        Ok(verdicts)
+    }
+}
+
+/// Every spelling under which the step may report a file of the batch.
+pub(super) fn index_batch(ctx: &Context<'_>, batch: &[Candidate]) -> BatchIndex {
+    let mut index = BatchIndex::new();
+    for (i, c) in batch.iter().enumerate() {
+        index.insert(c.abs.to_string_lossy().into_owned(), i);
+        index.insert(c.key.clone(), i);
+        index.insert(file_key::display(&c.rel), i);
+        if let Ok(from_home) = c.abs.strip_prefix(&ctx.paths.home) {
+            index.insert(from_home.to_string_lossy().into_owned(), i);
+        }
+    }
+    index
+}

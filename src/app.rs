@@ -1,0 +1,112 @@
+//! Turns the parsed command line into a run: finds paths.json and the rules, dispatches
+//! the subcommand, prints the result, and chooses the exit status.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::actions::Action;
+use crate::check;
+use crate::cli::{Cli, Command, Mode};
+use crate::error::{Error, Exit, Result};
+use crate::paths::Paths;
+use crate::reconcile::{self, Request};
+use crate::report::exit_of;
+use crate::rules::Rules;
+use crate::summary;
+
+/// Runs memsched as the command line asks.
+pub fn run(cli: &Cli) -> Result<Exit> {
+    let paths = Paths::load(&paths_file(cli))?;
+    let rules = Rules::load(&rules_file(cli, &paths)?)?;
+    match cli.command {
+        Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
+        None if cli.once => once(cli, &paths, &rules),
+        None => Err(Error::Usage(
+            "the always-on watcher is not available yet in this version; run `memsched --once` \
+             (from cron or by hand) to reconcile once"
+                .to_owned(),
+        )),
+    }
+}
+
+fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Result<Exit> {
+    let request = Request {
+        actions: actions_of(&cli.mode),
+        trigger: cli.trigger.name().to_owned(),
+        dry_run: cli.dry_run,
+        progress: !cli.json,
+    };
+    let record = reconcile::run(paths, rules, &request);
+    let logged = reconcile::record(paths, rules, &record);
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) is not a failure of the run.
+    let _ = if cli.json {
+        serde_json::to_writer_pretty(&mut out, &record)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        summary::write(&mut out, &record, std::io::stdout().is_terminal())
+    };
+    match logged {
+        Ok(()) => Ok(exit_of(&record.actions)),
+        Err(e) => {
+            eprintln!("memsched: error: the run was not recorded: {}", e.chain());
+            Ok(Exit::ActionFailed)
+        }
+    }
+}
+
+/// The actions `--mode` asks for, in run order; none or `all` means every action.
+fn actions_of(modes: &[Mode]) -> Vec<Action> {
+    if modes.is_empty() || modes.contains(&Mode::All) {
+        return Action::ALL.to_vec();
+    }
+    Action::ALL
+        .into_iter()
+        .filter(|a| {
+            modes.iter().any(|m| match m {
+                Mode::All => true,
+                Mode::Retry => *a == Action::Retry,
+                Mode::Ingest => *a == Action::Ingest,
+                Mode::Upload => *a == Action::Upload,
+                Mode::Watchdog => *a == Action::Watchdog,
+            })
+        })
+        .collect()
+}
+
+/// `--paths`, else `$MEMSCHED_PATHS` (clap reads both), else `./paths.json`.
+fn paths_file(cli: &Cli) -> PathBuf {
+    cli.paths.clone().unwrap_or_else(|| PathBuf::from("paths.json"))
+}
+
+/// `--rules`, else watch-rules.toml beside paths.json, else ./watch-rules.toml.
+fn rules_file(cli: &Cli, paths: &Paths) -> Result<PathBuf> {
+    if let Some(rules) = &cli.rules {
+        return Ok(rules.clone());
+    }
+    let beside = paths.home.join("watch-rules.toml");
+    let here = Path::new("watch-rules.toml").to_path_buf();
+    [beside.clone(), here.clone()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no rules file: looked for {} and {}; pass --rules FILE",
+                beside.display(),
+                std::path::absolute(&here).unwrap_or(here).display()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_map_to_actions_in_run_order() {
+        assert_eq!(actions_of(&[]), Action::ALL);
+        assert_eq!(actions_of(&[Mode::Upload, Mode::Retry]), [Action::Retry, Action::Upload]);
+        assert_eq!(actions_of(&[Mode::Ingest, Mode::All]), Action::ALL);
+    }
+}

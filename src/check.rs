@@ -1,0 +1,170 @@
+//! `memsched check`: what paths.json and the rules resolve to, and whether each state file
+//! can be read, so a configuration can be verified before anything runs.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::actions::Action;
+use crate::error::Result;
+use crate::paths::Paths;
+use crate::rules::{CommandSpec, Rules};
+use crate::state::json_file;
+
+/// Prints the resolved configuration (as JSON with `json`).
+pub fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<()> {
+    let report = describe(paths, rules);
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_text(&mut out, &report)
+    };
+    Ok(())
+}
+
+fn folder_state(path: &Path) -> &'static str {
+    if path.is_dir() { "exists" } else { "missing" }
+}
+
+fn file_state(path: &Path) -> String {
+    match json_file::read(path) {
+        Ok(None) => "missing (starts empty)".to_owned(),
+        Ok(Some(_)) => "ok".to_owned(),
+        Err(e) => e.chain(),
+    }
+}
+
+fn command_json(c: &CommandSpec) -> Value {
+    json!({"argv": c.argv, "timeout": humantime::format_duration(c.timeout).to_string()})
+}
+
+fn describe(paths: &Paths, rules: &Rules) -> Value {
+    let mut actions = serde_json::Map::new();
+    for action in Action::ALL {
+        let value = match action {
+            Action::Ingest => rules.ingest.as_ref().map(|i| {
+                json!({
+                    "command": command_json(&i.command),
+                    "pass_files": i.pass_files,
+                    "batch_size": i.batch_size,
+                    "settle": humantime::format_duration(i.settle).to_string(),
+                    "include": i.include,
+                    "exclude": i.exclude,
+                })
+            }),
+            Action::Retry => rules.retry.as_ref().map(|r| {
+                json!({"command": command_json(&r.command), "max_attempts": r.max_attempts})
+            }),
+            Action::Upload => rules.upload.as_ref().map(|u| {
+                json!({"command": command_json(&u.command), "remote": u.remote, "max_attempts": u.max_attempts})
+            }),
+            Action::Watchdog => rules
+                .watchdog
+                .as_ref()
+                .map(|w| json!({"command": w.command.as_ref().map(command_json)})),
+        };
+        actions.insert(action.name().to_owned(), value.unwrap_or(Value::Null));
+    }
+    let state_files: serde_json::Map<String, Value> = paths
+        .state_files()
+        .into_iter()
+        .map(|(name, path)| {
+            (name.to_owned(), json!({"path": path, "state": file_state(path)}))
+        })
+        .collect();
+    json!({
+        "paths_file": paths.file,
+        "rules_file": rules.file,
+        "home": paths.home,
+        "data_dir": {"path": paths.data_dir, "state": folder_state(&paths.data_dir)},
+        "index_dir": {"path": paths.index_dir, "state": folder_state(&paths.index_dir)},
+        "state_dir": {"path": paths.state_dir, "state": folder_state(&paths.state_dir)},
+        "state_files": state_files,
+        "settings": {
+            "debounce": humantime::format_duration(rules.debounce).to_string(),
+            "max_wait": humantime::format_duration(rules.max_wait).to_string(),
+            "tick": humantime::format_duration(rules.tick).to_string(),
+            "log_keep": rules.log_keep,
+        },
+        "actions": actions,
+        "rules": rules.rules.iter().map(|r| json!({
+            "name": r.name, "in": r.scope, "paths": r.paths, "on": r.on,
+            "run": r.run.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn write_text(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    writeln!(out, "paths.json  {}", s(&r["paths_file"]))?;
+    writeln!(out, "rules       {}", s(&r["rules_file"]))?;
+    writeln!(out, "home        {}  (commands run here)", s(&r["home"]))?;
+    for key in ["data_dir", "index_dir", "state_dir"] {
+        writeln!(out, "{key:<11} {}  ({})", s(&r[key]["path"]), s(&r[key]["state"]))?;
+    }
+    writeln!(out, "\nstate files")?;
+    if let Some(files) = r["state_files"].as_object() {
+        for (name, f) in files {
+            writeln!(out, "  {name:<15} {}  ({})", s(&f["path"]), s(&f["state"]))?;
+        }
+    }
+    let st = &r["settings"];
+    writeln!(
+        out,
+        "\nsettings    debounce {}, max_wait {}, tick {}, log_keep {}",
+        s(&st["debounce"]),
+        s(&st["max_wait"]),
+        s(&st["tick"]),
+        s(&st["log_keep"])
+    )?;
+    writeln!(out, "\nactions")?;
+    if let Some(actions) = r["actions"].as_object() {
+        for (name, a) in actions {
+            if a.is_null() {
+                writeln!(out, "  {name:<9} not configured")?;
+                continue;
+            }
+            let command = match a["command"]["argv"].as_array() {
+                Some(argv) => argv.iter().map(s).collect::<Vec<_>>().join(" "),
+                None => "(no command)".to_owned(),
+            };
+            let mut extras: Vec<String> = Vec::new();
+            if let Some(obj) = a.as_object() {
+                for (k, v) in obj {
+                    if k != "command" {
+                        extras.push(format!("{k} {}", s(v)));
+                    }
+                }
+            }
+            if let Some(t) = a["command"]["timeout"].as_str() {
+                extras.insert(0, format!("timeout {t}"));
+            }
+            writeln!(out, "  {name:<9} {command}\n            {}", extras.join(", "))?;
+        }
+    }
+    writeln!(out, "\nrules")?;
+    match r["rules"].as_array() {
+        Some(list) if !list.is_empty() => {
+            for rule in list {
+                writeln!(
+                    out,
+                    "  {:<20} in {} {} on {} -> {}",
+                    s(&rule["name"]),
+                    s(&rule["in"]),
+                    s(&rule["paths"]),
+                    s(&rule["on"]),
+                    s(&rule["run"])
+                )?;
+            }
+        }
+        _ => writeln!(out, "  (none: only --once runs do anything)")?,
+    }
+    Ok(())
+}

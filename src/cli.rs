@@ -1,0 +1,79 @@
+//! The command line, as clap parses it. Nothing here is interpreted; see `app`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// memsched keeps a memory vector database pipeline healthy: it decides when the
+/// pipeline's own steps (ingest, retry, upload, watchdog) run and on what, runs them
+/// safely, and records what happened.
+///
+/// Every run plans from the files on disk, so running it twice, late or after a crash
+/// costs time, never a file.
+#[derive(Debug, Parser)]
+#[command(name = "memsched", version, about, long_about)]
+#[command(after_help = "Exit status: 0 all good or nothing to do; 1 an action failed; \
+2 bad usage or configuration; 3 another process holds a lock the run needed.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The pipeline's paths.json [default: $MEMSCHED_PATHS, else ./paths.json]
+    #[arg(long, global = true, value_name = "FILE", env = "MEMSCHED_PATHS", hide_env = true)]
+    pub paths: Option<PathBuf>,
+
+    /// The rules file [default: watch-rules.toml beside paths.json, else ./watch-rules.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
+    /// Plan and run every requested action once, then exit (for cron or by hand)
+    #[arg(long)]
+    pub once: bool,
+
+    /// Which actions to run; repeat for several [default: all]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Vec<Mode>,
+
+    /// Plan and print what would run; run nothing, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the machine-readable record instead of the summary
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What started this run, as recorded in scheduler_log.json
+    #[arg(long, value_enum, default_value_t = Trigger::Manual, value_name = "WHO")]
+    pub trigger: Trigger,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate paths.json and the rules; print what they resolve to
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    All,
+    Retry,
+    Ingest,
+    Upload,
+    Watchdog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Trigger {
+    Manual,
+    Cron,
+}
+
+impl Trigger {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Cron => "cron",
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The one error type of memsched and the one table that maps outcomes to exit statuses.
+
+use std::path::PathBuf;
+
+/// Exit statuses of memsched. Only [`Exit::code`] turns an outcome into a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every requested action ran or had nothing to do.
+    Ok,
+    /// At least one action failed.
+    ActionFailed,
+    /// Bad usage or configuration (clap uses 2 as well).
+    Usage,
+    /// Another process holds a lock the run needed; nothing else went wrong.
+    LockHeld,
+}
+
+impl Exit {
+    /// The process exit status for this outcome.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::ActionFailed => 1,
+            Exit::Usage => 2,
+            Exit::LockHeld => 3,
+        }
+    }
+
+}
+
+/// Everything that can go wrong in memsched, named by what failed and carrying its noun.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no paths.json at {}", path.display())]
+    PathsMissing { path: PathBuf },
+    #[error("cannot read {}", path.display())]
+    ConfigRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file that does not parse; `msg` comes from the parser and already points at
+    /// the line and column.
+    #[error("{}: {msg}", path.display())]
+    ConfigParse { path: PathBuf, msg: String },
+    #[error("{}:{line}:{col}: {msg}", path.display())]
+    ConfigInvalid {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
+    #[error("cannot read state file {}", path.display())]
+    StateRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{col}: state file does not parse, left untouched: {msg}", path.display())]
+    StateParse {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
+    #[error("{}: state file has an unexpected shape, left untouched: {msg}", path.display())]
+    StateShape { path: PathBuf, msg: String },
+    #[error("cannot write state file {}", path.display())]
+    StateWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use lock file {}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: fslock::Error,
+    },
+    #[error("lock {} is held by {}", path.display(), holder_text(*pid))]
+    LockHeld { path: PathBuf, pid: Option<u32> },
+    #[error("cannot start {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot scan {}", path.display())]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// "pid 123" or "another process" when the holder did not leave its pid.
+#[must_use]
+pub fn holder_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
+impl Error {
+    /// The exit status this error ends a run with.
+    #[must_use]
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::PathsMissing { .. }
+            | Error::ConfigRead { .. }
+            | Error::ConfigParse { .. }
+            | Error::ConfigInvalid { .. }
+            | Error::Usage(_) => Exit::Usage,
+            Error::LockHeld { .. } => Exit::LockHeld,
+            Error::StateRead { .. }
+            | Error::StateParse { .. }
+            | Error::StateShape { .. }
+            | Error::StateWrite { .. }
+            | Error::Lock { .. }
+            | Error::Spawn { .. }
+            | Error::Scan { .. } => Exit::ActionFailed,
+        }
+    }
+
+    /// A line telling the user how to fix this, where we know it.
+    #[must_use]
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::PathsMissing { .. } => Some(
+                "pass --paths FILE, set MEMSCHED_PATHS, or run from the folder holding paths.json"
+                    .to_owned(),
+            ),
+            Error::StateParse { .. } | Error::StateShape { .. } => {
+                Some("fix or move the file by hand; memsched never overwrites a file it cannot read".to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// The whole chain on one line: `a: b: c`.
+    #[must_use]
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// Line and column (both 1-based) of byte `offset` in `text`.
+#[must_use]
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}
+
+/// serde_json's message without its " at line L column C" suffix (we print those ourselves).
+#[must_use]
+pub fn json_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [Exit::Ok, Exit::ActionFailed, Exit::Usage, Exit::LockHeld].map(Exit::code);
+        assert_eq!(codes, [0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,19 @@
+//! memsched: the maintenance scheduler of a personal memory vector database pipeline.
+//!
+//! Every run *plans* from the state on disk, then *executes* the pipeline's own steps and
+//! *records* what happened, so a missed or repeated trigger costs time, never a file.
+
+pub mod actions;
+pub mod error;
+pub mod file_key;
+pub mod lock;
+pub mod paths;
+pub mod rules;
+pub mod runner;
+pub mod state;
+pub mod reconcile;
+pub mod report;
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod summary;

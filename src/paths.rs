@@ -1,0 +1,155 @@
+//! paths.json: the only reader of it, resolving the pipeline's folders and state files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The keys memsched reads from paths.json. Every other key belongs to the rest of the
+/// pipeline and is ignored.
+#[derive(Debug, Default, Deserialize)]
+struct RawPaths {
+    data_dir: Option<String>,
+    index_dir: Option<String>,
+    state_dir: Option<String>,
+    task_queue: Option<String>,
+    ingest_hash: Option<String>,
+    upload_log: Option<String>,
+    watchdog_state: Option<String>,
+    scheduler_log: Option<String>,
+}
+
+/// The pipeline's folders and state files, all absolute.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// paths.json itself.
+    pub file: PathBuf,
+    /// The folder holding paths.json: relative paths resolve here and commands run here.
+    pub home: PathBuf,
+    pub data_dir: PathBuf,
+    pub index_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub task_queue: PathBuf,
+    pub ingest_hash: PathBuf,
+    pub upload_log: PathBuf,
+    pub watchdog_state: PathBuf,
+    pub scheduler_log: PathBuf,
+}
+
+impl Paths {
+    /// Reads and resolves `file`. A missing or malformed file is a configuration error.
+    pub fn load(file: &Path) -> Result<Paths> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::PathsMissing {
+                    path: file.to_path_buf(),
+                });
+            }
+            Err(source) => {
+                return Err(Error::ConfigRead {
+                    path: file.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let raw: RawPaths = serde_json::from_str(&text).map_err(|e| Error::ConfigInvalid {
+            path: file.to_path_buf(),
+            line: e.line(),
+            col: e.column(),
+            msg: crate::error::json_message(&e),
+        })?;
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty());
+        let home = std::path::absolute(parent.unwrap_or(Path::new("."))).map_err(|source| {
+            Error::ConfigRead {
+                path: file.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(Paths::resolve(file, home, raw))
+    }
+
+    fn resolve(file: &Path, home: PathBuf, raw: RawPaths) -> Paths {
+        // Collecting the components drops `.` segments, so `state_dir = "."` stays tidy.
+        let at = |base: &Path, value: Option<String>, default: &str| {
+            base.join(value.as_deref().unwrap_or(default))
+                .components()
+                .collect::<PathBuf>()
+        };
+        let data_dir = at(&home, raw.data_dir, "Data");
+        let index_dir = at(&home, raw.index_dir, "index");
+        let state_dir = at(&home, raw.state_dir, ".");
+        Paths {
+            file: file.to_path_buf(),
+            task_queue: at(&state_dir, raw.task_queue, "task_queue.json"),
+            ingest_hash: at(&state_dir, raw.ingest_hash, "ingest_hash.json"),
+            upload_log: at(&state_dir, raw.upload_log, "upload_log.json"),
+            watchdog_state: at(&state_dir, raw.watchdog_state, "watchdog_state.json"),
+            scheduler_log: at(&state_dir, raw.scheduler_log, "scheduler_log.json"),
+            data_dir,
+            index_dir,
+            state_dir,
+            home,
+        }
+    }
+
+    /// The lock file guarding `name` (an action name or `scheduler`), in state_dir.
+    #[must_use]
+    pub fn action_lock(&self, name: &str) -> PathBuf {
+        self.state_dir.join(format!("{name}.lock"))
+    }
+
+    /// The lock file that writers of a shared state file take first: `<file>.lock`.
+    #[must_use]
+    pub fn file_lock(state_file: &Path) -> PathBuf {
+        let mut name = state_file.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Every state file with its role, for `check` and the watchdog.
+    #[must_use]
+    pub fn state_files(&self) -> [(&'static str, &Path); 5] {
+        [
+            ("task_queue", &self.task_queue),
+            ("ingest_hash", &self.ingest_hash),
+            ("upload_log", &self.upload_log),
+            ("watchdog_state", &self.watchdog_state),
+            ("scheduler_log", &self.scheduler_log),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve_against_the_home_folder() {
+        let p = Paths::resolve(
+            Path::new("/p/paths.json"),
+            PathBuf::from("/p"),
+            RawPaths::default(),
+        );
+        assert_eq!(p.data_dir, Path::new("/p/Data"));
+        assert_eq!(p.index_dir, Path::new("/p/index"));
+        assert_eq!(p.task_queue, Path::new("/p/task_queue.json"));
+        assert_eq!(p.action_lock("ingest"), Path::new("/p/ingest.lock"));
+    }
+
+    #[test]
+    fn state_file_names_resolve_against_state_dir() {
+        let raw = RawPaths {
+            state_dir: Some("state".into()),
+            task_queue: Some("queue.json".into()),
+            ..RawPaths::default()
+        };
+        let p = Paths::resolve(Path::new("/p/paths.json"), PathBuf::from("/p"), raw);
+        assert_eq!(p.task_queue, Path::new("/p/state/queue.json"));
+        assert_eq!(
+            Paths::file_lock(&p.task_queue),
+            Path::new("/p/state/queue.json.lock")
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! What a run did: one [`ActionReport`] per action and the [`RunRecord`] that goes to
+//! scheduler_log.json and, with `--json`, to stdout.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::actions::Action;
+use crate::error::{Error, Exit};
+use crate::runner::CommandReport;
+
+/// How an action's turn in a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The plan found work and the step ran.
+    Ran,
+    /// The plan found nothing to do.
+    NothingToDo,
+    /// `--dry-run`: the plan found work that a real run would do.
+    WouldRun,
+    /// Not run: not configured, or another process holds its lock.
+    Skipped,
+    /// It could not do its work; `error` says why.
+    Failed,
+}
+
+impl Outcome {
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ran => "ran",
+            Outcome::NothingToDo => "nothing to do",
+            Outcome::WouldRun => "would run",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One action's part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionReport {
+    pub action: Action,
+    pub outcome: Outcome,
+    /// One line for people.
+    pub summary: String,
+    pub counts: Map<String, Value>,
+    /// The plan's decisions, one line each.
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<FailedItem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The pid holding the action's lock, when that is why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_holder: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lock_held: bool,
+    pub duration_ms: u64,
+}
+
+/// One item an action failed on, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedItem {
+    pub item: String,
+    pub error: String,
+}
+
+impl ActionReport {
+    #[must_use]
+    pub fn new(action: Action, outcome: Outcome, summary: impl Into<String>) -> ActionReport {
+        ActionReport {
+            action,
+            outcome,
+            summary: summary.into(),
+            counts: Map::new(),
+            reasons: Vec::new(),
+            failed_items: Vec::new(),
+            commands: Vec::new(),
+            error: None,
+            lock_holder: None,
+            lock_held: false,
+            duration_ms: 0,
+        }
+    }
+
+    /// Marks the report failed with `error` (its whole chain), keeping what was gathered.
+    #[must_use]
+    pub fn fail(mut self, error: &Error) -> ActionReport {
+        self.outcome = Outcome::Failed;
+        self.summary = error.chain();
+        self.error = Some(error.chain());
+        self
+    }
+}
+
+/// One run, as scheduler_log.json keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub trigger: String,
+    pub modes: Vec<String>,
+    pub dry_run: bool,
+    pub pid: u32,
+    pub exit_code: u8,
+    pub actions: Vec<ActionReport>,
+}
+
+/// The exit status of a run: any failure beats a held lock, which beats success.
+#[must_use]
+pub fn exit_of(actions: &[ActionReport]) -> Exit {
+    if actions.iter().any(|a| a.outcome == Outcome::Failed) {
+        Exit::ActionFailed
+    } else if actions.iter().any(|a| a.lock_held) {
+        Exit::LockHeld
+    } else {
+        Exit::Ok
+    }
+}

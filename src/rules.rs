@@ -1,0 +1,479 @@
+//! watch-rules.toml: validated [`Rules`] (settings, action tables, event rules) whose errors
+//! point at file, line and column, and the pure matching of a change to actions.
+
+mod raw;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::actions::Action;
+use crate::error::{Error, Result, line_col};
+use raw::RawRules;
+
+/// Files skipped unless `exclude` says otherwise: hidden files and folders, editor swap,
+/// lock and backup files, and partial downloads.
+pub const DEFAULT_EXCLUDE: &[&str] = &[
+    "**/.*",
+    "**/.*/**",
+    "**/*~",
+    "**/#*#",
+    "**/*.swp",
+    "**/*.swo",
+    "**/*.swx",
+    "**/*.tmp",
+    "**/*.bak",
+    "**/*.part",
+    "**/*.crdownload",
+];
+
+/// Where a rule's `paths` are rooted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// data_dir, the memory files.
+    Data,
+    /// state_dir, the state files.
+    State,
+}
+
+/// The kinds of change a rule can react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Create,
+    Modify,
+    Remove,
+    Rename,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Create,
+        EventKind::Modify,
+        EventKind::Remove,
+        EventKind::Rename,
+    ];
+}
+
+/// How the ingest step is given its batch of files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PassFiles {
+    /// `{files}` in the command expands to one argument per file.
+    Args,
+    /// Absolute paths on stdin, one per line.
+    StdinLines,
+    /// Absolute paths on stdin, each ended by a NUL byte (safe for any name).
+    StdinNul,
+    /// Absolute paths, one per line, in a temporary file named by `{list}`.
+    ListFile,
+}
+
+/// A configured command: an argument vector with placeholders, and its timeout.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub command: CommandSpec,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub include_set: GlobSet,
+    pub exclude_set: GlobSet,
+    pub batch_size: usize,
+    pub pass_files: PassFiles,
+    /// A file modified more recently than this is still being written and waits.
+    pub settle: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub command: CommandSpec,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub command: CommandSpec,
+    pub remote: String,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchdogConfig {
+    pub command: Option<CommandSpec>,
+}
+
+/// One `[[rules]]` entry: changes under `scope` matching `paths` and `on` run `run`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub scope: Scope,
+    pub paths: Vec<String>,
+    pub path_set: GlobSet,
+    pub on: Vec<EventKind>,
+    pub run: Vec<Action>,
+}
+
+/// The whole validated rules file.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Where the rules came from (`None`: built-in defaults, no file found).
+    pub file: Option<PathBuf>,
+    pub debounce: Duration,
+    pub max_wait: Duration,
+    pub tick: Duration,
+    pub log_keep: usize,
+    pub ingest: Option<IngestConfig>,
+    pub retry: Option<RetryConfig>,
+    pub upload: Option<UploadConfig>,
+    pub watchdog: Option<WatchdogConfig>,
+    pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Reads and validates a rules file.
+    pub fn load(path: &Path) -> Result<Rules> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Rules::parse(path, &text)
+    }
+
+    /// Validates the text of a rules file; `path` is used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Rules> {
+        let raw: RawRules = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: path.to_path_buf(),
+            msg: e.to_string().trim_end().to_owned(),
+        })?;
+        let check = Checker { path, text };
+        let mut rules = Rules {
+            file: Some(path.to_path_buf()),
+            debounce: check.duration(raw.debounce.as_ref(), "500ms")?,
+            max_wait: check.duration(raw.max_wait.as_ref(), "10s")?,
+            tick: check.duration(raw.tick.as_ref(), "15m")?,
+            log_keep: check.count(raw.log_keep.as_ref(), 200)?,
+            ingest: None,
+            retry: None,
+            upload: None,
+            watchdog: None,
+            rules: Vec::new(),
+        };
+        if let Some(i) = raw.actions.ingest {
+            let pass_files = i.pass_files.unwrap_or(PassFiles::Args);
+            let command = check.command(&i.command, i.timeout.as_ref(), "30m", Action::Ingest)?;
+            let required = match pass_files {
+                PassFiles::Args => Some("{files}"),
+                PassFiles::ListFile => Some("{list}"),
+                PassFiles::StdinLines | PassFiles::StdinNul => None,
+            };
+            if let Some(placeholder) = required
+                && !command.argv.iter().any(|a| a.contains(placeholder))
+            {
+                return Err(check.at(
+                    i.command.span(),
+                    format!("[actions.ingest] command needs {placeholder} to pass the files"),
+                ));
+            }
+            let include = check.globs(i.include.as_deref(), &["**/*.txt"])?;
+            let exclude = check.globs(i.exclude.as_deref(), DEFAULT_EXCLUDE)?;
+            rules.ingest = Some(IngestConfig {
+                command,
+                include_set: glob_set(&include),
+                exclude_set: glob_set(&exclude),
+                include,
+                exclude,
+                batch_size: check.count(i.batch_size.as_ref(), 64)?,
+                pass_files,
+                settle: check.duration(i.settle.as_ref(), "2s")?,
+            });
+        }
+        if let Some(r) = raw.actions.retry {
+            rules.retry = Some(RetryConfig {
+                command: check.command(&r.command, r.timeout.as_ref(), "10m", Action::Retry)?,
+                max_attempts: check.attempts(r.max_attempts.as_ref())?,
+            });
+        }
+        if let Some(u) = raw.actions.upload {
+            rules.upload = Some(UploadConfig {
+                command: check.command(&u.command, u.timeout.as_ref(), "10m", Action::Upload)?,
+                remote: u.remote.unwrap_or_else(|| "{relpath}".to_owned()),
+                max_attempts: check.attempts(u.max_attempts.as_ref())?,
+            });
+        }
+        if let Some(w) = raw.actions.watchdog {
+            let command = match &w.command {
+                Some(c) => Some(check.command(c, w.timeout.as_ref(), "1m", Action::Watchdog)?),
+                None => None,
+            };
+            rules.watchdog = Some(WatchdogConfig { command });
+        }
+        for r in raw.rules {
+            let paths = check.globs(Some(&r.paths), &[])?;
+            let mut run = Vec::new();
+            for name in &r.run {
+                let action = Action::from_name(name.get_ref()).ok_or_else(|| {
+                    check.at(
+                        name.span(),
+                        format!(
+                            "unknown action {:?} in rule {:?}; known: ingest, retry, upload, watchdog",
+                            name.get_ref(),
+                            r.name
+                        ),
+                    )
+                })?;
+                run.push(action);
+            }
+            rules.rules.push(Rule {
+                name: r.name,
+                scope: r.scope,
+                path_set: glob_set(&paths),
+                paths,
+                on: r.on.unwrap_or_else(|| EventKind::ALL.to_vec()),
+                run,
+            });
+        }
+        Ok(rules)
+    }
+
+    /// Whether `action` has a table in the rules file.
+    #[must_use]
+    pub fn is_configured(&self, action: Action) -> bool {
+        match action {
+            Action::Ingest => self.ingest.is_some(),
+            Action::Retry => self.retry.is_some(),
+            Action::Upload => self.upload.is_some(),
+            Action::Watchdog => self.watchdog.is_some(),
+        }
+    }
+
+    /// The rules a change matches, with the actions each asks for. `relpath` is relative to
+    /// the scope's folder.
+    #[must_use]
+    pub fn matching(&self, scope: Scope, relpath: &Path, kind: EventKind) -> Vec<&Rule> {
+        self.rules
+            .iter()
+            .filter(|r| r.scope == scope && r.on.contains(&kind) && r.path_set.is_match(relpath))
+            .collect()
+    }
+}
+
+/// Builds the glob set of already-validated patterns.
+fn glob_set(patterns: &[String]) -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        builder.add(glob(p).expect("patterns were validated by Checker::globs"));
+    }
+    builder.build().expect("a set of valid globs always builds")
+}
+
+/// `*` stays within one path segment; `**` crosses them.
+fn glob(pattern: &str) -> std::result::Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
+/// Turns raw values into checked ones, reporting problems at their place in the text.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>, msg: String) -> Error {
+        let (line, col) = line_col(self.text, span.start);
+        Error::ConfigInvalid {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            msg,
+        }
+    }
+
+    fn duration(&self, value: Option<&Spanned<String>>, default: &str) -> Result<Duration> {
+        match value {
+            None => Ok(humantime::parse_duration(default).expect("defaults are valid durations")),
+            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+                self.at(
+                    v.span(),
+                    format!("invalid duration {:?} ({e}); write it like \"200ms\", \"30s\" or \"15m\"", v.get_ref()),
+                )
+            }),
+        }
+    }
+
+    fn count(&self, value: Option<&Spanned<i64>>, default: usize) -> Result<usize> {
+        match value {
+            None => Ok(default),
+            Some(v) => usize::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| self.at(v.span(), format!("expected a positive number, found {}", v.get_ref()))),
+        }
+    }
+
+    fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {
+        let n = self.count(value, 5)?;
+        u32::try_from(n).map_err(|_| self.at(value.map_or(0..0, Spanned::span), "too many attempts".to_owned()))
+    }
+
+    fn globs(&self, values: Option<&[Spanned<String>]>, default: &[&str]) -> Result<Vec<String>> {
+        let Some(values) = values else {
+            return Ok(default.iter().map(|s| (*s).to_owned()).collect());
+        };
+        values
+            .iter()
+            .map(|v| {
+                glob(v.get_ref())
+                    .map(|_| v.get_ref().clone())
+                    .map_err(|e| self.at(v.span(), format!("invalid glob {:?}: {}", v.get_ref(), e.kind())))
+            })
+            .collect()
+    }
+
+    fn command(
+        &self,
+        argv: &Spanned<Vec<String>>,
+        timeout: Option<&Spanned<String>>,
+        default_timeout: &str,
+        action: Action,
+    ) -> Result<CommandSpec> {
+        if argv.get_ref().first().is_none_or(String::is_empty) {
+            return Err(self.at(
+                argv.span(),
+                format!("[actions.{action}] command is empty; give the program and its arguments as a list"),
+            ));
+        }
+        let known = action.placeholders();
+        for arg in argv.get_ref() {
+            for name in placeholders_in(arg) {
+                if !known.contains(&name) {
+                    return Err(self.at(
+                        argv.span(),
+                        format!(
+                            "unknown placeholder {{{name}}} in [actions.{action}] command; known here: {}",
+                            known.iter().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if name == "files" && arg != "{files}" {
+                    return Err(self.at(
+                        argv.span(),
+                        "{files} must be a whole argument: it expands to one argument per file".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(CommandSpec {
+            argv: argv.get_ref().clone(),
+            timeout: self.duration(timeout, default_timeout)?,
+        })
+    }
+}
+
+/// The `{name}` placeholders in one argument (lowercase letters and `_` only, so JSON or
+/// shell braces in an argument are left alone).
+fn placeholders_in(arg: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(close) = rest.find('}') {
+            let name = &rest[..close];
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                found.push(name);
+                rest = &rest[close + 1..];
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Rules> {
+        Rules::parse(Path::new("rules.toml"), text)
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn an_empty_file_has_documented_defaults_and_no_actions() {
+        let r = parse("").unwrap();
+        assert_eq!(r.debounce, Duration::from_millis(500));
+        assert_eq!(r.tick, Duration::from_secs(900));
+        assert_eq!(r.log_keep, 200);
+        assert!(Action::ALL.iter().all(|a| !r.is_configured(*a)));
+    }
+
+    #[test]
+    fn ingest_defaults() {
+        let r = parse("[actions.ingest]\ncommand = [\"ingest\", \"{files}\"]\n").unwrap();
+        let i = r.ingest.unwrap();
+        assert_eq!(i.batch_size, 64);
+        assert_eq!(i.pass_files, PassFiles::Args);
+        assert_eq!(i.include, ["**/*.txt"]);
+        assert!(i.include_set.is_match("a.txt"));
+        assert!(i.include_set.is_match("x/y/a.txt"));
+        assert!(i.exclude_set.is_match("x/.hidden.txt"));
+        assert!(i.exclude_set.is_match(".git/a.txt"));
+        assert!(i.exclude_set.is_match("notes.txt~"));
+        assert!(!i.exclude_set.is_match("notes/today.txt"));
+    }
+
+    #[test]
+    fn unknown_keys_point_at_their_line() {
+        let e = error("debounce = \"1s\"\nbogus = 1\n");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn unknown_action_in_run_points_at_line_and_column() {
+        let e = error("[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingest\", \"reindex\"]\n");
+        assert_eq!(
+            e,
+            "rules.toml:5:18: unknown action \"reindex\" in rule \"r\"; known: ingest, retry, upload, watchdog"
+        );
+    }
+
+    #[test]
+    fn bad_globs_empty_commands_and_durations_are_rejected() {
+        assert!(error("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\ninclude = [\"a[\"]\n").starts_with("rules.toml:3:12: invalid glob"));
+        assert!(error("[actions.ingest]\ncommand = []\n").starts_with("rules.toml:2:11: [actions.ingest] command is empty"));
+        assert!(error("tick = \"soon\"\n").starts_with("rules.toml:1:8: invalid duration"));
+        assert!(error("[actions.ingest]\ncommand = [\"i\"]\n").contains("needs {files}"));
+        assert!(error("[actions.retry]\ncommand = [\"r\", \"{path}\"]\n").contains("unknown placeholder {path}"));
+        assert!(error("[actions.ingest]\ncommand = [\"i\", \"--in={files}\"]\n").contains("whole argument"));
+    }
+
+    #[test]
+    fn rules_match_scope_kind_and_glob() {
+        let r = parse(
+            "[[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\non = [\"create\", \"modify\"]\nrun = [\"ingest\"]\n",
+        )
+        .unwrap();
+        assert_eq!(r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Create).len(), 1);
+        assert!(r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Remove).is_empty());
+        assert!(r.matching(Scope::State, Path::new("a/b.txt"), EventKind::Create).is_empty());
+        assert!(r.matching(Scope::Data, Path::new("a/b.md"), EventKind::Create).is_empty());
+    }
+
+    #[test]
+    fn placeholders_ignore_other_braces() {
+        assert_eq!(placeholders_in("{path}:{remote}"), ["path", "remote"]);
+        assert!(placeholders_in("{\"json\": 1}").is_empty());
+    }
+}

@@ -1,0 +1,75 @@
+//! The serde shape of watch-rules.toml, close to the text; [`super::Rules`] is built from it.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{EventKind, PassFiles, Scope};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRules {
+    pub debounce: Option<Spanned<String>>,
+    pub max_wait: Option<Spanned<String>>,
+    pub tick: Option<Spanned<String>>,
+    pub log_keep: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub actions: RawActions,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawActions {
+    pub ingest: Option<RawIngest>,
+    pub retry: Option<RawRetry>,
+    pub upload: Option<RawUpload>,
+    pub watchdog: Option<RawWatchdog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIngest {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub include: Option<Vec<Spanned<String>>>,
+    pub exclude: Option<Vec<Spanned<String>>>,
+    pub batch_size: Option<Spanned<i64>>,
+    pub pass_files: Option<PassFiles>,
+    pub settle: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpload {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub remote: Option<String>,
+    pub max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWatchdog {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub name: String,
+    #[serde(rename = "in")]
+    pub scope: Scope,
+    pub paths: Vec<Spanned<String>>,
+    pub on: Option<Vec<EventKind>>,
+    pub run: Vec<Spanned<String>>,
+}

@@ -1,0 +1,343 @@
+//! Runs one pipeline command: an argument vector (never a shell) with its placeholders
+//! filled byte for byte, optional stdin, its own process group so a timeout kills every
+//! process it started, and the tail of its output kept for the run log.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Lines of stdout and of stderr kept for the log.
+const TAIL_LINES: usize = 20;
+/// Characters kept of one output line.
+const LINE_CHARS: usize = 400;
+/// Arguments shown in the log before the rest are summarised.
+const SHOWN_ARGS: usize = 8;
+/// After SIGTERM on timeout, how long the group has before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the command exits, how long to wait for its output pipes to close (a background
+/// grandchild may hold them open forever).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Values for the placeholders of a command.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Vars<'a> {
+    pub files: &'a [PathBuf],
+    pub list: Option<&'a Path>,
+    pub path: Option<&'a Path>,
+    pub relpath: Option<&'a Path>,
+    pub remote: Option<&'a str>,
+    pub task_id: Option<&'a str>,
+}
+
+/// Fills the placeholders of `argv`. `{files}` (always a whole argument, as the rules
+/// check) becomes one argument per file; the others are replaced inside their argument.
+/// A placeholder with no value here is left as written.
+#[must_use]
+pub fn expand(argv: &[String], vars: &Vars<'_>) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(argv.len() + vars.files.len());
+    for arg in argv {
+        if arg == "{files}" {
+            out.extend(vars.files.iter().map(|f| f.as_os_str().to_owned()));
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(arg.len());
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            bytes.extend_from_slice(&rest.as_bytes()[..open]);
+            let after = &rest[open..];
+            let value: Option<&[u8]> = after.find('}').and_then(|close| {
+                match &after[1..close] {
+                    "path" => vars.path.map(|p| p.as_os_str().as_bytes()),
+                    "relpath" => vars.relpath.map(|p| p.as_os_str().as_bytes()),
+                    "list" => vars.list.map(|p| p.as_os_str().as_bytes()),
+                    "remote" => vars.remote.map(str::as_bytes),
+                    "task_id" => vars.task_id.map(str::as_bytes),
+                    _ => None,
+                }
+                .map(|v| (v, close))
+                .map(|(v, close)| {
+                    rest = &after[close + 1..];
+                    v
+                })
+            });
+            match value {
+                Some(v) => bytes.extend_from_slice(v),
+                None => {
+                    bytes.push(b'{');
+                    rest = &after[1..];
+                }
+            }
+        }
+        bytes.extend_from_slice(rest.as_bytes());
+        out.push(OsString::from_vec(bytes));
+    }
+    out
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub argv: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub env: Vec<(&'static str, OsString)>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// How a command ended, for the run log.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandReport {
+    pub argv: Vec<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    pub stdout_tail: Vec<String>,
+    pub stderr_tail: Vec<String>,
+}
+
+impl CommandReport {
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+
+    /// "exit 3", "timed out", "killed by signal 9", plus the last line of stderr.
+    #[must_use]
+    pub fn failure_text(&self) -> String {
+        let how = if self.timed_out {
+            format!("timed out after {} ms", self.duration_ms)
+        } else if let Some(code) = self.exit_code {
+            format!("exit {code}")
+        } else {
+            format!("killed by signal {}", self.signal.unwrap_or(0))
+        };
+        match self.stderr_tail.last().or(self.stdout_tail.last()) {
+            Some(line) => format!("{how}: {line}"),
+            None => how,
+        }
+    }
+}
+
+/// Runs `inv` to completion or timeout. Only failing to start is an error; how the
+/// command ended is in the report.
+pub fn run(inv: &Invocation) -> Result<CommandReport> {
+    let program = inv.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let started = Instant::now();
+    let mut child = Command::new(&inv.argv[0])
+        .args(&inv.argv[1..])
+        .current_dir(&inv.cwd)
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if inv.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout can kill everything the step started.
+        .process_group(0)
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+
+    if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
+        // A step that exits without reading its stdin closes the pipe: not our error.
+        thread::spawn(move || pipe.write_all(&bytes));
+    }
+    let (tail_tx, tail_rx) = mpsc::channel();
+    for (stream, pipe) in [
+        (0, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        (1, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+    ] {
+        let tx = tail_tx.clone();
+        if let Some(pipe) = pipe {
+            thread::spawn(move || tx.send((stream, tail(pipe))));
+        }
+    }
+    drop(tail_tx);
+
+    let (exit_tx, exit_rx) = mpsc::channel();
+    thread::spawn(move || exit_tx.send(child.wait()));
+    let mut timed_out = false;
+    let status = match exit_rx.recv_timeout(inv.timeout) {
+        Ok(status) => status,
+        Err(_) => {
+            timed_out = true;
+            let _ = killpg(group, Signal::SIGTERM);
+            match exit_rx.recv_timeout(KILL_GRACE) {
+                Ok(status) => {
+                    // The leader left; make sure nothing else of the group lingers.
+                    let _ = killpg(group, Signal::SIGKILL);
+                    status
+                }
+                Err(_) => {
+                    let _ = killpg(group, Signal::SIGKILL);
+                    exit_rx.recv().expect("the waiter thread always sends")
+                }
+            }
+        }
+    }
+    .map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let duration = started.elapsed();
+
+    let mut tails = [Vec::new(), Vec::new()];
+    let drain_deadline = Instant::now() + DRAIN_GRACE;
+    for _ in 0..2 {
+        let left = drain_deadline.saturating_duration_since(Instant::now());
+        match tail_rx.recv_timeout(left) {
+            Ok((stream, lines)) => tails[stream] = lines,
+            Err(_) => break,
+        }
+    }
+    let [stdout_tail, stderr_tail] = tails;
+    Ok(CommandReport {
+        argv: shown_argv(&inv.argv),
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        stdout_tail,
+        stderr_tail,
+    })
+}
+
+/// Reads a stream to its end, keeping its last lines (lossy UTF-8, each line capped).
+fn tail(pipe: impl Read) -> Vec<String> {
+    let mut reader = BufReader::new(pipe);
+    let mut lines = VecDeque::with_capacity(TAIL_LINES);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                let text: String = text.trim_end_matches(['\n', '\r']).chars().take(LINE_CHARS).collect();
+                if lines.len() == TAIL_LINES {
+                    lines.pop_front();
+                }
+                lines.push_back(text);
+            }
+        }
+    }
+    lines.into()
+}
+
+fn shown_argv(argv: &[OsString]) -> Vec<String> {
+    let mut shown: Vec<String> = argv
+        .iter()
+        .take(SHOWN_ARGS)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if argv.len() > SHOWN_ARGS {
+        shown.push(format!("… ({} more)", argv.len() - SHOWN_ARGS));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn files_expand_to_one_argument_each_and_keep_their_bytes() {
+        let odd = PathBuf::from(OsString::from_vec(b"a b\n\xff.txt".to_vec()));
+        let files = [odd.clone(), PathBuf::from("c.txt")];
+        let argv = expand(&strings(&["step", "--", "{files}", "end"]), &Vars { files: &files, ..Vars::default() });
+        assert_eq!(argv, [OsString::from("step"), "--".into(), odd.into_os_string(), "c.txt".into(), "end".into()]);
+    }
+
+    #[test]
+    fn placeholders_are_replaced_inside_arguments() {
+        let vars = Vars {
+            relpath: Some(Path::new("x/y.txt")),
+            remote: Some("gdrive:memory/x/y.txt"),
+            ..Vars::default()
+        };
+        let argv = expand(&strings(&["copyto", "{relpath}", "{remote}", "{x}", "{\"a\":1}", "{"]), &vars);
+        assert_eq!(
+            argv,
+            ["copyto", "x/y.txt", "gdrive:memory/x/y.txt", "{x}", "{\"a\":1}", "{"].map(OsString::from)
+        );
+    }
+
+    /// Whether `pid` is gone (or a zombie waiting to be reaped, which holds nothing).
+    fn gone(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
+        let inv = Invocation {
+            argv: ["sh", "-c", &script].map(OsString::from).to_vec(),
+            cwd: dir.path().to_path_buf(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: Duration::from_millis(300),
+        };
+        let report = run(&inv).unwrap();
+        assert!(report.timed_out);
+        assert!(!report.success());
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(&pid) {
+            assert!(Instant::now() < deadline, "grandchild {pid} outlived the timeout kill");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn output_tails_and_stdin_reach_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Invocation {
+            argv: ["sh", "-c", "cat; echo oops >&2; exit 4"].map(OsString::from).to_vec(),
+            cwd: dir.path().to_path_buf(),
+            env: Vec::new(),
+            stdin: Some(b"one\ntwo\n".to_vec()),
+            timeout: Duration::from_secs(10),
+        };
+        let report = run(&inv).unwrap();
+        assert_eq!(report.exit_code, Some(4));
+        assert_eq!(report.stdout_tail, ["one", "two"]);
+        assert_eq!(report.failure_text(), "exit 4: oops");
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_error_naming_it() {
+        let inv = Invocation {
+            argv: vec!["/nonexistent/step".into()],
+            cwd: PathBuf::from("."),
+            env: Vec::new(),
+            stdin: None,
+            timeout: Duration::from_secs(1),
+        };
+        let e = run(&inv).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/step"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Strict reads and atomic writes of JSON state files, and list documents whose shape
+//! (an object holding a list, or a bare list) survives every rewrite.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result, json_message};
+
+/// Reads a JSON file: `None` when it does not exist, an error naming line and column when
+/// it does not parse (including an empty file: a writer may be half way through).
+pub fn read(path: &Path) -> Result<Option<Value>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Error::StateRead {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::StateParse {
+            path: path.to_path_buf(),
+            line: e.line(),
+            col: e.column(),
+            msg: json_message(&e),
+        })
+}
+
+/// Writes `value` pretty-printed, atomically.
+pub fn write(path: &Path, value: &Value) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("a JSON value always serialises");
+    bytes.push(b'\n');
+    super::atomic::write(path, &bytes).map_err(|source| Error::StateWrite {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A state document whose payload is a list: either `{"<key>": [...], ...}` or a bare
+/// `[...]`. Everything else in the document is kept as it was read.
+#[derive(Debug, Clone)]
+pub struct ListDoc {
+    path: PathBuf,
+    key: &'static str,
+    root: Value,
+}
+
+impl ListDoc {
+    /// Loads the document; a missing file is an empty `{"<key>": []}`.
+    pub fn load(path: &Path, key: &'static str) -> Result<ListDoc> {
+        let root = read(path)?.unwrap_or_else(|| serde_json::json!({ key: [] }));
+        let shape_error = |msg: String| Error::StateShape {
+            path: path.to_path_buf(),
+            msg,
+        };
+        match &root {
+            Value::Array(_) => {}
+            Value::Object(map) => match map.get(key) {
+                None | Some(Value::Array(_)) => {}
+                Some(_) => return Err(shape_error(format!("\"{key}\" is not a list"))),
+            },
+            _ => return Err(shape_error(format!("expected an object with \"{key}\" or a list"))),
+        }
+        Ok(ListDoc {
+            path: path.to_path_buf(),
+            key,
+            root,
+        })
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[must_use]
+    pub fn items(&self) -> &[Value] {
+        match &self.root {
+            Value::Array(items) => items,
+            Value::Object(map) => map.get(self.key).and_then(Value::as_array).map_or(&[], Vec::as_slice),
+            _ => &[],
+        }
+    }
+
+    pub fn items_mut(&mut self) -> &mut Vec<Value> {
+        let key = self.key;
+        match &mut self.root {
+            Value::Array(items) => items,
+            Value::Object(map) => map
+                .entry(key)
+                .or_insert_with(|| Value::Array(Vec::new()))
+                .as_array_mut()
+                .expect("load checked that the key holds a list"),
+            _ => unreachable!("load accepts only objects and lists"),
+        }
+    }
+
+    /// Writes the document back atomically, in the shape it was read.
+    pub fn save(&self) -> Result<()> {
+        write(&self.path, &self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bare_lists_stay_bare_and_unknown_fields_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, r#"[{"id": "a", "extra": {"x": 1}}]"#).unwrap();
+        let mut doc = ListDoc::load(&path, "tasks").unwrap();
+        doc.items_mut().push(json!({"id": "b"}));
+        doc.save().unwrap();
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, json!([{"id": "a", "extra": {"x": 1}}, {"id": "b"}]));
+    }
+
+    #[test]
+    fn objects_keep_their_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, r#"{"version": 3, "owner": "me", "tasks": []}"#).unwrap();
+        let mut doc = ListDoc::load(&path, "tasks").unwrap();
+        doc.items_mut().push(json!({"id": "b"}));
+        doc.save().unwrap();
+        let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, json!({"version": 3, "owner": "me", "tasks": [{"id": "b"}]}));
+    }
+
+    #[test]
+    fn malformed_files_report_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, "{\n  \"tasks\": [,]\n}").unwrap();
+        let e = ListDoc::load(&path, "tasks").unwrap_err();
+        assert!(e.to_string().contains("q.json:2:13:"), "{e}");
+        std::fs::write(&path, "{\"tasks\": 3}").unwrap();
+        assert!(ListDoc::load(&path, "tasks").unwrap_err().to_string().contains("not a list"));
+    }
+}

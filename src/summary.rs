@@ -1,0 +1,56 @@
+//! The one-screen summary of a run: a line per action saying what ran, what was skipped
+//! and why, and what failed.
+
+use std::io::{self, Write};
+
+use crate::report::{Outcome, RunRecord};
+
+/// Failed items listed under an action before the rest are counted.
+const LISTED_FAILURES: usize = 10;
+
+/// Writes the summary of `run`; `color` adds ANSI colours (for a terminal).
+pub fn write(out: &mut impl Write, run: &RunRecord, color: bool) -> io::Result<()> {
+    let paint = |outcome: Outcome, text: &str| -> String {
+        if !color {
+            return text.to_owned();
+        }
+        let code = match outcome {
+            Outcome::Ran => "32",
+            Outcome::NothingToDo => "2",
+            Outcome::WouldRun => "36",
+            Outcome::Skipped => "33",
+            Outcome::Failed => "31;1",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    };
+    let what = if run.dry_run { "dry run" } else { "run" };
+    writeln!(
+        out,
+        "memsched: {} {what} of {} ({:.2} s)",
+        run.trigger,
+        run.modes.join(", "),
+        run.duration_ms as f64 / 1000.0
+    )?;
+    for action in &run.actions {
+        let label = format!("{:<13}", action.outcome.label());
+        writeln!(
+            out,
+            "  {:<9} {} {}",
+            action.action.name(),
+            paint(action.outcome, &label),
+            action.summary
+        )?;
+        for failed in action.failed_items.iter().take(LISTED_FAILURES) {
+            writeln!(out, "      failed {}: {}", failed.item, failed.error)?;
+        }
+        if action.failed_items.len() > LISTED_FAILURES {
+            writeln!(out, "      … and {} more failed", action.failed_items.len() - LISTED_FAILURES)?;
+        }
+        if run.dry_run {
+            for reason in &action.reasons {
+                writeln!(out, "      {reason}")?;
+            }
+        }
+    }
+    Ok(())
+}
