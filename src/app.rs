@@ -20,7 +20,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     let rules = Rules::load(&rules_file(cli, &paths)?)?;
     match cli.command {
         Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
-        None if cli.once => once(cli, &paths, &rules),
+        None if cli.once => Ok(once(cli, &paths, &rules)),
         None => Err(Error::Usage(
             "the always-on watcher is not available yet in this version; run `memsched --once` \
              (from cron or by hand) to reconcile once"
@@ -29,7 +29,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     }
 }
 
-fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Result<Exit> {
+fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
     let request = Request {
         actions: actions_of(&cli.mode),
         trigger: cli.trigger.name().to_owned(),
@@ -48,10 +48,10 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Result<Exit> {
         summary::write(&mut out, &record, std::io::stdout().is_terminal())
     };
     match logged {
-        Ok(()) => Ok(exit_of(&record.actions)),
+        Ok(()) => exit_of(&record.actions),
         Err(e) => {
             eprintln!("memsched: error: the run was not recorded: {}", e.chain());
-            Ok(Exit::ActionFailed)
+            Exit::ActionFailed
         }
     }
 }
@@ -77,7 +77,9 @@ fn actions_of(modes: &[Mode]) -> Vec<Action> {
 
 /// `--paths`, else `$MEMSCHED_PATHS` (clap reads both), else `./paths.json`.
 fn paths_file(cli: &Cli) -> PathBuf {
-    cli.paths.clone().unwrap_or_else(|| PathBuf::from("paths.json"))
+    cli.paths
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("paths.json"))
 }
 
 /// `--rules`, else watch-rules.toml beside paths.json, else ./watch-rules.toml.
@@ -106,7 +108,10 @@ mod tests {
     #[test]
     fn modes_map_to_actions_in_run_order() {
         assert_eq!(actions_of(&[]), Action::ALL);
-        assert_eq!(actions_of(&[Mode::Upload, Mode::Retry]), [Action::Retry, Action::Upload]);
+        assert_eq!(
+            actions_of(&[Mode::Upload, Mode::Retry]),
+            [Action::Retry, Action::Upload]
+        );
         assert_eq!(actions_of(&[Mode::Ingest, Mode::All]), Action::ALL);
     }
 }

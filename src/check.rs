@@ -73,7 +73,10 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
         .state_files()
         .into_iter()
         .map(|(name, path)| {
-            (name.to_owned(), json!({"path": path, "state": file_state(path)}))
+            (
+                name.to_owned(),
+                json!({"path": path, "state": file_state(path)}),
+            )
         })
         .collect();
     json!({
@@ -107,7 +110,12 @@ fn write_text(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
     writeln!(out, "rules       {}", s(&r["rules_file"]))?;
     writeln!(out, "home        {}  (commands run here)", s(&r["home"]))?;
     for key in ["data_dir", "index_dir", "state_dir"] {
-        writeln!(out, "{key:<11} {}  ({})", s(&r[key]["path"]), s(&r[key]["state"]))?;
+        writeln!(
+            out,
+            "{key:<11} {}  ({})",
+            s(&r[key]["path"]),
+            s(&r[key]["state"])
+        )?;
     }
     writeln!(out, "\nstate files")?;
     if let Some(files) = r["state_files"].as_object() {
@@ -146,7 +154,11 @@ fn write_text(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
             if let Some(t) = a["command"]["timeout"].as_str() {
                 extras.insert(0, format!("timeout {t}"));
             }
-            writeln!(out, "  {name:<9} {command}\n            {}", extras.join(", "))?;
+            writeln!(
+                out,
+                "  {name:<9} {command}\n            {}",
+                extras.join(", ")
+            )?;
         }
     }
     writeln!(out, "\nrules")?;

@@ -12,14 +12,22 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// costs time, never a file.
 #[derive(Debug, Parser)]
 #[command(name = "memsched", version, about, long_about)]
-#[command(after_help = "Exit status: 0 all good or nothing to do; 1 an action failed; \
-2 bad usage or configuration; 3 another process holds a lock the run needed.")]
+#[command(
+    after_help = "Exit status: 0 all good or nothing to do; 1 an action failed; \
+2 bad usage or configuration; 3 another process holds a lock the run needed."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
     /// The pipeline's paths.json [default: $MEMSCHED_PATHS, else ./paths.json]
-    #[arg(long, global = true, value_name = "FILE", env = "MEMSCHED_PATHS", hide_env = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "MEMSCHED_PATHS",
+        hide_env = true
+    )]
     pub paths: Option<PathBuf>,
 
     /// The rules file [default: watch-rules.toml beside paths.json, else ./watch-rules.toml]

@@ -26,7 +26,6 @@ impl Exit {
             Exit::LockHeld => 3,
         }
     }
-
 }
 
 /// Everything that can go wrong in memsched, named by what failed and carrying its noun.
@@ -134,9 +133,10 @@ impl Error {
                 "pass --paths FILE, set MEMSCHED_PATHS, or run from the folder holding paths.json"
                     .to_owned(),
             ),
-            Error::StateParse { .. } | Error::StateShape { .. } => {
-                Some("fix or move the file by hand; memsched never overwrites a file it cannot read".to_owned())
-            }
+            Error::StateParse { .. } | Error::StateShape { .. } => Some(
+                "fix or move the file by hand; memsched never overwrites a file it cannot read"
+                    .to_owned(),
+            ),
             _ => None,
         }
     }

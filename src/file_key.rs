@@ -6,6 +6,7 @@
 //! bytes come back exactly.
 
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ pub fn key(relpath: &Path) -> String {
         None => {
             let mut key = String::from(MARK);
             for b in relpath.as_os_str().as_bytes() {
-                key.push_str(&format!("{b:02x}"));
+                let _ = write!(key, "{b:02x}");
             }
             key
         }
@@ -49,13 +50,15 @@ pub fn display(relpath: &Path) -> String {
 }
 
 fn display_bytes(name: &OsStr) -> String {
-    name.as_bytes().utf8_chunks().fold(String::new(), |mut out, chunk| {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-        out
-    })
+    name.as_bytes()
+        .utf8_chunks()
+        .fold(String::new(), |mut out, chunk| {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+            out
+        })
 }
 
 #[cfg(test)]
@@ -65,7 +68,10 @@ mod tests {
     #[test]
     fn utf8_names_are_their_own_key() {
         assert_eq!(key(Path::new("notes/día 1.txt")), "notes/día 1.txt");
-        assert_eq!(path("notes/día 1.txt").unwrap(), Path::new("notes/día 1.txt"));
+        assert_eq!(
+            path("notes/día 1.txt").unwrap(),
+            Path::new("notes/día 1.txt")
+        );
     }
 
     #[test]

@@ -4,16 +4,16 @@
 //! *records* what happened, so a missed or repeated trigger costs time, never a file.
 
 pub mod actions;
+pub mod app;
+pub mod check;
+pub mod cli;
 pub mod error;
 pub mod file_key;
 pub mod lock;
 pub mod paths;
+pub mod reconcile;
+pub mod report;
 pub mod rules;
 pub mod runner;
 pub mod state;
-pub mod reconcile;
-pub mod report;
-pub mod app;
-pub mod check;
-pub mod cli;
 pub mod summary;

@@ -8,7 +8,7 @@ use crate::error::{Error, Result, holder_text};
 use crate::lock;
 use crate::paths::Paths;
 use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
-use crate::rules::Rules;
+use crate::rules::{IngestConfig, Rules};
 use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
@@ -33,8 +33,16 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         dry_run: request.dry_run,
         progress: request.progress,
     };
+    if !request.dry_run {
+        // A missing state folder is made here once; if that fails, the first lock or
+        // write in it reports the path.
+        let _ = std::fs::create_dir_all(&paths.state_dir);
+    }
     let mut actions = Vec::new();
-    for action in Action::ALL.into_iter().filter(|a| request.actions.contains(a)) {
+    for action in Action::ALL
+        .into_iter()
+        .filter(|a| request.actions.contains(a))
+    {
         let began = Instant::now();
         let mut report = run_action(&ctx, action);
         report.duration_ms = millis(began);
@@ -46,7 +54,11 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         finished_at: timestamp(SystemTime::now()),
         duration_ms: millis(clock),
         trigger: request.trigger.clone(),
-        modes: request.actions.iter().map(|a| a.name().to_owned()).collect(),
+        modes: request
+            .actions
+            .iter()
+            .map(|a| a.name().to_owned())
+            .collect(),
         dry_run: request.dry_run,
         pid: std::process::id(),
         exit_code: exit_of(&actions).code(),
@@ -63,35 +75,39 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
     scheduler_log::append(paths, value, rules.log_keep)
 }
 
+/// An action that is configured and available, with its configuration.
+enum Job<'a> {
+    Ingest(&'a IngestConfig),
+}
+
 fn run_action(ctx: &Context<'_>, action: Action) -> ActionReport {
-    if !ctx.rules.is_configured(action) {
-        let source = ctx
-            .rules
-            .file
-            .as_ref()
-            .map_or_else(|| "the rules".to_owned(), |f| f.display().to_string());
-        return ActionReport::new(
-            action,
-            Outcome::Skipped,
-            format!("not configured: no [actions.{action}] table in {source}"),
-        );
-    }
-    let available = match action {
-        Action::Ingest => true,
-        Action::Retry | Action::Upload | Action::Watchdog => false,
+    let job = match (action, &ctx.rules.ingest) {
+        (Action::Ingest, Some(config)) => Job::Ingest(config),
+        _ if ctx.rules.is_configured(action) => {
+            return ActionReport::new(
+                action,
+                Outcome::Skipped,
+                "not available yet in this version of memsched",
+            );
+        }
+        _ => {
+            let source = ctx
+                .rules
+                .file
+                .as_ref()
+                .map_or_else(|| "the rules".to_owned(), |f| f.display().to_string());
+            return ActionReport::new(
+                action,
+                Outcome::Skipped,
+                format!("not configured: no [actions.{action}] table in {source}"),
+            );
+        }
     };
-    if !available {
-        return ActionReport::new(
-            action,
-            Outcome::Skipped,
-            "not available yet in this version of memsched",
-        );
-    }
     // A dry run takes no lock: it writes nothing, not even a lock file.
     let _guard = if ctx.dry_run {
         None
     } else {
-        match take_lock(ctx.paths, action) {
+        match lock::try_acquire(&ctx.paths.action_lock(action.name())) {
             Ok(guard) => Some(guard),
             Err(Error::LockHeld { path, pid }) => {
                 let mut report = ActionReport::new(
@@ -110,23 +126,9 @@ fn run_action(ctx: &Context<'_>, action: Action) -> ActionReport {
             Err(e) => return ActionReport::new(action, Outcome::Failed, "").fail(&e),
         }
     };
-    match action {
-        Action::Ingest => match &ctx.rules.ingest {
-            Some(config) => ingest::perform(ctx, config),
-            None => unreachable!("checked by is_configured above"),
-        },
-        Action::Retry | Action::Upload | Action::Watchdog => {
-            unreachable!("unavailable actions returned above")
-        }
+    match job {
+        Job::Ingest(config) => ingest::perform(ctx, config),
     }
-}
-
-fn take_lock(paths: &Paths, action: Action) -> Result<lock::Guard> {
-    std::fs::create_dir_all(&paths.state_dir).map_err(|source| Error::StateWrite {
-        path: paths.state_dir.clone(),
-        source,
-    })?;
-    lock::try_acquire(&paths.action_lock(action.name()))
 }
 
 fn millis(since: Instant) -> u64 {

@@ -304,7 +304,10 @@ impl Checker<'_> {
             Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
                 self.at(
                     v.span(),
-                    format!("invalid duration {:?} ({e}); write it like \"200ms\", \"30s\" or \"15m\"", v.get_ref()),
+                    format!(
+                        "invalid duration {:?} ({e}); write it like \"200ms\", \"30s\" or \"15m\"",
+                        v.get_ref()
+                    ),
                 )
             }),
         }
@@ -316,13 +319,23 @@ impl Checker<'_> {
             Some(v) => usize::try_from(*v.get_ref())
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| self.at(v.span(), format!("expected a positive number, found {}", v.get_ref()))),
+                .ok_or_else(|| {
+                    self.at(
+                        v.span(),
+                        format!("expected a positive number, found {}", v.get_ref()),
+                    )
+                }),
         }
     }
 
     fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {
         let n = self.count(value, 5)?;
-        u32::try_from(n).map_err(|_| self.at(value.map_or(0..0, Spanned::span), "too many attempts".to_owned()))
+        u32::try_from(n).map_err(|_| {
+            self.at(
+                value.map_or(0..0, Spanned::span),
+                "too many attempts".to_owned(),
+            )
+        })
     }
 
     fn globs(&self, values: Option<&[Spanned<String>]>, default: &[&str]) -> Result<Vec<String>> {
@@ -332,9 +345,12 @@ impl Checker<'_> {
         values
             .iter()
             .map(|v| {
-                glob(v.get_ref())
-                    .map(|_| v.get_ref().clone())
-                    .map_err(|e| self.at(v.span(), format!("invalid glob {:?}: {}", v.get_ref(), e.kind())))
+                glob(v.get_ref()).map(|_| v.get_ref().clone()).map_err(|e| {
+                    self.at(
+                        v.span(),
+                        format!("invalid glob {:?}: {}", v.get_ref(), e.kind()),
+                    )
+                })
             })
             .collect()
     }
@@ -367,7 +383,8 @@ impl Checker<'_> {
                 if name == "files" && arg != "{files}" {
                     return Err(self.at(
                         argv.span(),
-                        "{files} must be a whole argument: it expands to one argument per file".to_owned(),
+                        "{files} must be a whole argument: it expands to one argument per file"
+                            .to_owned(),
                     ));
                 }
             }
@@ -442,7 +459,9 @@ mod tests {
 
     #[test]
     fn unknown_action_in_run_points_at_line_and_column() {
-        let e = error("[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingest\", \"reindex\"]\n");
+        let e = error(
+            "[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingest\", \"reindex\"]\n",
+        );
         assert_eq!(
             e,
             "rules.toml:5:18: unknown action \"reindex\" in rule \"r\"; known: ingest, retry, upload, watchdog"
@@ -451,12 +470,24 @@ mod tests {
 
     #[test]
     fn bad_globs_empty_commands_and_durations_are_rejected() {
-        assert!(error("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\ninclude = [\"a[\"]\n").starts_with("rules.toml:3:12: invalid glob"));
-        assert!(error("[actions.ingest]\ncommand = []\n").starts_with("rules.toml:2:11: [actions.ingest] command is empty"));
+        assert!(
+            error("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\ninclude = [\"a[\"]\n")
+                .starts_with("rules.toml:3:12: invalid glob")
+        );
+        assert!(
+            error("[actions.ingest]\ncommand = []\n")
+                .starts_with("rules.toml:2:11: [actions.ingest] command is empty")
+        );
         assert!(error("tick = \"soon\"\n").starts_with("rules.toml:1:8: invalid duration"));
         assert!(error("[actions.ingest]\ncommand = [\"i\"]\n").contains("needs {files}"));
-        assert!(error("[actions.retry]\ncommand = [\"r\", \"{path}\"]\n").contains("unknown placeholder {path}"));
-        assert!(error("[actions.ingest]\ncommand = [\"i\", \"--in={files}\"]\n").contains("whole argument"));
+        assert!(
+            error("[actions.retry]\ncommand = [\"r\", \"{path}\"]\n")
+                .contains("unknown placeholder {path}")
+        );
+        assert!(
+            error("[actions.ingest]\ncommand = [\"i\", \"--in={files}\"]\n")
+                .contains("whole argument")
+        );
     }
 
     #[test]
@@ -465,10 +496,23 @@ mod tests {
             "[[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\non = [\"create\", \"modify\"]\nrun = [\"ingest\"]\n",
         )
         .unwrap();
-        assert_eq!(r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Create).len(), 1);
-        assert!(r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Remove).is_empty());
-        assert!(r.matching(Scope::State, Path::new("a/b.txt"), EventKind::Create).is_empty());
-        assert!(r.matching(Scope::Data, Path::new("a/b.md"), EventKind::Create).is_empty());
+        assert_eq!(
+            r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Create)
+                .len(),
+            1
+        );
+        assert!(
+            r.matching(Scope::Data, Path::new("a/b.txt"), EventKind::Remove)
+                .is_empty()
+        );
+        assert!(
+            r.matching(Scope::State, Path::new("a/b.txt"), EventKind::Create)
+                .is_empty()
+        );
+        assert!(
+            r.matching(Scope::Data, Path::new("a/b.md"), EventKind::Create)
+                .is_empty()
+        );
     }
 
     #[test]

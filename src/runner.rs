@@ -135,13 +135,21 @@ impl CommandReport {
 /// Runs `inv` to completion or timeout. Only failing to start is an error; how the
 /// command ended is in the report.
 pub fn run(inv: &Invocation) -> Result<CommandReport> {
-    let program = inv.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let program = inv
+        .argv
+        .first()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let started = Instant::now();
     let mut child = Command::new(&inv.argv[0])
         .args(&inv.argv[1..])
         .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if inv.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if inv.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so a timeout can kill everything the step started.
@@ -159,8 +167,20 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
     }
     let (tail_tx, tail_rx) = mpsc::channel();
     for (stream, pipe) in [
-        (0, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
-        (1, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        (
+            0,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            1,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
     ] {
         let tx = tail_tx.clone();
         if let Some(pipe) = pipe {
@@ -228,7 +248,11 @@ fn tail(pipe: impl Read) -> Vec<String> {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
-                let text: String = text.trim_end_matches(['\n', '\r']).chars().take(LINE_CHARS).collect();
+                let text: String = text
+                    .trim_end_matches(['\n', '\r'])
+                    .chars()
+                    .take(LINE_CHARS)
+                    .collect();
                 if lines.len() == TAIL_LINES {
                     lines.pop_front();
                 }
@@ -263,8 +287,23 @@ mod tests {
     fn files_expand_to_one_argument_each_and_keep_their_bytes() {
         let odd = PathBuf::from(OsString::from_vec(b"a b\n\xff.txt".to_vec()));
         let files = [odd.clone(), PathBuf::from("c.txt")];
-        let argv = expand(&strings(&["step", "--", "{files}", "end"]), &Vars { files: &files, ..Vars::default() });
-        assert_eq!(argv, [OsString::from("step"), "--".into(), odd.into_os_string(), "c.txt".into(), "end".into()]);
+        let argv = expand(
+            &strings(&["step", "--", "{files}", "end"]),
+            &Vars {
+                files: &files,
+                ..Vars::default()
+            },
+        );
+        assert_eq!(
+            argv,
+            [
+                OsString::from("step"),
+                "--".into(),
+                odd.into_os_string(),
+                "c.txt".into(),
+                "end".into()
+            ]
+        );
     }
 
     #[test]
@@ -274,10 +313,21 @@ mod tests {
             remote: Some("gdrive:memory/x/y.txt"),
             ..Vars::default()
         };
-        let argv = expand(&strings(&["copyto", "{relpath}", "{remote}", "{x}", "{\"a\":1}", "{"]), &vars);
+        let argv = expand(
+            &strings(&["copyto", "{relpath}", "{remote}", "{x}", "{\"a\":1}", "{"]),
+            &vars,
+        );
         assert_eq!(
             argv,
-            ["copyto", "x/y.txt", "gdrive:memory/x/y.txt", "{x}", "{\"a\":1}", "{"].map(OsString::from)
+            [
+                "copyto",
+                "x/y.txt",
+                "gdrive:memory/x/y.txt",
+                "{x}",
+                "{\"a\":1}",
+                "{"
+            ]
+            .map(OsString::from)
         );
     }
 
@@ -285,7 +335,10 @@ mod tests {
     fn gone(pid: &str) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
-            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         }
     }
 
@@ -307,7 +360,10 @@ mod tests {
         let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !gone(&pid) {
-            assert!(Instant::now() < deadline, "grandchild {pid} outlived the timeout kill");
+            assert!(
+                Instant::now() < deadline,
+                "grandchild {pid} outlived the timeout kill"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -316,7 +372,9 @@ mod tests {
     fn output_tails_and_stdin_reach_the_report() {
         let dir = tempfile::tempdir().unwrap();
         let inv = Invocation {
-            argv: ["sh", "-c", "cat; echo oops >&2; exit 4"].map(OsString::from).to_vec(),
+            argv: ["sh", "-c", "cat; echo oops >&2; exit 4"]
+                .map(OsString::from)
+                .to_vec(),
             cwd: dir.path().to_path_buf(),
             env: Vec::new(),
             stdin: Some(b"one\ntwo\n".to_vec()),

@@ -26,10 +26,11 @@ pub fn write(out: &mut impl Write, run: &RunRecord, color: bool) -> io::Result<(
     let what = if run.dry_run { "dry run" } else { "run" };
     writeln!(
         out,
-        "memsched: {} {what} of {} ({:.2} s)",
+        "memsched: {} {what} of {} ({}.{:02} s)",
         run.trigger,
         run.modes.join(", "),
-        run.duration_ms as f64 / 1000.0
+        run.duration_ms / 1000,
+        run.duration_ms % 1000 / 10
     )?;
     for action in &run.actions {
         let label = format!("{:<13}", action.outcome.label());
@@ -44,7 +45,11 @@ pub fn write(out: &mut impl Write, run: &RunRecord, color: bool) -> io::Result<(
             writeln!(out, "      failed {}: {}", failed.item, failed.error)?;
         }
         if action.failed_items.len() > LISTED_FAILURES {
-            writeln!(out, "      … and {} more failed", action.failed_items.len() - LISTED_FAILURES)?;
+            writeln!(
+                out,
+                "      … and {} more failed",
+                action.failed_items.len() - LISTED_FAILURES
+            )?;
         }
         if run.dry_run {
             for reason in &action.reasons {

@@ -1,1 +1,12 @@
-//! Integration tests through the real binary.
+//! Integration tests through the real memsched binary, one module per topic.
+
+// Test helpers panic on the first surprise: that is how they fail a test.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod config;
+mod example;
+mod ingest;
+mod locks;
+mod state_files;

@@ -8,14 +8,15 @@ pub use plan::{Candidate, Plan, plan};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
 use super::{Action, Context};
-use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::error::{Error, Result};
+use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::{IngestConfig, PassFiles};
 use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::ingest_hash::IngestHash;
@@ -92,7 +93,11 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         return report.fail(&e);
     }
     let failed = executed.failed.len();
-    report.outcome = if failed > 0 { Outcome::Failed } else { Outcome::Ran };
+    report.outcome = if failed > 0 {
+        Outcome::Failed
+    } else {
+        Outcome::Ran
+    };
     let mut summary = format!(
         "sent {} in {}: {} done, {failed} failed",
         plural(plan.send.len(), "file"),
@@ -104,7 +109,11 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         report.error = Some(format!("the ingest step failed on {failed} files"));
     }
     if executed.recorded_only > 0 {
-        summary.push_str(&format!("; recorded {} with known content", executed.recorded_only));
+        let _ = write!(
+            summary,
+            "; recorded {} with known content",
+            executed.recorded_only
+        );
     }
     summary.push_str(&waiting);
     report.summary = summary;
@@ -193,7 +202,8 @@ pub fn execute(
         }
         out.done += done_keys.len();
         record_tasks(ctx, config, &done_keys, &failures, &now)?;
-        out.failed.extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
+        out.failed
+            .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
     Ok(())
 }
@@ -237,7 +247,11 @@ fn run_batch(
         }
     };
     let vars = Vars {
-        files: if config.pass_files == PassFiles::Args { &files } else { &[] },
+        files: if config.pass_files == PassFiles::Args {
+            &files
+        } else {
+            &[]
+        },
         list,
         ..Vars::default()
     };
@@ -263,9 +277,18 @@ pub fn step_env(
     let mut env = vec![
         ("MEMSCHED_ACTION", OsString::from(action)),
         ("MEMSCHED_HOME", ctx.paths.home.clone().into_os_string()),
-        ("MEMSCHED_DATA_DIR", ctx.paths.data_dir.clone().into_os_string()),
-        ("MEMSCHED_INDEX_DIR", ctx.paths.index_dir.clone().into_os_string()),
-        ("MEMSCHED_STATE_DIR", ctx.paths.state_dir.clone().into_os_string()),
+        (
+            "MEMSCHED_DATA_DIR",
+            ctx.paths.data_dir.clone().into_os_string(),
+        ),
+        (
+            "MEMSCHED_INDEX_DIR",
+            ctx.paths.index_dir.clone().into_os_string(),
+        ),
+        (
+            "MEMSCHED_STATE_DIR",
+            ctx.paths.state_dir.clone().into_os_string(),
+        ),
     ];
     if let Some(result) = result {
         env.push(("MEMSCHED_RESULT", result));
@@ -343,7 +366,13 @@ fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<V
         return None;
     }
     let files = [candidate.abs.clone()];
-    let argv = runner::expand(&config.command.argv, &Vars { files: &files, ..Vars::default() });
+    let argv = runner::expand(
+        &config.command.argv,
+        &Vars {
+            files: &files,
+            ..Vars::default()
+        },
+    );
     let argv: Option<Vec<Value>> = argv
         .into_iter()
         .map(|a| a.into_string().ok().map(Value::from))
@@ -363,7 +392,10 @@ pub fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
     put("hashed", plan.hashed);
     put("to_send", plan.send.len());
     put("modified", plan.modified);
-    put("known_content", plan.record_only.len() + plan.after_send.len());
+    put(
+        "known_content",
+        plan.record_only.len() + plan.after_send.len(),
+    );
     put("deferred", plan.deferred.len());
     put("awaiting_retry", plan.awaiting_retry.len());
     put("given_up", plan.given_up.len());

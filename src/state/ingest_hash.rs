@@ -88,7 +88,9 @@ impl IngestHash {
 
     /// Every recorded key.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.files().into_iter().flat_map(|f| f.keys().map(String::as_str))
+        self.files()
+            .into_iter()
+            .flat_map(|f| f.keys().map(String::as_str))
     }
 
     #[must_use]

@@ -63,7 +63,11 @@ impl ListDoc {
                 None | Some(Value::Array(_)) => {}
                 Some(_) => return Err(shape_error(format!("\"{key}\" is not a list"))),
             },
-            _ => return Err(shape_error(format!("expected an object with \"{key}\" or a list"))),
+            _ => {
+                return Err(shape_error(format!(
+                    "expected an object with \"{key}\" or a list"
+                )));
+            }
         }
         Ok(ListDoc {
             path: path.to_path_buf(),
@@ -81,7 +85,10 @@ impl ListDoc {
     pub fn items(&self) -> &[Value] {
         match &self.root {
             Value::Array(items) => items,
-            Value::Object(map) => map.get(self.key).and_then(Value::as_array).map_or(&[], Vec::as_slice),
+            Value::Object(map) => map
+                .get(self.key)
+                .and_then(Value::as_array)
+                .map_or(&[], Vec::as_slice),
             _ => &[],
         }
     }
@@ -131,7 +138,10 @@ mod tests {
         doc.items_mut().push(json!({"id": "b"}));
         doc.save().unwrap();
         let back: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(back, json!({"version": 3, "owner": "me", "tasks": [{"id": "b"}]}));
+        assert_eq!(
+            back,
+            json!({"version": 3, "owner": "me", "tasks": [{"id": "b"}]})
+        );
     }
 
     #[test]
@@ -142,6 +152,11 @@ mod tests {
         let e = ListDoc::load(&path, "tasks").unwrap_err();
         assert!(e.to_string().contains("q.json:2:13:"), "{e}");
         std::fs::write(&path, "{\"tasks\": 3}").unwrap();
-        assert!(ListDoc::load(&path, "tasks").unwrap_err().to_string().contains("not a list"));
+        assert!(
+            ListDoc::load(&path, "tasks")
+                .unwrap_err()
+                .to_string()
+                .contains("not a list")
+        );
     }
 }

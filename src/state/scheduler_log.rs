@@ -26,5 +26,7 @@ pub fn append(paths: &Paths, record: Value, keep: usize) -> Result<()> {
 
 /// Every run record, oldest first.
 pub fn read(paths: &Paths) -> Result<Vec<Value>> {
-    Ok(ListDoc::load(&paths.scheduler_log, "runs")?.items().to_vec())
+    Ok(ListDoc::load(&paths.scheduler_log, "runs")?
+        .items()
+        .to_vec())
 }

@@ -26,33 +26,33 @@ pub struct TaskQueue {
 pub struct TaskView<'a>(pub &'a Map<String, Value>);
 
 impl<'a> TaskView<'a> {
-    fn str(&self, key: &str) -> Option<&'a str> {
+    fn str(self, key: &str) -> Option<&'a str> {
         self.0.get(key).and_then(Value::as_str)
     }
     #[must_use]
-    pub fn id(&self) -> Option<&'a str> {
+    pub fn id(self) -> Option<&'a str> {
         self.str("id")
     }
     #[must_use]
-    pub fn step(&self) -> Option<&'a str> {
+    pub fn step(self) -> Option<&'a str> {
         self.str("step")
     }
     #[must_use]
-    pub fn status(&self) -> Option<&'a str> {
+    pub fn status(self) -> Option<&'a str> {
         self.str("status")
     }
     /// The data file an `ingest` task is about (its key in ingest_hash.json).
     #[must_use]
-    pub fn file(&self) -> Option<&'a str> {
+    pub fn file(self) -> Option<&'a str> {
         self.str("file")
     }
     /// The content hash the file had when its task was made.
     #[must_use]
-    pub fn hash(&self) -> Option<&'a str> {
+    pub fn hash(self) -> Option<&'a str> {
         self.str("hash")
     }
     #[must_use]
-    pub fn attempts(&self) -> u64 {
+    pub fn attempts(self) -> u64 {
         self.0.get("attempts").and_then(Value::as_u64).unwrap_or(0)
     }
 }
@@ -66,7 +66,11 @@ impl TaskQueue {
 
     /// Every task that is an object; anything else in the list is kept but not read.
     pub fn tasks(&self) -> impl Iterator<Item = TaskView<'_>> {
-        self.doc.items().iter().filter_map(Value::as_object).map(TaskView)
+        self.doc
+            .items()
+            .iter()
+            .filter_map(Value::as_object)
+            .map(TaskView)
     }
 
     /// Sets `fields` on the task with `id` (other fields untouched), or appends a new task.

@@ -99,26 +99,72 @@ impl Plan {
                 out.push(format!("… and {more} more like the line above"));
             }
         };
-        list(self.send.iter().map(|c| format!("send {}: content not yet ingested", c.shown())).collect());
+        list(
+            self.send
+                .iter()
+                .map(|c| format!("send {}: content not yet ingested", c.shown()))
+                .collect(),
+        );
         list(
             self.record_only
                 .iter()
                 .map(|(c, why)| match why {
-                    Known::Unmodified => format!("record {}: content unchanged, only its stat changed", c.shown()),
+                    Known::Unmodified => format!(
+                        "record {}: content unchanged, only its stat changed",
+                        c.shown()
+                    ),
                     Known::SameContentAs(other) => format!(
                         "record {}: same content as {}, not sent again",
                         c.shown(),
-                        file_key::path(other).map_or_else(|| other.clone(), |p| file_key::display(&p))
+                        file_key::path(other)
+                            .map_or_else(|| other.clone(), |p| file_key::display(&p))
                     ),
                 })
                 .collect(),
         );
-        list(self.after_send.iter().map(|(c, _)| format!("record {} once its twin in this run is done: same content", c.shown())).collect());
-        list(self.deferred.iter().map(|(f, why)| format!("wait {f}: {why}")).collect());
-        list(self.awaiting_retry.iter().map(|(f, id)| format!("leave {f}: failed before, task {id} is the retry action's")).collect());
-        list(self.given_up.iter().map(|(f, id)| format!("leave {f}: task {id} is dead; change the file to send it again")).collect());
-        list(self.removed.iter().map(|f| format!("removed {f}: recorded but gone from data_dir; left alone")).collect());
-        list(self.unreadable.iter().map(|(f, e)| format!("unreadable {f}: {e}")).collect());
+        list(
+            self.after_send
+                .iter()
+                .map(|(c, _)| {
+                    format!(
+                        "record {} once its twin in this run is done: same content",
+                        c.shown()
+                    )
+                })
+                .collect(),
+        );
+        list(
+            self.deferred
+                .iter()
+                .map(|(f, why)| format!("wait {f}: {why}"))
+                .collect(),
+        );
+        list(
+            self.awaiting_retry
+                .iter()
+                .map(|(f, id)| format!("leave {f}: failed before, task {id} is the retry action's"))
+                .collect(),
+        );
+        list(
+            self.given_up
+                .iter()
+                .map(|(f, id)| {
+                    format!("leave {f}: task {id} is dead; change the file to send it again")
+                })
+                .collect(),
+        );
+        list(
+            self.removed
+                .iter()
+                .map(|f| format!("removed {f}: recorded but gone from data_dir; left alone"))
+                .collect(),
+        );
+        list(
+            self.unreadable
+                .iter()
+                .map(|(f, e)| format!("unreadable {f}: {e}"))
+                .collect(),
+        );
         out
     }
 }
@@ -132,7 +178,12 @@ struct Found {
 }
 
 /// Builds the ingest plan from the data folder, ingest_hash.json and the task queue.
-pub fn plan(ctx: &Context<'_>, config: &IngestConfig, hashes: &IngestHash, queue: &TaskQueue) -> Result<Plan> {
+pub fn plan(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    hashes: &IngestHash,
+    queue: &TaskQueue,
+) -> Result<Plan> {
     let mut plan = Plan::default();
     let found = scan(&ctx.paths.data_dir, config, &mut plan)?;
     plan.scanned = found.len();
@@ -189,7 +240,8 @@ pub fn plan(ctx: &Context<'_>, config: &IngestConfig, hashes: &IngestHash, queue
         match std::fs::symlink_metadata(&file.abs) {
             Ok(meta) if stat_of(&meta) == file.stat => {}
             _ => {
-                plan.deferred.push((shown, "changed while it was read".to_owned()));
+                plan.deferred
+                    .push((shown, "changed while it was read".to_owned()));
                 continue;
             }
         }
@@ -213,7 +265,8 @@ pub fn plan(ctx: &Context<'_>, config: &IngestConfig, hashes: &IngestHash, queue
                 plan.awaiting_retry.push(entry);
             }
         } else if let Some(other) = by_hash.get(&candidate.hash) {
-            plan.record_only.push((candidate, Known::SameContentAs(other.clone())));
+            plan.record_only
+                .push((candidate, Known::SameContentAs(other.clone())));
         } else if let Some(original) = sending.get(&candidate.hash) {
             plan.after_send.push((candidate, original.clone()));
         } else {
@@ -257,13 +310,18 @@ fn scan(data_dir: &Path, config: &IngestConfig, plan: &mut Plan) -> Result<Vec<F
         .filter_entry(|e| {
             e.depth() == 0
                 || !e.file_type().is_dir()
-                || !config.exclude_set.is_match(e.path().strip_prefix(data_dir).unwrap_or(e.path()))
+                || !config
+                    .exclude_set
+                    .is_match(e.path().strip_prefix(data_dir).unwrap_or(e.path()))
         });
     for entry in walk {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let path = e.path().map_or_else(|| data_dir.display().to_string(), |p| p.display().to_string());
+                let path = e.path().map_or_else(
+                    || data_dir.display().to_string(),
+                    |p| p.display().to_string(),
+                );
                 plan.unreadable.push((path, e.to_string()));
                 continue;
             }
@@ -282,7 +340,9 @@ fn scan(data_dir: &Path, config: &IngestConfig, plan: &mut Plan) -> Result<Vec<F
                 stat: stat_of(&meta),
                 mtime: meta.modified().unwrap_or(UNIX_EPOCH),
             }),
-            Err(e) => plan.unreadable.push((file_key::display(rel), e.to_string())),
+            Err(e) => plan
+                .unreadable
+                .push((file_key::display(rel), e.to_string())),
         }
     }
     Ok(found)
@@ -291,7 +351,10 @@ fn scan(data_dir: &Path, config: &IngestConfig, plan: &mut Plan) -> Result<Vec<F
 fn stat_of(meta: &Metadata) -> Stat {
     Stat {
         size: meta.size(),
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
         inode: meta.ino(),
     }
 }

@@ -75,7 +75,9 @@ impl StepResult {
         let mut find = |path: &str| {
             let found = index.get(path).copied();
             if found.is_none() {
-                notes.push(format!("the step reported {path:?}, which was not in its batch"));
+                notes.push(format!(
+                    "the step reported {path:?}, which was not in its batch"
+                ));
             }
             found
         };
@@ -86,7 +88,10 @@ impl StepResult {
         }
         for failure in &reported.failed {
             if let Some(i) = find(&failure.path) {
-                let error = failure.error.clone().unwrap_or_else(|| "reported failed by the step".to_owned());
+                let error = failure
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "reported failed by the step".to_owned());
                 verdicts[i] = Err(error);
             }
         }

@@ -1,0 +1,122 @@
+//! State files: malformed ones are never overwritten, shapes and unknown fields survive,
+//! the run log is bounded.
+
+use pretty_assertions::assert_eq;
+
+use crate::util::*;
+
+#[test]
+fn a_malformed_ingest_hash_is_left_byte_for_byte_and_the_action_fails() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "a");
+    let broken = "{\n  \"files\": {\n    \"a.txt\": {\"hash\": \"sha256:00\",}\n  }\n}\n";
+    let path = env.write("state/ingest_hash.json", broken);
+
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{}:3:35: state file does not parse, left untouched",
+            path.display()
+        )),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+    assert!(env.calls().is_empty());
+}
+
+#[test]
+fn a_malformed_task_queue_stops_ingest_before_it_runs_anything() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "a");
+    let broken = "[{\"id\": \"x\"";
+    let path = env.write("state/task_queue.json", broken);
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("task_queue.json:1:11"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+    assert!(env.calls().is_empty());
+}
+
+#[test]
+fn a_bare_list_task_queue_stays_a_list_and_keeps_unknown_fields() {
+    let env = TestEnv::new();
+    env.rules(&["--fail", "b", "--"], "");
+    env.write(
+        "state/task_queue.json",
+        r#"[{"id": "upload:1", "step": "upload", "status": "failed", "owner": {"script": "drive_upload.py"}}]"#,
+    );
+    env.data_file("b.txt", "b");
+    assert_exit(&env.run(&["--once"]), 1);
+    let queue = env.state_json("task_queue.json");
+    let tasks = queue.as_array().expect("the queue must stay a bare list");
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0]["owner"]["script"], "drive_upload.py");
+    assert_eq!(tasks[1]["id"], "ingest:b.txt");
+}
+
+#[test]
+fn unknown_fields_of_ingest_hash_survive_a_rewrite() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.write(
+        "state/ingest_hash.json",
+        r#"{"version": 1, "note": "kept", "files": {"old.txt": {"hash": "sha256:ab", "chunks": 7}}}"#,
+    );
+    env.data_file("old.txt", "changed content");
+    assert_exit(&env.run(&["--once"]), 0);
+    let hashes = env.state_json("ingest_hash.json");
+    assert_eq!(hashes["note"], "kept");
+    assert_eq!(hashes["files"]["old.txt"]["chunks"], 7);
+    assert_ne!(hashes["files"]["old.txt"]["hash"], "sha256:ab");
+}
+
+#[test]
+fn the_run_log_holds_one_record_per_run_bounded_by_log_keep() {
+    let env = TestEnv::new();
+    env.rules(&["--exit", "2", "--"], "");
+    let text = std::fs::read_to_string(env.home().join("watch-rules.toml")).unwrap();
+    env.write("watch-rules.toml", &format!("log_keep = 2\n{text}"));
+    for i in 0..3 {
+        // A new file each time: the failed ones are left to the retry action.
+        env.data_file(format!("f{i}.txt"), &format!("{i}"));
+        env.run(&["--once", "--mode", "ingest"]);
+    }
+    let log = env.state_json("scheduler_log.json");
+    let runs = log["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let first = &runs[0];
+    assert_eq!(first["trigger"], "manual");
+    assert_eq!(first["modes"][0], "ingest");
+    assert_eq!(first["exit_code"], 1);
+    let ingest = &first["actions"][0];
+    assert_eq!(ingest["action"], "ingest");
+    assert_eq!(ingest["outcome"], "failed");
+    assert_eq!(ingest["commands"][0]["exit_code"], 2);
+    assert_eq!(
+        ingest["commands"][0]["stderr_tail"][0],
+        "record.py: exiting 2"
+    );
+    assert!(ingest["duration_ms"].is_u64());
+}
+
+#[test]
+fn json_output_is_the_run_record() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "a");
+    let out = env.run(&["--once", "--json", "--trigger", "cron"]);
+    assert_exit(&out, 0);
+    let record = run_record(&out);
+    assert_eq!(record["trigger"], "cron");
+    assert_eq!(record["exit_code"], 0);
+    let logged = env.state_json("scheduler_log.json")["runs"][0].clone();
+    assert_eq!(logged, record);
+}

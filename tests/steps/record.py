@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Test double for a pipeline step: records exactly what it was given, then behaves as told.
+
+usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--bad-result] [-- ARGS...]
+
+Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
+(byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
+files whose name contains SUBSTRING as failed through MEMSCHED_RESULT; --bad-result writes
+a result file that does not parse.
+"""
+import json
+import os
+import sys
+import time
+
+
+def main(argv):
+    logdir, rest = argv[0], argv[1:]
+    code, pause, fail, bad_result = 0, 0.0, [], False
+    files = []
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            files = rest
+            break
+        if arg == "--exit":
+            code = int(rest.pop(0))
+        elif arg == "--sleep":
+            pause = float(rest.pop(0))
+        elif arg == "--fail":
+            fail.append(rest.pop(0))
+        elif arg == "--bad-result":
+            bad_result = True
+        else:
+            raise SystemExit(f"record.py: unknown option {arg}")
+    record = {
+        "args": [os.fsencode(a).hex() for a in files],
+        "stdin": sys.stdin.buffer.read().hex(),
+        "env": {k: v for k, v in os.environ.items() if k.startswith("MEMSCHED_")},
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+    }
+    os.makedirs(logdir, exist_ok=True)
+    name = os.path.join(logdir, f"{time.time_ns()}-{os.getpid()}.json")
+    with open(name + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(name + ".tmp", name)
+    print(f"record.py: {len(files)} args")
+    result = os.environ.get("MEMSCHED_RESULT")
+    if result and bad_result:
+        with open(result, "w") as f:
+            f.write("{\"done\": [")
+    elif result and fail:
+        failed = [
+            {"path": f, "error": f"refused {os.path.basename(f)}"}
+            for f in files
+            if any(s in f for s in fail)
+        ]
+        with open(result, "w") as f:
+            json.dump({"failed": failed}, f)
+    if pause:
+        time.sleep(pause)
+    if code:
+        print(f"record.py: exiting {code}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,217 @@
+//! The test harness: a `TestEnv` per test (a temp pipeline home with paths.json, a Data
+//! folder, a rules file and a recording step) and helpers to run the real binary.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_memsched");
+
+/// A temp pipeline home. Dropped with the test.
+pub(crate) struct TestEnv {
+    dir: tempfile::TempDir,
+}
+
+/// One call of the recording step.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) args: Vec<Vec<u8>>,
+    pub(crate) stdin: Vec<u8>,
+    pub(crate) env: Value,
+    pub(crate) cwd: PathBuf,
+}
+
+impl TestEnv {
+    /// A home with paths.json (`Data`, state in `state/`) and an empty Data folder.
+    pub(crate) fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("memsched-test-")
+            .tempdir()
+            .unwrap();
+        let env = TestEnv { dir };
+        std::fs::create_dir_all(env.data()).unwrap();
+        env.write(
+            "paths.json",
+            r#"{"data_dir": "Data", "state_dir": "state", "other_tool": {"keep": true}}"#,
+        );
+        env
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn data(&self) -> PathBuf {
+        self.home().join("Data")
+    }
+
+    pub(crate) fn state(&self, name: &str) -> PathBuf {
+        self.home().join("state").join(name)
+    }
+
+    pub(crate) fn log_dir(&self) -> PathBuf {
+        self.home().join("calls")
+    }
+
+    /// Writes a file relative to the home.
+    pub(crate) fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.home().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The rules file: the recording step as ingest (with `step_args`; a final `--` is
+    /// followed by `{files}`), plus
+    /// `extra` TOML, with `settle = "0s"` unless `extra` has a settle of its own.
+    pub(crate) fn rules(&self, step_args: &[&str], extra: &str) -> &TestEnv {
+        let argv = self.step_argv(step_args);
+        let settle = if extra.contains("settle") {
+            ""
+        } else {
+            "settle = \"0s\"\n"
+        };
+        let text = format!("[actions.ingest]\ncommand = {argv}\n{settle}{extra}");
+        self.write("watch-rules.toml", &text);
+        self
+    }
+
+    /// The TOML argument vector running the recording step.
+    pub(crate) fn step_argv(&self, step_args: &[&str]) -> String {
+        let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/record.py");
+        let mut argv = vec![
+            "python3".to_owned(),
+            step.display().to_string(),
+            self.log_dir().display().to_string(),
+        ];
+        argv.extend(step_args.iter().map(|s| (*s).to_owned()));
+        if step_args.last() == Some(&"--") {
+            argv.push("{files}".to_owned());
+        }
+        serde_json::to_string(&argv).unwrap()
+    }
+
+    /// A data file (name as raw bytes), made to look settled (modified an hour ago).
+    pub(crate) fn data_file(&self, name: impl AsRef<OsStr>, text: &str) -> PathBuf {
+        let path = self.data().join(name.as_ref());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        set_old(&path);
+        path
+    }
+
+    /// Runs memsched with `--paths` set to this env's paths.json.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--paths").arg(self.home().join("paths.json"));
+        cmd.args(args);
+        cmd.current_dir(self.home());
+        cmd.env("HOME", self.home())
+            .env_remove("MEMSCHED_PATHS")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Every call of the recording step so far, oldest first.
+    pub(crate) fn calls(&self) -> Vec<Call> {
+        let Ok(entries) = std::fs::read_dir(self.log_dir()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension() == Some(OsStr::new("json")))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                Call {
+                    args: v["args"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| unhex(a.as_str().unwrap()))
+                        .collect(),
+                    stdin: unhex(v["stdin"].as_str().unwrap()),
+                    env: v["env"].clone(),
+                    cwd: PathBuf::from(v["cwd"].as_str().unwrap()),
+                }
+            })
+            .collect()
+    }
+
+    /// Every argument the step was given, over all calls.
+    pub(crate) fn sent(&self) -> Vec<Vec<u8>> {
+        self.calls().into_iter().flat_map(|c| c.args).collect()
+    }
+
+    /// A state file, parsed.
+    pub(crate) fn state_json(&self, name: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.state(name)).unwrap()).unwrap()
+    }
+}
+
+/// Sets a file's mtime an hour back, so the settle time does not hold it.
+pub(crate) fn set_old(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+pub(crate) fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+pub(crate) fn bytes(path: &Path) -> Vec<u8> {
+    path.as_os_str().as_bytes().to_vec()
+}
+
+pub(crate) fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit status, printing both streams when it differs.
+#[track_caller]
+pub(crate) fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "unexpected exit status\n--- stdout\n{}--- stderr\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The `--json` run record of a run.
+#[track_caller]
+pub(crate) fn run_record(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(out)))
+}
+
+/// The report of `action` in a run record.
+#[track_caller]
+pub(crate) fn action<'a>(record: &'a Value, name: &str) -> &'a Value {
+    record["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {record:#}"))
+}
