@@ -4,7 +4,7 @@
 mod plan;
 mod step_result;
 
-pub use plan::{Candidate, Plan, plan};
+pub use plan::{Candidate, Plan, Scan, plan, scan};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -45,16 +45,32 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
     let mut report = ActionReport::new(Action::Ingest, Outcome::NothingToDo, "");
     // Both files must parse before anything runs: a failure the queue could not record
     // would be lost.
-    let loaded = IngestHash::load(&ctx.paths.ingest_hash)
-        .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
+    let started = std::time::Instant::now();
+    // Scanning data_dir and parsing the state files are independent: on a large, fully
+    // ingested tree they cost about the same, so they run side by side.
+    let (scanned, loaded) = std::thread::scope(|s| {
+        let scanning = s.spawn(|| scan(&ctx.paths.data_dir, config));
+        let loaded = IngestHash::load(&ctx.paths.ingest_hash)
+            .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
+        (scanning.join().expect("the scan does not panic"), loaded)
+    });
+    // Both state files must parse before anything runs: a failure the queue could not
+    // record would be lost.
     let (mut hashes, queue) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return report.fail(&e),
     };
-    let plan = match plan(ctx, config, &hashes, &queue) {
-        Ok(plan) => plan,
+    let scanned = match scanned {
+        Ok(scanned) => scanned,
         Err(e) => return report.fail(&e),
     };
+    let read_in = started.elapsed();
+    let plan = plan(ctx, config, scanned, &hashes, &queue);
+    log::debug!(
+        "ingest: scanned data_dir and read {} records in {read_in:?}, planned in {:?}",
+        hashes.len(),
+        started.elapsed().saturating_sub(read_in)
+    );
     report.reasons = plan.reasons();
     let waiting = waiting_text(&plan);
     if !plan.has_work() {
