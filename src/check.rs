@@ -32,7 +32,7 @@ fn folder_state(path: &Path) -> &'static str {
 
 fn file_state(path: &Path) -> String {
     match json_file::read(path) {
-        Ok(None) => "missing (starts empty)".to_owned(),
+        Ok(None) => "missing: starts empty".to_owned(),
         Ok(Some(_)) => "ok".to_owned(),
         Err(e) => e.chain(),
     }
