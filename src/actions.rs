@@ -1,6 +1,10 @@
 //! The pipeline actions memsched schedules, and what each one plans, runs and records.
 
+pub mod backoff;
 pub mod ingest;
+pub mod retry;
+pub mod upload;
+pub mod watchdog;
 
 use std::fmt;
 use std::time::SystemTime;

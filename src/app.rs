@@ -12,7 +12,7 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
-use crate::summary;
+use crate::{status, summary};
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
@@ -20,6 +20,12 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     let rules = Rules::load(&rules_file(cli, &paths)?)?;
     match cli.command {
         Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
+        Some(Command::Status) => Ok(status::print(
+            &paths,
+            &rules,
+            cli.json,
+            std::io::stdout().is_terminal(),
+        )),
         None if cli.once => Ok(once(cli, &paths, &rules)),
         None => Err(Error::Usage(
             "the always-on watcher is not available yet in this version; run `memsched --once` \

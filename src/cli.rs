@@ -59,6 +59,8 @@ pub struct Cli {
 pub enum Command {
     /// Load and validate paths.json and the rules; print what they resolve to
     Check,
+    /// Show the pipeline's health (exit 0 ok, 1 degraded or failing); writes nothing
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,12 +3,12 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::actions::{Action, Context, ingest};
+use crate::actions::{Action, Context, ingest, retry, upload, watchdog};
 use crate::error::{Error, Result, holder_text};
 use crate::lock;
 use crate::paths::Paths;
 use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
-use crate::rules::{IngestConfig, Rules};
+use crate::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
 use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
@@ -44,7 +44,7 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         .filter(|a| request.actions.contains(a))
     {
         let began = Instant::now();
-        let mut report = run_action(&ctx, action);
+        let mut report = run_action(&ctx, action, &actions);
         report.duration_ms = millis(began);
         log::info!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
@@ -77,31 +77,31 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
 
 /// An action that is configured and available, with its configuration.
 enum Job<'a> {
+    Retry(&'a RetryConfig),
     Ingest(&'a IngestConfig),
+    Upload(&'a UploadConfig),
+    Watchdog(&'a WatchdogConfig),
 }
 
-fn run_action(ctx: &Context<'_>, action: Action) -> ActionReport {
-    let job = match (action, &ctx.rules.ingest) {
-        (Action::Ingest, Some(config)) => Job::Ingest(config),
-        _ if ctx.rules.is_configured(action) => {
-            return ActionReport::new(
-                action,
-                Outcome::Skipped,
-                "not available yet in this version of memsched",
-            );
-        }
-        _ => {
-            let source = ctx
-                .rules
-                .file
-                .as_ref()
-                .map_or_else(|| "the rules".to_owned(), |f| f.display().to_string());
-            return ActionReport::new(
-                action,
-                Outcome::Skipped,
-                format!("not configured: no [actions.{action}] table in {source}"),
-            );
-        }
+fn run_action(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+    let rules = ctx.rules;
+    let job = match action {
+        Action::Retry => rules.retry.as_ref().map(Job::Retry),
+        Action::Ingest => rules.ingest.as_ref().map(Job::Ingest),
+        Action::Upload => rules.upload.as_ref().map(Job::Upload),
+        Action::Watchdog => rules.watchdog.as_ref().map(Job::Watchdog),
+    };
+    let Some(job) = job else {
+        let source = ctx
+            .rules
+            .file
+            .as_ref()
+            .map_or_else(|| "the rules".to_owned(), |f| f.display().to_string());
+        return ActionReport::new(
+            action,
+            Outcome::Skipped,
+            format!("not configured: no [actions.{action}] table in {source}"),
+        );
     };
     // A dry run takes no lock: it writes nothing, not even a lock file.
     let _guard = if ctx.dry_run {
@@ -127,7 +127,10 @@ fn run_action(ctx: &Context<'_>, action: Action) -> ActionReport {
         }
     };
     match job {
+        Job::Retry(config) => retry::perform(ctx, config),
         Job::Ingest(config) => ingest::perform(ctx, config),
+        Job::Upload(config) => upload::perform(ctx, config),
+        Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }
 }
 

@@ -58,6 +58,9 @@ pub struct ActionReport {
     pub lock_holder: Option<u32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lock_held: bool,
+    /// Action-specific state worth keeping (retry's open circuit breakers, say).
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub details: Map<String, Value>,
     pub duration_ms: u64,
 }
 
@@ -82,6 +85,7 @@ impl ActionReport {
             error: None,
             lock_holder: None,
             lock_held: false,
+            details: Map::new(),
             duration_ms: 0,
         }
     }

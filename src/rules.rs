@@ -3,6 +3,7 @@
 
 mod raw;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -94,10 +95,35 @@ pub struct IngestConfig {
     pub settle: Duration,
 }
 
+/// When a failed item may be tried again: `initial * factor^(attempts - 1)`, capped at
+/// `max`, then spread by up to `jitter` (a fraction) either way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor: f64,
+    pub max: Duration,
+    pub jitter: f64,
+}
+
+/// Pauses a step's retries after `failures` consecutive failures with one error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub failures: usize,
+    pub cooldown: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct RetryConfig {
     pub command: CommandSpec,
     pub max_attempts: u32,
+    /// Tasks run at the same time.
+    pub parallel: usize,
+    /// Step name -> weight; higher runs first within a priority.
+    pub weights: BTreeMap<String, i64>,
+    pub backoff: Backoff,
+    /// A task `running` for longer than this is taken as crashed and returned to failed.
+    pub stuck_after: Duration,
+    pub breaker: BreakerConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +131,10 @@ pub struct UploadConfig {
     pub command: CommandSpec,
     pub remote: String,
     pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Globs relative to the pipeline home: matching files are queued when new or changed.
+    pub sources: Vec<String>,
+    pub source_set: GlobSet,
 }
 
 #[derive(Debug, Clone)]
@@ -198,16 +228,29 @@ impl Rules {
             });
         }
         if let Some(r) = raw.actions.retry {
+            let breaker = r.breaker.unwrap_or_default();
             rules.retry = Some(RetryConfig {
                 command: check.command(&r.command, r.timeout.as_ref(), "10m", Action::Retry)?,
                 max_attempts: check.attempts(r.max_attempts.as_ref())?,
+                parallel: check.count(r.parallel.as_ref(), 1)?,
+                weights: r.weights.unwrap_or_default(),
+                backoff: check.backoff(&r.backoff.unwrap_or_default())?,
+                stuck_after: check.duration(r.stuck_after.as_ref(), "1h")?,
+                breaker: BreakerConfig {
+                    failures: check.count(breaker.failures.as_ref(), 3)?,
+                    cooldown: check.duration(breaker.cooldown.as_ref(), "15m")?,
+                },
             });
         }
         if let Some(u) = raw.actions.upload {
+            let sources = check.globs(u.sources.as_deref(), &[])?;
             rules.upload = Some(UploadConfig {
                 command: check.command(&u.command, u.timeout.as_ref(), "10m", Action::Upload)?,
                 remote: u.remote.unwrap_or_else(|| "{relpath}".to_owned()),
                 max_attempts: check.attempts(u.max_attempts.as_ref())?,
+                backoff: check.backoff(&u.backoff.unwrap_or_default())?,
+                source_set: glob_set(&sources),
+                sources,
             });
         }
         if let Some(w) = raw.actions.watchdog {
@@ -311,6 +354,31 @@ impl Checker<'_> {
                 )
             }),
         }
+    }
+
+    fn backoff(&self, raw: &raw::RawBackoff) -> Result<Backoff> {
+        let fraction =
+            |v: Option<&Spanned<f64>>, default: f64, ok: fn(f64) -> bool, what: &str| match v {
+                None => Ok(default),
+                Some(v) if ok(*v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(self.at(v.span(), format!("{what}, found {}", v.get_ref()))),
+            };
+        Ok(Backoff {
+            initial: self.duration(raw.initial.as_ref(), "30s")?,
+            factor: fraction(
+                raw.factor.as_ref(),
+                2.0,
+                |f| (1.0..=100.0).contains(&f),
+                "factor must be between 1 and 100",
+            )?,
+            max: self.duration(raw.max.as_ref(), "1h")?,
+            jitter: fraction(
+                raw.jitter.as_ref(),
+                0.2,
+                |j| (0.0..1.0).contains(&j),
+                "jitter must be at least 0 and below 1",
+            )?,
+        })
     }
 
     fn count(&self, value: Option<&Spanned<i64>>, default: usize) -> Result<usize> {

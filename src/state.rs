@@ -5,11 +5,41 @@ pub mod ingest_hash;
 pub mod json_file;
 pub mod scheduler_log;
 pub mod task_queue;
+pub mod upload_log;
+pub mod watchdog_state;
 
 use std::time::SystemTime;
+
+/// Reads an RFC 3339 timestamp as the pipeline's scripts write them: with `Z` or an offset
+/// (`+00:00`, as Python's `isoformat()` gives), or without one, taken as UTC.
+#[must_use]
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let parsed = text
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| format!("{text}Z").parse::<jiff::Timestamp>())
+        .ok()?;
+    SystemTime::try_from(parsed).ok()
+}
 
 /// The RFC 3339 form (UTC, milliseconds) every timestamp memsched writes takes.
 #[must_use]
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_with_z_offsets_or_none_are_read() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(parse_time("2026-11-18T11:06:40Z"), Some(at));
+        assert_eq!(parse_time("2026-11-18T13:06:40+02:00"), Some(at));
+        assert_eq!(parse_time("2026-11-18T11:06:40"), Some(at));
+        assert_eq!(parse_time(&timestamp(at)), Some(at));
+        assert_eq!(parse_time("yesterday"), None);
+    }
 }

@@ -364,7 +364,7 @@ fn record_tasks(
             queue.upsert(&id, fields);
             changed = true;
         }
-        changed
+        (changed, ())
     })
 }
 

@@ -1,5 +1,7 @@
 //! The serde shape of watch-rules.toml, close to the text; [`super::Rules`] is built from it.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -45,6 +47,27 @@ pub(super) struct RawRetry {
     pub command: Spanned<Vec<String>>,
     pub timeout: Option<Spanned<String>>,
     pub max_attempts: Option<Spanned<i64>>,
+    pub parallel: Option<Spanned<i64>>,
+    pub weights: Option<BTreeMap<String, i64>>,
+    pub backoff: Option<RawBackoff>,
+    pub stuck_after: Option<Spanned<String>>,
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackoff {
+    pub initial: Option<Spanned<String>>,
+    pub factor: Option<Spanned<f64>>,
+    pub max: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBreaker {
+    pub failures: Option<Spanned<i64>>,
+    pub cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +77,8 @@ pub(super) struct RawUpload {
     pub timeout: Option<Spanned<String>>,
     pub remote: Option<String>,
     pub max_attempts: Option<Spanned<i64>>,
+    pub backoff: Option<RawBackoff>,
+    pub sources: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

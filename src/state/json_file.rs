@@ -3,9 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result, json_message};
+use crate::lock;
+use crate::paths::Paths;
+
+/// How long a writer of a shared state file waits for another writer to finish.
+const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Reads a JSON file: `None` when it does not exist, an error naming line and column when
 /// it does not parse (including an empty file: a writer may be half way through).
@@ -76,6 +83,16 @@ impl ListDoc {
         })
     }
 
+    /// A placeholder document, for moving a loaded one in and out of a wrapper.
+    #[must_use]
+    pub fn empty() -> ListDoc {
+        ListDoc {
+            path: PathBuf::new(),
+            key: "",
+            root: Value::Array(Vec::new()),
+        }
+    }
+
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
@@ -109,6 +126,51 @@ impl ListDoc {
     /// Writes the document back atomically, in the shape it was read.
     pub fn save(&self) -> Result<()> {
         write(&self.path, &self.root)
+    }
+
+    /// The first item whose `field` is the string `value`.
+    #[must_use]
+    pub fn find(&self, field: &str, value: &str) -> Option<&Map<String, Value>> {
+        self.items()
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|item| item.get(field).and_then(Value::as_str) == Some(value))
+    }
+
+    /// Sets `fields` on the first item whose `field` is `value` (its other fields kept),
+    /// or appends a new item `{field: value, ..fields}`.
+    pub fn upsert(&mut self, field: &str, value: &str, fields: Map<String, Value>) {
+        let items = self.items_mut();
+        let existing = items
+            .iter_mut()
+            .filter_map(Value::as_object_mut)
+            .find(|item| item.get(field).and_then(Value::as_str) == Some(value));
+        match existing {
+            Some(item) => item.extend(fields),
+            None => {
+                let mut item = Map::new();
+                item.insert(field.to_owned(), Value::from(value));
+                item.extend(fields);
+                items.push(Value::Object(item));
+            }
+        }
+    }
+
+    /// Locked read-modify-write of a shared document: takes `<file>.lock`, re-reads the
+    /// file, applies `change`, and writes it back when `change` says it changed something.
+    /// Writers that follow this protocol never lose each other's changes.
+    pub fn update<T>(
+        path: &Path,
+        key: &'static str,
+        change: impl FnOnce(&mut ListDoc) -> (bool, T),
+    ) -> Result<T> {
+        let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
+        let mut doc = ListDoc::load(path, key)?;
+        let (changed, value) = change(&mut doc);
+        if changed {
+            doc.save()?;
+        }
+        Ok(value)
     }
 }
 

@@ -1,27 +1,21 @@
 //! scheduler_log.json: one record per run, newest last, bounded by `log_keep`.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use super::json_file::ListDoc;
 use crate::error::Result;
-use crate::lock;
 use crate::paths::Paths;
-
-const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Appends `record` under the log's lock, dropping the oldest records beyond `keep`.
 /// A log that does not parse is left untouched and the error returned.
 pub fn append(paths: &Paths, record: Value, keep: usize) -> Result<()> {
-    let path = &paths.scheduler_log;
-    let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
-    let mut doc = ListDoc::load(path, "runs")?;
-    let runs = doc.items_mut();
-    runs.push(record);
-    let excess = runs.len().saturating_sub(keep);
-    runs.drain(..excess);
-    doc.save()
+    ListDoc::update(&paths.scheduler_log, "runs", |doc| {
+        let runs = doc.items_mut();
+        runs.push(record);
+        let excess = runs.len().saturating_sub(keep);
+        runs.drain(..excess);
+        (true, ())
+    })
 }
 
 /// Every run record, oldest first.

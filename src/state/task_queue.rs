@@ -3,17 +3,14 @@
 //! run touched.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
 use super::json_file::ListDoc;
 use crate::error::Result;
-use crate::lock;
 use crate::paths::Paths;
-
-/// How long a writer waits for another writer of the queue to finish.
-const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+use crate::state::parse_time;
 
 /// The task queue as read from disk; unknown fields and the document shape are kept.
 #[derive(Debug, Clone)]
@@ -55,6 +52,71 @@ impl<'a> TaskView<'a> {
     pub fn attempts(self) -> u64 {
         self.0.get("attempts").and_then(Value::as_u64).unwrap_or(0)
     }
+    /// The task's own limit, if it sets one.
+    #[must_use]
+    pub fn max_attempts(self) -> Option<u64> {
+        self.0.get("max_attempts").and_then(Value::as_u64)
+    }
+    #[must_use]
+    pub fn priority(self) -> Priority {
+        Priority::parse(self.str("priority"))
+    }
+    #[must_use]
+    pub fn created_at(self) -> Option<SystemTime> {
+        self.str("created_at").and_then(parse_time)
+    }
+    #[must_use]
+    pub fn updated_at(self) -> Option<SystemTime> {
+        self.str("updated_at").and_then(parse_time)
+    }
+    #[must_use]
+    pub fn next_attempt_at(self) -> Option<SystemTime> {
+        self.str("next_attempt_at").and_then(parse_time)
+    }
+    /// The task's own command, when it has one that is a non-empty list of strings.
+    #[must_use]
+    pub fn command(self) -> Option<Vec<String>> {
+        let argv: Option<Vec<String>> = self
+            .0
+            .get("command")?
+            .as_array()?
+            .iter()
+            .map(|a| a.as_str().map(str::to_owned))
+            .collect();
+        argv.filter(|a| !a.is_empty())
+    }
+}
+
+/// A task's priority; anything unknown counts as normal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    #[must_use]
+    pub fn parse(text: Option<&str>) -> Priority {
+        match text {
+            Some("critical") => Priority::Critical,
+            Some("high") => Priority::High,
+            Some("low") => Priority::Low,
+            _ => Priority::Normal,
+        }
+    }
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
 }
 
 impl TaskQueue {
@@ -75,36 +137,31 @@ impl TaskQueue {
 
     /// Sets `fields` on the task with `id` (other fields untouched), or appends a new task.
     pub fn upsert(&mut self, id: &str, fields: Map<String, Value>) {
-        let items = self.doc.items_mut();
-        let existing = items
-            .iter_mut()
-            .filter_map(Value::as_object_mut)
-            .find(|t| t.get("id").and_then(Value::as_str) == Some(id));
-        match existing {
-            Some(task) => task.extend(fields),
-            None => {
-                let mut task = Map::new();
-                task.insert("id".to_owned(), Value::from(id));
-                task.extend(fields);
-                items.push(Value::Object(task));
-            }
-        }
+        self.doc.upsert("id", id, fields);
     }
 
     /// The task with `id`, if any.
     #[must_use]
     pub fn get(&self, id: &str) -> Option<TaskView<'_>> {
-        self.tasks().find(|t| t.id() == Some(id))
+        self.doc.find("id", id).map(TaskView)
     }
 
-    /// Locked read-modify-write: takes the queue's lock, re-reads the file, applies `change`
-    /// and writes the file back when `change` returns true.
-    pub fn update(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> bool) -> Result<()> {
-        let _guard = lock::acquire_within(&Paths::file_lock(&paths.task_queue), LOCK_PATIENCE)?;
-        let mut queue = TaskQueue::load(&paths.task_queue)?;
-        if change(&mut queue) {
-            queue.doc.save()?;
-        }
-        Ok(())
+    /// Locked read-modify-write (see [`ListDoc::update`]); `change` returns whether it
+    /// changed anything, and a value.
+    pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
+        ListDoc::update(&paths.task_queue, "tasks", |doc| {
+            let mut queue = TaskQueue {
+                doc: std::mem::replace(doc, ListDoc::empty()),
+            };
+            let result = change(&mut queue);
+            *doc = queue.doc;
+            result
+        })
+    }
+
+    /// The task with `id` as JSON, for a step's stdin.
+    #[must_use]
+    pub fn task_json(&self, id: &str) -> Option<Value> {
+        self.get(id).map(|t| Value::Object(t.0.clone()))
     }
 }

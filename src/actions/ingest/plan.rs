@@ -2,9 +2,7 @@
 //! leave (still being written, awaiting retry, given up) and why.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::Metadata;
 use std::io::{IsTerminal, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +15,7 @@ use crate::file_key;
 use crate::rules::IngestConfig;
 use crate::state::ingest_hash::{IngestHash, Stat};
 use crate::state::task_queue::TaskQueue;
+use crate::walk;
 
 /// Names listed per category in the plan's reasons before the rest are counted.
 const LISTED: usize = 10;
@@ -51,6 +50,8 @@ pub enum Known {
     Unmodified,
     /// The same content is already recorded under another path.
     SameContentAs(String),
+    /// The retry action re-ran its failed ingest and the task (this id) is done.
+    DoneByRetry(String),
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +113,9 @@ impl Plan {
                         "record {}: content unchanged, only its stat changed",
                         c.shown()
                     ),
+                    Known::DoneByRetry(id) => {
+                        format!("record {}: ingested by the retry of task {id}", c.shown())
+                    }
                     Known::SameContentAs(other) => format!(
                         "record {}: same content as {}, not sent again",
                         c.shown(),
@@ -250,7 +254,7 @@ pub fn plan(
         plan.hashed += 1;
         // A file that changed while it was read is still being written.
         match std::fs::symlink_metadata(&file.abs) {
-            Ok(meta) if stat_of(&meta) == file.stat => {}
+            Ok(meta) if Stat::of(&meta) == file.stat => {}
             _ => {
                 plan.deferred
                     .push((shown, "changed while it was read".to_owned()));
@@ -270,11 +274,11 @@ pub fn plan(
         } else if let Some((id, status, hash)) = tasks.get(key.as_str())
             && *hash == Some(candidate.hash.as_str())
         {
-            let entry = (shown, (*id).to_owned());
-            if *status == "dead" {
-                plan.given_up.push(entry);
-            } else {
-                plan.awaiting_retry.push(entry);
+            let id = (*id).to_owned();
+            match *status {
+                "done" => plan.record_only.push((candidate, Known::DoneByRetry(id))),
+                "dead" => plan.given_up.push((shown, id)),
+                _ => plan.awaiting_retry.push((shown, id)),
             }
         } else if let Some(other) = by_hash.get(&candidate.hash) {
             plan.record_only
@@ -293,22 +297,18 @@ pub fn plan(
     plan
 }
 
-/// Open ingest tasks by file key: (id, status, content hash at failure).
+/// Ingest tasks by file key: (id, status, content hash at failure).
 fn open_tasks(queue: &TaskQueue) -> HashMap<&str, (&str, &str, Option<&str>)> {
     queue
         .tasks()
         .filter(|t| t.step() == Some("ingest"))
-        .filter_map(|t| {
-            let status = t.status()?;
-            let open = matches!(status, "pending" | "running" | "failed" | "dead");
-            open.then_some((t.file()?, (t.id()?, status, t.hash())))
-        })
+        .filter_map(|t| Some((t.file()?, (t.id()?, t.status()?, t.hash()))))
         .collect()
 }
 
 /// Walks data_dir, pruning excluded folders, keeping regular files that match the include
-/// globs and not the exclude globs, in byte order of their paths. Only a missing data_dir
-/// is an error; anything unreadable below it is listed and skipped.
+/// globs and not the exclude globs. Only a missing data_dir is an error; anything
+/// unreadable below it is listed and skipped.
 pub fn scan(data_dir: &Path, config: &IngestConfig) -> Result<Scan> {
     if let Err(source) = std::fs::metadata(data_dir) {
         return Err(Error::Scan {
@@ -316,79 +316,23 @@ pub fn scan(data_dir: &Path, config: &IngestConfig) -> Result<Scan> {
             source,
         });
     }
-    let mut scan = Scan::default();
-    walk(data_dir, Path::new(""), config, &mut scan);
-    scan.found
-        .sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
-    Ok(scan)
-}
-
-/// One folder of the scan. Written on `std::fs::read_dir` rather than a walker crate
-/// because std stats each entry relative to the open folder (`statx(dirfd, name)`), where
-/// walkers stat the full path: on 10,000 files the path lookups were a third of the run.
-/// Symbolic links are not followed.
-fn walk(dir: &Path, rel_dir: &Path, config: &IngestConfig, scan: &mut Scan) {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            scan.unreadable
-                .push((dir.display().to_string(), e.to_string()));
-            return;
-        }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                scan.unreadable
-                    .push((dir.display().to_string(), e.to_string()));
-                continue;
-            }
-        };
-        let rel = rel_dir.join(entry.file_name());
-        let file_type = match entry.file_type() {
-            Ok(t) => t,
-            Err(e) => {
-                scan.unreadable
-                    .push((file_key::display(&rel), e.to_string()));
-                continue;
-            }
-        };
-        if file_type.is_dir() {
-            if !config.exclude_set.is_match(&rel) {
-                walk(&entry.path(), &rel, config, scan);
-            }
-            continue;
-        }
-        if !file_type.is_file()
-            || !config.include_set.is_match(&rel)
-            || config.exclude_set.is_match(&rel)
-        {
-            continue;
-        }
-        match entry.metadata() {
-            Ok(meta) => scan.found.push(Found {
-                abs: entry.path(),
-                stat: stat_of(&meta),
-                mtime: meta.modified().unwrap_or(UNIX_EPOCH),
-                rel,
-            }),
-            Err(e) => scan
-                .unreadable
-                .push((file_key::display(&rel), e.to_string())),
-        }
-    }
-}
-
-fn stat_of(meta: &Metadata) -> Stat {
-    Stat {
-        size: meta.size(),
-        mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
-        inode: meta.ino(),
-    }
+    let walk = walk::files(data_dir, &|rel| !config.exclude_set.is_match(rel), &|rel| {
+        config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
+    });
+    let found = walk
+        .files
+        .into_iter()
+        .map(|f| Found {
+            stat: Stat::of(&f.meta),
+            mtime: f.meta.modified().unwrap_or(UNIX_EPOCH),
+            rel: f.rel,
+            abs: f.abs,
+        })
+        .collect();
+    Ok(Scan {
+        found,
+        unreadable: walk.unreadable,
+    })
 }
 
 /// `sha256:<hex>` of the file's content.

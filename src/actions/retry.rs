@@ -1,0 +1,398 @@
+//! Retry: run the failed tasks of task_queue.json that are due, in ranked order, and record
+//! each result in the queue (done; or failed with backoff; or dead), changing only the
+//! tasks this run touched.
+
+mod breaker;
+mod plan;
+
+pub use breaker::{OpenBreaker, open_from_log};
+pub use plan::{Due, Repair, RetryPlan, plan};
+
+use std::ffi::OsString;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Map, Value};
+
+use super::backoff;
+use super::ingest::step_env;
+use super::{Action, Context};
+use crate::error::{Error, Result};
+use crate::report::{ActionReport, FailedItem, Outcome};
+use crate::rules::RetryConfig;
+use crate::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::task_queue::TaskQueue;
+use crate::state::{scheduler_log, timestamp};
+use breaker::Tracker;
+
+/// How one due task's turn ended.
+#[derive(Debug)]
+enum Turn {
+    Done,
+    Failed {
+        error: String,
+        dead: bool,
+    },
+    /// Its step's breaker opened earlier in this run.
+    Paused,
+    /// Someone else changed it since the plan (no longer failed): left alone.
+    Gone,
+}
+
+/// The whole retry action: load, plan, repair, run, record, report.
+#[must_use]
+pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
+    let mut report = ActionReport::new(Action::Retry, Outcome::NothingToDo, "");
+    let queue = match TaskQueue::load(&ctx.paths.task_queue) {
+        Ok(q) => q,
+        Err(e) => return report.fail(&e),
+    };
+    // A log that does not parse only costs the memory of open breakers; say so.
+    let runs = scheduler_log::read(ctx.paths).unwrap_or_else(|e| {
+        report
+            .reasons
+            .push(format!("open circuit breakers unknown: {}", e.chain()));
+        Vec::new()
+    });
+    let open = open_from_log(&runs, ctx.now);
+    let planning = Instant::now();
+    let plan = plan(&queue, config, &open, ctx.now);
+    let plan_ms = u64::try_from(planning.elapsed().as_micros()).unwrap_or(u64::MAX) / 1000;
+    drop(queue);
+    report.reasons.extend(plan.reasons());
+    let mut counts = Map::new();
+    for (status, n) in &plan.by_status {
+        counts.insert(format!("status_{status}"), (*n).into());
+    }
+    counts.insert("due".into(), plan.due.len().into());
+    counts.insert("waiting".into(), plan.waiting.into());
+    counts.insert("paused".into(), plan.paused.len().into());
+    counts.insert("stuck".into(), plan.stuck.len().into());
+    counts.insert("exhausted".into(), plan.exhausted.len().into());
+    counts.insert("plan_ms".into(), plan_ms.into());
+    report.counts = counts;
+    report.details.insert(
+        "breakers".into(),
+        Value::Array(open.iter().map(OpenBreaker::to_json).collect()),
+    );
+    if let Some(next) = plan.next_due {
+        report
+            .details
+            .insert("next_due".into(), timestamp(next).into());
+    }
+
+    let failed_total = plan.by_status.get("failed").copied().unwrap_or(0);
+    if !plan.has_work() {
+        report.summary = match (failed_total, plan.next_due) {
+            (0, _) => "no failed tasks".to_owned(),
+            (n, Some(next)) => format!(
+                "{n} failed tasks, none due; the next at {}",
+                timestamp(next)
+            ),
+            (n, None) => format!("{n} failed tasks, none due"),
+        };
+        if !plan.paused.is_empty() {
+            report.summary.push_str(&format!(
+                "; {} paused by an open circuit breaker",
+                plan.paused.len()
+            ));
+        }
+        return report;
+    }
+    if ctx.dry_run {
+        report.outcome = Outcome::WouldRun;
+        report.summary = format!(
+            "would run {} due tasks in ranked order, repair {} stuck and {} exhausted",
+            plan.due.len(),
+            plan.stuck.len(),
+            plan.exhausted.len()
+        );
+        return report;
+    }
+    if let Err(e) = repair(ctx, config, &plan) {
+        return report.fail(&e);
+    }
+    let mut tracker = Tracker::new(config.breaker, open);
+    let (turns, commands, error) = execute(ctx, config, &plan, &mut tracker);
+    report.commands = commands;
+    let now = SystemTime::now();
+    report.details.insert(
+        "breakers".into(),
+        Value::Array(
+            tracker
+                .open_at(now)
+                .iter()
+                .map(OpenBreaker::to_json)
+                .collect(),
+        ),
+    );
+    summarise(&mut report, &plan, &turns, &tracker, now);
+    if let Some(e) = error {
+        return report.fail(&e);
+    }
+    report
+}
+
+fn summarise(
+    report: &mut ActionReport,
+    plan: &RetryPlan,
+    turns: &[(String, Turn)],
+    tracker: &Tracker,
+    now: SystemTime,
+) {
+    let count = |f: fn(&Turn) -> bool| turns.iter().filter(|(_, t)| f(t)).count();
+    let done = count(|t| matches!(t, Turn::Done));
+    let failed = count(|t| matches!(t, Turn::Failed { dead: false, .. }));
+    let dead = count(|t| matches!(t, Turn::Failed { dead: true, .. }));
+    let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
+    let gone = count(|t| matches!(t, Turn::Gone));
+    for (id, turn) in turns {
+        if let Turn::Failed { error, dead } = turn {
+            report.failed_items.push(FailedItem {
+                item: id.clone(),
+                error: if *dead {
+                    format!("{error} (now dead)")
+                } else {
+                    error.clone()
+                },
+            });
+        }
+    }
+    for (key, n) in [
+        ("done", done),
+        ("failed_again", failed),
+        ("dead", dead),
+        ("paused_now", paused),
+        ("changed_meanwhile", gone),
+    ] {
+        report.counts.insert(key.into(), n.into());
+    }
+    let ran = done + failed + dead;
+    report.outcome = if ran > 0 || !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
+        Outcome::Ran
+    } else {
+        Outcome::NothingToDo
+    };
+    let mut summary =
+        format!("ran {ran} due tasks: {done} done, {failed} failed again, {dead} dead");
+    if !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
+        summary.push_str(&format!(
+            "; repaired {} stuck, {} exhausted",
+            plan.stuck.len(),
+            plan.exhausted.len()
+        ));
+    }
+    if paused > 0 {
+        let steps: Vec<String> = tracker
+            .open_at(now)
+            .iter()
+            .map(|b| format!("{} until {}", b.step, timestamp(b.until)))
+            .collect();
+        summary.push_str(&format!(
+            "; {paused} paused: circuit breaker open for {}",
+            steps.join(", ")
+        ));
+    }
+    if gone > 0 {
+        summary.push_str(&format!("; {gone} changed by another writer, left alone"));
+    }
+    report.summary = summary;
+}
+
+/// Stuck tasks go back to failed (the crashed run counts as an attempt), exhausted ones
+/// become dead; one locked write for all.
+fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<()> {
+    if plan.stuck.is_empty() && plan.exhausted.is_empty() {
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    TaskQueue::update(ctx.paths, |queue| {
+        for r in &plan.stuck {
+            let attempts = r.attempts + 1;
+            let mut fields = Map::new();
+            fields.insert("attempts".into(), attempts.into());
+            fields.insert("last_error".into(), format!("stuck: {}", r.why).into());
+            fields.insert("updated_at".into(), timestamp(now).into());
+            if attempts >= r.max_attempts {
+                fields.insert("status".into(), "dead".into());
+            } else {
+                fields.insert("status".into(), "failed".into());
+                let at = now + backoff::delay(&config.backoff, attempts, &r.id);
+                fields.insert("next_attempt_at".into(), timestamp(at).into());
+            }
+            queue.upsert(&r.id, fields);
+        }
+        for r in &plan.exhausted {
+            let mut fields = Map::new();
+            fields.insert("status".into(), "dead".into());
+            fields.insert("updated_at".into(), timestamp(now).into());
+            queue.upsert(&r.id, fields);
+        }
+        (true, ())
+    })
+}
+
+type Executed = (Vec<(String, Turn)>, Vec<CommandReport>, Option<Error>);
+
+/// Runs the due tasks in ranked order, `parallel` at a time.
+fn execute(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    plan: &RetryPlan,
+    tracker: &mut Tracker,
+) -> Executed {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let shared = Mutex::new((tracker, Vec::new(), Vec::new(), None::<Error>));
+    let workers = config.parallel.min(plan.due.len()).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= plan.due.len() || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let due = &plan.due[i];
+                    let paused = shared
+                        .lock()
+                        .expect("no worker panics holding the lock")
+                        .0
+                        .is_open(&due.step, SystemTime::now());
+                    if paused {
+                        shared
+                            .lock()
+                            .expect("no worker panics holding the lock")
+                            .1
+                            .push((due.id.clone(), Turn::Paused));
+                        continue;
+                    }
+                    let result = run_one(ctx, config, due);
+                    let mut guard = shared.lock().expect("no worker panics holding the lock");
+                    let (tracker, turns, commands, error) = &mut *guard;
+                    match result {
+                        Ok((turn, command, class)) => {
+                            if let Some(c) = command {
+                                commands.push(c);
+                            }
+                            let failure = match &turn {
+                                Turn::Failed { .. } => Some(class.as_str()),
+                                _ => None,
+                            };
+                            if !matches!(turn, Turn::Gone) {
+                                tracker.record(&due.step, failure, SystemTime::now());
+                            }
+                            turns.push((due.id.clone(), turn));
+                        }
+                        Err(e) => {
+                            *error = Some(e);
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (_, turns, commands, error) = shared
+        .into_inner()
+        .expect("no worker panics holding the lock");
+    (turns, commands, error)
+}
+
+/// Takes one task (failed -> running), runs it, records the result. The error is for
+/// what stops the whole action (the queue cannot be read or written).
+fn run_one(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    due: &Due,
+) -> Result<(Turn, Option<CommandReport>, String)> {
+    let started = SystemTime::now();
+    let taken = TaskQueue::update(ctx.paths, |queue| {
+        let Some(task) = queue.get(&due.id) else {
+            return (false, None);
+        };
+        if task.status() != Some("failed") {
+            return (false, None);
+        }
+        let json = queue.task_json(&due.id);
+        let command = task.command();
+        let mut fields = Map::new();
+        fields.insert("status".into(), "running".into());
+        fields.insert("updated_at".into(), timestamp(started).into());
+        fields.insert("started_at".into(), timestamp(started).into());
+        queue.upsert(&due.id, fields);
+        (true, Some((json, command)))
+    })?;
+    let Some((json, own_command)) = taken else {
+        return Ok((Turn::Gone, None, String::new()));
+    };
+    let mut stdin = serde_json::to_vec(&json).expect("a task always serialises");
+    stdin.push(b'\n');
+    let argv = match own_command {
+        Some(argv) => argv.into_iter().map(OsString::from).collect(),
+        None => runner::expand(
+            &config.command.argv,
+            &Vars {
+                task_id: Some(&due.id),
+                ..Vars::default()
+            },
+        ),
+    };
+    let mut env = step_env(ctx, "retry", None);
+    env.push(("MEMSCHED_TASK_ID", OsString::from(&due.id)));
+    let invocation = Invocation {
+        argv,
+        cwd: ctx.paths.home.clone(),
+        env,
+        stdin: Some(stdin),
+        timeout: config.command.timeout,
+    };
+    let (report, error, class) = match runner::run(&invocation) {
+        Ok(report) if report.success() => (Some(report), None, String::new()),
+        Ok(report) => {
+            let class = breaker::error_class(&report);
+            let error = report.failure_text();
+            (Some(report), Some(error), class)
+        }
+        Err(e) => (None, Some(e.chain()), format!("cannot start: {e}")),
+    };
+    let finished = SystemTime::now();
+    let turn = TaskQueue::update(ctx.paths, |queue| {
+        let Some(task) = queue.get(&due.id) else {
+            return (false, Turn::Gone);
+        };
+        let mut fields = Map::new();
+        fields.insert("updated_at".into(), timestamp(finished).into());
+        let turn = match &error {
+            None => {
+                fields.insert("status".into(), "done".into());
+                fields.insert("completed_at".into(), timestamp(finished).into());
+                Turn::Done
+            }
+            Some(error) => {
+                let attempts = task.attempts() + 1;
+                let max = task
+                    .max_attempts()
+                    .unwrap_or(u64::from(config.max_attempts));
+                let dead = attempts >= max;
+                fields.insert("attempts".into(), attempts.into());
+                fields.insert("last_error".into(), error.as_str().into());
+                if dead {
+                    fields.insert("status".into(), "dead".into());
+                } else {
+                    fields.insert("status".into(), "failed".into());
+                    let at = finished + backoff::delay(&config.backoff, attempts, &due.id);
+                    fields.insert("next_attempt_at".into(), timestamp(at).into());
+                }
+                Turn::Failed {
+                    error: error.clone(),
+                    dead,
+                }
+            }
+        };
+        queue.upsert(&due.id, fields);
+        (true, turn)
+    })?;
+    Ok((turn, report, class))
+}

@@ -1,0 +1,219 @@
+//! Circuit breakers: when `failures` consecutive tasks of one step fail with the same
+//! error class, that step's retries pause for `cooldown` instead of burning every task's
+//! attempts on an outage. Open breakers are kept in the retry report of scheduler_log.json,
+//! so later runs honour them.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use crate::rules::BreakerConfig;
+use crate::runner::CommandReport;
+use crate::state::{parse_time, timestamp};
+
+/// Characters of the last output line that make up an error class.
+const CLASS_CHARS: usize = 80;
+
+/// A step whose retries are paused until `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBreaker {
+    pub step: String,
+    /// The error class that tripped it.
+    pub class: String,
+    pub until: SystemTime,
+}
+
+impl OpenBreaker {
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        json!({"step": self.step, "class": self.class, "until": timestamp(self.until)})
+    }
+
+    fn from_json(v: &Value) -> Option<OpenBreaker> {
+        Some(OpenBreaker {
+            step: v.get("step")?.as_str()?.to_owned(),
+            class: v.get("class")?.as_str()?.to_owned(),
+            until: parse_time(v.get("until")?.as_str()?)?,
+        })
+    }
+}
+
+/// The breakers still open at `now`, from the newest run record that has a retry report.
+#[must_use]
+pub fn open_from_log(runs: &[Value], now: SystemTime) -> Vec<OpenBreaker> {
+    let newest_retry = runs.iter().rev().find_map(|run| {
+        run.get("actions")?.as_array()?.iter().find(|a| {
+            a.get("action").and_then(Value::as_str) == Some("retry")
+                && a.get("outcome").and_then(Value::as_str) != Some("skipped")
+        })
+    });
+    newest_retry
+        .and_then(|r| r.pointer("/details/breakers")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(OpenBreaker::from_json)
+        .filter(|b| b.until > now)
+        .collect()
+}
+
+/// What a failure looks like for the breaker: how the command ended plus its last output
+/// line with each number blanked to `#`, so "HTTP 503 after 31s" and "HTTP 502 after 9s"
+/// are one class.
+#[must_use]
+pub(super) fn error_class(report: &CommandReport) -> String {
+    let how = if report.timed_out {
+        "timeout".to_owned()
+    } else if let Some(code) = report.exit_code {
+        format!("exit {code}")
+    } else {
+        format!("signal {}", report.signal.unwrap_or(0))
+    };
+    let line = report.stderr_tail.last().or(report.stdout_tail.last());
+    match line {
+        Some(line) => {
+            let mut shape = String::new();
+            for c in line.chars().take(CLASS_CHARS) {
+                match (c.is_ascii_digit(), shape.ends_with('#')) {
+                    (true, true) => {}
+                    (true, false) => shape.push('#'),
+                    (false, _) => shape.push(c),
+                }
+            }
+            format!("{how}: {shape}")
+        }
+        None => how,
+    }
+}
+
+/// Counts consecutive failures per step during a run and opens breakers.
+#[derive(Debug)]
+pub(super) struct Tracker {
+    config: BreakerConfig,
+    streaks: HashMap<String, (String, usize)>,
+    open: Vec<OpenBreaker>,
+}
+
+impl Tracker {
+    #[must_use]
+    pub(super) fn new(config: BreakerConfig, open: Vec<OpenBreaker>) -> Tracker {
+        Tracker {
+            config,
+            streaks: HashMap::new(),
+            open,
+        }
+    }
+
+    #[must_use]
+    pub(super) fn is_open(&self, step: &str, now: SystemTime) -> bool {
+        self.open.iter().any(|b| b.step == step && b.until > now)
+    }
+
+    /// Notes a task's result; returns the breaker this failure opened, if any.
+    pub(super) fn record(
+        &mut self,
+        step: &str,
+        failure: Option<&str>,
+        now: SystemTime,
+    ) -> Option<OpenBreaker> {
+        let Some(class) = failure else {
+            self.streaks.remove(step);
+            return None;
+        };
+        let streak = self
+            .streaks
+            .entry(step.to_owned())
+            .or_insert_with(|| (class.to_owned(), 0));
+        if streak.0 == class {
+            streak.1 += 1;
+        } else {
+            *streak = (class.to_owned(), 1);
+        }
+        if streak.1 < self.config.failures || self.is_open(step, now) {
+            return None;
+        }
+        let breaker = OpenBreaker {
+            step: step.to_owned(),
+            class: class.to_owned(),
+            until: now + self.config.cooldown,
+        };
+        self.open.push(breaker.clone());
+        Some(breaker)
+    }
+
+    /// Every breaker open at `now`, for the report.
+    #[must_use]
+    pub(super) fn open_at(&self, now: SystemTime) -> Vec<OpenBreaker> {
+        self.open
+            .iter()
+            .filter(|b| b.until > now)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn same_class_failures_in_a_row_open_the_breaker_and_success_resets() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut t = Tracker::new(
+            BreakerConfig {
+                failures: 3,
+                cooldown: Duration::from_secs(60),
+            },
+            Vec::new(),
+        );
+        assert!(t.record("upload", Some("exit 1: quota"), now).is_none());
+        assert!(t.record("upload", Some("exit 1: quota"), now).is_none());
+        assert!(t.record("upload", None, now).is_none());
+        assert!(t.record("upload", Some("exit 1: quota"), now).is_none());
+        assert!(t.record("upload", Some("exit 2: other"), now).is_none());
+        assert!(t.record("ingest", Some("exit 2: other"), now).is_none());
+        assert!(t.record("upload", Some("exit 2: other"), now).is_none());
+        let opened = t.record("upload", Some("exit 2: other"), now).unwrap();
+        assert_eq!(opened.until, now + Duration::from_secs(60));
+        assert!(t.is_open("upload", now));
+        assert!(!t.is_open("ingest", now));
+        assert!(!t.is_open("upload", now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn open_breakers_come_back_from_the_newest_retry_report() {
+        let now = parse_time("2026-11-26T12:00:00Z").unwrap();
+        let runs = vec![
+            json!({"actions": [{"action": "retry", "outcome": "ran", "details": {"breakers": [
+                {"step": "old", "class": "x", "until": "2026-11-26T13:00:00Z"}]}}]}),
+            json!({"actions": [{"action": "retry", "outcome": "ran", "details": {"breakers": [
+                {"step": "upload", "class": "x", "until": "2026-11-26T12:10:00Z"},
+                {"step": "expired", "class": "x", "until": "2026-11-26T11:00:00Z"}]}}]}),
+            json!({"actions": [{"action": "ingest", "outcome": "ran"}, {"action": "retry", "outcome": "skipped"}]}),
+        ];
+        let open = open_from_log(&runs, now);
+        assert_eq!(
+            open.iter().map(|b| b.step.as_str()).collect::<Vec<_>>(),
+            ["upload"]
+        );
+    }
+
+    #[test]
+    fn error_classes_ignore_numbers() {
+        let report = |line: &str| CommandReport {
+            argv: vec![],
+            exit_code: Some(1),
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            stdout_tail: vec![],
+            stderr_tail: vec![line.to_owned()],
+        };
+        assert_eq!(
+            error_class(&report("HTTP 503 after 31s")),
+            error_class(&report("HTTP 502 after 9s"))
+        );
+        assert_eq!(error_class(&report("quota")), "exit 1: quota");
+    }
+}

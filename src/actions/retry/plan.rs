@@ -1,0 +1,277 @@
+//! The retry plan: which failed tasks are due, in what order, and which tasks need their
+//! status repaired (stuck `running`, attempts used up). Pure: a queue, rules and a clock in.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use super::breaker::OpenBreaker;
+use crate::rules::RetryConfig;
+use crate::state::task_queue::{Priority, TaskQueue, TaskView};
+use crate::state::timestamp;
+
+/// Places listed in the plan's reasons before the rest are counted.
+const LISTED: usize = 100;
+
+/// A failed task that is due, with what ranked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub id: String,
+    pub step: String,
+    pub priority: Priority,
+    pub weight: i64,
+    pub created_at: Option<SystemTime>,
+    pub attempts: u64,
+    pub max_attempts: u64,
+}
+
+/// A task whose status the plan repairs before anything runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    pub id: String,
+    pub attempts: u64,
+    pub max_attempts: u64,
+    pub why: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RetryPlan {
+    /// Due tasks in run order.
+    pub due: Vec<Due>,
+    /// Tasks left `running` past `stuck_after`: back to failed (or dead).
+    pub stuck: Vec<Repair>,
+    /// Failed tasks whose attempts are used up: dead.
+    pub exhausted: Vec<Repair>,
+    /// Failed tasks not yet due, and when the first falls due.
+    pub waiting: usize,
+    pub next_due: Option<SystemTime>,
+    /// Due tasks of a step whose circuit breaker is open: (id, step).
+    pub paused: Vec<(String, String)>,
+    /// Tasks by status, as read.
+    pub by_status: BTreeMap<String, usize>,
+}
+
+impl RetryPlan {
+    #[must_use]
+    pub fn has_work(&self) -> bool {
+        !self.due.is_empty() || !self.stuck.is_empty() || !self.exhausted.is_empty()
+    }
+
+    /// The ranked plan, a line per place, then the repairs and pauses.
+    #[must_use]
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.due.is_empty() {
+            out.push("order: priority (critical, high, normal, low), then step weight (higher first), then oldest first".to_owned());
+        }
+        for (place, d) in self.due.iter().take(LISTED).enumerate() {
+            out.push(format!(
+                "{}. {}: priority {}, step {} (weight {}), created {}, attempt {} of {}",
+                place + 1,
+                d.id,
+                d.priority.name(),
+                d.step,
+                d.weight,
+                d.created_at
+                    .map_or_else(|| "at an unknown time".to_owned(), timestamp),
+                d.attempts + 1,
+                d.max_attempts
+            ));
+        }
+        if self.due.len() > LISTED {
+            out.push(format!("… and {} more due tasks", self.due.len() - LISTED));
+        }
+        for r in self.stuck.iter().chain(&self.exhausted).take(LISTED) {
+            out.push(format!("repair {}: {}", r.id, r.why));
+        }
+        for (id, step) in self.paused.iter().take(LISTED) {
+            out.push(format!(
+                "pause {id}: the circuit breaker of step {step} is open"
+            ));
+        }
+        if let Some(next) = self.next_due {
+            out.push(format!(
+                "{} tasks wait for their backoff; the next is due at {}",
+                self.waiting,
+                timestamp(next)
+            ));
+        }
+        out
+    }
+}
+
+/// Builds the retry plan.
+#[must_use]
+pub fn plan(
+    queue: &TaskQueue,
+    config: &RetryConfig,
+    open: &[OpenBreaker],
+    now: SystemTime,
+) -> RetryPlan {
+    let mut plan = RetryPlan::default();
+    for task in queue.tasks() {
+        let status = task.status().unwrap_or("(none)");
+        *plan.by_status.entry(status.to_owned()).or_default() += 1;
+        let Some(id) = task.id() else { continue };
+        let max_attempts = task
+            .max_attempts()
+            .unwrap_or(u64::from(config.max_attempts));
+        match status {
+            "running" => {
+                let since = task.updated_at();
+                let stuck = since
+                    .is_some_and(|t| now.duration_since(t).is_ok_and(|d| d > config.stuck_after));
+                if stuck {
+                    plan.stuck.push(Repair {
+                        id: id.to_owned(),
+                        attempts: task.attempts(),
+                        max_attempts,
+                        why: format!(
+                            "running since {} (longer than stuck_after {}): taken as crashed",
+                            since.map_or_else(String::new, timestamp),
+                            humantime::format_duration(config.stuck_after)
+                        ),
+                    });
+                }
+            }
+            "failed" if task.attempts() >= max_attempts => plan.exhausted.push(Repair {
+                id: id.to_owned(),
+                attempts: task.attempts(),
+                max_attempts,
+                why: format!(
+                    "failed {} of {max_attempts} attempts: dead",
+                    task.attempts()
+                ),
+            }),
+            "failed" => match task.next_attempt_at().filter(|at| *at > now) {
+                Some(at) => {
+                    plan.waiting += 1;
+                    plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
+                }
+                None => {
+                    let step = task.step().unwrap_or("").to_owned();
+                    if open.iter().any(|b| b.step == step && b.until > now) {
+                        plan.paused.push((id.to_owned(), step));
+                    } else {
+                        plan.due.push(due(task, id, step, config, max_attempts));
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+    plan.due.sort_by(|a, b| {
+        let key = |d: &Due| {
+            (
+                d.priority,
+                Reverse(d.weight),
+                d.created_at.is_none(),
+                d.created_at,
+            )
+        };
+        key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
+    });
+    plan
+}
+
+fn due(task: TaskView<'_>, id: &str, step: String, config: &RetryConfig, max_attempts: u64) -> Due {
+    Due {
+        id: id.to_owned(),
+        weight: config.weights.get(&step).copied().unwrap_or(0),
+        step,
+        priority: task.priority(),
+        created_at: task.created_at().or_else(|| task.updated_at()),
+        attempts: task.attempts(),
+        max_attempts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Rules;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn config() -> RetryConfig {
+        let text = "[actions.retry]\ncommand = [\"r\", \"{task_id}\"]\nweights = { ingest = 10, upload = 5 }\nmax_attempts = 3\nstuck_after = \"10m\"\n";
+        Rules::parse(Path::new("r.toml"), text)
+            .unwrap()
+            .retry
+            .unwrap()
+    }
+
+    fn queue(tasks: &serde_json::Value) -> TaskQueue {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.json");
+        std::fs::write(&path, tasks.to_string()).unwrap();
+        TaskQueue::load(&path).unwrap()
+    }
+
+    const NOW: &str = "2026-11-26T12:00:00Z";
+
+    fn now() -> SystemTime {
+        crate::state::parse_time(NOW).unwrap()
+    }
+
+    #[test]
+    fn due_tasks_rank_by_priority_then_weight_then_age() {
+        let q = queue(&serde_json::json!([
+            {"id": "low-old", "step": "ingest", "status": "failed", "priority": "low", "created_at": "2026-01-01T00:00:00Z"},
+            {"id": "normal-upload", "step": "upload", "status": "failed", "created_at": "2026-11-01T00:00:00Z"},
+            {"id": "normal-ingest-new", "step": "ingest", "status": "failed", "created_at": "2026-11-20T00:00:00Z"},
+            {"id": "normal-ingest-old", "step": "ingest", "status": "failed", "created_at": "2026-11-10T00:00:00Z"},
+            {"id": "critical-other", "step": "other", "status": "failed", "priority": "critical"},
+            {"id": "done", "step": "ingest", "status": "done"},
+        ]));
+        let p = plan(&q, &config(), &[], now());
+        let order: Vec<&str> = p.due.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "critical-other",
+                "normal-ingest-old",
+                "normal-ingest-new",
+                "normal-upload",
+                "low-old"
+            ]
+        );
+        assert_eq!(p.by_status["failed"], 5);
+    }
+
+    #[test]
+    fn backoff_exhaustion_stuck_and_breakers_are_sorted_out() {
+        let q = queue(&serde_json::json!([
+            {"id": "later", "step": "ingest", "status": "failed", "attempts": 1, "next_attempt_at": "2026-11-26T12:05:00Z"},
+            {"id": "spent", "step": "ingest", "status": "failed", "attempts": 3},
+            {"id": "own-limit", "step": "ingest", "status": "failed", "attempts": 3, "max_attempts": 9},
+            {"id": "hung", "step": "ingest", "status": "running", "updated_at": "2026-11-26T11:00:00Z"},
+            {"id": "busy", "step": "ingest", "status": "running", "updated_at": "2026-11-26T11:55:00Z"},
+            {"id": "paused", "step": "upload", "status": "failed"},
+        ]));
+        let open = [OpenBreaker {
+            step: "upload".into(),
+            class: "exit 1".into(),
+            until: now() + Duration::from_secs(60),
+        }];
+        let p = plan(&q, &config(), &open, now());
+        assert_eq!(
+            p.due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["own-limit"]
+        );
+        assert_eq!(
+            p.exhausted
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["spent"]
+        );
+        assert_eq!(
+            p.stuck.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["hung"]
+        );
+        assert_eq!(p.paused, [("paused".to_owned(), "upload".to_owned())]);
+        assert_eq!(p.waiting, 1);
+        assert_eq!(p.next_due, crate::state::parse_time("2026-11-26T12:05:00Z"));
+    }
+}

@@ -1,0 +1,335 @@
+//! The pipeline's health, read from every state file and lock: what the watchdog writes to
+//! watchdog_state.json and what `memsched status` shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::actions::Action;
+use crate::actions::retry::{OpenBreaker, open_from_log};
+use crate::error::Error;
+use crate::file_key;
+use crate::paths::Paths;
+use crate::report::ActionReport;
+use crate::rules::Rules;
+use crate::state::ingest_hash::{IngestHash, Stat};
+use crate::state::json_file::{self, ListDoc};
+use crate::state::task_queue::TaskQueue;
+use crate::state::timestamp;
+use crate::state::upload_log::UploadLog;
+use crate::{lock, walk};
+
+/// Items listed by id before the rest are counted.
+const LISTED: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+impl Status {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Failing => "failing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UploadHealth {
+    pub outstanding: usize,
+    pub failed: usize,
+    pub given_up: usize,
+    pub skipped: usize,
+    pub uploaded: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub at: String,
+    pub outcome: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub status: Status,
+    pub checked_at: String,
+    /// Why the status is not ok, one sentence each.
+    pub problems: Vec<String>,
+    /// Tasks by status.
+    pub tasks: BTreeMap<String, usize>,
+    pub stuck_tasks: Vec<String>,
+    pub dead_tasks: Vec<String>,
+    pub uploads: UploadHealth,
+    /// Data files whose stat does not match ingest_hash.json (new, changed or touched).
+    pub unindexed_files: Option<usize>,
+    pub data_files: Option<usize>,
+    pub last_runs: BTreeMap<String, LastRun>,
+    pub breakers: Vec<Value>,
+    /// State files that do not parse: (file, error).
+    pub unreadable_files: Vec<Value>,
+    /// Locks held by a live process other than this one: name -> pid.
+    pub locks: BTreeMap<String, u32>,
+}
+
+/// Reads everything and judges. `current` holds the reports of this run so far, which are
+/// not in scheduler_log.json yet.
+#[must_use]
+pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: SystemTime) -> Health {
+    let mut h = Health {
+        status: Status::Ok,
+        checked_at: timestamp(now),
+        problems: Vec::new(),
+        tasks: BTreeMap::new(),
+        stuck_tasks: Vec::new(),
+        dead_tasks: Vec::new(),
+        uploads: UploadHealth::default(),
+        unindexed_files: None,
+        data_files: None,
+        last_runs: BTreeMap::new(),
+        breakers: Vec::new(),
+        unreadable_files: Vec::new(),
+        locks: BTreeMap::new(),
+    };
+    let unreadable = |e: &Error| {
+        let file = match e {
+            Error::StateParse { path, .. }
+            | Error::StateShape { path, .. }
+            | Error::StateRead { path, .. } => path.display().to_string(),
+            _ => String::new(),
+        };
+        json!({"file": file, "error": e.chain()})
+    };
+    match TaskQueue::load(&paths.task_queue) {
+        Ok(q) => tasks(&mut h, &q, rules, now),
+        Err(e) => h.unreadable_files.push(unreadable(&e)),
+    }
+    match UploadLog::load(&paths.upload_log) {
+        Ok(log) => uploads(&mut h, &log, rules),
+        Err(e) => h.unreadable_files.push(unreadable(&e)),
+    }
+    match IngestHash::load(&paths.ingest_hash) {
+        Ok(hashes) => unindexed(&mut h, paths, rules, &hashes),
+        Err(e) => h.unreadable_files.push(unreadable(&e)),
+    }
+    if let Err(e) = json_file::read(&paths.watchdog_state) {
+        h.unreadable_files.push(unreadable(&e));
+    }
+    let mut runs = match ListDoc::load(&paths.scheduler_log, "runs") {
+        Ok(doc) => doc.items().to_vec(),
+        Err(e) => {
+            h.unreadable_files.push(unreadable(&e));
+            Vec::new()
+        }
+    };
+    runs.push(json!({"started_at": timestamp(now), "actions": current}));
+    last_runs(&mut h, &runs);
+    h.breakers = open_from_log(&runs, now)
+        .iter()
+        .map(OpenBreaker::to_json)
+        .collect();
+    for name in Action::ALL
+        .map(Action::name)
+        .into_iter()
+        .chain(["scheduler"])
+    {
+        if let Some(pid) = live_holder(&paths.action_lock(name)) {
+            h.locks.insert(name.to_owned(), pid);
+        }
+    }
+    judge(&mut h);
+    h
+}
+
+fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
+    let stuck_after = rules
+        .retry
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |r| r.stuck_after);
+    for t in queue.tasks() {
+        let status = t.status().unwrap_or("(none)");
+        *h.tasks.entry(status.to_owned()).or_default() += 1;
+        let id = t.id().unwrap_or("(no id)").to_owned();
+        match status {
+            "dead" => h.dead_tasks.push(id),
+            "running"
+                if t.updated_at()
+                    .is_some_and(|at| now.duration_since(at).is_ok_and(|d| d > stuck_after)) =>
+            {
+                h.stuck_tasks.push(id);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
+    let max = rules.upload.as_ref().map_or(5, |u| u.max_attempts);
+    for e in log.entries() {
+        match e.status().unwrap_or("pending") {
+            "uploaded" => h.uploads.uploaded += 1,
+            "skipped" => h.uploads.skipped += 1,
+            "failed" if e.attempts() >= u64::from(max) => h.uploads.given_up += 1,
+            "failed" => {
+                h.uploads.failed += 1;
+                h.uploads.outstanding += 1;
+            }
+            _ => h.uploads.outstanding += 1,
+        }
+    }
+}
+
+fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) {
+    let Some(config) = &rules.ingest else { return };
+    if !paths.data_dir.is_dir() {
+        h.problems.push(format!(
+            "data_dir {} does not exist",
+            paths.data_dir.display()
+        ));
+        return;
+    }
+    let found = walk::files(
+        &paths.data_dir,
+        &|rel| !config.exclude_set.is_match(rel),
+        &|rel| config.include_set.is_match(rel) && !config.exclude_set.is_match(rel),
+    );
+    let stale = found
+        .files
+        .iter()
+        .filter(|f| {
+            hashes
+                .get(&file_key::key(&f.rel))
+                .is_none_or(|r| r.stat != Some(Stat::of(&f.meta)))
+        })
+        .count();
+    h.data_files = Some(found.files.len());
+    h.unindexed_files = Some(stale);
+}
+
+fn last_runs(h: &mut Health, runs: &[Value]) {
+    for run in runs {
+        let at = run.get("started_at").and_then(Value::as_str).unwrap_or("");
+        for a in run
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let outcome = a.get("outcome").and_then(Value::as_str).unwrap_or("");
+            let Some(action) = a.get("action").and_then(Value::as_str) else {
+                continue;
+            };
+            if outcome == "skipped" || outcome == "would-run" {
+                continue;
+            }
+            h.last_runs.insert(
+                action.to_owned(),
+                LastRun {
+                    at: at.to_owned(),
+                    outcome: outcome.to_owned(),
+                    summary: a
+                        .get("summary")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                },
+            );
+        }
+    }
+}
+
+/// The pid written in a lock file, when that process is alive and is not us. Reading the
+/// file takes no lock, so looking never makes a real run skip.
+fn live_holder(path: &Path) -> Option<u32> {
+    let pid = lock::holder_pid(path)?;
+    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+}
+
+fn list(ids: &[String]) -> String {
+    let mut shown = ids
+        .iter()
+        .take(LISTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > LISTED {
+        shown.push_str(&format!(" and {} more", ids.len() - LISTED));
+    }
+    shown
+}
+
+fn judge(h: &mut Health) {
+    let mut failing = Vec::new();
+    let mut degraded = Vec::new();
+    for u in &h.unreadable_files {
+        failing.push(format!(
+            "state file does not parse: {}",
+            u["error"].as_str().unwrap_or("")
+        ));
+    }
+    if !h.dead_tasks.is_empty() {
+        failing.push(format!(
+            "{} dead tasks (out of attempts): {}",
+            h.dead_tasks.len(),
+            list(&h.dead_tasks)
+        ));
+    }
+    if !h.stuck_tasks.is_empty() {
+        failing.push(format!(
+            "{} tasks stuck running: {}",
+            h.stuck_tasks.len(),
+            list(&h.stuck_tasks)
+        ));
+    }
+    if h.uploads.given_up > 0 {
+        failing.push(format!(
+            "{} uploads failed every attempt",
+            h.uploads.given_up
+        ));
+    }
+    if let Some(n) = h.tasks.get("failed").filter(|n| **n > 0) {
+        degraded.push(format!("{n} failed tasks wait for a retry"));
+    }
+    if h.uploads.failed > 0 {
+        degraded.push(format!(
+            "{} uploads failed and wait for a retry",
+            h.uploads.failed
+        ));
+    }
+    for b in &h.breakers {
+        degraded.push(format!(
+            "retries of step {} paused until {} (circuit breaker: {})",
+            b["step"].as_str().unwrap_or(""),
+            b["until"].as_str().unwrap_or(""),
+            b["class"].as_str().unwrap_or("")
+        ));
+    }
+    for (action, run) in &h.last_runs {
+        if run.outcome == "failed" {
+            degraded.push(format!(
+                "the last {action} run failed at {}: {}",
+                run.at, run.summary
+            ));
+        }
+    }
+    h.status = if !failing.is_empty() {
+        Status::Failing
+    } else if !degraded.is_empty() || !h.problems.is_empty() {
+        Status::Degraded
+    } else {
+        Status::Ok
+    };
+    failing.append(&mut degraded);
+    failing.append(&mut h.problems);
+    h.problems = failing;
+}

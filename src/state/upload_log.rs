@@ -1,0 +1,96 @@
+//! upload_log.json: one entry per file to push. Shared with the upload step, so every write
+//! takes `upload_log.json.lock` and changes only the entries this run touched.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use super::json_file::ListDoc;
+use super::parse_time;
+use crate::error::Result;
+
+/// The upload log as read; unknown fields and the document shape are kept.
+#[derive(Debug, Clone)]
+pub struct UploadLog {
+    doc: ListDoc,
+}
+
+/// A read-only view of one entry.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadView<'a>(pub &'a Map<String, Value>);
+
+impl<'a> UploadView<'a> {
+    fn str(self, key: &str) -> Option<&'a str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+    /// The file, relative to the pipeline home or absolute. Entries without one are kept
+    /// but not read.
+    #[must_use]
+    pub fn path(self) -> Option<&'a str> {
+        self.str("path")
+    }
+    #[must_use]
+    pub fn remote(self) -> Option<&'a str> {
+        self.str("remote")
+    }
+    #[must_use]
+    pub fn status(self) -> Option<&'a str> {
+        self.str("status")
+    }
+    #[must_use]
+    pub fn attempts(self) -> u64 {
+        self.0.get("attempts").and_then(Value::as_u64).unwrap_or(0)
+    }
+    #[must_use]
+    pub fn next_attempt_at(self) -> Option<SystemTime> {
+        self.str("next_attempt_at").and_then(parse_time)
+    }
+    /// Size and mtime of the file when it was last uploaded.
+    #[must_use]
+    pub fn uploaded_stat(self) -> Option<(u64, i64)> {
+        Some((
+            self.0.get("size")?.as_u64()?,
+            self.0.get("mtime_ns")?.as_i64()?,
+        ))
+    }
+}
+
+impl UploadLog {
+    pub fn load(path: &Path) -> Result<UploadLog> {
+        Ok(UploadLog {
+            doc: ListDoc::load(path, "uploads")?,
+        })
+    }
+
+    /// Every entry that is an object.
+    pub fn entries(&self) -> impl Iterator<Item = UploadView<'_>> {
+        self.doc
+            .items()
+            .iter()
+            .filter_map(Value::as_object)
+            .map(UploadView)
+    }
+
+    #[must_use]
+    pub fn get(&self, path: &str) -> Option<UploadView<'_>> {
+        self.doc.find("path", path).map(UploadView)
+    }
+
+    /// Sets `fields` on the entry for `path`, or appends one.
+    pub fn upsert(&mut self, path: &str, fields: Map<String, Value>) {
+        self.doc.upsert("path", path, fields);
+    }
+
+    /// Locked read-modify-write (see [`ListDoc::update`]).
+    pub fn update<T>(file: &Path, change: impl FnOnce(&mut UploadLog) -> (bool, T)) -> Result<T> {
+        ListDoc::update(file, "uploads", |doc| {
+            let mut log = UploadLog {
+                doc: std::mem::replace(doc, ListDoc::empty()),
+            };
+            let result = change(&mut log);
+            *doc = log.doc;
+            result
+        })
+    }
+}
