@@ -9,4 +9,7 @@ mod config;
 mod example;
 mod ingest;
 mod locks;
+mod retry;
 mod state_files;
+mod upload;
+mod watchdog;

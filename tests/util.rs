@@ -80,6 +80,42 @@ impl TestEnv {
         self
     }
 
+    /// Writes the rules file as given.
+    pub(crate) fn raw_rules(&self, text: &str) -> &TestEnv {
+        self.write("watch-rules.toml", text);
+        self
+    }
+
+    /// The rules file with a `[actions.retry]` table running the recording step with
+    /// `step_args`, then `-- {task_id}`, plus `extra` lines for that table.
+    pub(crate) fn retry_rules(&self, step_args: &[&str], extra: &str) -> &TestEnv {
+        let mut step = step_args.to_vec();
+        step.extend(["--", "{task_id}"]);
+        let command = self.step_argv_raw(&step);
+        self.raw_rules(&format!("[actions.retry]\ncommand = {command}\n{extra}"))
+    }
+
+    /// A JSON state file written as given.
+    pub(crate) fn state_file(&self, name: &str, value: &Value) -> PathBuf {
+        self.write(
+            &format!("state/{name}"),
+            &serde_json::to_string_pretty(value).unwrap(),
+        )
+    }
+
+    /// The TOML argument vector running the recording step, exactly `step_args` after the
+    /// log folder.
+    pub(crate) fn step_argv_raw(&self, step_args: &[&str]) -> String {
+        let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/record.py");
+        let mut argv = vec![
+            "python3".to_owned(),
+            step.display().to_string(),
+            self.log_dir().display().to_string(),
+        ];
+        argv.extend(step_args.iter().map(|s| (*s).to_owned()));
+        serde_json::to_string(&argv).unwrap()
+    }
+
     /// The TOML argument vector running the recording step.
     pub(crate) fn step_argv(&self, step_args: &[&str]) -> String {
         let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/record.py");

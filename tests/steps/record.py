@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Test double for a pipeline step: records exactly what it was given, then behaves as told.
 
-usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--bad-result] [-- ARGS...]
+usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--fail-while FILE]
+                       [--bad-result] [-- ARGS...]
 
 Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
 (byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
 files whose name contains SUBSTRING as failed through MEMSCHED_RESULT; --bad-result writes
-a result file that does not parse.
+a result file that does not parse; --fail-while exits 1 while FILE exists.
 """
 import json
 import os
@@ -29,6 +30,9 @@ def main(argv):
             pause = float(rest.pop(0))
         elif arg == "--fail":
             fail.append(rest.pop(0))
+        elif arg == "--fail-while":
+            if os.path.exists(rest.pop(0)):
+                code = 1
         elif arg == "--bad-result":
             bad_result = True
         else:
