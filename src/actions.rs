@@ -6,6 +6,7 @@ pub mod retry;
 pub mod upload;
 pub mod watchdog;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -36,6 +37,35 @@ pub enum Action {
     Ingest,
     Upload,
     Watchdog,
+}
+
+impl Context<'_> {
+    /// The environment every step gets: which action runs it, and where things are.
+    #[must_use]
+    pub fn step_env(
+        &self,
+        action: Action,
+        result: Option<OsString>,
+    ) -> Vec<(&'static str, OsString)> {
+        let paths = self.paths;
+        let mut env = vec![
+            ("MEMSCHED_ACTION", OsString::from(action.name())),
+            ("MEMSCHED_HOME", paths.home.clone().into_os_string()),
+            ("MEMSCHED_DATA_DIR", paths.data_dir.clone().into_os_string()),
+            (
+                "MEMSCHED_INDEX_DIR",
+                paths.index_dir.clone().into_os_string(),
+            ),
+            (
+                "MEMSCHED_STATE_DIR",
+                paths.state_dir.clone().into_os_string(),
+            ),
+        ];
+        if let Some(result) = result {
+            env.push(("MEMSCHED_RESULT", result));
+        }
+        env
+    }
 }
 
 impl Action {

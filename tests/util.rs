@@ -116,19 +116,14 @@ impl TestEnv {
         serde_json::to_string(&argv).unwrap()
     }
 
-    /// The TOML argument vector running the recording step.
+    /// The TOML argument vector running the recording step; a final `--` is followed by
+    /// `{files}`.
     pub(crate) fn step_argv(&self, step_args: &[&str]) -> String {
-        let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/record.py");
-        let mut argv = vec![
-            "python3".to_owned(),
-            step.display().to_string(),
-            self.log_dir().display().to_string(),
-        ];
-        argv.extend(step_args.iter().map(|s| (*s).to_owned()));
-        if step_args.last() == Some(&"--") {
-            argv.push("{files}".to_owned());
+        let mut args = step_args.to_vec();
+        if args.last() == Some(&"--") {
+            args.push("{files}");
         }
-        serde_json::to_string(&argv).unwrap()
+        self.step_argv_raw(&args)
     }
 
     /// A data file (name as raw bytes), made to look settled (modified an hour ago).

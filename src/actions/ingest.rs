@@ -7,7 +7,6 @@ mod step_result;
 pub use plan::{Candidate, Plan, Scan, plan, scan};
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
@@ -274,42 +273,13 @@ fn run_batch(
     let invocation = Invocation {
         argv: runner::expand(&config.command.argv, &vars),
         cwd: ctx.paths.home.clone(),
-        env: step_env(ctx, "ingest", Some(result_path.clone().into_os_string())),
+        env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
         stdin,
         timeout: config.command.timeout,
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);
     Ok((report, result))
-}
-
-/// The environment every step gets.
-#[must_use]
-pub fn step_env(
-    ctx: &Context<'_>,
-    action: &str,
-    result: Option<OsString>,
-) -> Vec<(&'static str, OsString)> {
-    let mut env = vec![
-        ("MEMSCHED_ACTION", OsString::from(action)),
-        ("MEMSCHED_HOME", ctx.paths.home.clone().into_os_string()),
-        (
-            "MEMSCHED_DATA_DIR",
-            ctx.paths.data_dir.clone().into_os_string(),
-        ),
-        (
-            "MEMSCHED_INDEX_DIR",
-            ctx.paths.index_dir.clone().into_os_string(),
-        ),
-        (
-            "MEMSCHED_STATE_DIR",
-            ctx.paths.state_dir.clone().into_os_string(),
-        ),
-    ];
-    if let Some(result) = result {
-        env.push(("MEMSCHED_RESULT", result));
-    }
-    env
 }
 
 /// Failed files become failed `ingest` tasks (one per file, updated in place when the file

@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime};
 use serde_json::{Map, Value};
 
 use super::backoff;
-use super::ingest::step_env;
 use super::{Action, Context};
 use crate::error::{Error, Result};
 use crate::report::{ActionReport, FailedItem, Outcome};
@@ -339,7 +338,7 @@ fn run_one(
             },
         ),
     };
-    let mut env = step_env(ctx, "retry", None);
+    let mut env = ctx.step_env(Action::Retry, None);
     env.push(("MEMSCHED_TASK_ID", OsString::from(&due.id)));
     let invocation = Invocation {
         argv,

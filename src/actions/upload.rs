@@ -9,7 +9,6 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use super::backoff;
-use super::ingest::step_env;
 use super::{Action, Context};
 use crate::error::Result;
 use crate::file_key;
@@ -319,7 +318,7 @@ fn upload_one(
     let invocation = Invocation {
         argv: runner::expand(&config.command.argv, &vars),
         cwd: ctx.paths.home.clone(),
-        env: step_env(ctx, "upload", None),
+        env: ctx.step_env(Action::Upload, None),
         stdin: None,
         timeout: config.command.timeout,
     };

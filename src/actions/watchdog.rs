@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 
-use super::ingest::step_env;
 use super::{Action, Context};
 use crate::health;
 use crate::report::{ActionReport, Outcome};
@@ -47,7 +46,7 @@ pub fn perform(
     let Some(command) = &config.command else {
         return report;
     };
-    let mut env = step_env(ctx, "watchdog", None);
+    let mut env = ctx.step_env(Action::Watchdog, None);
     env.push(("MEMSCHED_HEALTH", OsString::from(health.status.name())));
     let invocation = Invocation {
         argv: runner::expand(&command.argv, &Vars::default()),
