@@ -5,19 +5,20 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::actions::Action;
-use crate::check;
 use crate::cli::{Cli, Command, Mode};
 use crate::error::{Error, Exit, Result};
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
+use crate::{check, daemon};
 use crate::{status, summary};
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
     let paths = Paths::load(&paths_file(cli))?;
-    let rules = Rules::load(&rules_file(cli, &paths)?)?;
+    let rules_file = rules_file(cli, &paths)?;
+    let rules = Rules::load(&rules_file)?;
     match cli.command {
         Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
         Some(Command::Status) => Ok(status::print(
@@ -27,11 +28,29 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             std::io::stdout().is_terminal(),
         )),
         None if cli.once => Ok(once(cli, &paths, &rules)),
-        None => Err(Error::Usage(
-            "the always-on watcher is not available yet in this version; run `memsched --once` \
-             (from cron or by hand) to reconcile once"
-                .to_owned(),
+        None if cli.dry_run => Err(Error::Usage(
+            "--dry-run plans one run: use it with --once".to_owned(),
         )),
+        None => {
+            let options = daemon::Options {
+                allowed: actions_of(&cli.mode),
+                event_queue: event_queue()?,
+            };
+            daemon::run(&paths, &rules_file, rules, &options)
+        }
+    }
+}
+
+/// `MEMSCHED_EVENT_QUEUE`: how many debounced batches the watcher may fall behind by
+/// before it drops them and reconciles everything (a diagnostic knob; tests use 1).
+fn event_queue() -> Result<usize> {
+    match std::env::var("MEMSCHED_EVENT_QUEUE") {
+        Err(_) => Ok(daemon::DEFAULT_EVENT_QUEUE),
+        Ok(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Error::Usage(format!(
+                "MEMSCHED_EVENT_QUEUE={text:?}: expected a positive number"
+            ))
+        }),
     }
 }
 
@@ -41,6 +60,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
         trigger: cli.trigger.name().to_owned(),
         dry_run: cli.dry_run,
         progress: !cli.json,
+        woken_by: Vec::new(),
     };
     let record = reconcile::run(paths, rules, &request);
     let logged = reconcile::record(paths, rules, &record);

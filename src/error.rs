@@ -85,6 +85,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot watch {}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify_debouncer_full::notify::Error,
+    },
     #[error("cannot scan {}", path.display())]
     Scan {
         path: PathBuf,
@@ -121,6 +127,7 @@ impl Error {
             | Error::StateWrite { .. }
             | Error::Lock { .. }
             | Error::Spawn { .. }
+            | Error::Watch { .. }
             | Error::Scan { .. } => Exit::ActionFailed,
         }
     }
@@ -133,6 +140,11 @@ impl Error {
                 "pass --paths FILE, set MEMSCHED_PATHS, or run from the folder holding paths.json"
                     .to_owned(),
             ),
+            Error::LockHeld { path, .. } if path.ends_with("scheduler.lock") => Some(
+                "another memsched watcher runs for this paths.json; `memsched --once` can still run beside it"
+                    .to_owned(),
+            ),
+            Error::Watch { .. } => Some(crate::watch::LIMIT_HINT.to_owned()),
             Error::StateParse { .. } | Error::StateShape { .. } => Some(
                 "fix or move the file by hand; memsched never overwrites a file it cannot read"
                     .to_owned(),

@@ -5,8 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = memsched::cli::Cli::parse();
+    // The watcher narrates what it does; one-shot runs print a summary instead.
+    let watching = cli.command.is_none() && !cli.once;
+    let default = if watching { "info" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
     match memsched::app::run(&cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {

@@ -19,6 +19,8 @@ pub struct Request {
     pub trigger: String,
     pub dry_run: bool,
     pub progress: bool,
+    /// What woke the watcher for this run (changes, rules matched, timers).
+    pub woken_by: Vec<String>,
 }
 
 /// Runs every requested action once. One action failing does not stop the others.
@@ -46,7 +48,7 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         let began = Instant::now();
         let mut report = run_action(&ctx, action, &actions);
         report.duration_ms = millis(began);
-        log::info!("{action}: {}: {}", report.outcome.label(), report.summary);
+        log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
     }
     RunRecord {
@@ -60,6 +62,7 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
             .map(|a| a.name().to_owned())
             .collect(),
         dry_run: request.dry_run,
+        woken_by: request.woken_by.clone(),
         pid: std::process::id(),
         exit_code: exit_of(&actions).code(),
         actions,

@@ -109,6 +109,8 @@ pub struct RunRecord {
     pub trigger: String,
     pub modes: Vec<String>,
     pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub woken_by: Vec<String>,
     pub pid: u32,
     pub exit_code: u8,
     pub actions: Vec<ActionReport>,

@@ -53,6 +53,16 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Create => "create",
+            EventKind::Modify => "modify",
+            EventKind::Remove => "remove",
+            EventKind::Rename => "rename",
+        }
+    }
+
     pub const ALL: [EventKind; 4] = [
         EventKind::Create,
         EventKind::Modify,
@@ -162,6 +172,8 @@ pub struct Rules {
     pub max_wait: Duration,
     pub tick: Duration,
     pub log_keep: usize,
+    /// While this file (relative to data_dir) exists, the watcher defers its runs.
+    pub pause_file: PathBuf,
     pub ingest: Option<IngestConfig>,
     pub retry: Option<RetryConfig>,
     pub upload: Option<UploadConfig>,
@@ -192,6 +204,7 @@ impl Rules {
             max_wait: check.duration(raw.max_wait.as_ref(), "10s")?,
             tick: check.duration(raw.tick.as_ref(), "15m")?,
             log_keep: check.count(raw.log_keep.as_ref(), 200)?,
+            pause_file: PathBuf::from(raw.pause_file.as_deref().unwrap_or(".memsched-pause")),
             ingest: None,
             retry: None,
             upload: None,

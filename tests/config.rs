@@ -131,15 +131,6 @@ fn check_prints_the_resolved_configuration() {
 }
 
 #[test]
-fn without_once_the_user_is_told_the_watcher_is_not_here_yet() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    let out = env.run(&[]);
-    assert_exit(&out, 2);
-    assert!(stderr(&out).contains("memsched --once"), "{}", stderr(&out));
-}
-
-#[test]
 fn help_lists_the_options_and_exit_statuses() {
     let out = std::process::Command::new(BIN)
         .arg("--help")

@@ -13,3 +13,4 @@ mod retry;
 mod state_files;
 mod upload;
 mod watchdog;
+mod watcher;

@@ -191,6 +191,98 @@ impl TestEnv {
     }
 }
 
+/// A running `memsched` watcher, killed when dropped. Its stderr (the log, at debug level)
+/// goes to `watcher.log` in the home.
+pub(crate) struct Watcher {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Watcher {
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the watcher to exit; its exit status.
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watcher did not exit within {within:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestEnv {
+    /// Starts the watcher with `args` and `env`, and waits for its startup run to be logged.
+    pub(crate) fn watch(&self, args: &[&str], env: &[(&str, &str)]) -> Watcher {
+        let log = self.home().join("watcher.log");
+        let mut cmd = self.command(args);
+        cmd.env("RUST_LOG", "memsched=debug")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let watcher = Watcher {
+            child: cmd.spawn().unwrap(),
+            log,
+        };
+        wait_until(
+            "the startup run is recorded",
+            Duration::from_secs(20),
+            &|| watcher.log(),
+            || self.runs().iter().any(|r| r["trigger"] == "startup"),
+        );
+        watcher
+    }
+
+    /// The runs in scheduler_log.json so far.
+    pub(crate) fn runs(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state("scheduler_log.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["runs"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// Polls `cond` until it holds; past `within`, fails saying what did not happen, with the
+/// watcher's log. Deadlines are generous: they cost time only when a test fails.
+#[track_caller]
+pub(crate) fn wait_until(
+    what: &str,
+    within: Duration,
+    log: &dyn Fn() -> String,
+    mut cond: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: did not happen within {within:?}\n--- log\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sets a file's mtime an hour back, so the settle time does not hold it.
 pub(crate) fn set_old(path: &Path) {
     let file = std::fs::File::options().write(true).open(path).unwrap();

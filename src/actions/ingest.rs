@@ -71,6 +71,13 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         started.elapsed().saturating_sub(read_in)
     );
     report.reasons = plan.reasons();
+    if !plan.deferred.is_empty() {
+        // Files still being written are worth another look once they have settled.
+        let next = ctx.now + config.settle;
+        report
+            .details
+            .insert("next_due".into(), crate::state::timestamp(next).into());
+    }
     let waiting = waiting_text(&plan);
     if !plan.has_work() {
         report.counts = counts(&plan, None);

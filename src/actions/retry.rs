@@ -32,6 +32,8 @@ enum Turn {
     Failed {
         error: String,
         dead: bool,
+        /// When it falls due again (none once dead).
+        next: Option<SystemTime>,
     },
     /// Its step's breaker opened earlier in this run.
     Paused,
@@ -60,22 +62,16 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     let plan_ms = u64::try_from(planning.elapsed().as_micros()).unwrap_or(u64::MAX) / 1000;
     drop(queue);
     report.reasons.extend(plan.reasons());
-    let mut counts = Map::new();
-    for (status, n) in &plan.by_status {
-        counts.insert(format!("status_{status}"), (*n).into());
-    }
-    counts.insert("due".into(), plan.due.len().into());
-    counts.insert("waiting".into(), plan.waiting.into());
-    counts.insert("paused".into(), plan.paused.len().into());
-    counts.insert("stuck".into(), plan.stuck.len().into());
-    counts.insert("exhausted".into(), plan.exhausted.len().into());
-    counts.insert("plan_ms".into(), plan_ms.into());
-    report.counts = counts;
+    report.counts = plan_counts(&plan, plan_ms);
     report.details.insert(
         "breakers".into(),
         Value::Array(open.iter().map(OpenBreaker::to_json).collect()),
     );
-    if let Some(next) = plan.next_due {
+    let paused_until = open
+        .iter()
+        .filter(|_| !plan.paused.is_empty())
+        .map(|b| b.until);
+    if let Some(next) = plan.next_due.into_iter().chain(paused_until).min() {
         report
             .details
             .insert("next_due".into(), timestamp(next).into());
@@ -127,10 +123,42 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         ),
     );
     summarise(&mut report, &plan, &turns, &tracker, now);
+    // When this action has work again: a task's backoff ends or a breaker closes. The
+    // watcher sets its timer from this.
+    let backoffs = turns.iter().filter_map(|(_, t)| match t {
+        Turn::Failed { next, .. } => *next,
+        _ => None,
+    });
+    let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
+    if let Some(next) = plan
+        .next_due
+        .into_iter()
+        .chain(backoffs)
+        .chain(breakers)
+        .min()
+    {
+        report
+            .details
+            .insert("next_due".into(), timestamp(next).into());
+    }
     if let Some(e) = error {
         return report.fail(&e);
     }
     report
+}
+
+fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
+    let mut counts = Map::new();
+    for (status, n) in &plan.by_status {
+        counts.insert(format!("status_{status}"), (*n).into());
+    }
+    counts.insert("due".into(), plan.due.len().into());
+    counts.insert("waiting".into(), plan.waiting.into());
+    counts.insert("paused".into(), plan.paused.len().into());
+    counts.insert("stuck".into(), plan.stuck.len().into());
+    counts.insert("exhausted".into(), plan.exhausted.len().into());
+    counts.insert("plan_ms".into(), plan_ms.into());
+    counts
 }
 
 fn summarise(
@@ -147,7 +175,7 @@ fn summarise(
     let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
     let gone = count(|t| matches!(t, Turn::Gone));
     for (id, turn) in turns {
-        if let Turn::Failed { error, dead } = turn {
+        if let Turn::Failed { error, dead, .. } = turn {
             report.failed_items.push(FailedItem {
                 item: id.clone(),
                 error: if *dead {
@@ -377,16 +405,19 @@ fn run_one(
                 let dead = attempts >= max;
                 fields.insert("attempts".into(), attempts.into());
                 fields.insert("last_error".into(), error.as_str().into());
+                let mut next = None;
                 if dead {
                     fields.insert("status".into(), "dead".into());
                 } else {
                     fields.insert("status".into(), "failed".into());
                     let at = finished + backoff::delay(&config.backoff, attempts, &due.id);
                     fields.insert("next_attempt_at".into(), timestamp(at).into());
+                    next = Some(at);
                 }
                 Turn::Failed {
                     error: error.clone(),
                     dead,
+                    next,
                 }
             }
         };

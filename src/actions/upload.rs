@@ -227,9 +227,11 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
         return report.fail(&e);
     }
     let mut uploaded = 0;
+    let mut next_due = plan.next_due;
     for item in &plan.due {
         match upload_one(ctx, config, item) {
-            Ok((command, error)) => {
+            Ok((command, error, next)) => {
+                next_due = next_due.into_iter().chain(next).min();
                 if let Some(c) = command {
                     report.commands.push(c);
                 }
@@ -243,6 +245,11 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
             }
             Err(e) => return report.fail(&e),
         }
+    }
+    if let Some(next) = next_due {
+        report
+            .details
+            .insert("next_due".into(), timestamp(next).into());
     }
     let failed = report.failed_items.len();
     report.counts.insert("uploaded".into(), uploaded.into());
@@ -308,7 +315,11 @@ fn upload_one(
     ctx: &Context<'_>,
     config: &UploadConfig,
     item: &DueUpload,
-) -> Result<(Option<runner::CommandReport>, Option<String>)> {
+) -> Result<(
+    Option<runner::CommandReport>,
+    Option<String>,
+    Option<SystemTime>,
+)> {
     let vars = Vars {
         path: Some(&item.abs),
         relpath: Some(&item.relpath),
@@ -334,6 +345,7 @@ fn upload_one(
         Err(e) => (None, Some(e.chain())),
     };
     let finished = SystemTime::now();
+    let mut next = None;
     UploadLog::update(&ctx.paths.upload_log, |log| {
         let attempts = log.get(&item.entry).map_or(0, UploadView::attempts) + 1;
         let mut fields = Map::new();
@@ -356,10 +368,11 @@ fn upload_one(
                 fields.insert("error".into(), error.as_str().into());
                 let at = finished + backoff::delay(&config.backoff, attempts, &item.entry);
                 fields.insert("next_attempt_at".into(), timestamp(at).into());
+                next = Some(at);
             }
         }
         log.upsert(&item.entry, fields);
         (true, ())
     })?;
-    Ok((command, error))
+    Ok((command, error, next))
 }

@@ -1,0 +1,506 @@
+//! The always-on watcher: one event loop over the watcher's batches and one control
+//! channel (notices, signals, finished runs), deciding through the pure [`Scheduler`] and
+//! running each reconcile on a worker thread so the loop keeps listening.
+
+mod baseline;
+pub mod scheduler;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use notify_debouncer_full::DebouncedEvent;
+use serde_json::{Value, json};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::actions::Action;
+use crate::error::{Error, Exit, Result};
+use crate::lock;
+use crate::paths::Paths;
+use crate::reconcile::{self, Request};
+use crate::report::RunRecord;
+use crate::rules::{EventKind, Rules, Scope};
+use crate::state::{parse_time, timestamp, watchdog_state};
+use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
+use baseline::{Baselines, Verdict};
+use scheduler::{RunOrder, Scheduler, Settings, Trigger};
+
+/// Debounced batches the loop may fall behind by before it drops them and rescans.
+pub const DEFAULT_EVENT_QUEUE: usize = 4096;
+
+/// How the watcher was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The actions it may run (`--mode`).
+    pub allowed: Vec<Action>,
+    /// Capacity of the batch channel (`MEMSCHED_EVENT_QUEUE`, a diagnostic knob).
+    pub event_queue: usize,
+}
+
+enum Input {
+    Notice(Notice),
+    Signal(i32),
+    Finished(Box<RunRecord>),
+}
+
+/// What the watcher says about itself in watchdog_state.json, under "watcher".
+#[derive(Debug, Clone, Default)]
+struct Health {
+    kind: &'static str,
+    canary: Option<(String, String)>,
+    rules_error: Option<String>,
+    rescans: u64,
+    unannounced: Option<u64>,
+}
+
+impl Health {
+    fn to_json(&self) -> Value {
+        json!({
+            "pid": std::process::id(),
+            "kind": self.kind,
+            "canary": self.canary.as_ref().map(|(status, at)| json!({"status": status, "at": at})),
+            "rules_error": self.rules_error,
+            "rescans": self.rescans,
+            "unannounced_last_tick": self.unannounced,
+            "updated_at": timestamp(SystemTime::now()),
+        })
+    }
+}
+
+/// Everything the loop owns.
+struct Daemon {
+    paths: Paths,
+    rules_file: PathBuf,
+    rules: Rules,
+    roots: Roots,
+    sched: Scheduler,
+    baselines: Baselines,
+    watcher: Option<Watcher>,
+    health: Health,
+    batches_tx: Sender<Vec<DebouncedEvent>>,
+    control_tx: Sender<Input>,
+    notices_tx: Sender<Notice>,
+    lost: Arc<AtomicBool>,
+    canary_misses: u32,
+}
+
+/// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
+/// are errors; everything after is logged and the loop goes on.
+pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) -> Result<Exit> {
+    std::fs::create_dir_all(&paths.state_dir).map_err(|source| Error::StateWrite {
+        path: paths.state_dir.clone(),
+        source,
+    })?;
+    let _scheduler_lock = lock::try_acquire(&paths.action_lock("scheduler"))?;
+    let canonical = |p: &Path| {
+        p.canonicalize().map_err(|source| Error::Scan {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let data_dir = canonical(&paths.data_dir)?;
+    let roots = Roots {
+        pause_file: data_dir.join(&rules.pause_file),
+        canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
+        state_dir: canonical(&paths.state_dir)?,
+        rules_file: canonical(rules_file)?,
+        data_dir,
+    };
+    let (batches_tx, batches_rx) = bounded(options.event_queue.max(1));
+    let (control_tx, control_rx) = unbounded();
+    let (notices_tx, notices_rx) = unbounded();
+    forward_signals(control_tx.clone())?;
+    forward_notices(notices_rx, control_tx.clone());
+    let now = Instant::now();
+    let mut d = Daemon {
+        paths: paths.clone(),
+        rules_file: rules_file.to_path_buf(),
+        sched: Scheduler::new(settings(&rules), options.allowed.clone(), now),
+        baselines: Baselines::capture(paths),
+        roots,
+        rules,
+        watcher: None,
+        health: Health::default(),
+        batches_tx,
+        control_tx,
+        notices_tx,
+        lost: Arc::new(AtomicBool::new(false)),
+        canary_misses: 0,
+    };
+    d.start_watcher(false)?;
+    if d.roots.pause_file.exists() {
+        log::info!(
+            "paused: {} exists; runs wait until it is removed",
+            d.roots.pause_file.display()
+        );
+        d.sched.set_paused(true, now);
+    }
+    log::info!(
+        "watching {} ({}) for {}; rules {}",
+        d.roots.data_dir.display(),
+        d.health.kind,
+        options
+            .allowed
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        d.rules_file.display()
+    );
+    d.report_health();
+    d.event_loop(&batches_rx, &control_rx);
+    let _ = std::fs::remove_file(&d.roots.canary_file);
+    log::info!("stopped");
+    Ok(Exit::Ok)
+}
+
+fn settings(rules: &Rules) -> Settings {
+    Settings::from_rules(rules.debounce, rules.max_wait, rules.tick)
+}
+
+/// SIGINT, SIGTERM and SIGHUP become inputs; the signal thread only sends.
+fn forward_signals(tx: Sender<Input>) -> Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|source| Error::Usage(format!("cannot install signal handlers: {source}")))?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if tx.send(Input::Signal(signal)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn forward_notices(rx: Receiver<Notice>, tx: Sender<Input>) {
+    std::thread::spawn(move || {
+        for notice in rx {
+            if tx.send(Input::Notice(notice)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+impl Daemon {
+    fn start_watcher(&mut self, poll: bool) -> Result<()> {
+        self.watcher = None;
+        let watcher = watch::start(
+            &self.roots,
+            self.rules.debounce,
+            &self.batches_tx,
+            &self.notices_tx,
+            &self.lost,
+            poll,
+        )?;
+        self.health.kind = watcher.kind();
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+
+    fn event_loop(&mut self, batches: &Receiver<Vec<DebouncedEvent>>, control: &Receiver<Input>) {
+        loop {
+            let now = Instant::now();
+            if let Some(order) = self.sched.poll(now) {
+                self.start_run(order);
+            }
+            self.canary(now);
+            if self.sched.is_done() {
+                return;
+            }
+            let wait = self
+                .sched
+                .next_wake()
+                .saturating_duration_since(Instant::now());
+            select! {
+                recv(batches) -> batch => {
+                    if let Ok(batch) = batch {
+                        self.on_batch(&batch);
+                    }
+                }
+                recv(control) -> input => match input {
+                    Ok(Input::Notice(n)) => self.on_notice(n),
+                    Ok(Input::Signal(s)) => self.on_signal(s),
+                    Ok(Input::Finished(record)) => self.on_finished(&record),
+                    Err(_) => return,
+                },
+                default(wait) => {}
+            }
+        }
+    }
+
+    fn start_run(&self, order: RunOrder) {
+        let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
+        log::info!(
+            "run ({}) of {}: woken by {}",
+            order.trigger.name(),
+            names.join(", "),
+            order.reasons.join("; ")
+        );
+        let request = Request {
+            actions: order.actions,
+            trigger: order.trigger.name().to_owned(),
+            dry_run: false,
+            progress: false,
+            woken_by: order.reasons,
+        };
+        let (paths, rules, tx) = (
+            self.paths.clone(),
+            self.rules.clone(),
+            self.control_tx.clone(),
+        );
+        std::thread::spawn(move || {
+            let record = reconcile::run(&paths, &rules, &request);
+            if let Err(e) = reconcile::record(&paths, &rules, &record) {
+                log::error!("the run was not recorded: {}", e.chain());
+            }
+            let _ = tx.send(Input::Finished(Box::new(record)));
+        });
+    }
+
+    fn on_finished(&mut self, record: &RunRecord) {
+        self.sched.run_finished();
+        let mut unannounced = 0;
+        for a in &record.actions {
+            log::info!("{}: {}: {}", a.action, a.outcome.label(), a.summary);
+            for reason in &a.reasons {
+                log::debug!("{}: {reason}", a.action);
+            }
+            let next = a
+                .details
+                .get("next_due")
+                .and_then(Value::as_str)
+                .and_then(parse_time);
+            self.sched.set_timer(a.action, next.map(instant_of));
+            let count = |k: &str| a.counts.get(k).and_then(Value::as_u64).unwrap_or(0);
+            unannounced += match a.action {
+                Action::Ingest => count("to_send") + count("known_content"),
+                Action::Retry | Action::Upload => count("due"),
+                Action::Watchdog => 0,
+            };
+        }
+        if record.trigger == Trigger::Tick.name() {
+            log::info!("tick: {unannounced} items found that no event announced");
+            self.health.unannounced = Some(unannounced);
+            self.report_health();
+        }
+    }
+
+    fn on_batch(&mut self, batch: &[DebouncedEvent]) {
+        let now = Instant::now();
+        for event in batch {
+            for change in watch::classify(event, &self.roots) {
+                self.on_change(change, now);
+            }
+        }
+    }
+
+    fn on_change(&mut self, change: Change, now: Instant) {
+        match change {
+            Change::Rescan => {
+                self.health.rescans += 1;
+                log::warn!("the watcher lost events (rescan flag): reconciling everything");
+                self.sched.rescan("rescan: the watcher lost events", now);
+            }
+            Change::Rules => self.reload_rules(),
+            Change::Pause => {
+                let paused = self.roots.pause_file.exists();
+                if paused != self.sched.is_paused() {
+                    log::info!(
+                        "{} {}: runs {}",
+                        self.roots.pause_file.display(),
+                        if paused { "appeared" } else { "was removed" },
+                        if paused {
+                            "wait"
+                        } else {
+                            "resume with one full reconcile"
+                        }
+                    );
+                }
+                self.sched.set_paused(paused, now);
+            }
+            Change::Canary => {
+                if self.sched.canary_seen() {
+                    log::debug!("canary came back: the watcher hears data_dir");
+                    self.canary_misses = 0;
+                    self.health.canary = Some(("ok".to_owned(), timestamp(SystemTime::now())));
+                    let _ = std::fs::remove_file(&self.roots.canary_file);
+                    self.report_health();
+                }
+            }
+            Change::File {
+                scope,
+                rel,
+                kind,
+                path,
+            } => self.on_file(scope, &rel, kind, &path, now),
+        }
+    }
+
+    /// A file change: which rules match, and for a state file whether the change matters.
+    fn on_file(&mut self, scope: Scope, rel: &Path, kind: EventKind, path: &Path, now: Instant) {
+        let shown = crate::file_key::display(rel);
+        if scope == Scope::Data
+            && matches!(kind, EventKind::Create | EventKind::Rename)
+            && path.is_dir()
+        {
+            // inotify watches a new folder only after hearing of it; files written into it
+            // before then make no event. The plans find them: wake every data rule.
+            for rule in self.rules.rules.iter().filter(|r| r.scope == Scope::Data) {
+                for action in &rule.run {
+                    let reason = format!(
+                        "new folder {shown}: reconcile what it holds (rule \"{}\")",
+                        rule.name
+                    );
+                    self.sched.event(*action, reason, now);
+                }
+            }
+            return;
+        }
+        let rules = self.rules.matching(scope, rel, kind);
+        if rules.is_empty() {
+            log::debug!("ignored {} {shown}: no rule matches", kind.name());
+            return;
+        }
+        if scope == Scope::State {
+            match self.baselines.judge(&self.paths, path) {
+                Verdict::Changed => {}
+                Verdict::OwnWrite => {
+                    log::debug!("ignored {shown}: memsched's own write");
+                    return;
+                }
+                Verdict::Unchanged(what) => {
+                    log::debug!("ignored {shown}: {what} did not change");
+                    return;
+                }
+                Verdict::Unreadable(e) => {
+                    log::debug!(
+                        "ignored {shown}: does not parse yet ({e}); waiting for its writer's next event"
+                    );
+                    return;
+                }
+            }
+        }
+        for rule in rules {
+            for action in &rule.run {
+                let reason = format!("{} {shown} (rule \"{}\")", kind.name(), rule.name);
+                if self.sched.is_paused() {
+                    log::debug!("deferred while paused: {action} for {reason}");
+                }
+                self.sched.event(*action, reason, now);
+            }
+        }
+    }
+
+    fn on_notice(&mut self, notice: Notice) {
+        let now = Instant::now();
+        match notice {
+            Notice::Overflow => {
+                self.lost.store(false, Ordering::SeqCst);
+                self.health.rescans += 1;
+                log::warn!(
+                    "the event loop fell behind and dropped a batch: reconciling everything"
+                );
+                self.sched
+                    .rescan("rescan: events were dropped while the loop was busy", now);
+            }
+            Notice::Errors(errors) => {
+                for e in &errors {
+                    log::warn!("watcher error: {e}");
+                }
+                self.health.rescans += 1;
+                self.sched
+                    .rescan("rescan: the watcher reported errors", now);
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signal: i32) {
+        if signal == SIGHUP {
+            log::info!("SIGHUP: reloading the rules");
+            self.reload_rules();
+            return;
+        }
+        log::info!("signal {signal}: stopping; a running step may finish or reach its timeout");
+        self.sched.stop();
+    }
+
+    /// Applies an edited rules file, or keeps the last good rules and says why.
+    fn reload_rules(&mut self) {
+        match Rules::load(&self.rules_file) {
+            Ok(rules) => {
+                let rebuild = rules.debounce != self.rules.debounce;
+                self.roots.pause_file = self.roots.data_dir.join(&rules.pause_file);
+                self.sched.set_settings(settings(&rules), Instant::now());
+                self.rules = rules;
+                self.health.rules_error = None;
+                log::info!("rules reloaded from {}", self.rules_file.display());
+                if rebuild && let Err(e) = self.start_watcher(self.health.kind == "poll") {
+                    log::error!(
+                        "cannot restart the watcher with the new debounce: {}",
+                        e.chain()
+                    );
+                }
+            }
+            Err(e) => {
+                log::error!(
+                    "rules not reloaded; the last good rules stay in force: {}",
+                    e.chain()
+                );
+                self.health.rules_error = Some(e.chain());
+            }
+        }
+        self.report_health();
+    }
+
+    /// Writes the tick's canary, and notices when one never came back: then the watcher
+    /// is rebuilt, and after a second miss in a row replaced by polling.
+    fn canary(&mut self, now: Instant) {
+        if self.sched.take_canary_request() {
+            match std::fs::write(&self.roots.canary_file, std::process::id().to_string()) {
+                Ok(()) => self.sched.canary_written(now),
+                Err(e) => log::warn!(
+                    "cannot write the canary {}: {e}",
+                    self.roots.canary_file.display()
+                ),
+            }
+        }
+        if self.sched.canary_missed(now) {
+            self.canary_misses += 1;
+            let _ = std::fs::remove_file(&self.roots.canary_file);
+            let poll = self.canary_misses > 1 || self.health.kind == "poll";
+            log::warn!(
+                "the watcher did not report its canary in {}: {}",
+                self.roots.data_dir.display(),
+                if poll {
+                    "switching to polling"
+                } else {
+                    "rebuilding it"
+                }
+            );
+            self.health.canary = Some(("missed".to_owned(), timestamp(SystemTime::now())));
+            if let Err(e) = self.start_watcher(poll) {
+                log::error!("cannot rebuild the watcher: {}", e.chain());
+            }
+            self.sched
+                .rescan("rescan: the watcher missed its canary", now);
+            self.report_health();
+        }
+    }
+
+    fn report_health(&self) {
+        let value = json!({"watcher": self.health.to_json()});
+        if let Err(e) = watchdog_state::write(&self.paths.watchdog_state, value) {
+            log::warn!("cannot record the watcher's health: {}", e.chain());
+        }
+    }
+}
+
+/// The monotonic instant of a wall-clock time (now, if it has passed).
+fn instant_of(at: SystemTime) -> Instant {
+    Instant::now()
+        + at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+}

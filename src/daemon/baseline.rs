@@ -1,0 +1,166 @@
+//! Whether a change to a state file matters. memsched's own writes never do. A change to
+//! task_queue.json matters only when its failed tasks changed, one to upload_log.json only
+//! when its outstanding uploads changed, and any other state file when its content changed.
+//! A file that does not parse is taken as mid-write: the writer's next event will tell.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::paths::Paths;
+use crate::state::atomic;
+
+/// What a state file's change amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    OwnWrite,
+    /// The part that matters did not change (say, only a running task's timestamp).
+    Unchanged(&'static str),
+    Unreadable(String),
+    Changed,
+}
+
+/// The last seen fingerprint of each state file.
+#[derive(Debug, Default)]
+pub(super) struct Baselines {
+    seen: HashMap<PathBuf, u64>,
+}
+
+impl Baselines {
+    /// Fingerprints of the shared files as they are now, so the first change to them can be
+    /// told from no change.
+    #[must_use]
+    pub(super) fn capture(paths: &Paths) -> Baselines {
+        let mut b = Baselines::default();
+        for path in [&paths.task_queue, &paths.upload_log] {
+            if let Ok(fp) = fingerprint(paths, path, &read(path)) {
+                b.seen.insert(path.clone(), fp);
+            }
+        }
+        b
+    }
+
+    /// Judges the current content of `path` and remembers it.
+    pub(super) fn judge(&mut self, paths: &Paths, path: &Path) -> Verdict {
+        let bytes = read(path);
+        let fp = match fingerprint(paths, path, &bytes) {
+            Ok(fp) => fp,
+            Err(e) => return Verdict::Unreadable(e),
+        };
+        let before = self.seen.insert(path.to_path_buf(), fp);
+        if atomic::is_own_write(path, &bytes) {
+            Verdict::OwnWrite
+        } else if before == Some(fp) {
+            Verdict::Unchanged(what_matters(paths, path))
+        } else {
+            Verdict::Changed
+        }
+    }
+}
+
+/// A missing file reads as empty.
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+fn what_matters(paths: &Paths, path: &Path) -> &'static str {
+    if path == paths.task_queue {
+        "its failed tasks"
+    } else if path == paths.upload_log {
+        "its outstanding uploads"
+    } else {
+        "its content"
+    }
+}
+
+/// The part of a state file that matters, hashed.
+fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> {
+    let mut h = DefaultHasher::new();
+    let shared = path == paths.task_queue || path == paths.upload_log;
+    if !shared || bytes.is_empty() {
+        bytes.hash(&mut h);
+        return Ok(h.finish());
+    }
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let (key, status_wanted): (&str, fn(&str) -> bool) = if path == paths.task_queue {
+        ("tasks", |s| s == "failed")
+    } else {
+        ("uploads", |s| s != "uploaded")
+    };
+    let items = match &doc {
+        Value::Array(items) => items.as_slice(),
+        Value::Object(map) => map
+            .get(key)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice),
+        _ => &[],
+    };
+    let field = |item: &Value, name: &str| item.get(name).map(Value::to_string).unwrap_or_default();
+    let mut relevant: Vec<[String; 4]> = items
+        .iter()
+        .filter(|i| status_wanted(i.get("status").and_then(Value::as_str).unwrap_or("pending")))
+        .map(|i| {
+            [
+                field(i, "id"),
+                field(i, "path"),
+                field(i, "attempts"),
+                field(i, "next_attempt_at"),
+            ]
+        })
+        .collect();
+    relevant.sort();
+    relevant.hash(&mut h);
+    Ok(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        std::fs::write(dir.join("paths.json"), "{}").unwrap();
+        Paths::load(&dir.join("paths.json")).unwrap()
+    }
+
+    #[test]
+    fn only_changes_to_failed_tasks_matter_and_own_writes_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let q = p.task_queue.clone();
+        std::fs::write(
+            &q,
+            r#"{"tasks": [{"id": "a", "status": "running", "updated_at": "1"}]}"#,
+        )
+        .unwrap();
+        let mut b = Baselines::capture(&p);
+        std::fs::write(
+            &q,
+            r#"{"tasks": [{"id": "a", "status": "running", "updated_at": "2"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.judge(&p, &q), Verdict::Unchanged("its failed tasks"));
+        std::fs::write(
+            &q,
+            r#"{"tasks": [{"id": "a", "status": "failed", "attempts": 1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(b.judge(&p, &q), Verdict::Changed);
+        atomic::write(&q, br#"{"tasks": [{"id": "a", "status": "done"}]}"#).unwrap();
+        assert_eq!(b.judge(&p, &q), Verdict::OwnWrite);
+        std::fs::write(&q, r#"{"tasks": [{"id": "a", "status": "do"#).unwrap();
+        assert!(matches!(b.judge(&p, &q), Verdict::Unreadable(_)));
+    }
+
+    #[test]
+    fn other_state_files_compare_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let f = dir.path().join("notes.json");
+        let mut b = Baselines::default();
+        std::fs::write(&f, "1").unwrap();
+        assert_eq!(b.judge(&p, &f), Verdict::Changed);
+        assert_eq!(b.judge(&p, &f), Verdict::Unchanged("its content"));
+    }
+}

@@ -1,0 +1,337 @@
+//! The always-on watcher against real inotify: each test starts `memsched` without
+//! `--once` on a temp pipeline and waits on observable effects with deadlines.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Ingest through the recording step, with a rule for every .txt in data_dir.
+fn ingest_rules(env: &TestEnv, step_args: &[&str], debounce: &str) {
+    let step = env.step_argv(step_args);
+    env.raw_rules(&format!(
+        "debounce = \"{debounce}\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\nbatch_size = 1000\n\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\non = [\"create\", \"modify\", \"rename\"]\nrun = [\"ingest\"]\n"
+    ));
+}
+
+fn sent_set(env: &TestEnv) -> HashSet<Vec<u8>> {
+    env.sent().into_iter().collect()
+}
+
+/// Runs of `action` that the watcher made because of events.
+fn event_runs(env: &TestEnv, action: &str) -> Vec<Value> {
+    env.runs()
+        .into_iter()
+        .filter(|r| {
+            r["trigger"] == "event" && r["modes"].as_array().unwrap().iter().any(|m| m == action)
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_memory_file_reaches_the_ingest_step() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let w = env.watch(&[], &[]);
+    let file = env.write("Data/notes/new.txt", "fresh memory");
+    wait_until("new.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+    wait_until("the run is recorded", DEADLINE, &|| w.log(), || {
+        !event_runs(&env, "ingest").is_empty()
+    });
+    let run = event_runs(&env, "ingest").pop().unwrap();
+    // The folder is new too: its files may land before its watch does, so the new folder
+    // itself wakes a reconcile of what it holds.
+    assert!(run["woken_by"].to_string().contains("notes"), "{run:#}");
+}
+
+#[test]
+fn an_editor_style_save_triggers_one_run() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let file = env.data_file("draft.txt", "v1");
+    let w = env.watch(&[], &[]);
+    wait_until(
+        "the startup run ingests draft.txt",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().len() == 1,
+    );
+
+    // Write a temporary file, then rename it over the original, as editors do.
+    let tmp = env.data().join(".draft.txt.swp");
+    std::fs::write(&tmp, "v2").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_until(
+        "the saved draft is sent again",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().len() == 2,
+    );
+
+    // A sentinel change afterwards: anything the save still had to trigger came first.
+    let sentinel = env.write("Data/sentinel.txt", "s");
+    wait_until("the sentinel is sent", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&sentinel))
+    });
+    let sent = env.sent();
+    assert_eq!(
+        sent.iter().filter(|s| **s == bytes(&file)).count(),
+        2,
+        "draft.txt: startup and one save"
+    );
+    let runs_for_save = event_runs(&env, "ingest")
+        .iter()
+        .filter(|r| r["woken_by"].to_string().contains("draft.txt"))
+        .count();
+    assert_eq!(runs_for_save, 1);
+}
+
+#[test]
+fn two_thousand_files_dropped_at_once_arrive_in_a_few_runs_each_once() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "500ms");
+    let w = env.watch(&[], &[]);
+    let mut expected = HashSet::new();
+    for i in 0..2000 {
+        expected.insert(bytes(&env.write(
+            &format!("Data/drop/d{}/m{i:04}.txt", i % 20),
+            &format!("memory {i}"),
+        )));
+    }
+    wait_until(
+        "all 2,000 files reach the step",
+        Duration::from_secs(120),
+        &|| w.log(),
+        || env.sent().len() >= 2000,
+    );
+    let sent = env.sent();
+    assert_eq!(sent.len(), 2000, "some file was sent twice");
+    assert_eq!(sent_set(&env), expected);
+    let runs = event_runs(&env, "ingest").len();
+    assert!(runs <= 5, "{runs} runs for one drop of 2,000 files");
+}
+
+#[test]
+fn an_appended_failed_task_is_retried_and_the_rewrite_does_not_retrigger() {
+    let env = TestEnv::new();
+    let retry = env.step_argv_raw(&["--", "{task_id}"]);
+    let ingest = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"200ms\"\n[actions.retry]\ncommand = {retry}\n[actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\n\
+         [[rules]]\nname = \"queue\"\nin = \"state\"\npaths = [\"task_queue.json\"]\nrun = [\"retry\"]\n\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    // Another writer adds a failed task, with an atomic replace as the contract asks.
+    let tmp = env.state("task_queue.json.tmp");
+    std::fs::write(
+        &tmp,
+        json!({"tasks": [{"id": "embed:1", "step": "embed", "status": "failed", "attempts": 1}]})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, env.state("task_queue.json")).unwrap();
+    wait_until("the task is retried", DEADLINE, &|| w.log(), || {
+        env.calls().len() == 1
+    });
+    wait_until("the task is recorded done", DEADLINE, &|| w.log(), || {
+        env.state_json("task_queue.json")["tasks"][0]["status"] == "done"
+    });
+
+    let sentinel = env.write("Data/sentinel.txt", "s");
+    wait_until("the sentinel is ingested", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&sentinel))
+    });
+    assert_eq!(
+        event_runs(&env, "retry").len(),
+        1,
+        "memsched's own rewrite of the queue retriggered retry\n{}",
+        w.log()
+    );
+    assert!(
+        w.log()
+            .contains("ignored task_queue.json: memsched's own write"),
+        "{}",
+        w.log()
+    );
+}
+
+#[test]
+fn a_failed_retry_wakes_the_loop_when_its_backoff_ends() {
+    let env = TestEnv::new();
+    let retry = env.step_argv_raw(&["--exit", "1", "--", "{task_id}"]);
+    env.raw_rules(&format!(
+        "[actions.retry]\ncommand = {retry}\nbackoff = {{ initial = \"1s\", jitter = 0.0 }}\nmax_attempts = 3\n"
+    ));
+    env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [{"id": "t", "step": "s", "status": "failed", "attempts": 0}]}),
+    );
+    let w = env.watch(&[], &[]);
+    wait_until(
+        "the task dies after its attempts",
+        DEADLINE,
+        &|| w.log(),
+        || env.state_json("task_queue.json")["tasks"][0]["status"] == "dead",
+    );
+    assert_eq!(env.calls().len(), 3);
+    // Nothing but the timers could wake those runs: no file changed.
+    let timer_runs = || {
+        env.runs()
+            .iter()
+            .filter(|r| r["trigger"] == "timer")
+            .count()
+    };
+    wait_until(
+        "both later attempts are recorded as timer runs",
+        DEADLINE,
+        &|| w.log(),
+        || timer_runs() == 2,
+    );
+}
+
+#[test]
+fn a_broken_rules_edit_is_reported_and_the_last_good_rules_stay() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let w = env.watch(&[], &[]);
+    let good = std::fs::read_to_string(env.home().join("watch-rules.toml")).unwrap();
+    env.raw_rules(&good.replace("run = [\"ingest\"]", "run = [\"ingets\"]"));
+    wait_until("the broken edit is reported", DEADLINE, &|| w.log(), || {
+        w.log().contains("rules not reloaded")
+    });
+    assert!(
+        w.log()
+            .contains("watch-rules.toml:12:8: unknown action \"ingets\""),
+        "{}",
+        w.log()
+    );
+    wait_until(
+        "watchdog_state.json names the error",
+        DEADLINE,
+        &|| w.log(),
+        || {
+            env.state_json("watchdog_state.json")["watcher"]["rules_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("ingets"))
+        },
+    );
+
+    let file = env.write("Data/still.txt", "the old rules still ingest this");
+    wait_until(
+        "still.txt is ingested under the old rules",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().contains(&bytes(&file)),
+    );
+}
+
+#[test]
+fn sigterm_during_a_long_step_lets_it_finish_and_exits_cleanly() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--sleep", "2", "--"], "200ms");
+    let mut w = env.watch(&[], &[]);
+    let file = env.write("Data/slow.txt", "takes a while");
+    wait_until("the step starts", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+    kill(
+        Pid::from_raw(i32::try_from(w.pid()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(w.wait_exit(DEADLINE), Some(0), "{}", w.log());
+    assert!(
+        env.state_json("ingest_hash.json")["files"]["slow.txt"].is_object(),
+        "the step's work was recorded"
+    );
+    let last = env.runs().pop().unwrap();
+    assert_eq!(last["actions"][0]["outcome"], "ran");
+    // The lock is free again: a one-shot run works at once.
+    assert_exit(&env.run(&["--once", "--mode", "ingest"]), 0);
+}
+
+#[test]
+fn a_second_watcher_is_refused_and_a_one_shot_run_works_beside_the_first() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let w = env.watch(&[], &[]);
+    let second = env.run(&[]);
+    assert_exit(&second, 3);
+    assert!(
+        stderr(&second).contains(&format!("scheduler.lock is held by pid {}", w.pid())),
+        "{}",
+        stderr(&second)
+    );
+    env.data_file("beside.txt", "x");
+    let once = env.run(&["--once", "--mode", "ingest"]);
+    assert!(
+        matches!(once.status.code(), Some(0 | 3)),
+        "{}",
+        stdout(&once)
+    );
+}
+
+#[test]
+fn the_pause_marker_defers_runs_and_its_removal_reconciles() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let w = env.watch(&[], &[]);
+    let marker = env.write("Data/.memsched-pause", "");
+    wait_until("the pause is noticed", DEADLINE, &|| w.log(), || {
+        w.log().contains(".memsched-pause appeared")
+    });
+    let file = env.write("Data/during-pause.txt", "bulk import");
+    wait_until("the change is deferred", DEADLINE, &|| w.log(), || {
+        w.log().contains("deferred while paused")
+    });
+    assert!(env.calls().is_empty(), "nothing runs while paused");
+    std::fs::remove_file(marker).unwrap();
+    wait_until(
+        "the file is ingested after the pause",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().contains(&bytes(&file)),
+    );
+    wait_until("the resume run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "resume")
+    });
+}
+
+#[test]
+fn dropped_event_batches_force_a_rescan_that_loses_no_file() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    // Every batch the watcher delivers is dropped, as if the loop had fallen behind.
+    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_BATCHES", "1000000")]);
+    let mut expected = HashSet::new();
+    for i in 0..300 {
+        expected.insert(bytes(
+            &env.write(&format!("Data/lost/m{i:03}.txt"), &format!("memory {i}")),
+        ));
+    }
+    wait_until(
+        "every file arrives through rescans",
+        Duration::from_secs(60),
+        &|| w.log(),
+        || env.sent().len() >= 300,
+    );
+    assert_eq!(env.sent().len(), 300, "a file was sent twice");
+    assert_eq!(sent_set(&env), expected);
+    assert!(
+        event_runs(&env, "ingest").is_empty(),
+        "no event got through"
+    );
+    wait_until("the rescan run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "rescan")
+    });
+}
