@@ -35,6 +35,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             let options = daemon::Options {
                 allowed: actions_of(&cli.mode),
                 event_queue: event_queue()?,
+                poll: cli.poll,
             };
             daemon::run(&paths, &rules_file, rules, &options)
         }

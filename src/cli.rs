@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Every run plans from the files on disk, so running it twice, late or after a crash
 /// costs time, never a file.
 #[derive(Debug, Parser)]
+// Command-line switches are independent booleans by nature.
+#[allow(clippy::struct_excessive_bools)]
 #[command(name = "memsched", version, about, long_about)]
 #[command(
     after_help = "Exit status: 0 all good or nothing to do; 1 an action failed; \
@@ -49,6 +51,10 @@ pub struct Cli {
     /// Print the machine-readable record instead of the summary
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Watch by polling every 2 s instead of inotify (network file systems need this)
+    #[arg(long)]
+    pub poll: bool,
 
     /// What started this run, as recorded in scheduler_log.json
     #[arg(long, value_enum, default_value_t = Trigger::Manual, value_name = "WHO")]

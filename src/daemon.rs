@@ -37,6 +37,8 @@ pub struct Options {
     pub allowed: Vec<Action>,
     /// Capacity of the batch channel (`MEMSCHED_EVENT_QUEUE`, a diagnostic knob).
     pub event_queue: usize,
+    /// Poll instead of inotify (`--poll`).
+    pub poll: bool,
 }
 
 enum Input {
@@ -129,7 +131,7 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         lost: Arc::new(AtomicBool::new(false)),
         canary_misses: 0,
     };
-    d.start_watcher(false)?;
+    d.start_watcher(options.poll)?;
     if d.roots.pause_file.exists() {
         log::info!(
             "paused: {} exists; runs wait until it is removed",

@@ -80,6 +80,9 @@ pub struct Health {
     pub unreadable_files: Vec<Value>,
     /// Locks held by a live process other than this one: name -> pid.
     pub locks: BTreeMap<String, u32>,
+    /// The running watcher's own report, if one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watcher: Option<Value>,
 }
 
 /// Reads everything and judges. `current` holds the reports of this run so far, which are
@@ -100,6 +103,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         breakers: Vec::new(),
         unreadable_files: Vec::new(),
         locks: BTreeMap::new(),
+        watcher: None,
     };
     let unreadable = |e: &Error| {
         let file = match e {
@@ -122,8 +126,9 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         Ok(hashes) => unindexed(&mut h, paths, rules, &hashes),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
-    if let Err(e) = json_file::read(&paths.watchdog_state) {
-        h.unreadable_files.push(unreadable(&e));
+    match json_file::read(&paths.watchdog_state) {
+        Ok(state) => watcher(&mut h, state.as_ref().and_then(|s| s.get("watcher"))),
+        Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
     let mut runs = match ListDoc::load(&paths.scheduler_log, "runs") {
         Ok(doc) => doc.items().to_vec(),
@@ -214,6 +219,32 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         .count();
     h.data_files = Some(found.files.len());
     h.unindexed_files = Some(stale);
+}
+
+/// What the watcher last said about itself (see `daemon`), while it still runs.
+fn watcher(h: &mut Health, watcher: Option<&Value>) {
+    let Some(w) = watcher else { return };
+    let alive = w
+        .get("pid")
+        .and_then(Value::as_u64)
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    if !alive {
+        return;
+    }
+    if let Some(e) = w.get("rules_error").and_then(Value::as_str) {
+        h.problems
+            .push(format!("the watcher keeps its last good rules: {e}"));
+    }
+    if w.pointer("/canary/status").and_then(Value::as_str) == Some("missed") {
+        h.problems.push(format!(
+            "the watcher missed its liveness canary at {} and was rebuilt ({} now)",
+            w.pointer("/canary/at")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            w.get("kind").and_then(Value::as_str).unwrap_or("?")
+        ));
+    }
+    h.watcher = Some(w.clone());
 }
 
 fn last_runs(h: &mut Health, runs: &[Value]) {

@@ -335,3 +335,55 @@ fn dropped_event_batches_force_a_rescan_that_loses_no_file() {
         env.runs().iter().any(|r| r["trigger"] == "rescan")
     });
 }
+
+#[test]
+fn each_tick_sends_a_canary_that_proves_the_watcher_hears() {
+    let env = TestEnv::new();
+    let step = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "tick = \"1s\"\ndebounce = \"100ms\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n"
+    ));
+    let w = env.watch(&[], &[]);
+    wait_until("a tick's canary comes back", DEADLINE, &|| w.log(), || {
+        env.state_json("watchdog_state.json")["watcher"]["canary"]["status"] == "ok"
+    });
+    wait_until("a tick run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "tick")
+    });
+    assert!(
+        w.log().contains("items found that no event announced"),
+        "{}",
+        w.log()
+    );
+    // The canary is removed once its event came back.
+    let canaries = || {
+        std::fs::read_dir(env.data())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".memsched-canary")
+            })
+            .count()
+    };
+    wait_until("the canary file is removed", DEADLINE, &|| w.log(), || {
+        canaries() == 0
+    });
+    let status = env.run(&["status", "--json"]);
+    let health: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(health["watcher"]["kind"], "inotify");
+}
+
+#[test]
+fn polling_watches_where_inotify_cannot() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let w = env.watch(&["--poll"], &[]);
+    assert!(w.log().contains("(poll)"), "{}", w.log());
+    let file = env.write("Data/polled.txt", "seen by a scan");
+    wait_until("polled.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+}
