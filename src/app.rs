@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::actions::Action;
-use crate::cli::{Cli, Command, Mode};
+use crate::autostart;
+use crate::cli::{AutostartAction, Cli, Command, Mode};
 use crate::error::{Error, Exit, Result};
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
@@ -19,8 +20,9 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     let paths = Paths::load(&paths_file(cli))?;
     let rules_file = rules_file(cli, &paths)?;
     let rules = Rules::load(&rules_file)?;
-    match cli.command {
+    match &cli.command {
         Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
+        Some(Command::Autostart { action }) => autostart(action, &paths.file, &rules_file),
         Some(Command::Status) => Ok(status::print(
             &paths,
             &rules,
@@ -40,6 +42,30 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             daemon::run(&paths, &rules_file, rules, &options)
         }
     }
+}
+
+fn autostart(action: &AutostartAction, paths_file: &Path, rules_file: &Path) -> Result<Exit> {
+    let config = autostart::config_home()?;
+    let lines = match action {
+        AutostartAction::Enable { systemd } => {
+            let kind = if *systemd {
+                autostart::Kind::Systemd
+            } else {
+                autostart::Kind::Desktop
+            };
+            vec![autostart::enable(
+                kind,
+                &config,
+                &autostart::watcher_argv(paths_file, rules_file)?,
+            )?]
+        }
+        AutostartAction::Disable => autostart::disable(&config)?,
+        AutostartAction::Status => autostart::status(&config),
+    };
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(Exit::Ok)
 }
 
 /// `MEMSCHED_EVENT_QUEUE`: how many debounced batches the watcher may fall behind by

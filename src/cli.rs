@@ -67,6 +67,25 @@ pub enum Command {
     Check,
     /// Show the pipeline's health (exit 0 ok, 1 degraded or failing); writes nothing
     Status,
+    /// Start the watcher with your desktop session (XDG autostart or a systemd user unit)
+    Autostart {
+        #[command(subcommand)]
+        action: AutostartAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AutostartAction {
+    /// Write the entry for these --paths and --rules
+    Enable {
+        /// A systemd user unit instead of an XDG autostart entry
+        #[arg(long)]
+        systemd: bool,
+    },
+    /// Remove the entries memsched wrote
+    Disable,
+    /// Show the entries and what they run
+    Status,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -91,6 +91,12 @@ pub enum Error {
         #[source]
         source: notify_debouncer_full::notify::Error,
     },
+    #[error("cannot write autostart entry {}", path.display())]
+    Autostart {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot scan {}", path.display())]
     Scan {
         path: PathBuf,
@@ -128,6 +134,7 @@ impl Error {
             | Error::Lock { .. }
             | Error::Spawn { .. }
             | Error::Watch { .. }
+            | Error::Autostart { .. }
             | Error::Scan { .. } => Exit::ActionFailed,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod app;
+pub mod autostart;
 pub mod check;
 pub mod cli;
 pub mod daemon;

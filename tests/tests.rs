@@ -5,6 +5,7 @@
 
 mod util;
 
+mod autostart;
 mod config;
 mod example;
 mod ingest;

@@ -146,6 +146,7 @@ impl TestEnv {
         cmd.args(args);
         cmd.current_dir(self.home());
         cmd.env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.home().join(".config"))
             .env_remove("MEMSCHED_PATHS")
             .env_remove("RUST_LOG");
         cmd
