@@ -86,6 +86,17 @@ struct Daemon {
     notices_tx: Sender<Notice>,
     lost: Arc<AtomicBool>,
     canary_misses: u32,
+    /// The actions `--mode` allows; the scheduler runs those of them the rules configure.
+    modes: Vec<Action>,
+}
+
+/// The allowed actions that the rules configure.
+fn runnable(modes: &[Action], rules: &Rules) -> Vec<Action> {
+    modes
+        .iter()
+        .copied()
+        .filter(|a| rules.is_configured(*a))
+        .collect()
 }
 
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
@@ -116,21 +127,20 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
     forward_signals(control_tx.clone())?;
     forward_notices(notices_rx, control_tx.clone());
     let now = Instant::now();
-    let mut d = Daemon {
-        paths: paths.clone(),
-        rules_file: rules_file.to_path_buf(),
-        sched: Scheduler::new(settings(&rules), options.allowed.clone(), now),
-        baselines: Baselines::capture(paths),
-        roots,
-        rules,
-        watcher: None,
-        health: Health::default(),
-        batches_tx,
-        control_tx,
-        notices_tx,
-        lost: Arc::new(AtomicBool::new(false)),
-        canary_misses: 0,
+    let channels = Channels {
+        batches: batches_tx,
+        control: control_tx,
+        notices: notices_tx,
     };
+    let mut d = Daemon::new(
+        paths,
+        rules_file,
+        rules,
+        roots,
+        &options.allowed,
+        channels,
+        now,
+    );
     d.start_watcher(options.poll)?;
     if d.roots.pause_file.exists() {
         log::info!(
@@ -186,7 +196,41 @@ fn forward_notices(rx: Receiver<Notice>, tx: Sender<Input>) {
     });
 }
 
+/// The senders the loop hands to the watcher and to run threads.
+struct Channels {
+    batches: Sender<Vec<DebouncedEvent>>,
+    control: Sender<Input>,
+    notices: Sender<Notice>,
+}
+
 impl Daemon {
+    fn new(
+        paths: &Paths,
+        rules_file: &Path,
+        rules: Rules,
+        roots: Roots,
+        allowed: &[Action],
+        channels: Channels,
+        now: Instant,
+    ) -> Daemon {
+        Daemon {
+            paths: paths.clone(),
+            rules_file: rules_file.to_path_buf(),
+            sched: Scheduler::new(settings(&rules), runnable(allowed, &rules), now),
+            modes: allowed.to_vec(),
+            baselines: Baselines::capture(paths),
+            roots,
+            rules,
+            watcher: None,
+            health: Health::default(),
+            batches_tx: channels.batches,
+            control_tx: channels.control,
+            notices_tx: channels.notices,
+            lost: Arc::new(AtomicBool::new(false)),
+            canary_misses: 0,
+        }
+    }
+
     fn start_watcher(&mut self, poll: bool) -> Result<()> {
         self.watcher = None;
         let watcher = watch::start(
@@ -436,6 +480,7 @@ impl Daemon {
                 let rebuild = rules.debounce != self.rules.debounce;
                 self.roots.pause_file = self.roots.data_dir.join(&rules.pause_file);
                 self.sched.set_settings(settings(&rules), Instant::now());
+                self.sched.set_allowed(runnable(&self.modes, &rules));
                 self.rules = rules;
                 self.health.rules_error = None;
                 log::info!("rules reloaded from {}", self.rules_file.display());
@@ -505,4 +550,160 @@ fn instant_of(at: SystemTime) -> Instant {
     Instant::now()
         + at.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop's translation of changes into runs, on the test thread: fake changes in,
+    //! scheduler decisions out. No watcher, no threads, no sleeping.
+    use super::*;
+    use crate::state::atomic;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        daemon: Daemon,
+        t0: Instant,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(home.join("Data")).unwrap();
+        std::fs::write(home.join("paths.json"), "{}").unwrap();
+        let rules_text = "debounce = \"400ms\"\n\
+            [actions.ingest]\ncommand = [\"i\", \"{files}\"]\n[actions.retry]\ncommand = [\"r\", \"{task_id}\"]\n\
+            [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n\
+            [[rules]]\nname = \"queue\"\nin = \"state\"\npaths = [\"task_queue.json\"]\nrun = [\"retry\"]\n";
+        std::fs::write(home.join("watch-rules.toml"), rules_text).unwrap();
+        let paths = Paths::load(&home.join("paths.json")).unwrap();
+        let rules = Rules::load(&home.join("watch-rules.toml")).unwrap();
+        let roots = Roots {
+            data_dir: home.join("Data"),
+            state_dir: home.clone(),
+            rules_file: home.join("watch-rules.toml"),
+            pause_file: home.join("Data/.memsched-pause"),
+            canary_file: home.join("Data/.memsched-canary-0"),
+        };
+        let channels = Channels {
+            batches: unbounded().0,
+            control: unbounded().0,
+            notices: unbounded().0,
+        };
+        let t0 = Instant::now();
+        let mut daemon = Daemon::new(
+            &paths,
+            &home.join("watch-rules.toml"),
+            rules,
+            roots,
+            &Action::ALL,
+            channels,
+            t0,
+        );
+        let startup = daemon.sched.poll(t0).unwrap();
+        assert_eq!(startup.trigger, Trigger::Startup);
+        daemon.sched.run_finished();
+        Fixture {
+            _dir: dir,
+            daemon,
+            t0,
+        }
+    }
+
+    fn file(d: &Daemon, scope: Scope, rel: &str, kind: EventKind) -> Change {
+        let root = if scope == Scope::Data {
+            &d.roots.data_dir
+        } else {
+            &d.roots.state_dir
+        };
+        Change::File {
+            scope,
+            rel: PathBuf::from(rel),
+            kind,
+            path: root.join(rel),
+        }
+    }
+
+    const LATER: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_matching_data_change_runs_its_rules_action_and_others_are_ignored() {
+        let Fixture {
+            _dir,
+            daemon: mut d,
+            t0,
+        } = fixture();
+        let ignored = file(&d, Scope::Data, "notes.md", EventKind::Create);
+        d.on_change(ignored, t0);
+        assert_eq!(d.sched.poll(t0 + LATER), None, "no rule matches notes.md");
+        let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
+        d.on_change(change, t0);
+        let run = d.sched.poll(t0 + LATER).unwrap();
+        assert_eq!(run.actions, [Action::Ingest]);
+        assert_eq!(run.reasons, ["create a.txt (rule \"memories\")"]);
+    }
+
+    #[test]
+    fn own_writes_to_the_queue_are_ignored_and_new_failed_tasks_are_not() {
+        let Fixture {
+            _dir,
+            daemon: mut d,
+            t0,
+        } = fixture();
+        let queue = d.paths.task_queue.clone();
+        atomic::write(&queue, br#"{"tasks": [{"id": "a", "status": "done"}]}"#).unwrap();
+        let change = file(&d, Scope::State, "task_queue.json", EventKind::Modify);
+        d.on_change(change.clone(), t0);
+        assert_eq!(d.sched.poll(t0 + LATER), None, "memsched's own write");
+        std::fs::write(
+            &queue,
+            r#"{"tasks": [{"id": "a", "status": "done"}, {"id": "b", "status": "failed"}]}"#,
+        )
+        .unwrap();
+        d.on_change(change, t0 + LATER);
+        assert_eq!(
+            d.sched.poll(t0 + LATER * 2).unwrap().actions,
+            [Action::Retry]
+        );
+    }
+
+    #[test]
+    fn the_pause_marker_holds_runs_until_it_goes() {
+        let Fixture {
+            _dir,
+            daemon: mut d,
+            t0,
+        } = fixture();
+        std::fs::write(&d.roots.pause_file, "").unwrap();
+        d.on_change(Change::Pause, t0);
+        let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
+        d.on_change(change, t0);
+        assert_eq!(d.sched.poll(t0 + LATER * 60), None);
+        std::fs::remove_file(&d.roots.pause_file).unwrap();
+        d.on_change(Change::Pause, t0 + LATER * 60);
+        let run = d.sched.poll(t0 + LATER * 60).unwrap();
+        assert_eq!((run.trigger, run.actions.len()), (Trigger::Resume, 2));
+    }
+
+    #[test]
+    fn a_new_folder_wakes_the_data_rules_and_a_rescan_wakes_everything() {
+        let Fixture {
+            _dir,
+            daemon: mut d,
+            t0,
+        } = fixture();
+        std::fs::create_dir(d.roots.data_dir.join("inbox")).unwrap();
+        let change = file(&d, Scope::Data, "inbox", EventKind::Create);
+        d.on_change(change, t0);
+        let run = d.sched.poll(t0 + LATER).unwrap();
+        assert_eq!(run.actions, [Action::Ingest]);
+        assert!(
+            run.reasons[0].starts_with("new folder inbox"),
+            "{:?}",
+            run.reasons
+        );
+        d.sched.run_finished();
+        d.on_change(Change::Rescan, t0 + LATER);
+        let run = d.sched.poll(t0 + LATER).unwrap();
+        assert_eq!((run.trigger, run.actions.len()), (Trigger::Rescan, 2));
+    }
 }

@@ -130,6 +130,14 @@ impl Scheduler {
         s
     }
 
+    /// The actions it may run (a rules reload may configure more or fewer); pending work
+    /// for the others is dropped.
+    pub fn set_allowed(&mut self, allowed: Vec<Action>) {
+        self.pending.retain(|a, _| allowed.contains(a));
+        self.timers.retain(|a, _| allowed.contains(a));
+        self.allowed = allowed;
+    }
+
     /// New timing settings (a rules reload); pending work keeps its place.
     pub fn set_settings(&mut self, settings: Settings, now: Instant) {
         if settings.tick != self.settings.tick {
