@@ -8,6 +8,7 @@ pub mod watchdog;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,8 @@ pub struct Context<'a> {
     pub dry_run: bool,
     /// Whether long work may draw a progress bar on stderr (it still needs a terminal).
     pub progress: bool,
+    /// Set by SIGINT or SIGTERM: finish the step that runs, start no other.
+    pub stop: &'a AtomicBool,
 }
 
 /// One of the four pipeline actions, in the order a full run takes them (the seed's order:
@@ -40,6 +43,12 @@ pub enum Action {
 }
 
 impl Context<'_> {
+    /// Whether a signal asked memsched to stop: start no further step.
+    #[must_use]
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
     /// The environment every step gets: which action runs it, and where things are.
     #[must_use]
     pub fn step_env(

@@ -2,6 +2,10 @@
 //! the subcommand, prints the result, and chooses the exit status.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 
 use crate::actions::Action;
@@ -82,12 +86,20 @@ fn event_queue() -> Result<usize> {
 }
 
 fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
+    let stop = Arc::new(AtomicBool::new(false));
+    // The first SIGINT or SIGTERM lets the running step finish and records it; a second one
+    // ends memsched at once (the step, in its own process group, runs on).
+    for signal in [SIGINT, SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop));
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
     let request = Request {
         actions: actions_of(&cli.mode),
         trigger: cli.trigger.name().to_owned(),
         dry_run: cli.dry_run,
         progress: !cli.json,
         woken_by: Vec::new(),
+        stop,
     };
     let record = reconcile::run(paths, rules, &request);
     let logged = reconcile::record(paths, rules, &record);

@@ -88,6 +88,8 @@ struct Daemon {
     canary_misses: u32,
     /// The actions `--mode` allows; the scheduler runs those of them the rules configure.
     modes: Vec<Action>,
+    /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
+    stop: Arc<AtomicBool>,
 }
 
 /// The allowed actions that the rules configure.
@@ -218,6 +220,7 @@ impl Daemon {
             rules_file: rules_file.to_path_buf(),
             sched: Scheduler::new(settings(&rules), runnable(allowed, &rules), now),
             modes: allowed.to_vec(),
+            stop: Arc::new(AtomicBool::new(false)),
             baselines: Baselines::capture(paths),
             roots,
             rules,
@@ -291,6 +294,7 @@ impl Daemon {
             dry_run: false,
             progress: false,
             woken_by: order.reasons,
+            stop: Arc::clone(&self.stop),
         };
         let (paths, rules, tx) = (
             self.paths.clone(),
@@ -470,6 +474,7 @@ impl Daemon {
             return;
         }
         log::info!("signal {signal}: stopping; a running step may finish or reach its timeout");
+        self.stop.store(true, Ordering::SeqCst);
         self.sched.stop();
     }
 

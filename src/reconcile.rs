@@ -1,6 +1,8 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime};
 
 use crate::actions::{Action, Context, ingest, retry, upload, watchdog};
@@ -21,6 +23,8 @@ pub struct Request {
     pub progress: bool,
     /// What woke the watcher for this run (changes, rules matched, timers).
     pub woken_by: Vec<String>,
+    /// Set by SIGINT or SIGTERM: the step that runs finishes, no other starts.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// Runs every requested action once. One action failing does not stop the others.
@@ -34,6 +38,7 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         now: started_at,
         dry_run: request.dry_run,
         progress: request.progress,
+        stop: &request.stop,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or
@@ -46,6 +51,14 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         .filter(|a| request.actions.contains(a))
     {
         let began = Instant::now();
+        if ctx.stopping() {
+            actions.push(ActionReport::new(
+                action,
+                Outcome::Skipped,
+                "not started: a signal asked memsched to stop",
+            ));
+            continue;
+        }
         let mut report = run_action(&ctx, action, &actions);
         report.duration_ms = millis(began);
         log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);

@@ -368,3 +368,43 @@ fn a_step_that_cannot_start_fails_the_action_and_queues_nothing() {
     );
     assert!(!env.state("task_queue.json").exists());
 }
+
+#[test]
+fn sigterm_during_a_one_shot_run_lets_the_step_finish_and_starts_no_other() {
+    let env = TestEnv::new();
+    env.rules(&["--sleep", "2", "--"], "batch_size = 1\n");
+    env.data_file("a.txt", "a");
+    env.data_file("b.txt", "b");
+    let child = env
+        .command(&["--once", "--mode", "ingest", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.calls().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first batch never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(env.calls().len(), 1, "the second batch must not start");
+    let files = env.state_json("ingest_hash.json")["files"].clone();
+    assert_eq!(
+        files.as_object().unwrap().len(),
+        1,
+        "the finished batch is recorded"
+    );
+    let ingest = action(&run_record(&out), "ingest").clone();
+    assert!(
+        ingest["reasons"]
+            .to_string()
+            .contains("stopped after 1 of 2 batches"),
+        "{ingest:#}"
+    );
+}

@@ -190,6 +190,14 @@ pub fn execute(
         out.recorded_only = plan.record_only.len();
     }
     for batch in plan.send.chunks(config.batch_size) {
+        if ctx.stopping() {
+            out.notes.push(format!(
+                "stopped after {} of {} batches: a signal asked memsched to stop; the rest waits for the next run",
+                out.batches,
+                plan.send.len().div_ceil(config.batch_size)
+            ));
+            break;
+        }
         out.batches += 1;
         let (report, result) = run_batch(ctx, config, batch)?;
         let by_path = step_result::index_batch(ctx, batch);

@@ -278,7 +278,7 @@ fn execute(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= plan.due.len() || stop.load(Ordering::SeqCst) {
+                    if i >= plan.due.len() || stop.load(Ordering::SeqCst) || ctx.stopping() {
                         break;
                     }
                     let due = &plan.due[i];

@@ -226,31 +226,10 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     if let Err(e) = queue_and_skip(ctx, &plan) {
         return report.fail(&e);
     }
-    let mut uploaded = 0;
-    let mut next_due = plan.next_due;
-    for item in &plan.due {
-        match upload_one(ctx, config, item) {
-            Ok((command, error, next)) => {
-                next_due = next_due.into_iter().chain(next).min();
-                if let Some(c) = command {
-                    report.commands.push(c);
-                }
-                match error {
-                    None => uploaded += 1,
-                    Some(error) => report.failed_items.push(FailedItem {
-                        item: item.entry.clone(),
-                        error,
-                    }),
-                }
-            }
-            Err(e) => return report.fail(&e),
-        }
-    }
-    if let Some(next) = next_due {
-        report
-            .details
-            .insert("next_due".into(), timestamp(next).into());
-    }
+    let uploaded = match upload_due(ctx, config, &plan, &mut report) {
+        Ok(n) => n,
+        Err(e) => return report.fail(&e),
+    };
     let failed = report.failed_items.len();
     report.counts.insert("uploaded".into(), uploaded.into());
     report.counts.insert("failed".into(), failed.into());
@@ -275,6 +254,43 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
         report.error = Some(format!("the upload step failed on {failed} files"));
     }
     report
+}
+
+/// Uploads the due entries in order, until done or a signal asks to stop; returns how many
+/// were uploaded. Commands, failures and the next due time go into `report`.
+fn upload_due(
+    ctx: &Context<'_>,
+    config: &UploadConfig,
+    plan: &UploadPlan,
+    report: &mut ActionReport,
+) -> Result<usize> {
+    let mut uploaded = 0;
+    let mut next_due = plan.next_due;
+    for item in &plan.due {
+        if ctx.stopping() {
+            report.reasons.push(
+                "stopped early: a signal asked memsched to stop; the rest waits for the next run"
+                    .to_owned(),
+            );
+            break;
+        }
+        let (command, error, next) = upload_one(ctx, config, item)?;
+        next_due = next_due.into_iter().chain(next).min();
+        report.commands.extend(command);
+        match error {
+            None => uploaded += 1,
+            Some(error) => report.failed_items.push(FailedItem {
+                item: item.entry.clone(),
+                error,
+            }),
+        }
+    }
+    if let Some(next) = next_due {
+        report
+            .details
+            .insert("next_due".into(), timestamp(next).into());
+    }
+    Ok(uploaded)
 }
 
 /// Queues new and changed source files, and marks entries whose file is gone as skipped.
