@@ -381,14 +381,12 @@ fn sigterm_during_a_one_shot_run_lets_the_step_finish_and_starts_no_other() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while env.calls().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first batch never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "the first batch starts",
+        std::time::Duration::from_secs(20),
+        &String::new,
+        || !env.calls().is_empty(),
+    );
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
