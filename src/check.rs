@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::actions::Action;
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::rules::{CommandSpec, Rules};
+use crate::rules::{Backoff, CommandSpec, Rules};
 use crate::state::json_file;
 
 /// Prints the resolved configuration (as JSON with `json`).
@@ -42,6 +42,15 @@ fn command_json(c: &CommandSpec) -> Value {
     json!({"argv": c.argv, "timeout": humantime::format_duration(c.timeout).to_string()})
 }
 
+fn backoff_json(b: &Backoff) -> Value {
+    json!({
+        "initial": humantime::format_duration(b.initial).to_string(),
+        "factor": b.factor,
+        "max": humantime::format_duration(b.max).to_string(),
+        "jitter": b.jitter,
+    })
+}
+
 fn describe(paths: &Paths, rules: &Rules) -> Value {
     let mut actions = serde_json::Map::new();
     for action in Action::ALL {
@@ -57,10 +66,27 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
                 })
             }),
             Action::Retry => rules.retry.as_ref().map(|r| {
-                json!({"command": command_json(&r.command), "max_attempts": r.max_attempts})
+                json!({
+                    "command": command_json(&r.command),
+                    "max_attempts": r.max_attempts,
+                    "parallel": r.parallel,
+                    "weights": r.weights,
+                    "backoff": backoff_json(&r.backoff),
+                    "stuck_after": humantime::format_duration(r.stuck_after).to_string(),
+                    "breaker": {
+                        "failures": r.breaker.failures,
+                        "cooldown": humantime::format_duration(r.breaker.cooldown).to_string(),
+                    },
+                })
             }),
             Action::Upload => rules.upload.as_ref().map(|u| {
-                json!({"command": command_json(&u.command), "remote": u.remote, "max_attempts": u.max_attempts})
+                json!({
+                    "command": command_json(&u.command),
+                    "remote": u.remote,
+                    "max_attempts": u.max_attempts,
+                    "backoff": backoff_json(&u.backoff),
+                    "sources": u.sources,
+                })
             }),
             Action::Watchdog => rules
                 .watchdog
@@ -92,6 +118,7 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
             "max_wait": humantime::format_duration(rules.max_wait).to_string(),
             "tick": humantime::format_duration(rules.tick).to_string(),
             "log_keep": rules.log_keep,
+            "pause_file": rules.pause_file,
         },
         "actions": actions,
         "rules": rules.rules.iter().map(|r| json!({
@@ -126,11 +153,12 @@ fn write_text(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
     let st = &r["settings"];
     writeln!(
         out,
-        "\nsettings    debounce {}, max_wait {}, tick {}, log_keep {}",
+        "\nsettings    debounce {}, max_wait {}, tick {}, log_keep {}, pause_file {}",
         s(&st["debounce"]),
         s(&st["max_wait"]),
         s(&st["tick"]),
-        s(&st["log_keep"])
+        s(&st["log_keep"]),
+        s(&st["pause_file"])
     )?;
     writeln!(out, "\nactions")?;
     if let Some(actions) = r["actions"].as_object() {
