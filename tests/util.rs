@@ -210,18 +210,19 @@ impl Watcher {
 
     /// Waits for the watcher to exit; its exit status.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the watcher did not exit within {within:?}\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.log.clone();
+        let mut status = None;
+        let child = &mut self.child;
+        wait_until(
+            "the watcher exits",
+            within,
+            &|| std::fs::read_to_string(&log).unwrap_or_default(),
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+        );
+        status.and_then(|s| s.code())
     }
 }
 

@@ -83,16 +83,6 @@ impl ListDoc {
         })
     }
 
-    /// A placeholder document, for moving a loaded one in and out of a wrapper.
-    #[must_use]
-    pub fn empty() -> ListDoc {
-        ListDoc {
-            path: PathBuf::new(),
-            key: "",
-            root: Value::Array(Vec::new()),
-        }
-    }
-
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
@@ -159,18 +149,34 @@ impl ListDoc {
     /// Locked read-modify-write of a shared document: takes `<file>.lock`, re-reads the
     /// file, applies `change`, and writes it back when `change` says it changed something.
     /// Writers that follow this protocol never lose each other's changes.
-    pub fn update<T>(
+    pub fn update<W: DocView, T>(
         path: &Path,
         key: &'static str,
-        change: impl FnOnce(&mut ListDoc) -> (bool, T),
+        change: impl FnOnce(&mut W) -> (bool, T),
     ) -> Result<T> {
         let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
-        let mut doc = ListDoc::load(path, key)?;
-        let (changed, value) = change(&mut doc);
+        let mut view = W::wrap(ListDoc::load(path, key)?);
+        let (changed, value) = change(&mut view);
         if changed {
-            doc.save()?;
+            view.doc().save()?;
         }
         Ok(value)
+    }
+}
+
+/// A typed view over a list document (the task queue, the upload log), so the one locked
+/// read-modify-write in [`ListDoc::update`] can hand it out.
+pub trait DocView {
+    fn wrap(doc: ListDoc) -> Self;
+    fn doc(&self) -> &ListDoc;
+}
+
+impl DocView for ListDoc {
+    fn wrap(doc: ListDoc) -> Self {
+        doc
+    }
+    fn doc(&self) -> &ListDoc {
+        self
     }
 }
 

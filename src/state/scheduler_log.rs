@@ -9,7 +9,7 @@ use crate::paths::Paths;
 /// Appends `record` under the log's lock, dropping the oldest records beyond `keep`.
 /// A log that does not parse is left untouched and the error returned.
 pub fn append(paths: &Paths, record: Value, keep: usize) -> Result<()> {
-    ListDoc::update(&paths.scheduler_log, "runs", |doc| {
+    ListDoc::update(&paths.scheduler_log, "runs", |doc: &mut ListDoc| {
         let runs = doc.items_mut();
         runs.push(record);
         let excess = runs.len().saturating_sub(keep);

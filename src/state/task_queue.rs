@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::json_file::ListDoc;
+use super::json_file::{DocView, ListDoc};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::state::parse_time;
@@ -119,6 +119,15 @@ impl Priority {
     }
 }
 
+impl DocView for TaskQueue {
+    fn wrap(doc: ListDoc) -> Self {
+        TaskQueue { doc }
+    }
+    fn doc(&self) -> &ListDoc {
+        &self.doc
+    }
+}
+
 impl TaskQueue {
     pub fn load(path: &Path) -> Result<TaskQueue> {
         Ok(TaskQueue {
@@ -149,14 +158,7 @@ impl TaskQueue {
     /// Locked read-modify-write (see [`ListDoc::update`]); `change` returns whether it
     /// changed anything, and a value.
     pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
-        ListDoc::update(&paths.task_queue, "tasks", |doc| {
-            let mut queue = TaskQueue {
-                doc: std::mem::replace(doc, ListDoc::empty()),
-            };
-            let result = change(&mut queue);
-            *doc = queue.doc;
-            result
-        })
+        ListDoc::update(&paths.task_queue, "tasks", change)
     }
 
     /// The task with `id` as JSON, for a step's stdin.

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::json_file::ListDoc;
+use super::json_file::{DocView, ListDoc};
 use super::parse_time;
 use crate::error::Result;
 
@@ -56,6 +56,15 @@ impl<'a> UploadView<'a> {
     }
 }
 
+impl DocView for UploadLog {
+    fn wrap(doc: ListDoc) -> Self {
+        UploadLog { doc }
+    }
+    fn doc(&self) -> &ListDoc {
+        &self.doc
+    }
+}
+
 impl UploadLog {
     pub fn load(path: &Path) -> Result<UploadLog> {
         Ok(UploadLog {
@@ -84,13 +93,6 @@ impl UploadLog {
 
     /// Locked read-modify-write (see [`ListDoc::update`]).
     pub fn update<T>(file: &Path, change: impl FnOnce(&mut UploadLog) -> (bool, T)) -> Result<T> {
-        ListDoc::update(file, "uploads", |doc| {
-            let mut log = UploadLog {
-                doc: std::mem::replace(doc, ListDoc::empty()),
-            };
-            let result = change(&mut log);
-            *doc = log.doc;
-            result
-        })
+        ListDoc::update(file, "uploads", change)
     }
 }
