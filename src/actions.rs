@@ -1,18 +1,16 @@
 //! The pipeline actions memsched schedules, and what each one plans, runs and records.
 
-pub mod backoff;
 pub mod ingest;
 pub mod retry;
+pub mod retry_policy;
 pub mod upload;
 pub mod watchdog;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
+use crate::action::Action;
 use crate::paths::Paths;
 use crate::rules::Rules;
 
@@ -29,17 +27,6 @@ pub struct Context<'a> {
     pub progress: bool,
     /// Set by SIGINT or SIGTERM: finish the step that runs, start no other.
     pub stop: &'a AtomicBool,
-}
-
-/// One of the four pipeline actions, in the order a full run takes them (the seed's order:
-/// retry what failed, ingest what is new, push uploads, then check health).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Retry,
-    Ingest,
-    Upload,
-    Watchdog,
 }
 
 impl Context<'_> {
@@ -74,46 +61,5 @@ impl Context<'_> {
             env.push(("MEMSCHED_RESULT", result));
         }
         env
-    }
-}
-
-impl Action {
-    pub const ALL: [Action; 4] = [
-        Action::Retry,
-        Action::Ingest,
-        Action::Upload,
-        Action::Watchdog,
-    ];
-
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Retry => "retry",
-            Action::Ingest => "ingest",
-            Action::Upload => "upload",
-            Action::Watchdog => "watchdog",
-        }
-    }
-
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Action> {
-        Action::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    /// The placeholders this action's command may use.
-    #[must_use]
-    pub fn placeholders(self) -> &'static [&'static str] {
-        match self {
-            Action::Ingest => &["files", "list"],
-            Action::Retry => &["task_id"],
-            Action::Upload => &["path", "relpath", "remote"],
-            Action::Watchdog => &[],
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }

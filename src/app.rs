@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::autostart;
 use crate::cli::{AutostartAction, Cli, Command, Mode};
 use crate::error::{Error, Exit, Result};
@@ -95,7 +95,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
     }
     let request = Request {
         actions: actions_of(&cli.mode),
-        trigger: cli.trigger.name().to_owned(),
+        trigger: cli.trigger.into(),
         dry_run: cli.dry_run,
         progress: !cli.json,
         woken_by: Vec::new(),

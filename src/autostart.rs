@@ -121,10 +121,7 @@ pub fn watcher_argv(paths_file: &Path, rules_file: &Path) -> Result<Vec<String>>
             source,
         })
     };
-    let exe = std::env::current_exe().map_err(|source| Error::ConfigRead {
-        path: PathBuf::from("/proc/self/exe"),
-        source,
-    })?;
+    let exe = std::env::current_exe().map_err(|source| Error::OwnExecutable { source })?;
     Ok(vec![
         text(exe)?,
         "--paths".to_owned(),

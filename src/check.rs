@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::rules::{Backoff, CommandSpec, Rules};

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::trigger::Trigger;
+
 /// memsched keeps a memory vector database pipeline healthy: it decides when the
 /// pipeline's own steps (ingest, retry, upload, watchdog) run and on what, runs them
 /// safely, and records what happened.
@@ -57,8 +59,8 @@ pub struct Cli {
     pub poll: bool,
 
     /// What started this run, as recorded in scheduler_log.json
-    #[arg(long, value_enum, default_value_t = Trigger::Manual, value_name = "WHO")]
-    pub trigger: Trigger,
+    #[arg(long, value_enum, default_value_t = TriggerArg::Manual, value_name = "WHO")]
+    pub trigger: TriggerArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,18 +99,18 @@ pub enum Mode {
     Watchdog,
 }
 
+/// The triggers a one-shot run may be recorded under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Trigger {
+pub enum TriggerArg {
     Manual,
     Cron,
 }
 
-impl Trigger {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Cron => "cron",
+impl From<TriggerArg> for Trigger {
+    fn from(arg: TriggerArg) -> Trigger {
+        match arg {
+            TriggerArg::Manual => Trigger::Manual,
+            TriggerArg::Cron => Trigger::Cron,
         }
     }
 }

@@ -15,17 +15,20 @@ use notify_debouncer_full::DebouncedEvent;
 use serde_json::{Value, json};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::error::{Error, Exit, Result};
+use crate::event_kind::EventKind;
 use crate::lock;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
-use crate::rules::{EventKind, Rules, Scope};
-use crate::state::{parse_time, timestamp, watchdog_state};
+use crate::rules::Rules;
+use crate::scope::Scope;
+use crate::state::{timestamp, watchdog_state};
+use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
 use baseline::{Baselines, Verdict};
-use scheduler::{RunOrder, Scheduler, Settings, Trigger};
+use scheduler::{RunOrder, Scheduler, Settings};
 
 /// Debounced batches the loop may fall behind by before it drops them and rescans.
 pub const DEFAULT_EVENT_QUEUE: usize = 4096;
@@ -177,7 +180,7 @@ fn settings(rules: &Rules) -> Settings {
 /// SIGINT, SIGTERM and SIGHUP become inputs; the signal thread only sends.
 fn forward_signals(tx: Sender<Input>) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|source| Error::Usage(format!("cannot install signal handlers: {source}")))?;
+        .map_err(|source| Error::Signals { source })?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
             if tx.send(Input::Signal(signal)).is_err() {
@@ -290,7 +293,7 @@ impl Daemon {
         );
         let request = Request {
             actions: order.actions,
-            trigger: order.trigger.name().to_owned(),
+            trigger: order.trigger,
             dry_run: false,
             progress: false,
             woken_by: order.reasons,
@@ -318,20 +321,11 @@ impl Daemon {
             for reason in &a.reasons {
                 log::debug!("{}: {reason}", a.action);
             }
-            let next = a
-                .details
-                .get("next_due")
-                .and_then(Value::as_str)
-                .and_then(parse_time);
-            self.sched.set_timer(a.action, next.map(instant_of));
-            let count = |k: &str| a.counts.get(k).and_then(Value::as_u64).unwrap_or(0);
-            unannounced += match a.action {
-                Action::Ingest => count("to_send") + count("known_content"),
-                Action::Retry | Action::Upload => count("due"),
-                Action::Watchdog => 0,
-            };
+            self.sched
+                .set_timer(a.action, a.followup.next_due.map(instant_of));
+            unannounced += a.followup.found;
         }
-        if record.trigger == Trigger::Tick.name() {
+        if record.trigger == Trigger::Tick {
             log::info!("tick: {unannounced} items found that no event announced");
             self.health.unannounced = Some(unannounced);
             self.report_health();

@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+/// The hint for a watch that cannot be set up natively.
+pub const LIMIT_HINT: &str = "raise the inotify limits, e.g. \
+`echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/40-memsched.conf && sudo sysctl --system`";
+
 /// Exit statuses of memsched. Only [`Exit::code`] turns an outcome into a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -103,6 +107,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The ingest step's report (the file named by MEMSCHED_RESULT) cannot be used.
+    #[error("the ingest step's report (MEMSCHED_RESULT) {msg}")]
+    StepReport { msg: String },
+    #[error("cannot install the signal handlers")]
+    Signals {
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path of memsched's own executable cannot be found (for an autostart entry).
+    #[error("cannot find memsched's own executable")]
+    OwnExecutable {
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
 }
@@ -135,7 +153,10 @@ impl Error {
             | Error::Spawn { .. }
             | Error::Watch { .. }
             | Error::Autostart { .. }
-            | Error::Scan { .. } => Exit::ActionFailed,
+            | Error::Scan { .. }
+            | Error::StepReport { .. }
+            | Error::Signals { .. }
+            | Error::OwnExecutable { .. } => Exit::ActionFailed,
         }
     }
 
@@ -151,7 +172,7 @@ impl Error {
                 "another memsched watcher runs for this paths.json; `memsched --once` can still run beside it"
                     .to_owned(),
             ),
-            Error::Watch { .. } => Some(crate::watch::LIMIT_HINT.to_owned()),
+            Error::Watch { .. } => Some(LIMIT_HINT.to_owned()),
             Error::StateParse { .. } | Error::StateShape { .. } => Some(
                 "fix or move the file by hand; memsched never overwrites a file it cannot read"
                     .to_owned(),

@@ -3,6 +3,7 @@
 //! Every run *plans* from the state on disk, then *executes* the pipeline's own steps and
 //! *records* what happened, so a missed or repeated trigger costs time, never a file.
 
+pub mod action;
 pub mod actions;
 pub mod app;
 pub mod autostart;
@@ -10,16 +11,22 @@ pub mod check;
 pub mod cli;
 pub mod daemon;
 pub mod error;
+pub mod event_kind;
 pub mod file_key;
-pub mod health;
 pub mod lock;
 pub mod paths;
+pub mod placeholder;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
 pub mod runner;
+pub mod scope;
 pub mod state;
 pub mod status;
 pub mod summary;
+pub mod task_status;
+pub mod trigger;
+pub mod upload_status;
 pub mod walk;
 pub mod watch;
+pub mod watcher_kind;

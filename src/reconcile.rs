@@ -5,20 +5,22 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime};
 
-use crate::actions::{Action, Context, ingest, retry, upload, watchdog};
+use crate::action::Action;
+use crate::actions::{Context, ingest, retry, upload, watchdog};
 use crate::error::{Error, Result, holder_text};
 use crate::lock;
 use crate::paths::Paths;
 use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
 use crate::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
 use crate::state::{scheduler_log, timestamp};
+use crate::trigger::Trigger;
 
 /// What a run was asked to do.
 #[derive(Debug, Clone)]
 pub struct Request {
     pub actions: Vec<Action>,
     /// Why the run happens: manual, cron, event, tick, startup.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub dry_run: bool,
     pub progress: bool,
     /// What woke the watcher for this run (changes, rules matched, timers).
@@ -68,7 +70,7 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
         started_at: timestamp(started_at),
         finished_at: timestamp(SystemTime::now()),
         duration_ms: millis(clock),
-        trigger: request.trigger.clone(),
+        trigger: request.trigger,
         modes: request
             .actions
             .iter()

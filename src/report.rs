@@ -1,12 +1,16 @@
 //! What a run did: one [`ActionReport`] per action and the [`RunRecord`] that goes to
 //! scheduler_log.json and, with `--json`, to stdout.
 
+use std::time::SystemTime;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::error::{Error, Exit};
 use crate::runner::CommandReport;
+use crate::state::timestamp;
+use crate::trigger::Trigger;
 
 /// How an action's turn in a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +66,20 @@ pub struct ActionReport {
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub details: Map<String, Value>,
     pub duration_ms: u64,
+    /// What the watcher needs from this turn, typed (the log keeps its own copy).
+    #[serde(skip)]
+    pub followup: Followup,
+}
+
+/// What an action tells the watcher after its turn: never looked up by key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Followup {
+    /// When this action has work again (a backoff ends, a breaker closes, a file settles):
+    /// the watcher sets its timer from this.
+    pub next_due: Option<SystemTime>,
+    /// Items the plan found to act on (files to send or record, tasks or uploads due). On
+    /// a tick, these are what no event announced.
+    pub found: u64,
 }
 
 /// One item an action failed on, and why.
@@ -87,7 +105,20 @@ impl ActionReport {
             lock_held: false,
             details: Map::new(),
             duration_ms: 0,
+            followup: Followup::default(),
         }
+    }
+
+    /// Records when this action has work again, for the watcher's timer and (as
+    /// `details.next_due`) for the log.
+    pub fn set_next_due(&mut self, at: SystemTime) {
+        self.followup.next_due = Some(at);
+        self.details.insert("next_due".into(), timestamp(at).into());
+    }
+
+    /// Records how many items the plan found to act on (see [`Followup::found`]).
+    pub fn set_found(&mut self, items: usize) {
+        self.followup.found = u64::try_from(items).unwrap_or(u64::MAX);
     }
 
     /// Marks the report failed with `error` (its whole chain), keeping what was gathered.
@@ -106,7 +137,7 @@ pub struct RunRecord {
     pub started_at: String,
     pub finished_at: String,
     pub duration_ms: u64,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub modes: Vec<String>,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -1,6 +1,7 @@
 //! watch-rules.toml: validated [`Rules`] (settings, action tables, event rules) whose errors
 //! point at file, line and column, and the pure matching of a change to actions.
 
+mod pass_files;
 mod raw;
 
 use std::collections::BTreeMap;
@@ -9,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::error::{Error, Result, line_col};
+use crate::event_kind::EventKind;
+use crate::placeholder::{self, Placeholder};
+use crate::scope::Scope;
+pub use pass_files::PassFiles;
 use raw::RawRules;
 
 /// Files skipped unless `exclude` says otherwise: hidden files and folders, editor swap,
@@ -31,59 +35,6 @@ pub const DEFAULT_EXCLUDE: &[&str] = &[
     "**/*.part",
     "**/*.crdownload",
 ];
-
-/// Where a rule's `paths` are rooted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// data_dir, the memory files.
-    Data,
-    /// state_dir, the state files.
-    State,
-}
-
-/// The kinds of change a rule can react to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Create,
-    Modify,
-    Remove,
-    Rename,
-}
-
-impl EventKind {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::Create => "create",
-            EventKind::Modify => "modify",
-            EventKind::Remove => "remove",
-            EventKind::Rename => "rename",
-        }
-    }
-
-    pub const ALL: [EventKind; 4] = [
-        EventKind::Create,
-        EventKind::Modify,
-        EventKind::Remove,
-        EventKind::Rename,
-    ];
-}
-
-/// How the ingest step is given its batch of files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PassFiles {
-    /// `{files}` in the command expands to one argument per file.
-    Args,
-    /// Absolute paths on stdin, one per line.
-    StdinLines,
-    /// Absolute paths on stdin, each ended by a NUL byte (safe for any name).
-    StdinNul,
-    /// Absolute paths, one per line, in a temporary file named by `{list}`.
-    ListFile,
-}
 
 /// A configured command: an argument vector with placeholders, and its timeout.
 #[derive(Debug, Clone)]
@@ -215,12 +166,12 @@ impl Rules {
             let pass_files = i.pass_files.unwrap_or(PassFiles::Args);
             let command = check.command(&i.command, i.timeout.as_ref(), "30m", Action::Ingest)?;
             let required = match pass_files {
-                PassFiles::Args => Some("{files}"),
-                PassFiles::ListFile => Some("{list}"),
+                PassFiles::Args => Some(Placeholder::Files.slot()),
+                PassFiles::ListFile => Some(Placeholder::List.slot()),
                 PassFiles::StdinLines | PassFiles::StdinNul => None,
             };
             if let Some(placeholder) = required
-                && !command.argv.iter().any(|a| a.contains(placeholder))
+                && !command.argv.iter().any(|a| a.contains(&placeholder))
             {
                 return Err(check.at(
                     i.command.span(),
@@ -259,7 +210,7 @@ impl Rules {
             let sources = check.globs(u.sources.as_deref(), &[])?;
             rules.upload = Some(UploadConfig {
                 command: check.command(&u.command, u.timeout.as_ref(), "10m", Action::Upload)?,
-                remote: u.remote.unwrap_or_else(|| "{relpath}".to_owned()),
+                remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
                 max_attempts: check.attempts(u.max_attempts.as_ref())?,
                 backoff: check.backoff(&u.backoff.unwrap_or_default())?,
                 source_set: glob_set(&sources),
@@ -449,19 +400,19 @@ impl Checker<'_> {
                 format!("[actions.{action}] command is empty; give the program and its arguments as a list"),
             ));
         }
-        let known = action.placeholders();
+        let known = Placeholder::of(action);
         for arg in argv.get_ref() {
-            for name in placeholders_in(arg) {
-                if !known.contains(&name) {
+            for (_, name) in placeholder::slots(arg) {
+                let Some(found) = Placeholder::from_name(name).filter(|p| known.contains(p)) else {
                     return Err(self.at(
                         argv.span(),
                         format!(
                             "unknown placeholder {{{name}}} in [actions.{action}] command; known here: {}",
-                            known.iter().map(|k| format!("{{{k}}}")).collect::<Vec<_>>().join(", ")
+                            known.iter().map(|k| k.slot()).collect::<Vec<_>>().join(", ")
                         ),
                     ));
-                }
-                if name == "files" && arg != "{files}" {
+                };
+                if found == Placeholder::Files && *arg != found.slot() {
                     return Err(self.at(
                         argv.span(),
                         "{files} must be a whole argument: it expands to one argument per file"
@@ -475,24 +426,6 @@ impl Checker<'_> {
             timeout: self.duration(timeout, default_timeout)?,
         })
     }
-}
-
-/// The `{name}` placeholders in one argument (lowercase letters and `_` only, so JSON or
-/// shell braces in an argument are left alone).
-fn placeholders_in(arg: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = arg;
-    while let Some(open) = rest.find('{') {
-        rest = &rest[open + 1..];
-        if let Some(close) = rest.find('}') {
-            let name = &rest[..close];
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                found.push(name);
-                rest = &rest[close + 1..];
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]
@@ -594,11 +527,5 @@ mod tests {
             r.matching(Scope::Data, Path::new("a/b.md"), EventKind::Create)
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn placeholders_ignore_other_braces() {
-        assert_eq!(placeholders_in("{path}:{remote}"), ["path", "remote"]);
-        assert!(placeholders_in("{\"json\": 1}").is_empty());
     }
 }

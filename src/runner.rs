@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::placeholder::{self, Placeholder};
 
 /// Lines of stdout and of stderr kept for the log.
 const TAIL_LINES: usize = 20;
@@ -49,42 +50,39 @@ pub struct Vars<'a> {
 pub fn expand(argv: &[String], vars: &Vars<'_>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(argv.len() + vars.files.len());
     for arg in argv {
-        if arg == "{files}" {
+        if *arg == Placeholder::Files.slot() {
             out.extend(vars.files.iter().map(|f| f.as_os_str().to_owned()));
             continue;
         }
         let mut bytes = Vec::with_capacity(arg.len());
-        let mut rest = arg.as_str();
-        while let Some(open) = rest.find('{') {
-            bytes.extend_from_slice(&rest.as_bytes()[..open]);
-            let after = &rest[open..];
-            let value: Option<&[u8]> = after.find('}').and_then(|close| {
-                match &after[1..close] {
-                    "path" => vars.path.map(|p| p.as_os_str().as_bytes()),
-                    "relpath" => vars.relpath.map(|p| p.as_os_str().as_bytes()),
-                    "list" => vars.list.map(|p| p.as_os_str().as_bytes()),
-                    "remote" => vars.remote.map(str::as_bytes),
-                    "task_id" => vars.task_id.map(str::as_bytes),
-                    _ => None,
-                }
-                .map(|v| (v, close))
-                .map(|(v, close)| {
-                    rest = &after[close + 1..];
-                    v
-                })
-            });
-            match value {
-                Some(v) => bytes.extend_from_slice(v),
-                None => {
-                    bytes.push(b'{');
-                    rest = &after[1..];
-                }
+        let mut copied = 0;
+        for (range, name) in placeholder::slots(arg) {
+            let value = Placeholder::from_name(name).and_then(|p| vars.value(p));
+            if let Some(value) = value {
+                bytes.extend_from_slice(&arg.as_bytes()[copied..range.start]);
+                bytes.extend_from_slice(value);
+                copied = range.end;
             }
         }
-        bytes.extend_from_slice(rest.as_bytes());
+        bytes.extend_from_slice(&arg.as_bytes()[copied..]);
         out.push(OsString::from_vec(bytes));
     }
     out
+}
+
+impl Vars<'_> {
+    /// The bytes that replace `placeholder` inside an argument, if it has a value here.
+    fn value(&self, placeholder: Placeholder) -> Option<&[u8]> {
+        match placeholder {
+            // `{files}` is never inside an argument (the rules refuse it).
+            Placeholder::Files => None,
+            Placeholder::List => self.list.map(|p| p.as_os_str().as_bytes()),
+            Placeholder::TaskId => self.task_id.map(str::as_bytes),
+            Placeholder::Path => self.path.map(|p| p.as_os_str().as_bytes()),
+            Placeholder::Relpath => self.relpath.map(|p| p.as_os_str().as_bytes()),
+            Placeholder::Remote => self.remote.map(str::as_bytes),
+        }
+    }
 }
 
 /// One command to run.

@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod ingest_hash;
 pub mod json_file;
 pub mod scheduler_log;
+pub mod stat;
 pub mod task_queue;
 pub mod upload_log;
 pub mod watchdog_state;

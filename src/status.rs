@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
+use crate::actions::watchdog::health::{self, Health, Status};
 use crate::error::Exit;
-use crate::health::{self, Health, Status};
 use crate::paths::Paths;
 use crate::rules::Rules;
 

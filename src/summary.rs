@@ -27,7 +27,7 @@ pub fn write(out: &mut impl Write, run: &RunRecord, color: bool) -> io::Result<(
     writeln!(
         out,
         "memsched: {} {what} of {} ({}.{:02} s)",
-        run.trigger,
+        run.trigger.name(),
         run.modes.join(", "),
         run.duration_ms / 1000,
         run.duration_ms % 1000 / 10

@@ -9,6 +9,7 @@ use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 use crate::file_key;
+use crate::rules::IngestConfig;
 
 /// A regular file found by the walk.
 #[derive(Debug)]
@@ -25,6 +26,16 @@ pub struct Found {
 pub struct Walk {
     pub files: Vec<Found>,
     pub unreadable: Vec<(String, String)>,
+}
+
+/// The memory files under `data_dir`: regular files matching the ingest globs, with
+/// excluded folders pruned. The one walk the ingest plan and health share, so both count
+/// the same files.
+#[must_use]
+pub fn memory_files(data_dir: &Path, config: &IngestConfig) -> Walk {
+    files(data_dir, &|rel| !config.exclude_set.is_match(rel), &|rel| {
+        config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
+    })
 }
 
 /// Walks `root`, entering the folders `enter` accepts and keeping the files `keep`

@@ -23,8 +23,9 @@ use notify_debouncer_full::{
     RecommendedCache, new_debouncer_opt,
 };
 
-use crate::error::{Error, Result};
-use crate::rules::{EventKind, Scope};
+use crate::error::{Error, LIMIT_HINT, Result};
+use crate::event_kind::EventKind;
+use crate::scope::Scope;
 
 /// Name prefix of the liveness canary the watcher writes into data_dir.
 pub const CANARY_PREFIX: &str = ".memsched-canary-";
@@ -216,10 +217,6 @@ impl Watcher {
         }
     }
 }
-
-/// The hint for a watch that cannot be set up natively.
-pub const LIMIT_HINT: &str = "raise the inotify limits, e.g. \
-`echo fs.inotify.max_user_watches=524288 | sudo tee /etc/sysctl.d/40-memsched.conf && sudo sysctl --system`";
 
 /// Starts watching `roots`. Falls back to polling (with a warning that says how to raise
 /// the inotify limits) when the native watcher cannot be set up, or when `poll` asks.

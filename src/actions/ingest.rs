@@ -6,14 +6,14 @@ mod step_result;
 
 pub use plan::{Candidate, Plan, Scan, plan, scan};
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use super::{Action, Context};
+use super::Context;
+use crate::action::Action;
 use crate::error::{Error, Result};
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::{IngestConfig, PassFiles};
@@ -21,7 +21,8 @@ use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::ingest_hash::IngestHash;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
-use step_result::StepResult;
+use crate::task_status::TaskStatus;
+use step_result::{StepResult, UnusableReport, Verdict};
 
 /// What one execution of an ingest plan did.
 #[derive(Debug, Default)]
@@ -71,12 +72,11 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         started.elapsed().saturating_sub(read_in)
     );
     report.reasons = plan.reasons();
+    report.set_found(plan.send.len() + plan.record_only.len() + plan.after_send.len());
     if !plan.deferred.is_empty() {
         // Files still being written are worth another look once they have settled.
         let next = ctx.now + config.settle;
-        report
-            .details
-            .insert("next_due".into(), crate::state::timestamp(next).into());
+        report.set_next_due(next);
     }
     let waiting = waiting_text(&plan);
     if !plan.has_work() {
@@ -202,10 +202,7 @@ pub fn execute(
         let (report, result) = run_batch(ctx, config, batch)?;
         let by_path = step_result::index_batch(ctx, batch);
         let verdicts = result.verdicts(batch.len(), &by_path, &report, &mut out.notes);
-        let verdicts = verdicts.map_err(|msg| Error::StateShape {
-            path: PathBuf::from("MEMSCHED_RESULT"),
-            msg,
-        });
+        let verdicts = verdicts.map_err(|UnusableReport(msg)| Error::StepReport { msg });
         out.commands.push(report);
         let verdicts = verdicts?;
 
@@ -213,11 +210,11 @@ pub fn execute(
         let mut failures = Vec::new();
         for (candidate, verdict) in batch.iter().zip(verdicts) {
             match verdict {
-                Ok(()) => {
+                Verdict::Done => {
                     hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
                     done_keys.push(candidate.key.as_str());
                 }
-                Err(error) => failures.push((candidate, error)),
+                Verdict::Failed(error) => failures.push((candidate, error)),
             }
         }
         // Copies of content the step just finished need no run of their own.
@@ -313,9 +310,12 @@ fn record_tasks(
         let mut changed = false;
         for key in done {
             let id = task_id(key);
-            if queue.get(&id).is_some_and(|t| t.status() != Some("done")) {
+            if queue
+                .get(&id)
+                .is_some_and(|t| t.status() != Some(TaskStatus::Done))
+            {
                 let mut fields = Map::new();
-                fields.insert("status".into(), "done".into());
+                fields.insert("status".into(), TaskStatus::Done.into());
                 fields.insert("updated_at".into(), now.into());
                 queue.upsert(&id, fields);
                 changed = true;
@@ -332,7 +332,7 @@ fn record_tasks(
             let is_new = existing.is_none();
             let mut fields = Map::new();
             fields.insert("step".into(), "ingest".into());
-            fields.insert("status".into(), "failed".into());
+            fields.insert("status".into(), TaskStatus::Failed.into());
             fields.insert("attempts".into(), attempts.into());
             if is_new {
                 fields.insert("priority".into(), "normal".into());
@@ -410,6 +410,3 @@ pub fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
     }
     c
 }
-
-/// Used by `step_result` to find a reported path among the batch.
-type BatchIndex = HashMap<String, usize>;

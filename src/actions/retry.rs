@@ -15,14 +15,16 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::backoff;
-use super::{Action, Context};
+use super::Context;
+use super::retry_policy::{self, AfterFailure};
+use crate::action::Action;
 use crate::error::{Error, Result};
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::RetryConfig;
 use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
 use crate::state::{scheduler_log, timestamp};
+use crate::task_status::TaskStatus;
 use breaker::Tracker;
 
 /// How one due task's turn ended.
@@ -63,6 +65,7 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     drop(queue);
     report.reasons.extend(plan.reasons());
     report.counts = plan_counts(&plan, plan_ms);
+    report.set_found(plan.due.len());
     report.details.insert(
         "breakers".into(),
         Value::Array(open.iter().map(OpenBreaker::to_json).collect()),
@@ -72,12 +75,14 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         .filter(|_| !plan.paused.is_empty())
         .map(|b| b.until);
     if let Some(next) = plan.next_due.into_iter().chain(paused_until).min() {
-        report
-            .details
-            .insert("next_due".into(), timestamp(next).into());
+        report.set_next_due(next);
     }
 
-    let failed_total = plan.by_status.get("failed").copied().unwrap_or(0);
+    let failed_total = plan
+        .by_status
+        .get(TaskStatus::Failed.name())
+        .copied()
+        .unwrap_or(0);
     if !plan.has_work() {
         report.summary = match (failed_total, plan.next_due) {
             (0, _) => "no failed tasks".to_owned(),
@@ -137,9 +142,7 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         .chain(breakers)
         .min()
     {
-        report
-            .details
-            .insert("next_due".into(), timestamp(next).into());
+        report.set_next_due(next);
     }
     if let Some(e) = error {
         return report.fail(&e);
@@ -241,23 +244,32 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("attempts".into(), attempts.into());
             fields.insert("last_error".into(), format!("stuck: {}", r.why).into());
             fields.insert("updated_at".into(), timestamp(now).into());
-            if attempts >= r.max_attempts {
-                fields.insert("status".into(), "dead".into());
-            } else {
-                fields.insert("status".into(), "failed".into());
-                let at = now + backoff::delay(&config.backoff, attempts, &r.id);
-                fields.insert("next_attempt_at".into(), timestamp(at).into());
-            }
+            let after =
+                retry_policy::after_failure(&config.backoff, attempts, r.max_attempts, &r.id, now);
+            put_after_failure(&mut fields, after);
             queue.upsert(&r.id, fields);
         }
         for r in &plan.exhausted {
             let mut fields = Map::new();
-            fields.insert("status".into(), "dead".into());
+            fields.insert("status".into(), TaskStatus::Dead.into());
             fields.insert("updated_at".into(), timestamp(now).into());
             queue.upsert(&r.id, fields);
         }
         (true, ())
     })
+}
+
+/// A failed task's new status: dead, or failed and due again later.
+fn put_after_failure(fields: &mut Map<String, Value>, after: AfterFailure) {
+    match after {
+        AfterFailure::OutOfAttempts => {
+            fields.insert("status".into(), TaskStatus::Dead.into());
+        }
+        AfterFailure::RetryAt(at) => {
+            fields.insert("status".into(), TaskStatus::Failed.into());
+            fields.insert("next_attempt_at".into(), timestamp(at).into());
+        }
+    }
 }
 
 type Executed = (Vec<(String, Turn)>, Vec<CommandReport>, Option<Error>);
@@ -339,13 +351,13 @@ fn run_one(
         let Some(task) = queue.get(&due.id) else {
             return (false, None);
         };
-        if task.status() != Some("failed") {
+        if task.status() != Some(TaskStatus::Failed) {
             return (false, None);
         }
         let json = queue.task_json(&due.id);
         let command = task.command();
         let mut fields = Map::new();
-        fields.insert("status".into(), "running".into());
+        fields.insert("status".into(), TaskStatus::Running.into());
         fields.insert("updated_at".into(), timestamp(started).into());
         fields.insert("started_at".into(), timestamp(started).into());
         queue.upsert(&due.id, fields);
@@ -393,7 +405,7 @@ fn run_one(
         fields.insert("updated_at".into(), timestamp(finished).into());
         let turn = match &error {
             None => {
-                fields.insert("status".into(), "done".into());
+                fields.insert("status".into(), TaskStatus::Done.into());
                 fields.insert("completed_at".into(), timestamp(finished).into());
                 Turn::Done
             }
@@ -402,22 +414,18 @@ fn run_one(
                 let max = task
                     .max_attempts()
                     .unwrap_or(u64::from(config.max_attempts));
-                let dead = attempts >= max;
                 fields.insert("attempts".into(), attempts.into());
                 fields.insert("last_error".into(), error.as_str().into());
-                let mut next = None;
-                if dead {
-                    fields.insert("status".into(), "dead".into());
-                } else {
-                    fields.insert("status".into(), "failed".into());
-                    let at = finished + backoff::delay(&config.backoff, attempts, &due.id);
-                    fields.insert("next_attempt_at".into(), timestamp(at).into());
-                    next = Some(at);
-                }
+                let after =
+                    retry_policy::after_failure(&config.backoff, attempts, max, &due.id, finished);
+                put_after_failure(&mut fields, after);
                 Turn::Failed {
                     error: error.clone(),
-                    dead,
-                    next,
+                    dead: after == AfterFailure::OutOfAttempts,
+                    next: match after {
+                        AfterFailure::RetryAt(at) => Some(at),
+                        AfterFailure::OutOfAttempts => None,
+                    },
                 }
             }
         };

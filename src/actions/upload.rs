@@ -2,21 +2,23 @@
 //! exists, is under max attempts and is due), after queueing new or changed files that
 //! match the `sources` globs. One command per file; the result recorded per entry.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::backoff;
-use super::{Action, Context};
+use super::Context;
+use super::retry_policy::{self, AfterFailure};
+use crate::action::Action;
 use crate::error::Result;
 use crate::file_key;
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::UploadConfig;
 use crate::runner::{self, Invocation, Vars};
+use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
+use crate::upload_status::UploadStatus;
 use crate::walk;
 
 /// An entry to upload now.
@@ -101,13 +103,12 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
         let found = walk::files(home, &|_| true, &|rel| config.source_set.is_match(rel));
         for file in found.files {
             let entry = file_key::key(&file.rel);
-            let stat = (
-                file.meta.size(),
-                file.meta.mtime() * 1_000_000_000 + file.meta.mtime_nsec(),
-            );
+            let stat = Stat::of(&file.meta);
             match log.get(&entry) {
                 None => plan.enqueue.push((entry, "new file matching sources")),
-                Some(e) if e.status() == Some("uploaded") && e.uploaded_stat() != Some(stat) => {
+                Some(e)
+                    if e.status() == UploadStatus::Uploaded && e.changed_since_upload(&stat) =>
+                {
                     plan.enqueue.push((entry, "changed since its upload"));
                 }
                 Some(_) => {}
@@ -119,26 +120,24 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
     }
     for e in log.entries() {
         let Some(entry) = e.path() else { continue };
-        let status = e.status().unwrap_or("pending");
-        if status == "uploaded" {
+        let status = e.status();
+        if status == UploadStatus::Uploaded {
             plan.uploaded += 1;
             continue;
         }
-        if !matches!(status, "pending" | "failed" | "skipped")
-            || plan.enqueue.iter().any(|(p, _)| p == entry)
-        {
+        if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
             continue;
         }
         let abs = resolve(home, entry);
         if std::fs::symlink_metadata(&abs).is_err() {
-            if status == "skipped" {
+            if status == UploadStatus::Skipped {
                 plan.still_missing += 1;
             } else {
                 plan.missing.push(entry.to_owned());
             }
             continue;
         }
-        if status == "failed" && e.attempts() >= u64::from(config.max_attempts) {
+        if status == UploadStatus::Failed && e.attempts() >= u64::from(config.max_attempts) {
             plan.given_up.push((entry.to_owned(), e.attempts()));
             continue;
         }
@@ -186,6 +185,7 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     let plan = plan(ctx, config, &log);
     drop(log);
     report.reasons = plan.reasons();
+    report.set_found(plan.due.len());
     for (k, v) in [
         ("queued", plan.enqueue.len()),
         ("due", plan.due.len()),
@@ -197,9 +197,7 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
         report.counts.insert(k.into(), v.into());
     }
     if let Some(next) = plan.next_due {
-        report
-            .details
-            .insert("next_due".into(), timestamp(next).into());
+        report.set_next_due(next);
     }
     if !plan.has_work() {
         report.summary = format!(
@@ -286,9 +284,7 @@ fn upload_due(
         }
     }
     if let Some(next) = next_due {
-        report
-            .details
-            .insert("next_due".into(), timestamp(next).into());
+        report.set_next_due(next);
     }
     Ok(uploaded)
 }
@@ -302,7 +298,7 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
     UploadLog::update(&ctx.paths.upload_log, |log| {
         for (entry, why) in &plan.enqueue {
             let mut fields = Map::new();
-            fields.insert("status".into(), "pending".into());
+            fields.insert("status".into(), UploadStatus::Pending.into());
             fields.insert("attempts".into(), 0.into());
             fields.insert("queued_because".into(), (*why).into());
             fields.insert("updated_at".into(), now.as_str().into());
@@ -310,7 +306,7 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
         }
         for entry in &plan.missing {
             let mut fields = Map::new();
-            fields.insert("status".into(), "skipped".into());
+            fields.insert("status".into(), UploadStatus::Skipped.into());
             fields.insert(
                 "error".into(),
                 format!(
@@ -351,7 +347,7 @@ fn upload_one(
     };
     let stat = std::fs::symlink_metadata(&item.abs)
         .ok()
-        .map(|m| (m.size(), m.mtime() * 1_000_000_000 + m.mtime_nsec()));
+        .map(|m| Stat::of(&m));
     let (command, error) = match runner::run(&invocation) {
         Ok(r) if r.success() => (Some(r), None),
         Ok(r) => {
@@ -370,21 +366,36 @@ fn upload_one(
         fields.insert("updated_at".into(), timestamp(finished).into());
         match &error {
             None => {
-                fields.insert("status".into(), "uploaded".into());
+                fields.insert("status".into(), UploadStatus::Uploaded.into());
                 fields.insert("uploaded_at".into(), timestamp(finished).into());
                 fields.insert("error".into(), Value::Null);
                 fields.insert("next_attempt_at".into(), Value::Null);
-                if let Some((size, mtime_ns)) = stat {
-                    fields.insert("size".into(), size.into());
-                    fields.insert("mtime_ns".into(), mtime_ns.into());
+                if let Some(stat) = stat {
+                    fields.insert("size".into(), stat.size.into());
+                    fields.insert("mtime_ns".into(), stat.mtime_ns.into());
                 }
             }
             Some(error) => {
-                fields.insert("status".into(), "failed".into());
+                fields.insert("status".into(), UploadStatus::Failed.into());
                 fields.insert("error".into(), error.as_str().into());
-                let at = finished + backoff::delay(&config.backoff, attempts, &item.entry);
-                fields.insert("next_attempt_at".into(), timestamp(at).into());
-                next = Some(at);
+                // Out of attempts, it stays `failed` with no next attempt: the plan
+                // counts it as given up.
+                let max = u64::from(config.max_attempts);
+                match retry_policy::after_failure(
+                    &config.backoff,
+                    attempts,
+                    max,
+                    &item.entry,
+                    finished,
+                ) {
+                    AfterFailure::RetryAt(at) => {
+                        fields.insert("next_attempt_at".into(), timestamp(at).into());
+                        next = Some(at);
+                    }
+                    AfterFailure::OutOfAttempts => {
+                        fields.insert("next_attempt_at".into(), Value::Null);
+                    }
+                }
             }
         }
         log.upsert(&item.entry, fields);

@@ -1,10 +1,12 @@
-//! Watchdog: assess the pipeline's health (see [`crate::health`]), write it to
+//! Watchdog: assess the pipeline's health (see [`health`]), write it to
 //! watchdog_state.json, then run the user's own watchdog command, if any.
 
 use std::ffi::OsString;
 
-use super::{Action, Context};
-use crate::health;
+use super::Context;
+use crate::action::Action;
+pub mod health;
+
 use crate::report::{ActionReport, Outcome};
 use crate::rules::WatchdogConfig;
 use crate::runner::{self, Invocation, Vars};

@@ -7,38 +7,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::actions::Action;
+use crate::action::Action;
+use crate::trigger::Trigger;
 
 /// Reasons kept per pending action (a storm of 10,000 files needs only a sample).
 const REASONS_KEPT: usize = 20;
 /// Rescans closer together than this count as repeating, and back off.
 const RESCAN_WINDOW: Duration = Duration::from_secs(60);
 const RESCAN_FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Why a run happens, as scheduler_log.json records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Trigger {
-    Startup,
-    Rescan,
-    Resume,
-    Tick,
-    Timer,
-    Event,
-}
-
-impl Trigger {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Startup => "startup",
-            Trigger::Rescan => "rescan",
-            Trigger::Resume => "resume",
-            Trigger::Tick => "tick",
-            Trigger::Timer => "timer",
-            Trigger::Event => "event",
-        }
-    }
-}
 
 /// The timing settings, from the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,7 +141,7 @@ impl Scheduler {
             reasons: Vec::new(),
         });
         p.last = now;
-        p.trigger = p.trigger.min(trigger);
+        p.trigger = p.trigger.merge(trigger);
         if let Some(at) = at {
             p.at = Some(p.at.map_or(at, |old| old.min(at)));
         }
@@ -326,7 +302,7 @@ impl Scheduler {
                 .pending
                 .remove(&action)
                 .expect("ready actions are pending");
-            order.trigger = order.trigger.min(p.trigger);
+            order.trigger = order.trigger.merge(p.trigger);
             for reason in p.reasons {
                 if !order.reasons.contains(&reason) {
                     order.reasons.push(reason);

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{EventKind, PassFiles, Scope};
+use super::pass_files::PassFiles;
+use crate::event_kind::EventKind;
+use crate::scope::Scope;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,37 +4,13 @@
 //! files a re-hash. Only memsched writes it, under `ingest.lock`.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
 use super::json_file;
+use super::stat::Stat;
 use crate::error::{Error, Result};
-
-/// What a file looked like when it was hashed; equal stats mean unchanged content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub inode: u64,
-}
-
-impl Stat {
-    /// The stat of a file's metadata (from `lstat`: links are not followed).
-    #[must_use]
-    pub fn of(meta: &Metadata) -> Stat {
-        Stat {
-            size: meta.size(),
-            mtime_ns: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
-            inode: meta.ino(),
-        }
-    }
-}
 
 /// One file's record as read.
 #[derive(Debug, Clone, Copy)]

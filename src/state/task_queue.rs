@@ -3,7 +3,7 @@
 //! run touched.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -11,6 +11,7 @@ use super::json_file::{DocView, ListDoc};
 use crate::error::Result;
 use crate::paths::Paths;
 use crate::state::parse_time;
+use crate::task_status::TaskStatus;
 
 /// The task queue as read from disk; unknown fields and the document shape are kept.
 #[derive(Debug, Clone)]
@@ -34,9 +35,10 @@ impl<'a> TaskView<'a> {
     pub fn step(self) -> Option<&'a str> {
         self.str("step")
     }
+    /// The task's status; `None` when it has none (or not a string).
     #[must_use]
-    pub fn status(self) -> Option<&'a str> {
-        self.str("status")
+    pub fn status(self) -> Option<TaskStatus> {
+        self.str("status").map(TaskStatus::parse)
     }
     /// The data file an `ingest` task is about (its key in ingest_hash.json).
     #[must_use]
@@ -72,6 +74,15 @@ impl<'a> TaskView<'a> {
     #[must_use]
     pub fn next_attempt_at(self) -> Option<SystemTime> {
         self.str("next_attempt_at").and_then(parse_time)
+    }
+    /// Whether the task is `running` but was last updated longer than `limit` ago: its
+    /// runner is taken as crashed. The one test retry and health share.
+    #[must_use]
+    pub fn is_stuck(self, now: SystemTime, limit: Duration) -> bool {
+        self.status() == Some(TaskStatus::Running)
+            && self
+                .updated_at()
+                .is_some_and(|at| now.duration_since(at).is_ok_and(|d| d > limit))
     }
     /// The task's own command, when it has one that is a non-empty list of strings.
     #[must_use]

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 use super::json_file::{DocView, ListDoc};
 use super::parse_time;
+use super::stat::Stat;
 use crate::error::Result;
+use crate::upload_status::UploadStatus;
 
 /// The upload log as read; unknown fields and the document shape are kept.
 #[derive(Debug, Clone)]
@@ -34,9 +36,10 @@ impl<'a> UploadView<'a> {
     pub fn remote(self) -> Option<&'a str> {
         self.str("remote")
     }
+    /// The entry's status; a missing one counts as pending.
     #[must_use]
-    pub fn status(self) -> Option<&'a str> {
-        self.str("status")
+    pub fn status(self) -> UploadStatus {
+        UploadStatus::parse(self.str("status"))
     }
     #[must_use]
     pub fn attempts(self) -> u64 {
@@ -46,13 +49,13 @@ impl<'a> UploadView<'a> {
     pub fn next_attempt_at(self) -> Option<SystemTime> {
         self.str("next_attempt_at").and_then(parse_time)
     }
-    /// Size and mtime of the file when it was last uploaded.
+    /// Whether the file's `stat` differs from the size and mtime recorded at its upload
+    /// (a record without them counts as different).
     #[must_use]
-    pub fn uploaded_stat(self) -> Option<(u64, i64)> {
-        Some((
-            self.0.get("size")?.as_u64()?,
-            self.0.get("mtime_ns")?.as_i64()?,
-        ))
+    pub fn changed_since_upload(self, stat: &Stat) -> bool {
+        let size = self.0.get("size").and_then(Value::as_u64);
+        let mtime_ns = self.0.get("mtime_ns").and_then(Value::as_i64);
+        size != Some(stat.size) || mtime_ns != Some(stat.mtime_ns)
     }
 }
 

@@ -9,12 +9,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use crate::action::Action;
 use crate::actions::Context;
 use crate::error::{Error, Result};
 use crate::file_key;
 use crate::rules::IngestConfig;
-use crate::state::ingest_hash::{IngestHash, Stat};
+use crate::state::ingest_hash::IngestHash;
+use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
+use crate::task_status::TaskStatus;
 use crate::walk;
 
 /// Names listed per category in the plan's reasons before the rest are counted.
@@ -271,14 +274,17 @@ pub fn plan(
         let recorded = hashes.get(&key);
         if recorded.is_some_and(|r| r.hash == candidate.hash) {
             plan.record_only.push((candidate, Known::Unmodified));
-        } else if let Some((id, status, hash)) = tasks.get(key.as_str())
-            && *hash == Some(candidate.hash.as_str())
+        } else if let Some(task) = tasks.get(key.as_str())
+            && task.hash == Some(candidate.hash.as_str())
         {
-            let id = (*id).to_owned();
-            match *status {
-                "done" => plan.record_only.push((candidate, Known::DoneByRetry(id))),
-                "dead" => plan.given_up.push((shown, id)),
-                _ => plan.awaiting_retry.push((shown, id)),
+            let id = task.id.to_owned();
+            match task.status {
+                TaskStatus::Done => plan.record_only.push((candidate, Known::DoneByRetry(id))),
+                TaskStatus::Dead => plan.given_up.push((shown, id)),
+                TaskStatus::Pending
+                | TaskStatus::Running
+                | TaskStatus::Failed
+                | TaskStatus::Other(_) => plan.awaiting_retry.push((shown, id)),
             }
         } else if let Some(other) = by_hash.get(&candidate.hash) {
             plan.record_only
@@ -297,12 +303,28 @@ pub fn plan(
     plan
 }
 
-/// Ingest tasks by file key: (id, status, content hash at failure).
-fn open_tasks(queue: &TaskQueue) -> HashMap<&str, (&str, &str, Option<&str>)> {
+/// The `ingest` task a file's earlier failure made.
+#[derive(Debug)]
+struct IngestTask<'a> {
+    id: &'a str,
+    status: TaskStatus,
+    /// The file's content hash when it failed.
+    hash: Option<&'a str>,
+}
+
+/// Ingest tasks by file key.
+fn open_tasks(queue: &TaskQueue) -> HashMap<&str, IngestTask<'_>> {
     queue
         .tasks()
-        .filter(|t| t.step() == Some("ingest"))
-        .filter_map(|t| Some((t.file()?, (t.id()?, t.status()?, t.hash()))))
+        .filter(|t| t.step() == Some(Action::Ingest.name()))
+        .filter_map(|t| {
+            let task = IngestTask {
+                id: t.id()?,
+                status: t.status()?,
+                hash: t.hash(),
+            };
+            Some((t.file()?, task))
+        })
         .collect()
 }
 
@@ -316,9 +338,7 @@ pub fn scan(data_dir: &Path, config: &IngestConfig) -> Result<Scan> {
             source,
         });
     }
-    let walk = walk::files(data_dir, &|rel| !config.exclude_set.is_match(rel), &|rel| {
-        config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
-    });
+    let walk = walk::memory_files(data_dir, config);
     let found = walk
         .files
         .into_iter()

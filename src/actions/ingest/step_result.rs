@@ -2,11 +2,12 @@
 //! `{"done": [path, ...], "failed": [{"path": path, "error": text}, ...]}`.
 //! Paths may be absolute, relative to data_dir, or relative to the pipeline home.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{BatchIndex, Candidate};
+use super::plan::Candidate;
 use crate::actions::Context;
 use crate::error::json_message;
 use crate::file_key;
@@ -27,6 +28,20 @@ pub(super) struct ReportedFailure {
     error: Option<String>,
 }
 
+/// Where each spelling of a batch file's path sits in the batch.
+pub(super) type BatchIndex = HashMap<String, usize>;
+
+/// What became of one file of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Done,
+    Failed(String),
+}
+
+/// Why the step's report cannot be used; the whole batch is sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct UnusableReport(pub(super) String);
+
 /// The step's report: absent, read, or unreadable (with why).
 #[derive(Debug)]
 pub(super) enum StepResult {
@@ -42,7 +57,7 @@ impl StepResult {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(r) => StepResult::Read(r),
                 Err(e) => StepResult::Malformed(format!(
-                    "the step's MEMSCHED_RESULT file does not parse at line {} column {}: {}; \
+                    "does not parse at line {} column {}: {}; \
                      nothing of this batch was recorded, it will be sent again",
                     e.line(),
                     e.column(),
@@ -52,24 +67,24 @@ impl StepResult {
         }
     }
 
-    /// For each file of the batch, done (`Ok`) or failed with an error. A file the report
-    /// does not mention counts as done when the step exited 0, failed otherwise.
+    /// For each file of the batch, its verdict. A file the report does not mention counts
+    /// as done when the step exited 0, failed otherwise.
     pub(super) fn verdicts(
         &self,
         len: usize,
         index: &BatchIndex,
         report: &CommandReport,
         notes: &mut Vec<String>,
-    ) -> Result<Vec<Result<(), String>>, String> {
+    ) -> Result<Vec<Verdict>, UnusableReport> {
         let unlisted = if report.success() {
-            Ok(())
+            Verdict::Done
         } else {
-            Err(report.failure_text())
+            Verdict::Failed(report.failure_text())
         };
         let mut verdicts = vec![unlisted; len];
         let reported = match self {
             StepResult::Absent => return Ok(verdicts),
-            StepResult::Malformed(why) => return Err(why.clone()),
+            StepResult::Malformed(why) => return Err(UnusableReport(why.clone())),
             StepResult::Read(r) => r,
         };
         let mut find = |path: &str| {
@@ -83,7 +98,7 @@ impl StepResult {
         };
         for path in &reported.done {
             if let Some(i) = find(path) {
-                verdicts[i] = Ok(());
+                verdicts[i] = Verdict::Done;
             }
         }
         for failure in &reported.failed {
@@ -92,7 +107,7 @@ impl StepResult {
                     .error
                     .clone()
                     .unwrap_or_else(|| "reported failed by the step".to_owned());
-                verdicts[i] = Err(error);
+                verdicts[i] = Verdict::Failed(error);
             }
         }
         Ok(verdicts)

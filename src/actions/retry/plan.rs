@@ -9,6 +9,7 @@ use super::breaker::OpenBreaker;
 use crate::rules::RetryConfig;
 use crate::state::task_queue::{Priority, TaskQueue, TaskView};
 use crate::state::timestamp;
+use crate::task_status::TaskStatus;
 
 /// Places listed in the plan's reasons before the rest are counted.
 const LISTED: usize = 100;
@@ -110,18 +111,17 @@ pub fn plan(
 ) -> RetryPlan {
     let mut plan = RetryPlan::default();
     for task in queue.tasks() {
-        let status = task.status().unwrap_or("(none)");
-        *plan.by_status.entry(status.to_owned()).or_default() += 1;
+        let status = task.status();
+        let shown = status.as_ref().map_or("(none)", TaskStatus::name);
+        *plan.by_status.entry(shown.to_owned()).or_default() += 1;
         let Some(id) = task.id() else { continue };
         let max_attempts = task
             .max_attempts()
             .unwrap_or(u64::from(config.max_attempts));
         match status {
-            "running" => {
+            Some(TaskStatus::Running) => {
                 let since = task.updated_at();
-                let stuck = since
-                    .is_some_and(|t| now.duration_since(t).is_ok_and(|d| d > config.stuck_after));
-                if stuck {
+                if task.is_stuck(now, config.stuck_after) {
                     plan.stuck.push(Repair {
                         id: id.to_owned(),
                         attempts: task.attempts(),
@@ -134,16 +134,18 @@ pub fn plan(
                     });
                 }
             }
-            "failed" if task.attempts() >= max_attempts => plan.exhausted.push(Repair {
-                id: id.to_owned(),
-                attempts: task.attempts(),
-                max_attempts,
-                why: format!(
-                    "failed {} of {max_attempts} attempts: dead",
-                    task.attempts()
-                ),
-            }),
-            "failed" => match task.next_attempt_at().filter(|at| *at > now) {
+            Some(TaskStatus::Failed) if task.attempts() >= max_attempts => {
+                plan.exhausted.push(Repair {
+                    id: id.to_owned(),
+                    attempts: task.attempts(),
+                    max_attempts,
+                    why: format!(
+                        "failed {} of {max_attempts} attempts: dead",
+                        task.attempts()
+                    ),
+                });
+            }
+            Some(TaskStatus::Failed) => match task.next_attempt_at().filter(|at| *at > now) {
                 Some(at) => {
                     plan.waiting += 1;
                     plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));

@@ -1,13 +1,41 @@
-//! Exponential backoff with jitter, shared by retry and upload.
+//! The retry policy shared by retry and upload: after a failed attempt an item is either
+//! out of attempts (dead, given up) or falls due again after an exponential backoff with
+//! jitter.
 //!
 //! The jitter is derived from the item's id and attempt number rather than a random
 //! source: items that failed together still spread out, and a plan is reproducible.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use crate::rules::Backoff;
+
+/// What becomes of an item after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// It has used all its attempts.
+    OutOfAttempts,
+    /// It falls due again at this time.
+    RetryAt(SystemTime),
+}
+
+/// The decision after `attempts` failed attempts (counting the one that just failed) of
+/// an item allowed `max_attempts`, at `now`.
+#[must_use]
+pub fn after_failure(
+    backoff: &Backoff,
+    attempts: u64,
+    max_attempts: u64,
+    item: &str,
+    now: SystemTime,
+) -> AfterFailure {
+    if attempts >= max_attempts {
+        AfterFailure::OutOfAttempts
+    } else {
+        AfterFailure::RetryAt(now + delay(backoff, attempts, item))
+    }
+}
 
 /// The wait before attempt `attempts + 1` of `item`, after `attempts` failures (>= 1).
 #[must_use]

@@ -8,18 +8,21 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::actions::Action;
+use crate::action::Action;
 use crate::actions::retry::{OpenBreaker, open_from_log};
 use crate::error::Error;
 use crate::file_key;
 use crate::paths::Paths;
 use crate::report::ActionReport;
 use crate::rules::Rules;
-use crate::state::ingest_hash::{IngestHash, Stat};
+use crate::state::ingest_hash::IngestHash;
 use crate::state::json_file::{self, ListDoc};
+use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
+use crate::task_status::TaskStatus;
+use crate::upload_status::UploadStatus;
 use crate::{lock, walk};
 
 /// Items listed by id before the rest are counted.
@@ -162,18 +165,14 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
         .as_ref()
         .map_or(Duration::from_secs(3600), |r| r.stuck_after);
     for t in queue.tasks() {
-        let status = t.status().unwrap_or("(none)");
-        *h.tasks.entry(status.to_owned()).or_default() += 1;
+        let status = t.status();
+        let shown = status.as_ref().map_or("(none)", TaskStatus::name);
+        *h.tasks.entry(shown.to_owned()).or_default() += 1;
         let id = t.id().unwrap_or("(no id)").to_owned();
-        match status {
-            "dead" => h.dead_tasks.push(id),
-            "running"
-                if t.updated_at()
-                    .is_some_and(|at| now.duration_since(at).is_ok_and(|d| d > stuck_after)) =>
-            {
-                h.stuck_tasks.push(id);
-            }
-            _ => {}
+        if status == Some(TaskStatus::Dead) {
+            h.dead_tasks.push(id);
+        } else if t.is_stuck(now, stuck_after) {
+            h.stuck_tasks.push(id);
         }
     }
 }
@@ -181,15 +180,15 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
 fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
     let max = rules.upload.as_ref().map_or(5, |u| u.max_attempts);
     for e in log.entries() {
-        match e.status().unwrap_or("pending") {
-            "uploaded" => h.uploads.uploaded += 1,
-            "skipped" => h.uploads.skipped += 1,
-            "failed" if e.attempts() >= u64::from(max) => h.uploads.given_up += 1,
-            "failed" => {
+        match e.status() {
+            UploadStatus::Uploaded => h.uploads.uploaded += 1,
+            UploadStatus::Skipped => h.uploads.skipped += 1,
+            UploadStatus::Failed if e.attempts() >= u64::from(max) => h.uploads.given_up += 1,
+            UploadStatus::Failed => {
                 h.uploads.failed += 1;
                 h.uploads.outstanding += 1;
             }
-            _ => h.uploads.outstanding += 1,
+            UploadStatus::Pending | UploadStatus::Other(_) => h.uploads.outstanding += 1,
         }
     }
 }
@@ -203,11 +202,7 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         ));
         return;
     }
-    let found = walk::files(
-        &paths.data_dir,
-        &|rel| !config.exclude_set.is_match(rel),
-        &|rel| config.include_set.is_match(rel) && !config.exclude_set.is_match(rel),
-    );
+    let found = walk::memory_files(&paths.data_dir, config);
     let stale = found
         .files
         .iter()
@@ -328,7 +323,7 @@ fn judge(h: &mut Health) {
             h.uploads.given_up
         ));
     }
-    if let Some(n) = h.tasks.get("failed").filter(|n| **n > 0) {
+    if let Some(n) = h.tasks.get(TaskStatus::Failed.name()).filter(|n| **n > 0) {
         degraded.push(format!("{n} failed tasks wait for a retry"));
     }
     if h.uploads.failed > 0 {
