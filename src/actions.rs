@@ -11,16 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use crate::action::Action;
+use crate::clock::Clock;
 use crate::paths::Paths;
 use crate::rules::Rules;
 
 /// What every action's plan and execution get: where things are, the rules, the time the
 /// run started (the clock, injected), and how the run was asked for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub paths: &'a Paths,
     pub rules: &'a Rules,
+    /// When the run started (plans decide against this one instant).
     pub now: SystemTime,
+    /// The clock for times taken during the run (a step's start and end, a backoff).
+    pub clock: &'a dyn Clock,
     /// Plan and report only: run nothing, write nothing.
     pub dry_run: bool,
     /// Whether long work may draw a progress bar on stderr (it still needs a terminal).

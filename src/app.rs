@@ -1,7 +1,7 @@
 //! Turns the parsed command line into a run: finds paths.json and the rules, dispatches
 //! the subcommand, prints the result, and chooses the exit status.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -12,6 +12,7 @@ use crate::action::Action;
 use crate::autostart;
 use crate::cli::{AutostartAction, Cli, Command, Mode};
 use crate::error::{Error, Exit, Result};
+use crate::output;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
@@ -103,15 +104,11 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
     };
     let record = reconcile::run(paths, rules, &request);
     let logged = reconcile::record(paths, rules, &record);
-    let mut out = std::io::stdout().lock();
     // A closed stdout (`| head`) is not a failure of the run.
-    let _ = if cli.json {
-        serde_json::to_writer_pretty(&mut out, &record)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        summary::write(&mut out, &record, std::io::stdout().is_terminal())
-    };
+    let color = std::io::stdout().is_terminal();
+    let _ = output::print(cli.json, &record, |out, record| {
+        summary::write(out, record, color)
+    });
     match logged {
         Ok(()) => exit_of(&record.actions),
         Err(e) => {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::action::Action;
 use crate::error::Result;
+use crate::output;
 use crate::paths::Paths;
 use crate::rules::{Backoff, CommandSpec, Rules};
 use crate::state::json_file;
@@ -15,14 +16,7 @@ use crate::state::json_file;
 /// Prints the resolved configuration (as JSON with `json`).
 pub fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<()> {
     let report = describe(paths, rules);
-    let mut out = std::io::stdout().lock();
-    let _ = if json {
-        serde_json::to_writer_pretty(&mut out, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_text(&mut out, &report)
-    };
+    let _ = output::print(json, &report, |out, report| write_text(out, report));
     Ok(())
 }
 
@@ -128,7 +122,7 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
     })
 }
 
-fn write_text(out: &mut impl Write, r: &Value) -> std::io::Result<()> {
+fn write_text(out: &mut (impl Write + ?Sized), r: &Value) -> std::io::Result<()> {
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

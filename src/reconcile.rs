@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::action::Action;
 use crate::actions::{Context, ingest, retry, upload, watchdog};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result, holder_text};
 use crate::lock;
 use crate::paths::Paths;
@@ -32,12 +33,24 @@ pub struct Request {
 /// Runs every requested action once. One action failing does not stop the others.
 #[must_use]
 pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
-    let started_at = SystemTime::now();
-    let clock = Instant::now();
+    run_with_clock(paths, rules, request, &SystemClock)
+}
+
+/// [`run`] with the wall clock injected.
+#[must_use]
+pub fn run_with_clock(
+    paths: &Paths,
+    rules: &Rules,
+    request: &Request,
+    clock: &dyn Clock,
+) -> RunRecord {
+    let started_at = clock.now();
+    let began = Instant::now();
     let ctx = Context {
         paths,
         rules,
         now: started_at,
+        clock,
         dry_run: request.dry_run,
         progress: request.progress,
         stop: &request.stop,
@@ -68,8 +81,8 @@ pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {
     }
     RunRecord {
         started_at: timestamp(started_at),
-        finished_at: timestamp(SystemTime::now()),
-        duration_ms: millis(clock),
+        finished_at: timestamp(clock.now()),
+        duration_ms: millis(began),
         trigger: request.trigger,
         modes: request
             .actions

@@ -1,6 +1,7 @@
 //! watch-rules.toml: validated [`Rules`] (settings, action tables, event rules) whose errors
 //! point at file, line and column, and the pure matching of a change to actions.
 
+pub mod defaults;
 mod pass_files;
 mod raw;
 
@@ -19,22 +20,6 @@ use crate::placeholder::{self, Placeholder};
 use crate::scope::Scope;
 pub use pass_files::PassFiles;
 use raw::RawRules;
-
-/// Files skipped unless `exclude` says otherwise: hidden files and folders, editor swap,
-/// lock and backup files, and partial downloads.
-pub const DEFAULT_EXCLUDE: &[&str] = &[
-    "**/.*",
-    "**/.*/**",
-    "**/*~",
-    "**/#*#",
-    "**/*.swp",
-    "**/*.swo",
-    "**/*.swx",
-    "**/*.tmp",
-    "**/*.bak",
-    "**/*.part",
-    "**/*.crdownload",
-];
 
 /// A configured command: an argument vector with placeholders, and its timeout.
 #[derive(Debug, Clone)]
@@ -151,11 +136,11 @@ impl Rules {
         let check = Checker { path, text };
         let mut rules = Rules {
             file: Some(path.to_path_buf()),
-            debounce: check.duration(raw.debounce.as_ref(), "500ms")?,
-            max_wait: check.duration(raw.max_wait.as_ref(), "10s")?,
-            tick: check.duration(raw.tick.as_ref(), "15m")?,
-            log_keep: check.count(raw.log_keep.as_ref(), 200)?,
-            pause_file: PathBuf::from(raw.pause_file.as_deref().unwrap_or(".memsched-pause")),
+            debounce: check.duration(raw.debounce.as_ref(), defaults::DEBOUNCE)?,
+            max_wait: check.duration(raw.max_wait.as_ref(), defaults::MAX_WAIT)?,
+            tick: check.duration(raw.tick.as_ref(), defaults::TICK)?,
+            log_keep: check.count(raw.log_keep.as_ref(), defaults::LOG_KEEP)?,
+            pause_file: PathBuf::from(raw.pause_file.as_deref().unwrap_or(defaults::PAUSE_FILE)),
             ingest: None,
             retry: None,
             upload: None,
@@ -163,53 +148,38 @@ impl Rules {
             rules: Vec::new(),
         };
         if let Some(i) = raw.actions.ingest {
-            let pass_files = i.pass_files.unwrap_or(PassFiles::Args);
-            let command = check.command(&i.command, i.timeout.as_ref(), "30m", Action::Ingest)?;
-            let required = match pass_files {
-                PassFiles::Args => Some(Placeholder::Files.slot()),
-                PassFiles::ListFile => Some(Placeholder::List.slot()),
-                PassFiles::StdinLines | PassFiles::StdinNul => None,
-            };
-            if let Some(placeholder) = required
-                && !command.argv.iter().any(|a| a.contains(&placeholder))
-            {
-                return Err(check.at(
-                    i.command.span(),
-                    format!("[actions.ingest] command needs {placeholder} to pass the files"),
-                ));
-            }
-            let include = check.globs(i.include.as_deref(), &["**/*.txt"])?;
-            let exclude = check.globs(i.exclude.as_deref(), DEFAULT_EXCLUDE)?;
-            rules.ingest = Some(IngestConfig {
-                command,
-                include_set: glob_set(&include),
-                exclude_set: glob_set(&exclude),
-                include,
-                exclude,
-                batch_size: check.count(i.batch_size.as_ref(), 64)?,
-                pass_files,
-                settle: check.duration(i.settle.as_ref(), "2s")?,
-            });
+            rules.ingest = Some(check.ingest(&i)?);
         }
         if let Some(r) = raw.actions.retry {
             let breaker = r.breaker.unwrap_or_default();
             rules.retry = Some(RetryConfig {
-                command: check.command(&r.command, r.timeout.as_ref(), "10m", Action::Retry)?,
+                command: check.command(
+                    &r.command,
+                    r.timeout.as_ref(),
+                    defaults::RETRY_TIMEOUT,
+                    Action::Retry,
+                )?,
                 max_attempts: check.attempts(r.max_attempts.as_ref())?,
-                parallel: check.count(r.parallel.as_ref(), 1)?,
+                parallel: check.count(r.parallel.as_ref(), defaults::PARALLEL)?,
                 weights: r.weights.unwrap_or_default(),
                 backoff: check.backoff(&r.backoff.unwrap_or_default())?,
-                stuck_after: check.duration(r.stuck_after.as_ref(), "1h")?,
+                stuck_after: check.duration(r.stuck_after.as_ref(), defaults::STUCK_AFTER)?,
                 breaker: BreakerConfig {
-                    failures: check.count(breaker.failures.as_ref(), 3)?,
-                    cooldown: check.duration(breaker.cooldown.as_ref(), "15m")?,
+                    failures: check.count(breaker.failures.as_ref(), defaults::BREAKER_FAILURES)?,
+                    cooldown: check
+                        .duration(breaker.cooldown.as_ref(), defaults::BREAKER_COOLDOWN)?,
                 },
             });
         }
         if let Some(u) = raw.actions.upload {
             let sources = check.globs(u.sources.as_deref(), &[])?;
             rules.upload = Some(UploadConfig {
-                command: check.command(&u.command, u.timeout.as_ref(), "10m", Action::Upload)?,
+                command: check.command(
+                    &u.command,
+                    u.timeout.as_ref(),
+                    defaults::UPLOAD_TIMEOUT,
+                    Action::Upload,
+                )?,
                 remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
                 max_attempts: check.attempts(u.max_attempts.as_ref())?,
                 backoff: check.backoff(&u.backoff.unwrap_or_default())?,
@@ -219,7 +189,12 @@ impl Rules {
         }
         if let Some(w) = raw.actions.watchdog {
             let command = match &w.command {
-                Some(c) => Some(check.command(c, w.timeout.as_ref(), "1m", Action::Watchdog)?),
+                Some(c) => Some(check.command(
+                    c,
+                    w.timeout.as_ref(),
+                    defaults::WATCHDOG_TIMEOUT,
+                    Action::Watchdog,
+                )?),
                 None => None,
             };
             rules.watchdog = Some(WatchdogConfig { command });
@@ -305,9 +280,9 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&self, value: Option<&Spanned<String>>, default: &str) -> Result<Duration> {
+    fn duration(&self, value: Option<&Spanned<String>>, default: Duration) -> Result<Duration> {
         match value {
-            None => Ok(humantime::parse_duration(default).expect("defaults are valid durations")),
+            None => Ok(default),
             Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
                 self.at(
                     v.span(),
@@ -320,6 +295,41 @@ impl Checker<'_> {
         }
     }
 
+    fn ingest(&self, i: &raw::RawIngest) -> Result<IngestConfig> {
+        let pass_files = i.pass_files.unwrap_or(PassFiles::Args);
+        let command = self.command(
+            &i.command,
+            i.timeout.as_ref(),
+            defaults::INGEST_TIMEOUT,
+            Action::Ingest,
+        )?;
+        let required = match pass_files {
+            PassFiles::Args => Some(Placeholder::Files.slot()),
+            PassFiles::ListFile => Some(Placeholder::List.slot()),
+            PassFiles::StdinLines | PassFiles::StdinNul => None,
+        };
+        if let Some(placeholder) = required
+            && !command.argv.iter().any(|a| a.contains(&placeholder))
+        {
+            return Err(self.at(
+                i.command.span(),
+                format!("[actions.ingest] command needs {placeholder} to pass the files"),
+            ));
+        }
+        let include = self.globs(i.include.as_deref(), defaults::INGEST_INCLUDE)?;
+        let exclude = self.globs(i.exclude.as_deref(), defaults::INGEST_EXCLUDE)?;
+        Ok(IngestConfig {
+            command,
+            include_set: glob_set(&include),
+            exclude_set: glob_set(&exclude),
+            include,
+            exclude,
+            batch_size: self.count(i.batch_size.as_ref(), defaults::BATCH_SIZE)?,
+            pass_files,
+            settle: self.duration(i.settle.as_ref(), defaults::SETTLE)?,
+        })
+    }
+
     fn backoff(&self, raw: &raw::RawBackoff) -> Result<Backoff> {
         let fraction =
             |v: Option<&Spanned<f64>>, default: f64, ok: fn(f64) -> bool, what: &str| match v {
@@ -328,17 +338,17 @@ impl Checker<'_> {
                 Some(v) => Err(self.at(v.span(), format!("{what}, found {}", v.get_ref()))),
             };
         Ok(Backoff {
-            initial: self.duration(raw.initial.as_ref(), "30s")?,
+            initial: self.duration(raw.initial.as_ref(), defaults::BACKOFF_INITIAL)?,
             factor: fraction(
                 raw.factor.as_ref(),
-                2.0,
+                defaults::BACKOFF_FACTOR,
                 |f| (1.0..=100.0).contains(&f),
                 "factor must be between 1 and 100",
             )?,
-            max: self.duration(raw.max.as_ref(), "1h")?,
+            max: self.duration(raw.max.as_ref(), defaults::BACKOFF_MAX)?,
             jitter: fraction(
                 raw.jitter.as_ref(),
-                0.2,
+                defaults::BACKOFF_JITTER,
                 |j| (0.0..1.0).contains(&j),
                 "jitter must be at least 0 and below 1",
             )?,
@@ -361,7 +371,7 @@ impl Checker<'_> {
     }
 
     fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {
-        let n = self.count(value, 5)?;
+        let n = self.count(value, defaults::MAX_ATTEMPTS as usize)?;
         u32::try_from(n).map_err(|_| {
             self.at(
                 value.map_or(0..0, Spanned::span),
@@ -391,7 +401,7 @@ impl Checker<'_> {
         &self,
         argv: &Spanned<Vec<String>>,
         timeout: Option<&Spanned<String>>,
-        default_timeout: &str,
+        default_timeout: Duration,
         action: Action,
     ) -> Result<CommandSpec> {
         if argv.get_ref().first().is_none_or(String::is_empty) {

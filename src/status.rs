@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::actions::watchdog::health::{self, Health, Status};
 use crate::error::Exit;
+use crate::output;
 use crate::paths::Paths;
 use crate::rules::Rules;
 
@@ -13,15 +14,8 @@ use crate::rules::Rules;
 #[must_use]
 pub fn print(paths: &Paths, rules: &Rules, json: bool, color: bool) -> Exit {
     let h = health::assess(paths, rules, &[], SystemTime::now());
-    let mut out = io::stdout().lock();
     // A closed stdout (`| head`) does not change the verdict.
-    let _ = if json {
-        serde_json::to_writer_pretty(&mut out, &h)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else {
-        write(&mut out, &h, color)
-    };
+    let _ = output::print(json, &h, |out, h| write(out, h, color));
     match h.status {
         Status::Ok => Exit::Ok,
         Status::Degraded | Status::Failing => Exit::ActionFailed,
@@ -29,7 +23,7 @@ pub fn print(paths: &Paths, rules: &Rules, json: bool, color: bool) -> Exit {
 }
 
 /// The one-screen form.
-pub fn write(out: &mut impl Write, h: &Health, color: bool) -> io::Result<()> {
+pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Result<()> {
     let word = h.status.name().to_uppercase();
     let word = if color {
         let code = match h.status {

@@ -9,7 +9,7 @@ use crate::report::{Outcome, RunRecord};
 const LISTED_FAILURES: usize = 10;
 
 /// Writes the summary of `run`; `color` adds ANSI colours (for a terminal).
-pub fn write(out: &mut impl Write, run: &RunRecord, color: bool) -> io::Result<()> {
+pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> io::Result<()> {
     let paint = |outcome: Outcome, text: &str| -> String {
         if !color {
             return text.to_owned();

@@ -114,9 +114,13 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         return report.fail(&e);
     }
     let mut tracker = Tracker::new(config.breaker, open);
-    let (turns, commands, error) = execute(ctx, config, &plan, &mut tracker);
+    let Executed {
+        turns,
+        commands,
+        error,
+    } = execute(ctx, config, &plan, &mut tracker);
     report.commands = commands;
-    let now = SystemTime::now();
+    let now = ctx.clock.now();
     report.details.insert(
         "breakers".into(),
         Value::Array(
@@ -128,26 +132,33 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         ),
     );
     summarise(&mut report, &plan, &turns, &tracker, now);
-    // When this action has work again: a task's backoff ends or a breaker closes. The
-    // watcher sets its timer from this.
-    let backoffs = turns.iter().filter_map(|(_, t)| match t {
-        Turn::Failed { next, .. } => *next,
-        _ => None,
-    });
-    let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
-    if let Some(next) = plan
-        .next_due
-        .into_iter()
-        .chain(backoffs)
-        .chain(breakers)
-        .min()
-    {
+    if let Some(next) = next_due(&plan, &turns, &tracker, now) {
         report.set_next_due(next);
     }
     if let Some(e) = error {
         return report.fail(&e);
     }
     report
+}
+
+/// When this action has work again: a task's backoff ends or a breaker closes. The
+/// watcher sets its timer from this.
+fn next_due(
+    plan: &RetryPlan,
+    turns: &[TaskTurn],
+    tracker: &Tracker,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    let backoffs = turns.iter().filter_map(|t| match &t.turn {
+        Turn::Failed { next, .. } => *next,
+        Turn::Done | Turn::Paused | Turn::Gone => None,
+    });
+    let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
+    plan.next_due
+        .into_iter()
+        .chain(backoffs)
+        .chain(breakers)
+        .min()
 }
 
 fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
@@ -167,17 +178,17 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
 fn summarise(
     report: &mut ActionReport,
     plan: &RetryPlan,
-    turns: &[(String, Turn)],
+    turns: &[TaskTurn],
     tracker: &Tracker,
     now: SystemTime,
 ) {
-    let count = |f: fn(&Turn) -> bool| turns.iter().filter(|(_, t)| f(t)).count();
+    let count = |f: fn(&Turn) -> bool| turns.iter().filter(|t| f(&t.turn)).count();
     let done = count(|t| matches!(t, Turn::Done));
     let failed = count(|t| matches!(t, Turn::Failed { dead: false, .. }));
     let dead = count(|t| matches!(t, Turn::Failed { dead: true, .. }));
     let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
     let gone = count(|t| matches!(t, Turn::Gone));
-    for (id, turn) in turns {
+    for TaskTurn { id, turn } in turns {
         if let Turn::Failed { error, dead, .. } = turn {
             report.failed_items.push(FailedItem {
                 item: id.clone(),
@@ -236,7 +247,7 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
     if plan.stuck.is_empty() && plan.exhausted.is_empty() {
         return Ok(());
     }
-    let now = SystemTime::now();
+    let now = ctx.clock.now();
     TaskQueue::update(ctx.paths, |queue| {
         for r in &plan.stuck {
             let attempts = r.attempts + 1;
@@ -272,7 +283,34 @@ fn put_after_failure(fields: &mut Map<String, Value>, after: AfterFailure) {
     }
 }
 
-type Executed = (Vec<(String, Turn)>, Vec<CommandReport>, Option<Error>);
+/// One due task's turn, by id.
+#[derive(Debug)]
+struct TaskTurn {
+    id: String,
+    turn: Turn,
+}
+
+/// What running the due tasks did.
+#[derive(Debug, Default)]
+struct Executed {
+    turns: Vec<TaskTurn>,
+    commands: Vec<CommandReport>,
+    /// What stopped the whole action (the queue could not be read or written).
+    error: Option<Error>,
+}
+
+/// What one task's run tells the breaker: no failure, or a failure of this class.
+#[derive(Debug)]
+enum Failure {
+    None,
+    Class(String),
+}
+
+/// The state the workers share.
+struct Shared<'t> {
+    tracker: &'t mut Tracker,
+    executed: Executed,
+}
 
 /// Runs the due tasks in ranked order, `parallel` at a time.
 fn execute(
@@ -283,7 +321,11 @@ fn execute(
 ) -> Executed {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let shared = Mutex::new((tracker, Vec::new(), Vec::new(), None::<Error>));
+    let shared = Mutex::new(Shared {
+        tracker,
+        executed: Executed::default(),
+    });
+    let lock = || shared.lock().expect("no worker panics holding the lock");
     let workers = config.parallel.min(plan.due.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -294,38 +336,38 @@ fn execute(
                         break;
                     }
                     let due = &plan.due[i];
-                    let paused = shared
-                        .lock()
-                        .expect("no worker panics holding the lock")
-                        .0
-                        .is_open(&due.step, SystemTime::now());
+                    let paused = lock().tracker.is_open(&due.step, ctx.clock.now());
                     if paused {
-                        shared
-                            .lock()
-                            .expect("no worker panics holding the lock")
-                            .1
-                            .push((due.id.clone(), Turn::Paused));
+                        lock().executed.turns.push(TaskTurn {
+                            id: due.id.clone(),
+                            turn: Turn::Paused,
+                        });
                         continue;
                     }
                     let result = run_one(ctx, config, due);
-                    let mut guard = shared.lock().expect("no worker panics holding the lock");
-                    let (tracker, turns, commands, error) = &mut *guard;
+                    let mut guard = lock();
+                    let Shared { tracker, executed } = &mut *guard;
                     match result {
-                        Ok((turn, command, class)) => {
-                            if let Some(c) = command {
-                                commands.push(c);
+                        Ok(ran) => {
+                            if let Some(c) = ran.command {
+                                executed.commands.push(c);
                             }
-                            let failure = match &turn {
-                                Turn::Failed { .. } => Some(class.as_str()),
-                                _ => None,
-                            };
-                            if !matches!(turn, Turn::Gone) {
-                                tracker.record(&due.step, failure, SystemTime::now());
+                            if !matches!(ran.turn, Turn::Gone) {
+                                let failure = match (&ran.turn, &ran.failure) {
+                                    (Turn::Failed { .. }, Failure::Class(class)) => {
+                                        Some(class.as_str())
+                                    }
+                                    _ => None,
+                                };
+                                tracker.record(&due.step, failure, ctx.clock.now());
                             }
-                            turns.push((due.id.clone(), turn));
+                            executed.turns.push(TaskTurn {
+                                id: due.id.clone(),
+                                turn: ran.turn,
+                            });
                         }
                         Err(e) => {
-                            *error = Some(e);
+                            executed.error = Some(e);
                             stop.store(true, Ordering::SeqCst);
                         }
                     }
@@ -333,20 +375,24 @@ fn execute(
             });
         }
     });
-    let (_, turns, commands, error) = shared
+    shared
         .into_inner()
-        .expect("no worker panics holding the lock");
-    (turns, commands, error)
+        .expect("no worker panics holding the lock")
+        .executed
+}
+
+/// What one task's run did.
+#[derive(Debug)]
+struct Ran {
+    turn: Turn,
+    command: Option<CommandReport>,
+    failure: Failure,
 }
 
 /// Takes one task (failed -> running), runs it, records the result. The error is for
 /// what stops the whole action (the queue cannot be read or written).
-fn run_one(
-    ctx: &Context<'_>,
-    config: &RetryConfig,
-    due: &Due,
-) -> Result<(Turn, Option<CommandReport>, String)> {
-    let started = SystemTime::now();
+fn run_one(ctx: &Context<'_>, config: &RetryConfig, due: &Due) -> Result<Ran> {
+    let started = ctx.clock.now();
     let taken = TaskQueue::update(ctx.paths, |queue| {
         let Some(task) = queue.get(&due.id) else {
             return (false, None);
@@ -364,7 +410,11 @@ fn run_one(
         (true, Some((json, command)))
     })?;
     let Some((json, own_command)) = taken else {
-        return Ok((Turn::Gone, None, String::new()));
+        return Ok(Ran {
+            turn: Turn::Gone,
+            command: None,
+            failure: Failure::None,
+        });
     };
     let mut stdin = serde_json::to_vec(&json).expect("a task always serialises");
     stdin.push(b'\n');
@@ -387,16 +437,20 @@ fn run_one(
         stdin: Some(stdin),
         timeout: config.command.timeout,
     };
-    let (report, error, class) = match runner::run(&invocation) {
-        Ok(report) if report.success() => (Some(report), None, String::new()),
+    let (report, error, failure) = match runner::run(&invocation) {
+        Ok(report) if report.success() => (Some(report), None, Failure::None),
         Ok(report) => {
             let class = breaker::error_class(&report);
             let error = report.failure_text();
-            (Some(report), Some(error), class)
+            (Some(report), Some(error), Failure::Class(class))
         }
-        Err(e) => (None, Some(e.chain()), format!("cannot start: {e}")),
+        Err(e) => (
+            None,
+            Some(e.chain()),
+            Failure::Class(format!("cannot start: {e}")),
+        ),
     };
-    let finished = SystemTime::now();
+    let finished = ctx.clock.now();
     let turn = TaskQueue::update(ctx.paths, |queue| {
         let Some(task) = queue.get(&due.id) else {
             return (false, Turn::Gone);
@@ -432,5 +486,9 @@ fn run_one(
         queue.upsert(&due.id, fields);
         (true, turn)
     })?;
-    Ok((turn, report, class))
+    Ok(Ran {
+        turn,
+        command: report,
+        failure,
+    })
 }

@@ -294,7 +294,7 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
     if plan.enqueue.is_empty() && plan.missing.is_empty() {
         return Ok(());
     }
-    let now = timestamp(SystemTime::now());
+    let now = timestamp(ctx.clock.now());
     UploadLog::update(&ctx.paths.upload_log, |log| {
         for (entry, why) in &plan.enqueue {
             let mut fields = Map::new();
@@ -356,7 +356,7 @@ fn upload_one(
         }
         Err(e) => (None, Some(e.chain())),
     };
-    let finished = SystemTime::now();
+    let finished = ctx.clock.now();
     let mut next = None;
     UploadLog::update(&ctx.paths.upload_log, |log| {
         let attempts = log.get(&item.entry).map_or(0, UploadView::attempts) + 1;

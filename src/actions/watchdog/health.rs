@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::file_key;
 use crate::paths::Paths;
 use crate::report::ActionReport;
-use crate::rules::Rules;
+use crate::rules::{Rules, defaults};
 use crate::state::ingest_hash::IngestHash;
 use crate::state::json_file::{self, ListDoc};
 use crate::state::stat::Stat;
@@ -163,7 +163,7 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
     let stuck_after = rules
         .retry
         .as_ref()
-        .map_or(Duration::from_secs(3600), |r| r.stuck_after);
+        .map_or(defaults::STUCK_AFTER, |r| r.stuck_after);
     for t in queue.tasks() {
         let status = t.status();
         let shown = status.as_ref().map_or("(none)", TaskStatus::name);
@@ -178,7 +178,10 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
 }
 
 fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
-    let max = rules.upload.as_ref().map_or(5, |u| u.max_attempts);
+    let max = rules
+        .upload
+        .as_ref()
+        .map_or(defaults::MAX_ATTEMPTS, |u| u.max_attempts);
     for e in log.entries() {
         match e.status() {
             UploadStatus::Uploaded => h.uploads.uploaded += 1,

@@ -1,0 +1,20 @@
+//! [`Clock`]: the wall clock, injected. Actions decide on time (what is due, when a
+//! backoff ends, what counts as stuck) by asking the clock in their context, never
+//! `SystemTime::now()` directly, so a test can hold time still or move it.
+
+use std::time::SystemTime;
+
+/// Where an action reads the time.
+pub trait Clock: Sync {
+    fn now(&self) -> SystemTime;
+}
+
+/// The real wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}

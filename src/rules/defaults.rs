@@ -1,0 +1,58 @@
+//! Every default of watch-rules.toml, typed, in one place: the rules fill in what a file
+//! leaves out from here, and health judges with the same values when an action is not
+//! configured. The README's configuration reference lists the same values.
+
+use std::time::Duration;
+
+const fn minutes(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+/// Quiet time after the last change before the watcher's run.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+/// Longest a change waits for its run, however busy the folder.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+/// The periodic tick: watchdog plus a full reconcile.
+pub const TICK: Duration = minutes(15);
+/// Runs kept in scheduler_log.json.
+pub const LOG_KEEP: usize = 200;
+/// While this file (relative to data_dir) exists, the watcher defers its runs.
+pub const PAUSE_FILE: &str = ".memsched-pause";
+
+pub const INGEST_TIMEOUT: Duration = minutes(30);
+pub const INGEST_INCLUDE: &[&str] = &["**/*.txt"];
+/// Files skipped unless `exclude` says otherwise: hidden files and folders, editor swap,
+/// lock and backup files, and partial downloads.
+pub const INGEST_EXCLUDE: &[&str] = &[
+    "**/.*",
+    "**/.*/**",
+    "**/*~",
+    "**/#*#",
+    "**/*.swp",
+    "**/*.swo",
+    "**/*.swx",
+    "**/*.tmp",
+    "**/*.bak",
+    "**/*.part",
+    "**/*.crdownload",
+];
+pub const BATCH_SIZE: usize = 64;
+/// A file modified more recently than this is still being written and waits.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+pub const RETRY_TIMEOUT: Duration = minutes(10);
+/// Attempts of a task or an upload before it is dead or given up.
+pub const MAX_ATTEMPTS: u32 = 5;
+pub const PARALLEL: usize = 1;
+/// A task `running` longer than this is taken as crashed.
+pub const STUCK_AFTER: Duration = minutes(60);
+pub const BREAKER_FAILURES: usize = 3;
+pub const BREAKER_COOLDOWN: Duration = minutes(15);
+
+pub const UPLOAD_TIMEOUT: Duration = minutes(10);
+pub const WATCHDOG_TIMEOUT: Duration = minutes(1);
+
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(30);
+pub const BACKOFF_FACTOR: f64 = 2.0;
+pub const BACKOFF_MAX: Duration = minutes(60);
+pub const BACKOFF_JITTER: f64 = 0.2;
