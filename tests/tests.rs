@@ -3,6 +3,7 @@
 // Test helpers panic on the first surprise: that is how they fail a test.
 #![allow(clippy::unwrap_used)]
 
+mod harness;
 mod util;
 
 mod autostart;
