@@ -287,6 +287,15 @@ fn a_run_that_meets_its_expectations_hands_back_its_home_for_another() {
 }
 
 #[test]
+fn exact_output_is_compared_whole() {
+    Test::new()
+        .args(&["--version"])
+        .stdout(&format!("memsched {}\n", env!("CARGO_PKG_VERSION")))
+        .stderr("")
+        .run();
+}
+
+#[test]
 #[should_panic(expected = "status: expected 3, got exit status: 0")]
 fn a_wrong_expected_status_fails_naming_both() {
     Test::new()
