@@ -230,9 +230,9 @@ impl<'a> Test<'a> {
     }
 }
 
-/// Expected text between rules, so leading and trailing whitespace shows.
+/// Expected text between markers, so leading and trailing whitespace and newlines show.
 fn frame(text: &str) -> String {
-    format!("    >>>{text}<<<")
+    format!(">>>{text}<<<")
 }
 
 /// A run that met its expectations, with the home it ran in.
@@ -306,7 +306,7 @@ fn a_wrong_expected_status_fails_naming_both() {
 }
 
 #[test]
-#[should_panic(expected = "stderr: expected exactly\n    >>>nothing<<<")]
+#[should_panic(expected = "stderr: expected exactly\n>>>nothing<<<")]
 fn a_wrong_expected_stream_fails_showing_what_was_expected() {
     Test::new()
         .args(&["--once"])
