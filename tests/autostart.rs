@@ -6,8 +6,7 @@ use crate::util::*;
 fn enable_writes_a_desktop_entry_running_this_watcher_and_disable_removes_it() {
     let env = TestEnv::new();
     env.rules(&["--"], "");
-    let out = env.run(&["autostart", "enable"]);
-    assert_exit(&out, 0);
+    env.test().args(&["autostart", "enable"]).run();
     let entry = env.home().join(".config/autostart/memsched.desktop");
     let text = std::fs::read_to_string(&entry).unwrap();
     let exec = text.lines().find(|l| l.starts_with("Exec=")).unwrap();
@@ -19,9 +18,12 @@ fn enable_writes_a_desktop_entry_running_this_watcher_and_disable_removes_it() {
             env.home().join("watch-rules.toml").display()
         )
     );
-    assert!(stdout(&env.run(&["autostart", "status"])).contains("Exec=\""));
+    env.test()
+        .args(&["autostart", "status"])
+        .stdout_has("Exec=\"")
+        .run();
 
-    assert_exit(&env.run(&["autostart", "enable", "--systemd"]), 0);
+    env.test().args(&["autostart", "enable", "--systemd"]).run();
     let unit =
         std::fs::read_to_string(env.home().join(".config/systemd/user/memsched.service")).unwrap();
     assert!(
@@ -29,12 +31,9 @@ fn enable_writes_a_desktop_entry_running_this_watcher_and_disable_removes_it() {
         "{unit}"
     );
 
-    let out = env.run(&["autostart", "disable"]);
-    assert_exit(&out, 0);
+    env.test()
+        .args(&["autostart", "disable"])
+        .stdout_has("systemctl --user disable --now memsched.service")
+        .run();
     assert!(!entry.exists());
-    assert!(
-        stdout(&out).contains("systemctl --user disable --now memsched.service"),
-        "{}",
-        stdout(&out)
-    );
 }

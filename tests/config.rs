@@ -2,103 +2,88 @@
 
 use pretty_assertions::assert_eq;
 
+use crate::harness::Test;
 use crate::util::*;
 
 #[test]
 fn a_missing_paths_json_is_a_usage_error_with_a_hint() {
     let env = TestEnv::new();
     std::fs::remove_file(env.home().join("paths.json")).unwrap();
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 2);
-    let err = stderr(&out);
+    let run = env
+        .test()
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("memsched: hint: pass --paths FILE")
+        .run();
+    let err = run.stderr();
     assert!(
         err.starts_with("memsched: error: no paths.json at "),
         "{err}"
     );
-    assert!(err.contains("memsched: hint: pass --paths FILE"), "{err}");
 }
 
 #[test]
 fn a_malformed_paths_json_names_line_and_column() {
-    let env = TestEnv::new();
-    env.write(
-        "paths.json",
-        "{\n  \"data_dir\": \"Data\",\n  \"state_dir\": 7\n}\n",
-    );
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 2);
-    let want = format!(
-        "memsched: error: {}:3:16: invalid type: integer `7`, expected a string\n",
-        env.home().join("paths.json").display()
-    );
-    assert_eq!(stderr(&out), want);
+    Test::new()
+        .write(
+            "paths.json",
+            "{\n  \"data_dir\": \"Data\",\n  \"state_dir\": 7\n}\n",
+        )
+        .args(&["--once"])
+        .status(2)
+        .stderr("memsched: error: {home}/paths.json:3:16: invalid type: integer `7`, expected a string\n")
+        .run();
 }
 
 #[test]
 fn paths_json_is_found_through_the_environment() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    let out = std::process::Command::new(BIN)
-        .args(["--once", "--mode", "ingest"])
-        .current_dir(std::env::temp_dir())
-        .env("MEMSCHED_PATHS", env.home().join("paths.json"))
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
+    Test::new()
+        .rules(&["--"], "")
+        .paths_from_env()
+        .args(&["--once", "--mode", "ingest"])
+        .run();
 }
 
 #[test]
 fn rules_errors_point_at_file_line_and_column_and_exit_2() {
-    let env = TestEnv::new();
-    env.write(
-        "watch-rules.toml",
-        "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\n\n[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"reindex\"]\n",
-    );
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 2);
-    let want = format!(
-        "memsched: error: {}:8:8: unknown action \"reindex\" in rule \"r\"; known: ingest, retry, upload, watchdog\n",
-        env.home().join("watch-rules.toml").display()
-    );
-    assert_eq!(stderr(&out), want);
+    let run = Test::new()
+        .write(
+            "watch-rules.toml",
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\n\n[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"reindex\"]\n",
+        )
+        .args(&["--once"])
+        .status(2)
+        .stderr("memsched: error: {home}/watch-rules.toml:8:8: unknown action \"reindex\" in rule \"r\"; known: ingest, retry, upload, watchdog\n")
+        .run();
 
-    env.write(
-        "watch-rules.toml",
-        "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nbatchsize = 3\n",
-    );
-    let out = env.run(&["check"]);
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("line 3, column 1"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("unknown field `batchsize`"),
-        "{}",
-        stderr(&out)
-    );
+    run.then()
+        .write(
+            "watch-rules.toml",
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nbatchsize = 3\n",
+        )
+        .args(&["check"])
+        .status(2)
+        .stderr_has("line 3, column 1")
+        .stderr_has("unknown field `batchsize`")
+        .run();
 }
 
 #[test]
 fn a_missing_rules_file_says_where_it_looked() {
-    let env = TestEnv::new();
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("no rules file: looked for"),
-        "{}",
-        stderr(&out)
-    );
+    Test::new()
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("no rules file: looked for")
+        .run();
 }
 
 #[test]
 fn actions_without_a_table_are_reported_as_not_configured() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    let out = env.run(&["--once", "--mode", "upload", "--json"]);
-    assert_exit(&out, 0);
-    let upload = action(&run_record(&out), "upload").clone();
+    let upload = Test::new()
+        .rules(&["--"], "")
+        .args(&["--once", "--mode", "upload", "--json"])
+        .run()
+        .action("upload");
     assert_eq!(upload["outcome"], "skipped");
     assert!(
         upload["summary"]
@@ -110,34 +95,23 @@ fn actions_without_a_table_are_reported_as_not_configured() {
 
 #[test]
 fn check_prints_the_resolved_configuration() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "[[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n");
-    let out = env.run(&["check"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
-    assert!(
-        text.contains(&format!("data_dir    {}  (exists)", env.data().display())),
-        "{text}"
-    );
-    assert!(text.contains("task_queue"), "{text}");
-    assert!(text.contains("retry     not configured"), "{text}");
-    assert!(text.contains("memories"), "{text}");
+    let run = Test::new()
+        .rules(&["--"], "[[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n")
+        .args(&["check"])
+        .stdout_has("data_dir    {home}/Data  (exists)")
+        .stdout_has("task_queue")
+        .stdout_has("retry     not configured")
+        .stdout_has("memories")
+        .run();
 
-    let out = env.run(&["check", "--json"]);
-    assert_exit(&out, 0);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run.then().args(&["check", "--json"]).run().record();
     assert_eq!(v["actions"]["ingest"]["batch_size"], 64);
     assert_eq!(v["rules"][0]["run"][0], "ingest");
 }
 
 #[test]
 fn help_lists_the_options_and_exit_statuses() {
-    let out = std::process::Command::new(BIN)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    let text = stdout(&out);
+    let mut help = Test::new().args(&["--help"]);
     for needle in [
         "--once",
         "--mode",
@@ -148,6 +122,7 @@ fn help_lists_the_options_and_exit_statuses() {
         "check",
         "3 another process holds a lock",
     ] {
-        assert!(text.contains(needle), "missing {needle} in\n{text}");
+        help = help.stdout_has(needle);
     }
+    help.run();
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::harness::Run;
 use crate::util::*;
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -34,10 +35,11 @@ fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A copy of examples/pipeline (without any state) in a temp folder.
-fn example() -> tempfile::TempDir {
+/// A home holding a copy of examples/pipeline (without any state): its paths.json, steps
+/// and Data folder over the ones `TestEnv` made.
+fn example() -> TestEnv {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
+    let env = TestEnv::new();
     for name in [
         "paths.json",
         "ingest.py",
@@ -47,79 +49,62 @@ fn example() -> tempfile::TempDir {
     ] {
         std::fs::copy(
             manifest.join("examples/pipeline").join(name),
-            dir.path().join(name),
+            env.home().join(name),
         )
         .unwrap();
     }
-    copy_tree(
-        &manifest.join("examples/pipeline/Data"),
-        &dir.path().join("Data"),
-    );
-    dir
+    copy_tree(&manifest.join("examples/pipeline/Data"), &env.data());
+    env
 }
 
-/// `memsched --once --json` on the example with the shipped rules.
-fn run_example(dir: &Path) -> std::process::Output {
+/// `memsched --once --json` on the example with the shipped rules; it must exit 0.
+#[track_caller]
+fn run_example(env: &TestEnv) -> Run<'_> {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("watch-rules.toml");
-    std::process::Command::new(BIN)
-        .args(["--paths", dir.join("paths.json").to_str().unwrap()])
-        .args(["--rules", rules.to_str().unwrap(), "--once", "--json"])
-        .output()
-        .unwrap()
+    env.test()
+        .args(&["--rules", rules.to_str().unwrap(), "--once", "--json"])
+        .run()
 }
 
 #[test]
 fn the_example_pipeline_ingests_everything_then_has_nothing_to_do() {
-    let dir = example();
-    let run = || run_example(dir.path());
-    let out = run();
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let env = example();
+    let ingest = run_example(&env).action("ingest");
     assert_eq!(ingest["outcome"], "ran", "{ingest:#}");
     assert_eq!(ingest["counts"]["done"], 4);
-    let indexed = std::fs::read_dir(dir.path().join("index")).unwrap().count();
+    let indexed = std::fs::read_dir(env.home().join("index")).unwrap().count();
     assert_eq!(indexed, 4);
 
-    let out = run();
-    assert_exit(&out, 0);
     assert_eq!(
-        action(&run_record(&out), "ingest")["outcome"],
+        run_example(&env).action("ingest")["outcome"],
         "nothing-to-do"
     );
 }
 
 #[test]
 fn a_full_run_repairs_a_seeded_failed_task_and_upload_and_ends_healthy() {
-    let dir = example();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("task_queue.json"),
+    let env = example();
+    env.write(
+        "state/task_queue.json",
         r#"{"tasks": [{"id": "ingest:recipes.txt", "step": "ingest", "status": "failed", "attempts": 1,
             "priority": "high", "file": "recipes.txt", "created_at": "2026-11-25T10:00:00+00:00",
             "last_error": "embedding service unavailable"}]}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        state.join("upload_log.json"),
+    );
+    env.write(
+        "state/upload_log.json",
         r#"{"uploads": [{"path": "Data/people.txt", "status": "failed", "attempts": 1, "error": "timeout"}]}"#,
-    )
-    .unwrap();
-    let out = run_example(dir.path());
-    assert_exit(&out, 0);
-    let record = run_record(&out);
+    );
+    let record = run_example(&env).record();
     for name in ["retry", "ingest", "upload", "watchdog"] {
         assert_eq!(action(&record, name)["outcome"], "ran", "{record:#}");
     }
     assert_eq!(action(&record, "retry")["counts"]["done"], 1);
-    let health: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("watchdog_state.json")).unwrap())
-            .unwrap();
+    let health = env.state_json("watchdog_state.json");
     assert_eq!(health["status"], "ok", "{health:#}");
     assert_eq!(health["unindexed_files"], 0);
     // The seeded upload and the index (queued by `sources`) reached the stand-in drive.
-    assert!(dir.path().join("drive/memory/Data/people.txt").is_file());
-    let indexed = std::fs::read_dir(dir.path().join("drive/memory/index"))
+    assert!(env.home().join("drive/memory/Data/people.txt").is_file());
+    let indexed = std::fs::read_dir(env.home().join("drive/memory/index"))
         .unwrap()
         .count();
     assert_eq!(indexed, 4);

@@ -5,21 +5,23 @@ use std::os::unix::ffi::OsStringExt;
 
 use pretty_assertions::assert_eq;
 
+use crate::harness::Test;
 use crate::util::*;
 
 #[test]
 fn new_files_reach_the_step_once_and_a_second_run_has_nothing_to_do() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    let a = env.data_file("a.txt", "alpha");
-    let b = env.data_file("notes/b.txt", "beta");
-    env.data_file("notes/ignored.md", "not a memory");
-    env.data_file("notes/.hidden.txt", "hidden");
-    env.data_file("notes/draft.txt~", "backup");
-
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 0);
-    assert!(stdout(&out).contains("ingest    ran"), "{}", stdout(&out));
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "alpha")
+        .data("notes/b.txt", "beta")
+        .data("notes/ignored.md", "not a memory")
+        .data("notes/.hidden.txt", "hidden")
+        .data("notes/draft.txt~", "backup")
+        .args(&["--once", "--mode", "ingest"])
+        .stdout_has("ingest    ran")
+        .run();
+    let env = run.env();
+    let (a, b) = (env.data().join("a.txt"), env.data().join("notes/b.txt"));
     assert_eq!(env.sent(), [bytes(&a), bytes(&b)]);
 
     let hashes = env.state_json("ingest_hash.json");
@@ -32,14 +34,16 @@ fn new_files_reach_the_step_once_and_a_second_run_has_nothing_to_do() {
             .starts_with("sha256:")
     );
 
-    let out = env.run(&["--once", "--mode", "ingest", "--json"]);
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let run = run
+        .then()
+        .args(&["--once", "--mode", "ingest", "--json"])
+        .run();
+    let ingest = run.action("ingest");
     assert_eq!(ingest["outcome"], "nothing-to-do");
     assert_eq!(ingest["counts"]["hashed"], 0);
     assert_eq!(ingest["counts"]["unchanged"], 2);
     assert_eq!(
-        env.calls().len(),
+        run.env().calls().len(),
         1,
         "the second run must not call the step"
     );
@@ -64,8 +68,7 @@ fn odd_file_names_reach_the_step_byte_for_byte() {
         .collect();
     expected.sort();
 
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "ingest"]).run();
     let mut sent = env.sent();
     sent.sort();
     assert_eq!(sent, expected);
@@ -78,7 +81,7 @@ fn odd_file_names_reach_the_step_byte_for_byte() {
             .len(),
         names.len()
     );
-    assert_exit(&env.run(&["--once", "--mode", "ingest"]), 0);
+    env.test().args(&["--once", "--mode", "ingest"]).run();
     assert_eq!(env.calls().len(), 1);
 }
 
@@ -89,7 +92,7 @@ fn files_can_be_passed_on_stdin_by_line_or_nul_or_in_a_list_file() {
         env.rules(&[], &format!("pass_files = \"{mode}\"\n"));
         let a = env.data_file("a.txt", "a");
         let b = env.data_file("b c.txt", "b");
-        assert_exit(&env.run(&["--once"]), 0);
+        env.test().args(&["--once"]).run();
         let calls = env.calls();
         assert_eq!(calls.len(), 1, "{mode}");
         let mut want = Vec::new();
@@ -101,34 +104,35 @@ fn files_can_be_passed_on_stdin_by_line_or_nul_or_in_a_list_file() {
         assert!(calls[0].args.is_empty(), "{mode}");
     }
 
-    let env = TestEnv::new();
-    env.rules(&["--", "{list}"], "pass_files = \"list-file\"\n");
-    env.data_file("a.txt", "a");
-    assert_exit(&env.run(&["--once"]), 0);
-    let list_arg = String::from_utf8(env.calls()[0].args[0].clone()).unwrap();
+    let run = Test::new()
+        .rules(&["--", "{list}"], "pass_files = \"list-file\"\n")
+        .data("a.txt", "a")
+        .args(&["--once"])
+        .run();
+    let list_arg = String::from_utf8(run.env().calls()[0].args[0].clone()).unwrap();
     assert!(list_arg.ends_with("files.txt"), "{list_arg}");
 }
 
 #[test]
 fn batches_respect_batch_size() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "batch_size = 2\n");
+    let mut test = Test::new().rules(&["--"], "batch_size = 2\n");
     for i in 0..5 {
-        env.data_file(format!("f{i}.txt"), &format!("content {i}"));
+        test = test.data(format!("f{i}.txt"), &format!("content {i}"));
     }
-    let out = env.run(&["--once", "--json"]);
-    assert_exit(&out, 0);
-    let sizes: Vec<usize> = env.calls().iter().map(|c| c.args.len()).collect();
+    let run = test.args(&["--once", "--json"]).run();
+    let sizes: Vec<usize> = run.env().calls().iter().map(|c| c.args.len()).collect();
     assert_eq!(sizes, [2, 2, 1]);
-    assert_eq!(action(&run_record(&out), "ingest")["counts"]["batches"], 3);
+    assert_eq!(run.action("ingest")["counts"]["batches"], 3);
 }
 
 #[test]
 fn the_step_gets_its_environment_and_runs_in_the_pipeline_home() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    env.data_file("a.txt", "a");
-    assert_exit(&env.run(&["--once"]), 0);
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "a")
+        .args(&["--once"])
+        .run();
+    let env = run.env();
     let call = &env.calls()[0];
     assert_eq!(
         call.cwd.canonicalize().unwrap(),
@@ -155,18 +159,12 @@ fn a_failing_step_queues_every_file_as_a_failed_task_and_records_none() {
     let a = env.data_file("a.txt", "alpha");
     env.data_file("b.txt", "beta");
 
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 1);
-    assert!(
-        stdout(&out).contains("0 done, 2 failed"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("failed a.txt: exit 3: record.py: exiting 3"),
-        "{}",
-        stdout(&out)
-    );
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("0 done, 2 failed")
+        .stdout_has("failed a.txt: exit 3: record.py: exiting 3")
+        .run();
     assert!(
         !env.state("ingest_hash.json").exists(),
         "nothing may be recorded as ingested"
@@ -187,16 +185,18 @@ fn a_failing_step_queues_every_file_as_a_failed_task_and_records_none() {
     assert_eq!(command.last().unwrap(), a.to_str().unwrap());
 
     // The next run leaves them to the retry action instead of sending them again.
-    let out = env.run(&["--once", "--mode", "ingest", "--json"]);
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let ingest = env
+        .test()
+        .args(&["--once", "--mode", "ingest", "--json"])
+        .run()
+        .action("ingest");
     assert_eq!(ingest["counts"]["awaiting_retry"], 2, "{ingest:#}");
     assert_eq!(env.calls().len(), 1);
 
     // Changing a failed file sends it again; success closes its task.
     env.rules(&["--"], "");
     env.data_file("a.txt", "alpha, fixed");
-    assert_exit(&env.run(&["--once", "--mode", "ingest"]), 0);
+    env.test().args(&["--once", "--mode", "ingest"]).run();
     assert_eq!(env.calls().last().unwrap().args, [bytes(&a)]);
     let queue = env.state_json("task_queue.json");
     assert_eq!(queue["tasks"][0]["status"], "done");
@@ -205,14 +205,15 @@ fn a_failing_step_queues_every_file_as_a_failed_task_and_records_none() {
 
 #[test]
 fn partial_success_records_what_the_step_finished_and_queues_the_rest() {
-    let env = TestEnv::new();
-    env.rules(&["--fail", "bad", "--"], "");
-    env.data_file("good.txt", "fine");
-    env.data_file("bad one.txt", "broken");
-    env.data_file("also good.txt", "fine too");
-
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 1);
+    let run = Test::new()
+        .rules(&["--fail", "bad", "--"], "")
+        .data("good.txt", "fine")
+        .data("bad one.txt", "broken")
+        .data("also good.txt", "fine too")
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .run();
+    let env = run.env();
     let files = env.state_json("ingest_hash.json")["files"].clone();
     let mut recorded: Vec<&String> = files.as_object().unwrap().keys().collect();
     recorded.sort();
@@ -225,34 +226,35 @@ fn partial_success_records_what_the_step_finished_and_queues_the_rest() {
 
 #[test]
 fn a_malformed_result_file_records_nothing_and_fails_the_action() {
-    let env = TestEnv::new();
-    env.rules(&["--bad-result", "--"], "");
-    env.data_file("a.txt", "a");
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 1);
-    assert!(stdout(&out).contains("MEMSCHED_RESULT"), "{}", stdout(&out));
-    assert!(!env.state("task_queue.json").exists());
+    let run = Test::new()
+        .rules(&["--bad-result", "--"], "")
+        .data("a.txt", "a")
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("MEMSCHED_RESULT")
+        .run();
+    assert!(!run.env().state("task_queue.json").exists());
     // Nothing was recorded, so the next run sends the file again.
-    env.rules(&["--"], "");
-    assert_exit(&env.run(&["--once"]), 0);
-    assert_eq!(env.calls().len(), 2);
+    let run = run.then().rules(&["--"], "").args(&["--once"]).run();
+    assert_eq!(run.env().calls().len(), 2);
 }
 
 #[test]
 fn a_step_that_times_out_is_killed_and_its_files_queued() {
-    let env = TestEnv::new();
-    env.rules(&["--sleep", "30", "--"], "timeout = \"500ms\"\n");
-    env.data_file("a.txt", "a");
+    let test = Test::new()
+        .rules(&["--sleep", "30", "--"], "timeout = \"500ms\"\n")
+        .data("a.txt", "a")
+        .args(&["--once", "--json"])
+        .status(1);
     let started = std::time::Instant::now();
-    let out = env.run(&["--once", "--json"]);
-    assert_exit(&out, 1);
+    let run = test.run();
     assert!(
         started.elapsed() < std::time::Duration::from_secs(20),
         "the step was not killed"
     );
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let ingest = run.action("ingest");
     assert_eq!(ingest["commands"][0]["timed_out"], true);
-    let tasks = env.state_json("task_queue.json")["tasks"].clone();
+    let tasks = run.env().state_json("task_queue.json")["tasks"].clone();
     assert!(
         tasks[0]["last_error"]
             .as_str()
@@ -268,7 +270,7 @@ fn modified_files_are_sent_again_and_touched_or_copied_ones_are_not() {
     env.rules(&["--"], "");
     let a = env.data_file("a.txt", "alpha");
     env.data_file("b.txt", "beta");
-    assert_exit(&env.run(&["--once"]), 0);
+    env.test().args(&["--once"]).run();
 
     env.data_file("a.txt", "alpha, edited"); // modified: sent
     std::fs::write(env.data().join("b.txt"), "beta").unwrap(); // rewritten, same content
@@ -277,11 +279,13 @@ fn modified_files_are_sent_again_and_touched_or_copied_ones_are_not() {
     env.data_file("twin1.txt", "same new text");
     let twin2 = env.data_file("twin2.txt", "same new text");
 
-    let out = env.run(&["--once", "--json"]);
-    assert_exit(&out, 0);
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
     let sent: Vec<Vec<u8>> = env.calls()[1].args.clone();
     assert_eq!(sent, [bytes(&a), bytes(&env.data().join("twin1.txt"))]);
-    let ingest = action(&run_record(&out), "ingest").clone();
     assert_eq!(ingest["counts"]["modified"], 1);
     assert_eq!(ingest["counts"]["known_content"], 3, "{ingest:#}");
     let files = env.state_json("ingest_hash.json")["files"].clone();
@@ -290,18 +294,22 @@ fn modified_files_are_sent_again_and_touched_or_copied_ones_are_not() {
     assert!(twin2.exists());
 
     // Everything is now recorded: a third run reads nothing.
-    let out = env.run(&["--once", "--json"]);
-    assert_eq!(action(&run_record(&out), "ingest")["counts"]["hashed"], 0);
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
+    assert_eq!(ingest["counts"]["hashed"], 0);
 }
 
 #[test]
 fn files_still_being_written_wait_for_the_settle_time() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "settle = \"1h\"\n");
-    env.write("Data/fresh.txt", "just written");
-    let out = env.run(&["--once", "--json"]);
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let run = Test::new()
+        .rules(&["--"], "settle = \"1h\"\n")
+        .write("Data/fresh.txt", "just written")
+        .args(&["--once", "--json"])
+        .run();
+    let ingest = run.action("ingest");
     assert_eq!(ingest["counts"]["deferred"], 1);
     assert!(
         ingest["reasons"][0]
@@ -310,7 +318,7 @@ fn files_still_being_written_wait_for_the_settle_time() {
             .starts_with("wait fresh.txt: modified"),
         "{ingest:#}"
     );
-    assert!(env.calls().is_empty());
+    assert!(run.env().calls().is_empty());
 }
 
 #[test]
@@ -318,32 +326,27 @@ fn removed_files_are_reported_and_their_records_kept() {
     let env = TestEnv::new();
     env.rules(&["--"], "");
     let a = env.data_file("a.txt", "a");
-    assert_exit(&env.run(&["--once"]), 0);
+    env.test().args(&["--once"]).run();
     std::fs::remove_file(&a).unwrap();
-    let out = env.run(&["--once", "--json"]);
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
     assert_eq!(ingest["counts"]["removed"], 1);
     assert!(env.state_json("ingest_hash.json")["files"]["a.txt"].is_object());
 }
 
 #[test]
 fn dry_run_plans_but_runs_and_writes_nothing() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    env.data_file("a.txt", "a");
-    let out = env.run(&["--once", "--dry-run"]);
-    assert_exit(&out, 0);
-    assert!(
-        stdout(&out).contains("would send 1 file in 1 batch"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("send a.txt: content not yet ingested"),
-        "{}",
-        stdout(&out)
-    );
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "a")
+        .args(&["--once", "--dry-run"])
+        .stdout_has("would send 1 file in 1 batch")
+        .stdout_has("send a.txt: content not yet ingested")
+        .run();
+    let env = run.env();
     assert!(env.calls().is_empty());
     assert!(
         !env.home().join("state").exists(),
@@ -353,20 +356,16 @@ fn dry_run_plans_but_runs_and_writes_nothing() {
 
 #[test]
 fn a_step_that_cannot_start_fails_the_action_and_queues_nothing() {
-    let env = TestEnv::new();
-    env.write(
-        "watch-rules.toml",
-        "[actions.ingest]\ncommand = [\"/nonexistent/ingest\", \"{files}\"]\nsettle = \"0s\"\n",
-    );
-    env.data_file("a.txt", "a");
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 1);
-    assert!(
-        stdout(&out).contains("cannot start /nonexistent/ingest"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(!env.state("task_queue.json").exists());
+    let run = Test::new()
+        .raw_rules(
+            "[actions.ingest]\ncommand = [\"/nonexistent/ingest\", \"{files}\"]\nsettle = \"0s\"\n",
+        )
+        .data("a.txt", "a")
+        .args(&["--once"])
+        .status(1)
+        .stdout_has("cannot start /nonexistent/ingest")
+        .run();
+    assert!(!run.env().state("task_queue.json").exists());
 }
 
 #[test]

@@ -13,13 +13,11 @@ fn a_held_action_lock_skips_the_action_naming_the_holder() {
     std::fs::create_dir_all(env.home().join("state")).unwrap();
     let _held = memsched::lock::try_acquire(&env.state("ingest.lock")).unwrap();
 
-    let out = env.run(&["--once", "--mode", "ingest"]);
-    assert_exit(&out, 3);
-    let text = stdout(&out);
-    assert!(
-        text.contains(&format!("pid {} holds", std::process::id())),
-        "{text}"
-    );
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(3)
+        .stdout_has(&format!("pid {} holds", std::process::id()))
+        .run();
     assert!(env.calls().is_empty());
 }
 

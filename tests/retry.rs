@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
+use crate::harness::Test;
 use crate::util::*;
 
 /// A failed task; `extra` fields override the defaults.
@@ -53,8 +54,7 @@ fn due_tasks_run_by_priority_then_step_weight_then_age_and_become_done() {
             {"id": "finished", "step": "ingest", "status": "done"},
         ]}),
     );
-    let out = env.run(&["--once", "--mode", "retry"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "retry"]).run();
     assert_eq!(
         retried(&env),
         [
@@ -82,23 +82,23 @@ fn due_tasks_run_by_priority_then_step_weight_then_age_and_become_done() {
 
 #[test]
 fn dry_run_prints_the_ranked_plan_with_a_reason_per_place() {
-    let env = TestEnv::new();
-    env.retry_rules(&[], "");
-    env.state_file(
-        "task_queue.json",
-        &json!([
-            task("b", "ingest", json!({"priority": "high"})),
-            task("a", "ingest", json!({}))
-        ]),
-    );
-    let out = env.run(&["--once", "--mode", "retry", "--dry-run"]);
-    assert_exit(&out, 0);
-    let text = stdout(&out);
-    assert!(text.contains("would run 2 due tasks"), "{text}");
+    let run = Test::new()
+        .retry_rules(&[], "")
+        .state_file(
+            "task_queue.json",
+            &json!([
+                task("b", "ingest", json!({"priority": "high"})),
+                task("a", "ingest", json!({}))
+            ]),
+        )
+        .args(&["--once", "--mode", "retry", "--dry-run"])
+        .stdout_has("would run 2 due tasks")
+        .run();
+    let text = run.stdout();
     let first = text.find("1. b: priority high").expect(&text);
     let second = text.find("2. a: priority normal").expect(&text);
     assert!(first < second);
-    assert!(env.calls().is_empty());
+    assert!(run.env().calls().is_empty());
 }
 
 #[test]
@@ -117,9 +117,11 @@ fn a_failure_backs_off_exponentially_and_the_last_attempt_makes_the_task_dead() 
             task("own-limit", "ingest", json!({"attempts": 3, "max_attempts": 10})),
         ]}),
     );
-    let out = env.run(&["--once", "--mode", "retry", "--json"]);
-    assert_exit(&out, 0);
-    let retry = action(&run_record(&out), "retry").clone();
+    let retry = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run()
+        .action("retry");
     assert_eq!(retry["counts"]["failed_again"], 2, "{retry:#}");
     assert_eq!(retry["counts"]["dead"], 1, "{retry:#}");
     assert_eq!(retry["counts"]["exhausted"], 1, "{retry:#}");
@@ -158,13 +160,10 @@ fn a_failure_backs_off_exponentially_and_the_last_attempt_makes_the_task_dead() 
     assert_eq!(tasks[2]["status"], "dead");
 
     // Nothing is due now: the next run runs nothing.
-    let out = env.run(&["--once", "--mode", "retry"]);
-    assert_exit(&out, 0);
-    assert!(
-        stdout(&out).contains("none due; the next at"),
-        "{}",
-        stdout(&out)
-    );
+    env.test()
+        .args(&["--once", "--mode", "retry"])
+        .stdout_has("none due; the next at")
+        .run();
     assert_eq!(env.calls().len(), 3);
 }
 
@@ -184,8 +183,7 @@ fn tasks_stuck_running_return_to_failed() {
             {"id": "busy", "step": "ingest", "status": "running", "attempts": 0, "updated_at": recent},
         ]}),
     );
-    let out = env.run(&["--once", "--mode", "retry"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "retry"]).run();
     let tasks = env.state_json("task_queue.json")["tasks"].clone();
     assert_eq!(tasks[0]["status"], "failed");
     assert_eq!(tasks[0]["attempts"], 1);
@@ -220,8 +218,7 @@ fn a_task_appended_by_another_writer_during_the_run_is_kept() {
             task("other", "ingest", json!({"next_attempt_at": "2999-01-01T00:00:00Z"})),
         ]}),
     );
-    let out = env.run(&["--once", "--mode", "retry"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "retry"]).run();
     let doc = env.state_json("task_queue.json");
     assert_eq!(doc["version"], 2);
     let ids: Vec<&str> = doc["tasks"]
@@ -245,7 +242,7 @@ fn a_tasks_own_command_runs_instead_of_the_retry_command() {
         "task_queue.json",
         &json!([task("t", "ingest", json!({"command": own}))]),
     );
-    assert_exit(&env.run(&["--once", "--mode", "retry"]), 0);
+    env.test().args(&["--once", "--mode", "retry"]).run();
     let calls = env.calls();
     assert_eq!(calls[0].args, [b"own".to_vec(), b"args".to_vec()]);
     assert_eq!(calls[0].env["MEMSCHED_TASK_ID"], "t");
@@ -270,9 +267,11 @@ fn consecutive_failures_of_one_step_open_the_circuit_breaker_across_runs() {
         )])
         .collect();
     env.state_file("task_queue.json", &json!({"tasks": tasks}));
-    let out = env.run(&["--once", "--mode", "retry", "--json"]);
-    assert_exit(&out, 0);
-    let retry = action(&run_record(&out), "retry").clone();
+    let retry = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run()
+        .action("retry");
     assert_eq!(
         retried(&env),
         ["up-0", "up-1", "ingest-1"],
@@ -300,14 +299,21 @@ fn consecutive_failures_of_one_step_open_the_circuit_breaker_across_runs() {
     );
 
     // The breaker is remembered: a later run leaves the step alone until the cool-down ends.
-    let out = env.run(&["--once", "--mode", "retry", "--json"]);
-    let retry = action(&run_record(&out), "retry").clone();
+    let retry = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run()
+        .action("retry");
     assert_eq!(retry["counts"]["paused"], 3, "{retry:#}");
     assert_eq!(env.calls().len(), 3);
 
-    // The watchdog reports the pause.
-    let status = env.run(&["status", "--json"]);
-    let health: Value = serde_json::from_slice(&status.stdout).unwrap();
+    // The watchdog reports the pause, and an open breaker is degraded health: exit 1.
+    let health = env
+        .test()
+        .args(&["status", "--json"])
+        .status(1)
+        .run()
+        .record();
     assert_eq!(health["breakers"][0]["step"], "upload");
 }
 
@@ -326,10 +332,12 @@ fn a_malformed_queue_fails_retry_untouched_while_other_actions_run() {
         "upload_log.json",
         &json!([{"path": "Data/a.txt", "status": "pending"}]),
     );
-    let out = env.run(&["--once", "--mode", "retry", "--mode", "upload", "--json"]);
-    assert_exit(&out, 1);
-    let record = run_record(&out);
-    let retry = action(&record, "retry");
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--mode", "upload", "--json"])
+        .status(1)
+        .run();
+    let retry = run.action("retry");
     assert_eq!(retry["outcome"], "failed");
     assert!(
         retry["error"]
@@ -338,7 +346,7 @@ fn a_malformed_queue_fails_retry_untouched_while_other_actions_run() {
             .contains("task_queue.json:2:14: state file does not parse"),
         "{retry:#}"
     );
-    assert_eq!(action(&record, "upload")["outcome"], "ran");
+    assert_eq!(run.action("upload")["outcome"], "ran");
     assert_eq!(env.sent(), [bytes(&env.data().join("a.txt"))]);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
 }
@@ -354,14 +362,17 @@ fn an_ingest_failure_retried_to_success_is_recorded_by_the_next_ingest_without_r
         "[actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n[actions.retry]\ncommand = {retry}\n"
     ));
     let file = env.data_file("note.txt", "remember this");
-    assert_exit(&env.run(&["--once", "--mode", "ingest"]), 1);
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .run();
     assert_eq!(
         env.state_json("task_queue.json")["tasks"][0]["status"],
         "failed"
     );
 
     std::fs::remove_file(&marker).unwrap();
-    assert_exit(&env.run(&["--once", "--mode", "retry"]), 0);
+    env.test().args(&["--once", "--mode", "retry"]).run();
     // The task's own command re-ran the ingest step on just that file.
     assert_eq!(env.calls()[1].args, [bytes(&file)]);
     assert_eq!(
@@ -369,9 +380,11 @@ fn an_ingest_failure_retried_to_success_is_recorded_by_the_next_ingest_without_r
         "done"
     );
 
-    let out = env.run(&["--once", "--mode", "ingest", "--json"]);
-    assert_exit(&out, 0);
-    let ingest = action(&run_record(&out), "ingest").clone();
+    let ingest = env
+        .test()
+        .args(&["--once", "--mode", "ingest", "--json"])
+        .run()
+        .action("ingest");
     assert_eq!(ingest["counts"]["known_content"], 1, "{ingest:#}");
     assert!(
         ingest["reasons"][0]

@@ -3,6 +3,7 @@
 
 use pretty_assertions::assert_eq;
 
+use crate::harness::Test;
 use crate::util::*;
 
 #[test]
@@ -13,16 +14,11 @@ fn a_malformed_ingest_hash_is_left_byte_for_byte_and_the_action_fails() {
     let broken = "{\n  \"files\": {\n    \"a.txt\": {\"hash\": \"sha256:00\",}\n  }\n}\n";
     let path = env.write("state/ingest_hash.json", broken);
 
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 1);
-    let text = stdout(&out);
-    assert!(
-        text.contains(&format!(
-            "{}:3:35: state file does not parse, left untouched",
-            path.display()
-        )),
-        "{text}"
-    );
+    env.test()
+        .args(&["--once"])
+        .status(1)
+        .stdout_has("{home}/state/ingest_hash.json:3:35: state file does not parse, left untouched")
+        .run();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
     assert!(env.calls().is_empty());
 }
@@ -34,28 +30,28 @@ fn a_malformed_task_queue_stops_ingest_before_it_runs_anything() {
     env.data_file("a.txt", "a");
     let broken = "[{\"id\": \"x\"";
     let path = env.write("state/task_queue.json", broken);
-    let out = env.run(&["--once"]);
-    assert_exit(&out, 1);
-    assert!(
-        stdout(&out).contains("task_queue.json:1:11"),
-        "{}",
-        stdout(&out)
-    );
+    env.test()
+        .args(&["--once"])
+        .status(1)
+        .stdout_has("task_queue.json:1:11")
+        .run();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
     assert!(env.calls().is_empty());
 }
 
 #[test]
 fn a_bare_list_task_queue_stays_a_list_and_keeps_unknown_fields() {
-    let env = TestEnv::new();
-    env.rules(&["--fail", "b", "--"], "");
-    env.write(
-        "state/task_queue.json",
-        r#"[{"id": "upload:1", "step": "upload", "status": "failed", "owner": {"script": "drive_upload.py"}}]"#,
-    );
-    env.data_file("b.txt", "b");
-    assert_exit(&env.run(&["--once"]), 1);
-    let queue = env.state_json("task_queue.json");
+    let run = Test::new()
+        .rules(&["--fail", "b", "--"], "")
+        .write(
+            "state/task_queue.json",
+            r#"[{"id": "upload:1", "step": "upload", "status": "failed", "owner": {"script": "drive_upload.py"}}]"#,
+        )
+        .data("b.txt", "b")
+        .args(&["--once"])
+        .status(1)
+        .run();
+    let queue = run.env().state_json("task_queue.json");
     let tasks = queue.as_array().expect("the queue must stay a bare list");
     assert_eq!(tasks.len(), 2);
     assert_eq!(tasks[0]["owner"]["script"], "drive_upload.py");
@@ -64,15 +60,16 @@ fn a_bare_list_task_queue_stays_a_list_and_keeps_unknown_fields() {
 
 #[test]
 fn unknown_fields_of_ingest_hash_survive_a_rewrite() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    env.write(
-        "state/ingest_hash.json",
-        r#"{"version": 1, "note": "kept", "files": {"old.txt": {"hash": "sha256:ab", "chunks": 7}}}"#,
-    );
-    env.data_file("old.txt", "changed content");
-    assert_exit(&env.run(&["--once"]), 0);
-    let hashes = env.state_json("ingest_hash.json");
+    let run = Test::new()
+        .rules(&["--"], "")
+        .write(
+            "state/ingest_hash.json",
+            r#"{"version": 1, "note": "kept", "files": {"old.txt": {"hash": "sha256:ab", "chunks": 7}}}"#,
+        )
+        .data("old.txt", "changed content")
+        .args(&["--once"])
+        .run();
+    let hashes = run.env().state_json("ingest_hash.json");
     assert_eq!(hashes["note"], "kept");
     assert_eq!(hashes["files"]["old.txt"]["chunks"], 7);
     assert_ne!(hashes["files"]["old.txt"]["hash"], "sha256:ab");
@@ -87,7 +84,10 @@ fn the_run_log_holds_one_record_per_run_bounded_by_log_keep() {
     for i in 0..3 {
         // A new file each time: the failed ones are left to the retry action.
         env.data_file(format!("f{i}.txt"), &format!("{i}"));
-        env.run(&["--once", "--mode", "ingest"]);
+        env.test()
+            .args(&["--once", "--mode", "ingest"])
+            .status(1)
+            .run();
     }
     let log = env.state_json("scheduler_log.json");
     let runs = log["runs"].as_array().unwrap();
@@ -109,14 +109,14 @@ fn the_run_log_holds_one_record_per_run_bounded_by_log_keep() {
 
 #[test]
 fn json_output_is_the_run_record() {
-    let env = TestEnv::new();
-    env.rules(&["--"], "");
-    env.data_file("a.txt", "a");
-    let out = env.run(&["--once", "--json", "--trigger", "cron"]);
-    assert_exit(&out, 0);
-    let record = run_record(&out);
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "a")
+        .args(&["--once", "--json", "--trigger", "cron"])
+        .run();
+    let record = run.record();
     assert_eq!(record["trigger"], "cron");
     assert_eq!(record["exit_code"], 0);
-    let logged = env.state_json("scheduler_log.json")["runs"][0].clone();
+    let logged = run.env().state_json("scheduler_log.json")["runs"][0].clone();
     assert_eq!(logged, record);
 }

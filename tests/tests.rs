@@ -1,8 +1,11 @@
 //! Integration tests through the real memsched binary, one module per topic.
+//!
+//! A new test is a home, a run and what it must end with; harness.rs shows the three lines.
 
 // Test helpers panic on the first surprise: that is how they fail a test.
 #![allow(clippy::unwrap_used)]
 
+mod harness;
 mod util;
 
 mod autostart;

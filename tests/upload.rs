@@ -28,8 +28,7 @@ fn rclone_uploads_pending_entries_through_its_local_backend() {
         "upload_log.json",
         &json!({"uploads": [{"path": "Data/notes/a b.txt", "status": "pending", "attempts": 0, "by": "drive_upload.py"}]}),
     );
-    let out = env.run(&["--once", "--mode", "upload"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "upload"]).run();
     assert_eq!(
         std::fs::read_to_string(remote.join("Data/notes/a b.txt")).unwrap(),
         "to the cloud"
@@ -60,8 +59,10 @@ fn a_failed_upload_backs_off_and_a_missing_file_is_skipped_for_good() {
             {"path": "Data/gone.txt", "status": "pending", "attempts": 0},
         ]),
     );
-    let out = env.run(&["--once", "--mode", "upload"]);
-    assert_exit(&out, 1);
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .run();
     let calls = env.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].args[0], bytes(&env.data().join("present.txt")));
@@ -80,8 +81,7 @@ fn a_failed_upload_backs_off_and_a_missing_file_is_skipped_for_good() {
     );
 
     // Neither is tried again now: one waits for its backoff, the other for its file.
-    let out = env.run(&["--once", "--mode", "upload"]);
-    assert_exit(&out, 0);
+    env.test().args(&["--once", "--mode", "upload"]).run();
     assert_eq!(env.calls().len(), 1);
 }
 
@@ -95,14 +95,14 @@ fn new_and_changed_source_files_are_queued_and_uploaded() {
     );
     env.write("index/a.json", "{}");
     env.write("index/skip.tmp", "");
-    assert_exit(&env.run(&["--once", "--mode", "upload"]), 0);
+    env.test().args(&["--once", "--mode", "upload"]).run();
     assert_eq!(env.sent(), [b"index/a.json".to_vec()]);
     assert_eq!(
         env.state_json("upload_log.json")["uploads"][0]["status"],
         "uploaded"
     );
 
-    assert_exit(&env.run(&["--once", "--mode", "upload"]), 0);
+    env.test().args(&["--once", "--mode", "upload"]).run();
     assert_eq!(
         env.calls().len(),
         1,
@@ -110,7 +110,7 @@ fn new_and_changed_source_files_are_queued_and_uploaded() {
     );
 
     std::fs::write(env.home().join("index/a.json"), "{\"changed\": true}").unwrap();
-    assert_exit(&env.run(&["--once", "--mode", "upload"]), 0);
+    env.test().args(&["--once", "--mode", "upload"]).run();
     assert_eq!(env.calls().len(), 2);
 }
 
@@ -120,12 +120,10 @@ fn a_malformed_upload_log_is_left_untouched() {
     upload_rules(&env, &env.step_argv_raw(&["--", "{path}"]), "");
     let broken = "{\"uploads\": [}";
     let path = env.write("state/upload_log.json", broken);
-    let out = env.run(&["--once", "--mode", "upload"]);
-    assert_exit(&out, 1);
-    assert!(
-        stdout(&out).contains("upload_log.json:1:14"),
-        "{}",
-        stdout(&out)
-    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .stdout_has("upload_log.json:1:14")
+        .run();
     assert_eq!(std::fs::read_to_string(path).unwrap(), broken);
 }

@@ -1,5 +1,6 @@
-//! The test harness: a `TestEnv` per test (a temp pipeline home with paths.json, a Data
-//! folder, a rules file and a recording step) and helpers to run the real binary.
+//! The pipeline home: a `TestEnv` per test (a temp home with paths.json, a Data folder, a
+//! rules file and a recording step), the watcher guard, and helpers to run the real binary.
+//! Tests describe their runs with the builder in harness.rs.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -141,9 +142,16 @@ impl TestEnv {
     }
 
     pub(crate) fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = self.bare_command();
         cmd.arg("--paths").arg(self.home().join("paths.json"));
         cmd.args(args);
+        cmd
+    }
+
+    /// memsched in this home, with HOME and XDG_CONFIG_HOME here and no `--paths`, no
+    /// `MEMSCHED_PATHS` and no `RUST_LOG` from the caller.
+    pub(crate) fn bare_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
         cmd.current_dir(self.home());
         cmd.env("HOME", self.home())
             .env("XDG_CONFIG_HOME", self.home().join(".config"))

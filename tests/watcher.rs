@@ -257,7 +257,7 @@ fn sigterm_during_a_long_step_lets_it_finish_and_exits_cleanly() {
     let last = env.runs().pop().unwrap();
     assert_eq!(last["actions"][0]["outcome"], "ran");
     // The lock is free again: a one-shot run works at once.
-    assert_exit(&env.run(&["--once", "--mode", "ingest"]), 0);
+    env.test().args(&["--once", "--mode", "ingest"]).run();
 }
 
 #[test]
@@ -265,13 +265,10 @@ fn a_second_watcher_is_refused_and_a_one_shot_run_works_beside_the_first() {
     let env = TestEnv::new();
     ingest_rules(&env, &["--"], "200ms");
     let w = env.watch(&[], &[]);
-    let second = env.run(&[]);
-    assert_exit(&second, 3);
-    assert!(
-        stderr(&second).contains(&format!("scheduler.lock is held by pid {}", w.pid())),
-        "{}",
-        stderr(&second)
-    );
+    env.test()
+        .status(3)
+        .stderr_has(&format!("scheduler.lock is held by pid {}", w.pid()))
+        .run();
     env.data_file("beside.txt", "x");
     let once = env.run(&["--once", "--mode", "ingest"]);
     assert!(
