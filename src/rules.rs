@@ -39,6 +39,10 @@ pub struct IngestConfig {
     pub pass_files: PassFiles,
     /// A file modified more recently than this is still being written and waits.
     pub settle: Duration,
+    /// Record a file whose content is already ingested under another path without
+    /// sending it (only for indexes keyed by content; an index keyed by path would never
+    /// hold the copy under its own name).
+    pub skip_known_content: bool,
 }
 
 /// When a failed item may be tried again: `initial * factor^(attempts - 1)`, capped at
@@ -327,6 +331,7 @@ impl Checker<'_> {
             batch_size: self.count(i.batch_size.as_ref(), defaults::BATCH_SIZE)?,
             pass_files,
             settle: self.duration(i.settle.as_ref(), defaults::SETTLE)?,
+            skip_known_content: i.skip_known_content.unwrap_or(false),
         })
     }
 

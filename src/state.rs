@@ -23,10 +23,19 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
     SystemTime::try_from(parsed).ok()
 }
 
-/// The RFC 3339 form (UTC, milliseconds) every timestamp memsched writes takes.
+/// The RFC 3339 form (UTC, milliseconds) every timestamp memsched writes takes. Any time
+/// a state file can hold is written, before 1970 included (Python's `datetime.min` is year
+/// 1); a time beyond what RFC 3339 can say (year 9999) is written as that limit.
 #[must_use]
 pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let at = jiff::Timestamp::try_from(t).unwrap_or_else(|_| {
+        if t < SystemTime::UNIX_EPOCH {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        }
+    });
+    format!("{at:.3}")
 }
 
 #[cfg(test)]
@@ -42,5 +51,20 @@ mod tests {
         assert_eq!(parse_time("2026-11-18T11:06:40"), Some(at));
         assert_eq!(parse_time(&timestamp(at)), Some(at));
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn times_before_1970_and_far_ahead_are_written_not_panicked_on() {
+        let year_one = parse_time("0001-01-01T00:00:00").unwrap();
+        assert_eq!(timestamp(year_one), "0001-01-01T00:00:00.000Z");
+        let sixties = parse_time("1960-01-01T00:00:00Z").unwrap();
+        assert_eq!(timestamp(sixties), "1960-01-01T00:00:00.000Z");
+        assert_eq!(parse_time(&timestamp(sixties)), Some(sixties));
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert!(timestamp(far).starts_with("9999-12-"));
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_millis(1_795_000_000_123)),
+            "2026-11-18T11:06:40.123Z"
+        );
     }
 }

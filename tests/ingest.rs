@@ -266,8 +266,10 @@ fn a_step_that_times_out_is_killed_and_its_files_queued() {
 
 #[test]
 fn modified_files_are_sent_again_and_touched_or_copied_ones_are_not() {
+    // Copies are recorded without a run only for an index keyed by content (the opt-in);
+    // issue 9's tests cover the default, which sends them.
     let env = TestEnv::new();
-    env.rules(&["--"], "");
+    env.rules(&["--"], "skip_known_content = true\n");
     let a = env.data_file("a.txt", "alpha");
     env.data_file("b.txt", "beta");
     env.test().args(&["--once"]).run();

@@ -13,6 +13,7 @@ mod config;
 mod example;
 mod ingest;
 mod locks;
+mod no_loss;
 mod retry;
 mod state_files;
 mod upload;

@@ -201,7 +201,8 @@ pub fn execute(
         out.batches += 1;
         let (report, result) = run_batch(ctx, config, batch)?;
         let by_path = step_result::index_batch(ctx, batch);
-        let verdicts = result.verdicts(batch.len(), &by_path, &report, &mut out.notes);
+        let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
+        let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
         let verdicts = verdicts.map_err(|UnusableReport(msg)| Error::StepReport { msg });
         out.commands.push(report);
         let verdicts = verdicts?;

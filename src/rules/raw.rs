@@ -42,6 +42,7 @@ pub(super) struct RawIngest {
     pub batch_size: Option<Spanned<i64>>,
     pub pass_files: Option<PassFiles>,
     pub settle: Option<Spanned<String>>,
+    pub skip_known_content: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

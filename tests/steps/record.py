@@ -2,12 +2,13 @@
 """Test double for a pipeline step: records exactly what it was given, then behaves as told.
 
 usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--fail-while FILE]
-                       [--bad-result] [-- ARGS...]
+                       [--bad-result] [--result JSON] [-- ARGS...]
 
 Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
 (byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
 files whose name contains SUBSTRING as failed through MEMSCHED_RESULT; --bad-result writes
-a result file that does not parse; --fail-while exits 1 while FILE exists.
+a result file that does not parse; --result writes JSON as the result file, as given;
+--fail-while exits 1 while FILE exists.
 """
 import json
 import os
@@ -17,7 +18,7 @@ import time
 
 def main(argv):
     logdir, rest = argv[0], argv[1:]
-    code, pause, fail, bad_result = 0, 0.0, [], False
+    code, pause, fail, bad_result, literal = 0, 0.0, [], False, None
     files = []
     while rest:
         arg = rest.pop(0)
@@ -35,6 +36,8 @@ def main(argv):
                 code = 1
         elif arg == "--bad-result":
             bad_result = True
+        elif arg == "--result":
+            literal = rest.pop(0)
         else:
             raise SystemExit(f"record.py: unknown option {arg}")
     record = {
@@ -51,7 +54,10 @@ def main(argv):
     os.replace(name + ".tmp", name)
     print(f"record.py: {len(files)} args")
     result = os.environ.get("MEMSCHED_RESULT")
-    if result and bad_result:
+    if result and literal is not None:
+        with open(result, "w") as f:
+            f.write(literal)
+    elif result and bad_result:
         with open(result, "w") as f:
             f.write("{\"done\": [")
     elif result and fail:

@@ -175,6 +175,24 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// A file whose content failed before: its task decides (done by retry, given up, or
+    /// the retry action's to finish).
+    fn place_by_task(&mut self, candidate: Candidate, shown: String, task: &IngestTask<'_>) {
+        let id = task.id.to_owned();
+        match task.status {
+            TaskStatus::Done => self.record_only.push((candidate, Known::DoneByRetry(id))),
+            TaskStatus::Dead => self.given_up.push((shown, id)),
+            TaskStatus::Pending
+            | TaskStatus::Running
+            | TaskStatus::Failed
+            | TaskStatus::Other(_) => {
+                self.awaiting_retry.push((shown, id));
+            }
+        }
+    }
+}
+
 /// What the scan of data_dir found, before any decision.
 #[derive(Debug, Default)]
 pub struct Scan {
@@ -277,19 +295,16 @@ pub fn plan(
         } else if let Some(task) = tasks.get(key.as_str())
             && task.hash == Some(candidate.hash.as_str())
         {
-            let id = task.id.to_owned();
-            match task.status {
-                TaskStatus::Done => plan.record_only.push((candidate, Known::DoneByRetry(id))),
-                TaskStatus::Dead => plan.given_up.push((shown, id)),
-                TaskStatus::Pending
-                | TaskStatus::Running
-                | TaskStatus::Failed
-                | TaskStatus::Other(_) => plan.awaiting_retry.push((shown, id)),
-            }
-        } else if let Some(other) = by_hash.get(&candidate.hash) {
+            plan.place_by_task(candidate, shown, task);
+        } else if config.skip_known_content
+            && let Some(other) = by_hash.get(&candidate.hash)
+        {
+            // Opt-in: the index is keyed by content, so the copy is already in it.
             plan.record_only
                 .push((candidate, Known::SameContentAs(other.clone())));
-        } else if let Some(original) = sending.get(&candidate.hash) {
+        } else if config.skip_known_content
+            && let Some(original) = sending.get(&candidate.hash)
+        {
             plan.after_send.push((candidate, original.clone()));
         } else {
             if recorded.is_some() {

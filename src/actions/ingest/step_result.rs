@@ -29,7 +29,17 @@ pub(super) struct ReportedFailure {
 }
 
 /// Where each spelling of a batch file's path sits in the batch.
-pub(super) type BatchIndex = HashMap<String, usize>;
+pub(super) type BatchIndex = HashMap<String, Spelling>;
+
+/// What one spelling of a path names in the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Spelling {
+    /// Exactly this file of the batch.
+    One(usize),
+    /// Two files of the batch (say `Data/x.txt` from the home and the key of
+    /// `Data/Data/x.txt`): a report that uses it cannot be trusted for either.
+    Ambiguous(usize, usize),
+}
 
 /// What became of one file of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +81,7 @@ impl StepResult {
     /// as done when the step exited 0, failed otherwise.
     pub(super) fn verdicts(
         &self,
-        len: usize,
+        names: &[String],
         index: &BatchIndex,
         report: &CommandReport,
         notes: &mut Vec<String>,
@@ -81,28 +91,33 @@ impl StepResult {
         } else {
             Verdict::Failed(report.failure_text())
         };
-        let mut verdicts = vec![unlisted; len];
+        let mut verdicts = vec![unlisted; names.len()];
         let reported = match self {
             StepResult::Absent => return Ok(verdicts),
             StepResult::Malformed(why) => return Err(UnusableReport(why.clone())),
             StepResult::Read(r) => r,
         };
-        let mut find = |path: &str| {
-            let found = index.get(path).copied();
-            if found.is_none() {
+        let mut find = |path: &str| match index.get(path) {
+            Some(Spelling::One(i)) => Ok(Some(*i)),
+            Some(Spelling::Ambiguous(a, b)) => Err(UnusableReport(format!(
+                "names {path:?}, which could be {} or {} of its batch; nothing of this batch \
+                 was recorded, it will be sent again (report absolute paths)",
+                names[*a], names[*b]
+            ))),
+            None => {
                 notes.push(format!(
                     "the step reported {path:?}, which was not in its batch"
                 ));
+                Ok(None)
             }
-            found
         };
         for path in &reported.done {
-            if let Some(i) = find(path) {
+            if let Some(i) = find(path)? {
                 verdicts[i] = Verdict::Done;
             }
         }
         for failure in &reported.failed {
-            if let Some(i) = find(&failure.path) {
+            if let Some(i) = find(&failure.path)? {
                 let error = failure
                     .error
                     .clone()
@@ -118,11 +133,25 @@ impl StepResult {
 pub(super) fn index_batch(ctx: &Context<'_>, batch: &[Candidate]) -> BatchIndex {
     let mut index = BatchIndex::new();
     for (i, c) in batch.iter().enumerate() {
-        index.insert(c.abs.to_string_lossy().into_owned(), i);
-        index.insert(c.key.clone(), i);
-        index.insert(file_key::display(&c.rel), i);
+        let mut spellings = vec![
+            c.abs.to_string_lossy().into_owned(),
+            c.key.clone(),
+            file_key::display(&c.rel),
+        ];
         if let Ok(from_home) = c.abs.strip_prefix(&ctx.paths.home) {
-            index.insert(from_home.to_string_lossy().into_owned(), i);
+            spellings.push(from_home.to_string_lossy().into_owned());
+        }
+        for spelling in spellings {
+            index
+                .entry(spelling)
+                .and_modify(|s| {
+                    if let Spelling::One(j) = *s
+                        && j != i
+                    {
+                        *s = Spelling::Ambiguous(j, i);
+                    }
+                })
+                .or_insert(Spelling::One(i));
         }
     }
     index

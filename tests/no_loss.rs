@@ -1,0 +1,117 @@
+//! The promise that no memory is lost (issue 9): each case from a week of ordinary
+//! accidents, through the real binary. Regression tests are named after the issue.
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use crate::harness::Test;
+use crate::util::*;
+
+/// Issue 9, case 1: a copy is a new path, and an index keyed by path must be given it, or
+/// the copy's text is lost once the original changes.
+#[test]
+fn issue_9_a_copied_memory_is_sent_under_its_own_name() {
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("home.txt", "Wifi password is hunter2.")
+        .args(&["--once"])
+        .run();
+    let env = run.env();
+    let backup = env.data_file("home-backup.txt", "Wifi password is hunter2.");
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
+    assert_eq!(env.calls()[1].args, [bytes(&backup)], "{ingest:#}");
+    assert_eq!(ingest["counts"]["known_content"], 0, "{ingest:#}");
+}
+
+/// Issue 9, case 1: renaming a note and writing a new one under the old name sends both.
+#[test]
+fn issue_9_a_renamed_memory_is_sent_under_its_new_name() {
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("note.txt", "the old note")
+        .args(&["--once"])
+        .run();
+    let env = run.env();
+    std::fs::rename(env.data().join("note.txt"), env.data().join("renamed.txt")).unwrap();
+    let new = env.data_file("note.txt", "a new note");
+    env.test().args(&["--once"]).run();
+    let mut sent = env.calls()[1].args.clone();
+    sent.sort();
+    assert_eq!(sent, [bytes(&new), bytes(&env.data().join("renamed.txt"))]);
+}
+
+/// Issue 9, case 1: skipping known content stays available, as an explicit opt-in.
+#[test]
+fn issue_9_skipping_known_content_is_an_opt_in() {
+    let run = Test::new()
+        .rules(&["--"], "skip_known_content = true\n")
+        .data("home.txt", "same text")
+        .args(&["--once"])
+        .run();
+    let env = run.env();
+    env.data_file("copy.txt", "same text");
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
+    assert_eq!(env.calls().len(), 1, "the copy is recorded, not sent");
+    assert_eq!(ingest["counts"]["known_content"], 1, "{ingest:#}");
+}
+
+/// Issue 9, case 2: `Data/x.txt` spells both Data/x.txt (from the home) and the key of
+/// Data/Data/x.txt. A report that uses it cannot say which file failed: the batch is
+/// recorded as nothing and sent again, with the reason.
+#[test]
+fn issue_9_an_ambiguous_reported_path_records_nothing_of_the_batch() {
+    let result = json!({"failed": [{"path": "Data/x.txt", "error": "bad"}]}).to_string();
+    let run = Test::new()
+        .rules(&["--result", &result, "--"], "")
+        .data("x.txt", "outer")
+        .data("Data/x.txt", "inner")
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("could be")
+        .run();
+    let env = run.env();
+    let hashes = std::fs::read_to_string(env.state("ingest_hash.json")).unwrap_or_default();
+    assert!(!hashes.contains("x.txt"), "nothing recorded: {hashes}");
+    assert!(!env.state("task_queue.json").exists(), "no task made");
+    // With a report that names files exactly, both are recorded.
+    env.rules(&["--"], "");
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    let files = env.state_json("ingest_hash.json")["files"].clone();
+    assert!(files.get("x.txt").is_some() && files.get("Data/x.txt").is_some());
+}
+
+/// Issue 9, case 4: a date before 1970 (Python's `datetime.min`, a task updated in 1960)
+/// is read and written like any other; the run goes on to every action.
+#[test]
+fn issue_9_dates_before_1970_do_not_crash_a_run() {
+    let run = Test::new()
+        .retry_rules(&[], "")
+        .state_file(
+            "task_queue.json",
+            &json!({"tasks": [
+                {"id": "old", "step": "x", "status": "failed", "created_at": "0001-01-01T00:00:00"},
+                {"id": "sixties", "step": "x", "status": "running", "updated_at": "1960-01-01T00:00:00"}
+            ]}),
+        )
+        .args(&["--once", "--json"])
+        .run();
+    let retry = run.action("retry");
+    assert_eq!(retry["counts"]["done"], 1, "{retry:#}");
+    assert_eq!(retry["counts"]["stuck"], 1, "{retry:#}");
+    let env = run.env();
+    assert_eq!(env.runs().len(), 1, "the run is logged");
+    let tasks = env.state_json("task_queue.json")["tasks"].clone();
+    assert_eq!(
+        tasks[0]["created_at"], "0001-01-01T00:00:00",
+        "kept as written"
+    );
+    assert_eq!(tasks[1]["status"], "failed");
+}
