@@ -115,3 +115,37 @@ fn issue_9_dates_before_1970_do_not_crash_a_run() {
     );
     assert_eq!(tasks[1]["status"], "failed");
 }
+
+/// Issue 9, case 10: a retry whose step fails exits 1, as ingest does: a step that failed
+/// on anything in the run fails the run, whichever action ran it.
+#[test]
+fn issue_9_a_failing_retry_step_fails_the_run() {
+    let run = Test::new()
+        .retry_rules(&["--exit", "3"], "")
+        .state_file(
+            "task_queue.json",
+            &json!({"tasks": [{"id": "t", "step": "x", "status": "failed"}]}),
+        )
+        .args(&["--once", "--mode", "retry"])
+        .status(1)
+        .run();
+    let tasks = run.env().state_json("task_queue.json")["tasks"].clone();
+    assert_eq!(tasks[0]["status"], "failed");
+    assert_eq!(tasks[0]["attempts"], 1);
+}
+
+/// Issue 9, case 10: a data_dir that is a regular file is an error naming it, not
+/// "0 files, all ingested".
+#[test]
+fn issue_9_a_data_dir_that_is_a_file_fails_ingest() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    std::fs::remove_dir(env.data()).unwrap();
+    env.write("Data", "not a folder");
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("not a folder")
+        .run();
+    assert!(env.calls().is_empty());
+}

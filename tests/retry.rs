@@ -117,9 +117,11 @@ fn a_failure_backs_off_exponentially_and_the_last_attempt_makes_the_task_dead() 
             task("own-limit", "ingest", json!({"attempts": 3, "max_attempts": 10})),
         ]}),
     );
+    // The step failed on tasks of this run: the run exits 1 (issue 9, case 10).
     let retry = env
         .test()
         .args(&["--once", "--mode", "retry", "--json"])
+        .status(1)
         .run()
         .action("retry");
     assert_eq!(retry["counts"]["failed_again"], 2, "{retry:#}");
@@ -270,6 +272,7 @@ fn consecutive_failures_of_one_step_open_the_circuit_breaker_across_runs() {
     let retry = env
         .test()
         .args(&["--once", "--mode", "retry", "--json"])
+        .status(1)
         .run()
         .action("retry");
     assert_eq!(

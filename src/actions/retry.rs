@@ -210,7 +210,11 @@ fn summarise(
         report.counts.insert(key.into(), n.into());
     }
     let ran = done + failed + dead;
-    report.outcome = if ran > 0 || !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
+    // A step that failed on anything fails the action (exit 1), as it does for ingest and
+    // upload; the tasks themselves are recorded for the next attempt either way.
+    report.outcome = if failed + dead > 0 {
+        Outcome::Failed
+    } else if ran > 0 || !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
         Outcome::Ran
     } else {
         Outcome::NothingToDo

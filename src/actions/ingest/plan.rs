@@ -347,11 +347,23 @@ fn open_tasks(queue: &TaskQueue) -> HashMap<&str, IngestTask<'_>> {
 /// globs and not the exclude globs. Only a missing data_dir is an error; anything
 /// unreadable below it is listed and skipped.
 pub fn scan(data_dir: &Path, config: &IngestConfig) -> Result<Scan> {
-    if let Err(source) = std::fs::metadata(data_dir) {
-        return Err(Error::Scan {
-            path: data_dir.to_path_buf(),
-            source,
-        });
+    match std::fs::metadata(data_dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Scan {
+                path: data_dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    "data_dir is not a folder",
+                ),
+            });
+        }
+        Err(source) => {
+            return Err(Error::Scan {
+                path: data_dir.to_path_buf(),
+                source,
+            });
+        }
     }
     let walk = walk::memory_files(data_dir, config);
     let found = walk
