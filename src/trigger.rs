@@ -54,8 +54,9 @@ impl Trigger {
         }
     }
 
-    /// The trigger a merged run is recorded under (see [`Trigger::coverage`]); on a tie,
-    /// the earlier one stays.
+    /// The trigger a merged run is recorded under: the one that covers the most (a
+    /// startup catch-up covers a tick, which covers a single event); on a tie, the earlier
+    /// one stays.
     #[must_use]
     pub fn merge(self, other: Trigger) -> Trigger {
         if other.coverage() > self.coverage() {

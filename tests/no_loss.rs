@@ -149,3 +149,62 @@ fn issue_9_a_data_dir_that_is_a_file_fails_ingest() {
         .run();
     assert!(env.calls().is_empty());
 }
+
+/// Issue 9, case 9: a `pending` task is one no one has tried yet; retry runs it.
+#[test]
+fn issue_9_a_pending_task_is_run() {
+    let run = Test::new()
+        .retry_rules(&[], "")
+        .state_file(
+            "task_queue.json",
+            &json!({"tasks": [{"id": "p", "step": "x", "status": "pending"}]}),
+        )
+        .args(&["--once", "--mode", "retry"])
+        .run();
+    assert_eq!(run.env().calls()[0].args, [b"p".to_vec()]);
+    assert_eq!(
+        run.env().state_json("task_queue.json")["tasks"][0]["status"],
+        "done"
+    );
+}
+
+/// Issue 9, case 9: two tasks with one id, and a task with no id, cannot be acted on
+/// safely: none runs, each run says why, and the watchdog reports them.
+#[test]
+fn issue_9_tasks_with_a_shared_or_missing_id_are_reported_not_run() {
+    let env = TestEnv::new();
+    let retry = env.step_argv_raw(&["--", "{task_id}"]);
+    env.raw_rules(&format!(
+        "[actions.retry]\ncommand = {retry}\n[actions.watchdog]\n"
+    ));
+    env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [
+            {"id": "twin", "step": "x", "status": "done"},
+            {"id": "twin", "step": "x", "status": "failed"},
+            {"step": "x", "status": "failed"}
+        ]}),
+    );
+    let record = env.test().args(&["--once", "--json"]).run().record();
+    assert!(env.calls().is_empty(), "no task ran");
+    let reasons = record["actions"][0]["reasons"].to_string();
+    assert!(
+        reasons.contains("task id \\\"twin\\\" is used by 2 tasks"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("task #3 has no id"), "{reasons}");
+    assert!(
+        !record["actions"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("changed by another writer"),
+        "{record:#}"
+    );
+    let health = env.state_json("watchdog_state.json");
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    assert!(
+        health["problems"]
+            .to_string()
+            .contains("is used by 2 tasks")
+    );
+}

@@ -393,6 +393,38 @@ struct Ran {
     failure: Failure,
 }
 
+/// The command for one task: its own command when it has one, else the retry command with
+/// `{task_id}`; the task as JSON on stdin.
+fn invocation(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    id: &str,
+    json: Option<&Value>,
+    own_command: Option<Vec<String>>,
+) -> Invocation {
+    let mut stdin = serde_json::to_vec(&json).expect("a task always serialises");
+    stdin.push(b'\n');
+    let argv = match own_command {
+        Some(argv) => argv.into_iter().map(OsString::from).collect(),
+        None => runner::expand(
+            &config.command.argv,
+            &Vars {
+                task_id: Some(id),
+                ..Vars::default()
+            },
+        ),
+    };
+    let mut env = ctx.step_env(Action::Retry, None);
+    env.push(("MEMSCHED_TASK_ID", OsString::from(id)));
+    Invocation {
+        argv,
+        cwd: ctx.paths.home.clone(),
+        env,
+        stdin: Some(stdin),
+        timeout: config.command.timeout,
+    }
+}
+
 /// Takes one task (failed -> running), runs it, records the result. The error is for
 /// what stops the whole action (the queue cannot be read or written).
 fn run_one(ctx: &Context<'_>, config: &RetryConfig, due: &Due) -> Result<Ran> {
@@ -401,7 +433,10 @@ fn run_one(ctx: &Context<'_>, config: &RetryConfig, due: &Due) -> Result<Ran> {
         let Some(task) = queue.get(&due.id) else {
             return (false, None);
         };
-        if task.status() != Some(TaskStatus::Failed) {
+        if !matches!(
+            task.status(),
+            Some(TaskStatus::Failed | TaskStatus::Pending)
+        ) {
             return (false, None);
         }
         let json = queue.task_json(&due.id);
@@ -420,27 +455,7 @@ fn run_one(ctx: &Context<'_>, config: &RetryConfig, due: &Due) -> Result<Ran> {
             failure: Failure::None,
         });
     };
-    let mut stdin = serde_json::to_vec(&json).expect("a task always serialises");
-    stdin.push(b'\n');
-    let argv = match own_command {
-        Some(argv) => argv.into_iter().map(OsString::from).collect(),
-        None => runner::expand(
-            &config.command.argv,
-            &Vars {
-                task_id: Some(&due.id),
-                ..Vars::default()
-            },
-        ),
-    };
-    let mut env = ctx.step_env(Action::Retry, None);
-    env.push(("MEMSCHED_TASK_ID", OsString::from(&due.id)));
-    let invocation = Invocation {
-        argv,
-        cwd: ctx.paths.home.clone(),
-        env,
-        stdin: Some(stdin),
-        timeout: config.command.timeout,
-    };
+    let invocation = invocation(ctx, config, &due.id, json.as_ref(), own_command);
     let (report, error, failure) = match runner::run(&invocation) {
         Ok(report) if report.success() => (Some(report), None, Failure::None),
         Ok(report) => {

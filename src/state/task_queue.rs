@@ -2,6 +2,7 @@
 //! write takes `task_queue.json.lock`, re-reads the file and changes only the tasks this
 //! run touched.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -170,6 +171,41 @@ impl TaskQueue {
     /// changed anything, and a value.
     pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
         ListDoc::update(&paths.task_queue, "tasks", change)
+    }
+
+    /// Tasks no one can act on safely, one sentence each: a task without an id (nothing
+    /// can record its result) and an id held by more than one task (a result would land on
+    /// the wrong one). Retry runs none of them and the watchdog reports them. The one home
+    /// of this rule.
+    #[must_use]
+    pub fn malformed(&self) -> Vec<String> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut out = Vec::new();
+        for (place, task) in self.tasks().enumerate() {
+            match task.id() {
+                Some(id) => *seen.entry(id).or_default() += 1,
+                None => out.push(format!(
+                    "task #{} has no id: give it one so its result can be recorded",
+                    place + 1
+                )),
+            }
+        }
+        let mut twice: Vec<(&str, usize)> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+        twice.sort_unstable();
+        out.extend(twice.into_iter().map(|(id, n)| {
+            format!("task id {id:?} is used by {n} tasks: give each its own id; none of them runs")
+        }));
+        out
+    }
+
+    /// The ids that name more than one task (see [`TaskQueue::malformed`]).
+    #[must_use]
+    pub fn duplicate_ids(&self) -> HashSet<&str> {
+        let mut seen = HashSet::new();
+        self.tasks()
+            .filter_map(TaskView::id)
+            .filter(|id| !seen.insert(*id))
+            .collect()
     }
 
     /// The task with `id` as JSON, for a step's stdin.

@@ -50,6 +50,8 @@ pub struct RetryPlan {
     pub paused: Vec<(String, String)>,
     /// Tasks by status, as read.
     pub by_status: BTreeMap<String, usize>,
+    /// Tasks no one can act on safely (see `TaskQueue::malformed`): reported, not run.
+    pub malformed: Vec<String>,
 }
 
 impl RetryPlan {
@@ -90,6 +92,9 @@ impl RetryPlan {
                 "pause {id}: the circuit breaker of step {step} is open"
             ));
         }
+        for m in self.malformed.iter().take(LISTED) {
+            out.push(format!("malformed: {m}"));
+        }
         if let Some(next) = self.next_due {
             out.push(format!(
                 "{} tasks wait for their backoff; the next is due at {}",
@@ -109,12 +114,18 @@ pub fn plan(
     open: &[OpenBreaker],
     now: SystemTime,
 ) -> RetryPlan {
-    let mut plan = RetryPlan::default();
+    let mut plan = RetryPlan {
+        malformed: queue.malformed(),
+        ..RetryPlan::default()
+    };
+    let duplicates = queue.duplicate_ids();
     for task in queue.tasks() {
         let status = task.status();
         let shown = status.as_ref().map_or("(none)", TaskStatus::name);
         *plan.by_status.entry(shown.to_owned()).or_default() += 1;
-        let Some(id) = task.id() else { continue };
+        let Some(id) = task.id().filter(|id| !duplicates.contains(id)) else {
+            continue;
+        };
         let max_attempts = task
             .max_attempts()
             .unwrap_or(u64::from(config.max_attempts));
@@ -134,7 +145,8 @@ pub fn plan(
                     });
                 }
             }
-            Some(TaskStatus::Failed) if task.attempts() >= max_attempts => {
+            // `pending` is a task no one has tried yet: due like a failed one.
+            Some(TaskStatus::Failed | TaskStatus::Pending) if task.attempts() >= max_attempts => {
                 plan.exhausted.push(Repair {
                     id: id.to_owned(),
                     attempts: task.attempts(),
@@ -145,20 +157,22 @@ pub fn plan(
                     ),
                 });
             }
-            Some(TaskStatus::Failed) => match task.next_attempt_at().filter(|at| *at > now) {
-                Some(at) => {
-                    plan.waiting += 1;
-                    plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
-                }
-                None => {
-                    let step = task.step().unwrap_or("").to_owned();
-                    if open.iter().any(|b| b.step == step && b.until > now) {
-                        plan.paused.push((id.to_owned(), step));
-                    } else {
-                        plan.due.push(due(task, id, step, config, max_attempts));
+            Some(TaskStatus::Failed | TaskStatus::Pending) => {
+                match task.next_attempt_at().filter(|at| *at > now) {
+                    Some(at) => {
+                        plan.waiting += 1;
+                        plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
+                    }
+                    None => {
+                        let step = task.step().unwrap_or("").to_owned();
+                        if open.iter().any(|b| b.step == step && b.until > now) {
+                            plan.paused.push((id.to_owned(), step));
+                        } else {
+                            plan.due.push(due(task, id, step, config, max_attempts));
+                        }
                     }
                 }
-            },
+            }
             _ => {}
         }
     }

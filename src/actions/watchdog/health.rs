@@ -164,6 +164,12 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
         .retry
         .as_ref()
         .map_or(defaults::STUCK_AFTER, |r| r.stuck_after);
+    h.problems.extend(
+        queue
+            .malformed()
+            .into_iter()
+            .map(|m| format!("task_queue.json: {m}")),
+    );
     for t in queue.tasks() {
         let status = t.status();
         let shown = status.as_ref().map_or("(none)", TaskStatus::name);
