@@ -27,6 +27,7 @@ use crate::scope::Scope;
 use crate::state::{timestamp, watchdog_state};
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
+use crate::watcher_kind::WatcherKind;
 use baseline::{Baselines, Verdict};
 use scheduler::{RunOrder, Scheduler, Settings};
 
@@ -53,7 +54,7 @@ enum Input {
 /// What the watcher says about itself in watchdog_state.json, under "watcher".
 #[derive(Debug, Clone, Default)]
 struct Health {
-    kind: &'static str,
+    kind: WatcherKind,
     canary: Option<(String, String)>,
     rules_error: Option<String>,
     rescans: u64,
@@ -146,7 +147,11 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         channels,
         now,
     );
-    d.start_watcher(options.poll)?;
+    d.start_watcher(if options.poll {
+        WatcherKind::Poll
+    } else {
+        WatcherKind::Inotify
+    })?;
     if d.roots.pause_file.exists() {
         log::info!(
             "paused: {} exists; runs wait until it is removed",
@@ -157,7 +162,7 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
     log::info!(
         "watching {} ({}) for {}; rules {}",
         d.roots.data_dir.display(),
-        d.health.kind,
+        d.health.kind.name(),
         options
             .allowed
             .iter()
@@ -237,7 +242,7 @@ impl Daemon {
         }
     }
 
-    fn start_watcher(&mut self, poll: bool) -> Result<()> {
+    fn start_watcher(&mut self, kind: WatcherKind) -> Result<()> {
         self.watcher = None;
         let watcher = watch::start(
             &self.roots,
@@ -245,7 +250,7 @@ impl Daemon {
             &self.batches_tx,
             &self.notices_tx,
             &self.lost,
-            poll,
+            kind,
         )?;
         self.health.kind = watcher.kind();
         self.watcher = Some(watcher);
@@ -483,7 +488,7 @@ impl Daemon {
                 self.rules = rules;
                 self.health.rules_error = None;
                 log::info!("rules reloaded from {}", self.rules_file.display());
-                if rebuild && let Err(e) = self.start_watcher(self.health.kind == "poll") {
+                if rebuild && let Err(e) = self.start_watcher(self.health.kind) {
                     log::error!(
                         "cannot restart the watcher with the new debounce: {}",
                         e.chain()
@@ -516,7 +521,7 @@ impl Daemon {
         if self.sched.canary_missed(now) {
             self.canary_misses += 1;
             let _ = std::fs::remove_file(&self.roots.canary_file);
-            let poll = self.canary_misses > 1 || self.health.kind == "poll";
+            let poll = self.canary_misses > 1 || self.health.kind == WatcherKind::Poll;
             log::warn!(
                 "the watcher did not report its canary in {}: {}",
                 self.roots.data_dir.display(),
@@ -527,7 +532,12 @@ impl Daemon {
                 }
             );
             self.health.canary = Some(("missed".to_owned(), timestamp(SystemTime::now())));
-            if let Err(e) = self.start_watcher(poll) {
+            let kind = if poll {
+                WatcherKind::Poll
+            } else {
+                WatcherKind::Inotify
+            };
+            if let Err(e) = self.start_watcher(kind) {
                 log::error!("cannot rebuild the watcher: {}", e.chain());
             }
             self.sched
