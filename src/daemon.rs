@@ -3,6 +3,7 @@
 //! running each reconcile on a worker thread so the loop keeps listening.
 
 mod baseline;
+mod routing;
 pub mod scheduler;
 
 use std::path::{Path, PathBuf};
@@ -17,18 +18,17 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::action::Action;
 use crate::error::{Error, Exit, Result};
-use crate::event_kind::EventKind;
 use crate::lock;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
 use crate::rules::Rules;
-use crate::scope::Scope;
 use crate::state::{timestamp, watchdog_state};
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
 use crate::watcher_kind::WatcherKind;
-use baseline::{Baselines, Verdict};
+use baseline::Baselines;
+use routing::{Facts, Route};
 use scheduler::{RunOrder, Scheduler, Settings};
 
 /// Debounced batches the loop may fall behind by before it drops them and rescans.
@@ -341,22 +341,36 @@ impl Daemon {
         let now = Instant::now();
         for event in batch {
             for change in watch::classify(event, &self.roots) {
-                self.on_change(change, now);
+                self.on_change(&change, now);
             }
         }
     }
 
-    fn on_change(&mut self, change: Change, now: Instant) {
-        match change {
-            Change::Rescan => {
-                self.health.rescans += 1;
-                log::warn!("the watcher lost events (rescan flag): reconciling everything");
-                self.sched.rescan("rescan: the watcher lost events", now);
+    /// Gathers the facts routing asks for (the only I/O a change costs), then carries out
+    /// its route.
+    fn on_change(&mut self, change: &Change, now: Instant) {
+        let needs = routing::needs(change, &self.rules);
+        let facts = Facts {
+            paused: self.sched.is_paused(),
+            pause_marker: needs.pause_marker && self.roots.pause_file.exists(),
+            is_dir: needs.is_dir.is_some_and(|path| path.is_dir()),
+            verdict: needs
+                .verdict
+                .map(|path| self.baselines.judge(&self.paths, &path)),
+        };
+        match routing::route(change, &self.rules, &facts) {
+            Route::Wake { wakes, deferred } => {
+                for wake in wakes {
+                    if deferred {
+                        log::debug!("deferred while paused: {} for {}", wake.action, wake.reason);
+                    }
+                    self.sched.event(wake.action, wake.reason, now);
+                }
             }
-            Change::Rules => self.reload_rules(),
-            Change::Pause => {
-                let paused = self.roots.pause_file.exists();
-                if paused != self.sched.is_paused() {
+            Route::Ignored(why) => log::debug!("ignored {why}"),
+            Route::Rules => self.reload_rules(),
+            Route::Pause { paused, turned } => {
+                if turned {
                     log::info!(
                         "{} {}: runs {}",
                         self.roots.pause_file.display(),
@@ -370,7 +384,7 @@ impl Daemon {
                 }
                 self.sched.set_paused(paused, now);
             }
-            Change::Canary => {
+            Route::Canary => {
                 if self.sched.canary_seen() {
                     log::debug!("canary came back: the watcher hears data_dir");
                     self.canary_misses = 0;
@@ -379,66 +393,10 @@ impl Daemon {
                     self.report_health();
                 }
             }
-            Change::File {
-                scope,
-                rel,
-                kind,
-                path,
-            } => self.on_file(scope, &rel, kind, &path, now),
-        }
-    }
-
-    /// A file change: which rules match, and for a state file whether the change matters.
-    fn on_file(&mut self, scope: Scope, rel: &Path, kind: EventKind, path: &Path, now: Instant) {
-        let shown = crate::file_key::display(rel);
-        if scope == Scope::Data
-            && matches!(kind, EventKind::Create | EventKind::Rename)
-            && path.is_dir()
-        {
-            // inotify watches a new folder only after hearing of it; files written into it
-            // before then make no event. The plans find them: wake every data rule.
-            for rule in self.rules.rules.iter().filter(|r| r.scope == Scope::Data) {
-                for action in &rule.run {
-                    let reason = format!(
-                        "new folder {shown}: reconcile what it holds (rule \"{}\")",
-                        rule.name
-                    );
-                    self.sched.event(*action, reason, now);
-                }
-            }
-            return;
-        }
-        let rules = self.rules.matching(scope, rel, kind);
-        if rules.is_empty() {
-            log::debug!("ignored {} {shown}: no rule matches", kind.name());
-            return;
-        }
-        if scope == Scope::State {
-            match self.baselines.judge(&self.paths, path) {
-                Verdict::Changed => {}
-                Verdict::OwnWrite => {
-                    log::debug!("ignored {shown}: memsched's own write");
-                    return;
-                }
-                Verdict::Unchanged(what) => {
-                    log::debug!("ignored {shown}: {what} did not change");
-                    return;
-                }
-                Verdict::Unreadable(e) => {
-                    log::debug!(
-                        "ignored {shown}: does not parse yet ({e}); waiting for its writer's next event"
-                    );
-                    return;
-                }
-            }
-        }
-        for rule in rules {
-            for action in &rule.run {
-                let reason = format!("{} {shown} (rule \"{}\")", kind.name(), rule.name);
-                if self.sched.is_paused() {
-                    log::debug!("deferred while paused: {action} for {reason}");
-                }
-                self.sched.event(*action, reason, now);
+            Route::Rescan => {
+                self.health.rescans += 1;
+                log::warn!("the watcher lost events (rescan flag): reconciling everything");
+                self.sched.rescan("rescan: the watcher lost events", now);
             }
         }
     }
@@ -566,6 +524,8 @@ mod tests {
     //! The loop's translation of changes into runs, on the test thread: fake changes in,
     //! scheduler decisions out. No watcher, no threads, no sleeping.
     use super::*;
+    use crate::event_kind::EventKind;
+    use crate::scope::Scope;
     use crate::state::atomic;
 
     struct Fixture {
@@ -642,10 +602,10 @@ mod tests {
             t0,
         } = fixture();
         let ignored = file(&d, Scope::Data, "notes.md", EventKind::Create);
-        d.on_change(ignored, t0);
+        d.on_change(&ignored, t0);
         assert_eq!(d.sched.poll(t0 + LATER), None, "no rule matches notes.md");
         let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
         assert_eq!(run.reasons, ["create a.txt (rule \"memories\")"]);
@@ -661,14 +621,14 @@ mod tests {
         let queue = d.paths.task_queue.clone();
         atomic::write(&queue, br#"{"tasks": [{"id": "a", "status": "done"}]}"#).unwrap();
         let change = file(&d, Scope::State, "task_queue.json", EventKind::Modify);
-        d.on_change(change.clone(), t0);
+        d.on_change(&change, t0);
         assert_eq!(d.sched.poll(t0 + LATER), None, "memsched's own write");
         std::fs::write(
             &queue,
             r#"{"tasks": [{"id": "a", "status": "done"}, {"id": "b", "status": "failed"}]}"#,
         )
         .unwrap();
-        d.on_change(change, t0 + LATER);
+        d.on_change(&change, t0 + LATER);
         assert_eq!(
             d.sched.poll(t0 + LATER * 2).unwrap().actions,
             [Action::Retry]
@@ -683,12 +643,12 @@ mod tests {
             t0,
         } = fixture();
         std::fs::write(&d.roots.pause_file, "").unwrap();
-        d.on_change(Change::Pause, t0);
+        d.on_change(&Change::Pause, t0);
         let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         assert_eq!(d.sched.poll(t0 + LATER * 60), None);
         std::fs::remove_file(&d.roots.pause_file).unwrap();
-        d.on_change(Change::Pause, t0 + LATER * 60);
+        d.on_change(&Change::Pause, t0 + LATER * 60);
         let run = d.sched.poll(t0 + LATER * 60).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Resume, 2));
     }
@@ -702,7 +662,7 @@ mod tests {
         } = fixture();
         std::fs::create_dir(d.roots.data_dir.join("inbox")).unwrap();
         let change = file(&d, Scope::Data, "inbox", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
         assert!(
@@ -711,7 +671,7 @@ mod tests {
             run.reasons
         );
         d.sched.run_finished();
-        d.on_change(Change::Rescan, t0 + LATER);
+        d.on_change(&Change::Rescan, t0 + LATER);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Rescan, 2));
     }
