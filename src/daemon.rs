@@ -1,9 +1,15 @@
-//! The always-on watcher: one event loop over the watcher's batches and one control
-//! channel (notices, signals, finished runs), deciding through the pure [`Scheduler`] and
-//! running each reconcile on a worker thread so the loop keeps listening.
+//! The always-on watcher's loop: bootstrap, the channels and the threads that feed them,
+//! the run worker, signals and rules reloads. It only wires; the decisions are pure and
+//! live apart (the watchexec split of a worker that runs the loop and a handler that
+//! decides): `routing` turns a change into actions, [`Scheduler`] decides when they run,
+//! `canary` when the watcher is deaf, and `self_report` is what the loop says about
+//! itself. Each reconcile runs on a worker thread so the loop keeps listening.
 
 mod baseline;
+mod canary;
+mod routing;
 pub mod scheduler;
+mod self_report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,23 +18,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
 use notify_debouncer_full::DebouncedEvent;
-use serde_json::{Value, json};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::action::Action;
 use crate::error::{Error, Exit, Result};
-use crate::event_kind::EventKind;
 use crate::lock;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
 use crate::rules::Rules;
-use crate::scope::Scope;
-use crate::state::{timestamp, watchdog_state};
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
-use baseline::{Baselines, Verdict};
+use crate::watcher_kind::WatcherKind;
+use baseline::Baselines;
+use canary::Canary;
+use routing::{Facts, Route};
 use scheduler::{RunOrder, Scheduler, Settings};
+use self_report::{CanaryMark, CanaryStatus, SelfReport};
 
 /// Debounced batches the loop may fall behind by before it drops them and rescans.
 pub const DEFAULT_EVENT_QUEUE: usize = 4096;
@@ -50,58 +56,110 @@ enum Input {
     Finished(Box<RunRecord>),
 }
 
-/// What the watcher says about itself in watchdog_state.json, under "watcher".
-#[derive(Debug, Clone, Default)]
-struct Health {
-    kind: &'static str,
-    canary: Option<(String, String)>,
-    rules_error: Option<String>,
-    rescans: u64,
-    unannounced: Option<u64>,
+/// The rules in force and what decides which of their actions may run.
+struct Config {
+    /// Where the rules are reloaded from.
+    file: PathBuf,
+    rules: Rules,
+    /// The actions `--mode` allows; the scheduler runs those of them the rules configure.
+    modes: Vec<Action>,
 }
 
-impl Health {
-    fn to_json(&self) -> Value {
-        json!({
-            "pid": std::process::id(),
-            "kind": self.kind,
-            "canary": self.canary.as_ref().map(|(status, at)| json!({"status": status, "at": at})),
-            "rules_error": self.rules_error,
-            "rescans": self.rescans,
-            "unannounced_last_tick": self.unannounced,
-            "updated_at": timestamp(SystemTime::now()),
-        })
+impl Config {
+    /// The allowed actions that the rules configure.
+    fn runnable(&self) -> Vec<Action> {
+        self.modes
+            .iter()
+            .copied()
+            .filter(|a| self.rules.is_configured(*a))
+            .collect()
+    }
+
+    fn settings(&self) -> Settings {
+        Settings::from_rules(self.rules.debounce, self.rules.max_wait, self.rules.tick)
+    }
+}
+
+/// The file-system watcher, where it looks, and the senders it is rebuilt with.
+struct Watching {
+    /// `None` only while it is being replaced, or after a replacement failed.
+    watcher: Option<Watcher>,
+    /// The kind of the watcher last started; a failed replacement leaves it as it was.
+    kind: WatcherKind,
+    roots: Roots,
+    batches: Sender<Vec<DebouncedEvent>>,
+    notices: Sender<Notice>,
+    /// Set by the watcher when it drops a batch (one Overflow notice per episode);
+    /// cleared when the loop has answered with a rescan.
+    lost: Arc<AtomicBool>,
+}
+
+impl Watching {
+    /// Starts a watcher of `kind` (it may fall back to polling), replacing the running one.
+    fn start(&mut self, debounce: Duration, kind: WatcherKind) -> Result<()> {
+        // The old watcher goes first, so its inotify watches are free for the new one.
+        self.watcher = None;
+        let watcher = watch::start(
+            &self.roots,
+            debounce,
+            &self.batches,
+            &self.notices,
+            &self.lost,
+            kind,
+        )?;
+        self.kind = watcher.kind();
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+}
+
+/// What the run threads get from the loop.
+struct Worker {
+    /// Where a finished run's record goes.
+    done: Sender<Input>,
+    /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Runs `order` on a thread of its own, then records it and hands it back to the loop.
+    fn spawn(&self, paths: &Paths, rules: &Rules, order: RunOrder) {
+        let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
+        log::info!(
+            "run ({}) of {}: woken by {}",
+            order.trigger.name(),
+            names.join(", "),
+            order.reasons.join("; ")
+        );
+        let request = Request {
+            actions: order.actions,
+            trigger: order.trigger,
+            dry_run: false,
+            progress: false,
+            woken_by: order.reasons,
+            stop: Arc::clone(&self.stop),
+        };
+        let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
+        std::thread::spawn(move || {
+            let record = reconcile::run(&paths, &rules, &request);
+            if let Err(e) = reconcile::record(&paths, &rules, &record) {
+                log::error!("the run was not recorded: {}", e.chain());
+            }
+            let _ = tx.send(Input::Finished(Box::new(record)));
+        });
     }
 }
 
 /// Everything the loop owns.
 struct Daemon {
     paths: Paths,
-    rules_file: PathBuf,
-    rules: Rules,
-    roots: Roots,
+    config: Config,
     sched: Scheduler,
     baselines: Baselines,
-    watcher: Option<Watcher>,
-    health: Health,
-    batches_tx: Sender<Vec<DebouncedEvent>>,
-    control_tx: Sender<Input>,
-    notices_tx: Sender<Notice>,
-    lost: Arc<AtomicBool>,
-    canary_misses: u32,
-    /// The actions `--mode` allows; the scheduler runs those of them the rules configure.
-    modes: Vec<Action>,
-    /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
-    stop: Arc<AtomicBool>,
-}
-
-/// The allowed actions that the rules configure.
-fn runnable(modes: &[Action], rules: &Rules) -> Vec<Action> {
-    modes
-        .iter()
-        .copied()
-        .filter(|a| rules.is_configured(*a))
-        .collect()
+    watching: Watching,
+    canary: Canary,
+    report: SelfReport,
+    worker: Worker,
 }
 
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
@@ -137,44 +195,42 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         control: control_tx,
         notices: notices_tx,
     };
-    let mut d = Daemon::new(
-        paths,
-        rules_file,
+    let config = Config {
+        file: rules_file.to_path_buf(),
         rules,
-        roots,
-        &options.allowed,
-        channels,
-        now,
-    );
-    d.start_watcher(options.poll)?;
-    if d.roots.pause_file.exists() {
+        modes: options.allowed.clone(),
+    };
+    let mut d = Daemon::new(paths, config, roots, channels, now);
+    let kind = if options.poll {
+        WatcherKind::Poll
+    } else {
+        WatcherKind::Inotify
+    };
+    d.watching.start(d.config.rules.debounce, kind)?;
+    if d.watching.roots.pause_file.exists() {
         log::info!(
             "paused: {} exists; runs wait until it is removed",
-            d.roots.pause_file.display()
+            d.watching.roots.pause_file.display()
         );
         d.sched.set_paused(true, now);
     }
     log::info!(
         "watching {} ({}) for {}; rules {}",
-        d.roots.data_dir.display(),
-        d.health.kind,
+        d.watching.roots.data_dir.display(),
+        d.watching.kind.name(),
         options
             .allowed
             .iter()
             .map(|a| a.name())
             .collect::<Vec<_>>()
             .join(", "),
-        d.rules_file.display()
+        d.config.file.display()
     );
     d.report_health();
     d.event_loop(&batches_rx, &control_rx);
-    let _ = std::fs::remove_file(&d.roots.canary_file);
+    d.canary.remove();
     log::info!("stopped");
     Ok(Exit::Ok)
-}
-
-fn settings(rules: &Rules) -> Settings {
-    Settings::from_rules(rules.debounce, rules.max_wait, rules.tick)
 }
 
 /// SIGINT, SIGTERM and SIGHUP become inputs; the signal thread only sends.
@@ -211,52 +267,38 @@ struct Channels {
 impl Daemon {
     fn new(
         paths: &Paths,
-        rules_file: &Path,
-        rules: Rules,
+        config: Config,
         roots: Roots,
-        allowed: &[Action],
         channels: Channels,
         now: Instant,
     ) -> Daemon {
         Daemon {
             paths: paths.clone(),
-            rules_file: rules_file.to_path_buf(),
-            sched: Scheduler::new(settings(&rules), runnable(allowed, &rules), now),
-            modes: allowed.to_vec(),
-            stop: Arc::new(AtomicBool::new(false)),
+            sched: Scheduler::new(config.settings(), config.runnable(), now),
+            config,
             baselines: Baselines::capture(paths),
-            roots,
-            rules,
-            watcher: None,
-            health: Health::default(),
-            batches_tx: channels.batches,
-            control_tx: channels.control,
-            notices_tx: channels.notices,
-            lost: Arc::new(AtomicBool::new(false)),
-            canary_misses: 0,
+            canary: Canary::new(roots.canary_file.clone()),
+            watching: Watching {
+                watcher: None,
+                kind: WatcherKind::default(),
+                roots,
+                batches: channels.batches,
+                notices: channels.notices,
+                lost: Arc::new(AtomicBool::new(false)),
+            },
+            report: SelfReport::default(),
+            worker: Worker {
+                done: channels.control,
+                stop: Arc::new(AtomicBool::new(false)),
+            },
         }
-    }
-
-    fn start_watcher(&mut self, poll: bool) -> Result<()> {
-        self.watcher = None;
-        let watcher = watch::start(
-            &self.roots,
-            self.rules.debounce,
-            &self.batches_tx,
-            &self.notices_tx,
-            &self.lost,
-            poll,
-        )?;
-        self.health.kind = watcher.kind();
-        self.watcher = Some(watcher);
-        Ok(())
     }
 
     fn event_loop(&mut self, batches: &Receiver<Vec<DebouncedEvent>>, control: &Receiver<Input>) {
         loop {
             let now = Instant::now();
             if let Some(order) = self.sched.poll(now) {
-                self.start_run(order);
+                self.worker.spawn(&self.paths, &self.config.rules, order);
             }
             self.canary(now);
             if self.sched.is_done() {
@@ -283,36 +325,6 @@ impl Daemon {
         }
     }
 
-    fn start_run(&self, order: RunOrder) {
-        let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
-        log::info!(
-            "run ({}) of {}: woken by {}",
-            order.trigger.name(),
-            names.join(", "),
-            order.reasons.join("; ")
-        );
-        let request = Request {
-            actions: order.actions,
-            trigger: order.trigger,
-            dry_run: false,
-            progress: false,
-            woken_by: order.reasons,
-            stop: Arc::clone(&self.stop),
-        };
-        let (paths, rules, tx) = (
-            self.paths.clone(),
-            self.rules.clone(),
-            self.control_tx.clone(),
-        );
-        std::thread::spawn(move || {
-            let record = reconcile::run(&paths, &rules, &request);
-            if let Err(e) = reconcile::record(&paths, &rules, &record) {
-                log::error!("the run was not recorded: {}", e.chain());
-            }
-            let _ = tx.send(Input::Finished(Box::new(record)));
-        });
-    }
-
     fn on_finished(&mut self, record: &RunRecord) {
         self.sched.run_finished();
         let mut unannounced = 0;
@@ -327,7 +339,7 @@ impl Daemon {
         }
         if record.trigger == Trigger::Tick {
             log::info!("tick: {unannounced} items found that no event announced");
-            self.health.unannounced = Some(unannounced);
+            self.report.unannounced = Some(unannounced);
             self.report_health();
         }
     }
@@ -335,26 +347,40 @@ impl Daemon {
     fn on_batch(&mut self, batch: &[DebouncedEvent]) {
         let now = Instant::now();
         for event in batch {
-            for change in watch::classify(event, &self.roots) {
-                self.on_change(change, now);
+            for change in watch::classify(event, &self.watching.roots) {
+                self.on_change(&change, now);
             }
         }
     }
 
-    fn on_change(&mut self, change: Change, now: Instant) {
-        match change {
-            Change::Rescan => {
-                self.health.rescans += 1;
-                log::warn!("the watcher lost events (rescan flag): reconciling everything");
-                self.sched.rescan("rescan: the watcher lost events", now);
+    /// Gathers the facts routing asks for (the only I/O a change costs), then carries out
+    /// its route.
+    fn on_change(&mut self, change: &Change, now: Instant) {
+        let needs = routing::needs(change, &self.config.rules);
+        let facts = Facts {
+            paused: self.sched.is_paused(),
+            pause_marker: needs.pause_marker && self.watching.roots.pause_file.exists(),
+            is_dir: needs.is_dir.is_some_and(|path| path.is_dir()),
+            verdict: needs
+                .verdict
+                .map(|path| self.baselines.judge(&self.paths, &path)),
+        };
+        match routing::route(change, &self.config.rules, &facts) {
+            Route::Wake { wakes, deferred } => {
+                for wake in wakes {
+                    if deferred {
+                        log::debug!("deferred while paused: {} for {}", wake.action, wake.reason);
+                    }
+                    self.sched.event(wake.action, wake.reason, now);
+                }
             }
-            Change::Rules => self.reload_rules(),
-            Change::Pause => {
-                let paused = self.roots.pause_file.exists();
-                if paused != self.sched.is_paused() {
+            Route::Ignored(why) => log::debug!("ignored {why}"),
+            Route::Rules => self.reload_rules(),
+            Route::Pause { paused, turned } => {
+                if turned {
                     log::info!(
                         "{} {}: runs {}",
-                        self.roots.pause_file.display(),
+                        self.watching.roots.pause_file.display(),
                         if paused { "appeared" } else { "was removed" },
                         if paused {
                             "wait"
@@ -365,75 +391,17 @@ impl Daemon {
                 }
                 self.sched.set_paused(paused, now);
             }
-            Change::Canary => {
-                if self.sched.canary_seen() {
+            Route::Canary => {
+                if self.canary.seen(&mut self.sched) {
                     log::debug!("canary came back: the watcher hears data_dir");
-                    self.canary_misses = 0;
-                    self.health.canary = Some(("ok".to_owned(), timestamp(SystemTime::now())));
-                    let _ = std::fs::remove_file(&self.roots.canary_file);
+                    self.report.canary = Some(CanaryMark::new(CanaryStatus::Ok, SystemTime::now()));
                     self.report_health();
                 }
             }
-            Change::File {
-                scope,
-                rel,
-                kind,
-                path,
-            } => self.on_file(scope, &rel, kind, &path, now),
-        }
-    }
-
-    /// A file change: which rules match, and for a state file whether the change matters.
-    fn on_file(&mut self, scope: Scope, rel: &Path, kind: EventKind, path: &Path, now: Instant) {
-        let shown = crate::file_key::display(rel);
-        if scope == Scope::Data
-            && matches!(kind, EventKind::Create | EventKind::Rename)
-            && path.is_dir()
-        {
-            // inotify watches a new folder only after hearing of it; files written into it
-            // before then make no event. The plans find them: wake every data rule.
-            for rule in self.rules.rules.iter().filter(|r| r.scope == Scope::Data) {
-                for action in &rule.run {
-                    let reason = format!(
-                        "new folder {shown}: reconcile what it holds (rule \"{}\")",
-                        rule.name
-                    );
-                    self.sched.event(*action, reason, now);
-                }
-            }
-            return;
-        }
-        let rules = self.rules.matching(scope, rel, kind);
-        if rules.is_empty() {
-            log::debug!("ignored {} {shown}: no rule matches", kind.name());
-            return;
-        }
-        if scope == Scope::State {
-            match self.baselines.judge(&self.paths, path) {
-                Verdict::Changed => {}
-                Verdict::OwnWrite => {
-                    log::debug!("ignored {shown}: memsched's own write");
-                    return;
-                }
-                Verdict::Unchanged(what) => {
-                    log::debug!("ignored {shown}: {what} did not change");
-                    return;
-                }
-                Verdict::Unreadable(e) => {
-                    log::debug!(
-                        "ignored {shown}: does not parse yet ({e}); waiting for its writer's next event"
-                    );
-                    return;
-                }
-            }
-        }
-        for rule in rules {
-            for action in &rule.run {
-                let reason = format!("{} {shown} (rule \"{}\")", kind.name(), rule.name);
-                if self.sched.is_paused() {
-                    log::debug!("deferred while paused: {action} for {reason}");
-                }
-                self.sched.event(*action, reason, now);
+            Route::Rescan => {
+                self.report.rescans += 1;
+                log::warn!("the watcher lost events (rescan flag): reconciling everything");
+                self.sched.rescan("rescan: the watcher lost events", now);
             }
         }
     }
@@ -442,8 +410,8 @@ impl Daemon {
         let now = Instant::now();
         match notice {
             Notice::Overflow => {
-                self.lost.store(false, Ordering::SeqCst);
-                self.health.rescans += 1;
+                self.watching.lost.store(false, Ordering::SeqCst);
+                self.report.rescans += 1;
                 log::warn!(
                     "the event loop fell behind and dropped a batch: reconciling everything"
                 );
@@ -454,7 +422,7 @@ impl Daemon {
                 for e in &errors {
                     log::warn!("watcher error: {e}");
                 }
-                self.health.rescans += 1;
+                self.report.rescans += 1;
                 self.sched
                     .rescan("rescan: the watcher reported errors", now);
             }
@@ -468,22 +436,29 @@ impl Daemon {
             return;
         }
         log::info!("signal {signal}: stopping; a running step may finish or reach its timeout");
-        self.stop.store(true, Ordering::SeqCst);
+        self.worker.stop.store(true, Ordering::SeqCst);
         self.sched.stop();
     }
 
     /// Applies an edited rules file, or keeps the last good rules and says why.
     fn reload_rules(&mut self) {
-        match Rules::load(&self.rules_file) {
+        match Rules::load(&self.config.file) {
             Ok(rules) => {
-                let rebuild = rules.debounce != self.rules.debounce;
-                self.roots.pause_file = self.roots.data_dir.join(&rules.pause_file);
-                self.sched.set_settings(settings(&rules), Instant::now());
-                self.sched.set_allowed(runnable(&self.modes, &rules));
-                self.rules = rules;
-                self.health.rules_error = None;
-                log::info!("rules reloaded from {}", self.rules_file.display());
-                if rebuild && let Err(e) = self.start_watcher(self.health.kind == "poll") {
+                let rebuild = rules.debounce != self.config.rules.debounce;
+                self.watching.roots.pause_file =
+                    self.watching.roots.data_dir.join(&rules.pause_file);
+                self.config.rules = rules;
+                self.sched
+                    .set_settings(self.config.settings(), Instant::now());
+                self.sched.set_allowed(self.config.runnable());
+                self.report.rules_error = None;
+                log::info!("rules reloaded from {}", self.config.file.display());
+                // The debouncer's timeout is fixed when it is built.
+                if rebuild
+                    && let Err(e) = self
+                        .watching
+                        .start(self.config.rules.debounce, self.watching.kind)
+                {
                     log::error!(
                         "cannot restart the watcher with the new debounce: {}",
                         e.chain()
@@ -495,50 +470,42 @@ impl Daemon {
                     "rules not reloaded; the last good rules stay in force: {}",
                     e.chain()
                 );
-                self.health.rules_error = Some(e.chain());
+                self.report.rules_error = Some(e.chain());
             }
         }
         self.report_health();
     }
 
-    /// Writes the tick's canary, and notices when one never came back: then the watcher
-    /// is rebuilt, and after a second miss in a row replaced by polling.
+    /// Writes the tick's canary, and answers one that never came back: the watcher is
+    /// rebuilt (or replaced by polling) and everything reconciled, since it may have
+    /// missed changes for as long as it was deaf.
     fn canary(&mut self, now: Instant) {
-        if self.sched.take_canary_request() {
-            match std::fs::write(&self.roots.canary_file, std::process::id().to_string()) {
-                Ok(()) => self.sched.canary_written(now),
-                Err(e) => log::warn!(
-                    "cannot write the canary {}: {e}",
-                    self.roots.canary_file.display()
-                ),
-            }
+        self.canary.write_if_asked(&mut self.sched, now);
+        let Some(remedy) = self.canary.missed(&mut self.sched, now, self.watching.kind) else {
+            return;
+        };
+        log::warn!(
+            "the watcher did not report its canary in {}: {}",
+            self.watching.roots.data_dir.display(),
+            remedy.describe()
+        );
+        self.report.canary = Some(CanaryMark::new(CanaryStatus::Missed, SystemTime::now()));
+        if let Err(e) = self
+            .watching
+            .start(self.config.rules.debounce, remedy.kind())
+        {
+            log::error!("cannot rebuild the watcher: {}", e.chain());
         }
-        if self.sched.canary_missed(now) {
-            self.canary_misses += 1;
-            let _ = std::fs::remove_file(&self.roots.canary_file);
-            let poll = self.canary_misses > 1 || self.health.kind == "poll";
-            log::warn!(
-                "the watcher did not report its canary in {}: {}",
-                self.roots.data_dir.display(),
-                if poll {
-                    "switching to polling"
-                } else {
-                    "rebuilding it"
-                }
-            );
-            self.health.canary = Some(("missed".to_owned(), timestamp(SystemTime::now())));
-            if let Err(e) = self.start_watcher(poll) {
-                log::error!("cannot rebuild the watcher: {}", e.chain());
-            }
-            self.sched
-                .rescan("rescan: the watcher missed its canary", now);
-            self.report_health();
-        }
+        self.sched
+            .rescan("rescan: the watcher missed its canary", now);
+        self.report_health();
     }
 
     fn report_health(&self) {
-        let value = json!({"watcher": self.health.to_json()});
-        if let Err(e) = watchdog_state::write(&self.paths.watchdog_state, value) {
+        if let Err(e) = self
+            .report
+            .write(&self.paths.watchdog_state, self.watching.kind)
+        {
             log::warn!("cannot record the watcher's health: {}", e.chain());
         }
     }
@@ -556,6 +523,8 @@ mod tests {
     //! The loop's translation of changes into runs, on the test thread: fake changes in,
     //! scheduler decisions out. No watcher, no threads, no sleeping.
     use super::*;
+    use crate::event_kind::EventKind;
+    use crate::scope::Scope;
     use crate::state::atomic;
 
     struct Fixture {
@@ -589,15 +558,12 @@ mod tests {
             notices: unbounded().0,
         };
         let t0 = Instant::now();
-        let mut daemon = Daemon::new(
-            &paths,
-            &home.join("watch-rules.toml"),
+        let config = Config {
+            file: home.join("watch-rules.toml"),
             rules,
-            roots,
-            &Action::ALL,
-            channels,
-            t0,
-        );
+            modes: Action::ALL.to_vec(),
+        };
+        let mut daemon = Daemon::new(&paths, config, roots, channels, t0);
         let startup = daemon.sched.poll(t0).unwrap();
         assert_eq!(startup.trigger, Trigger::Startup);
         daemon.sched.run_finished();
@@ -610,9 +576,9 @@ mod tests {
 
     fn file(d: &Daemon, scope: Scope, rel: &str, kind: EventKind) -> Change {
         let root = if scope == Scope::Data {
-            &d.roots.data_dir
+            &d.watching.roots.data_dir
         } else {
-            &d.roots.state_dir
+            &d.watching.roots.state_dir
         };
         Change::File {
             scope,
@@ -632,10 +598,10 @@ mod tests {
             t0,
         } = fixture();
         let ignored = file(&d, Scope::Data, "notes.md", EventKind::Create);
-        d.on_change(ignored, t0);
+        d.on_change(&ignored, t0);
         assert_eq!(d.sched.poll(t0 + LATER), None, "no rule matches notes.md");
         let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
         assert_eq!(run.reasons, ["create a.txt (rule \"memories\")"]);
@@ -651,14 +617,14 @@ mod tests {
         let queue = d.paths.task_queue.clone();
         atomic::write(&queue, br#"{"tasks": [{"id": "a", "status": "done"}]}"#).unwrap();
         let change = file(&d, Scope::State, "task_queue.json", EventKind::Modify);
-        d.on_change(change.clone(), t0);
+        d.on_change(&change, t0);
         assert_eq!(d.sched.poll(t0 + LATER), None, "memsched's own write");
         std::fs::write(
             &queue,
             r#"{"tasks": [{"id": "a", "status": "done"}, {"id": "b", "status": "failed"}]}"#,
         )
         .unwrap();
-        d.on_change(change, t0 + LATER);
+        d.on_change(&change, t0 + LATER);
         assert_eq!(
             d.sched.poll(t0 + LATER * 2).unwrap().actions,
             [Action::Retry]
@@ -672,13 +638,13 @@ mod tests {
             daemon: mut d,
             t0,
         } = fixture();
-        std::fs::write(&d.roots.pause_file, "").unwrap();
-        d.on_change(Change::Pause, t0);
+        std::fs::write(&d.watching.roots.pause_file, "").unwrap();
+        d.on_change(&Change::Pause, t0);
         let change = file(&d, Scope::Data, "a.txt", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         assert_eq!(d.sched.poll(t0 + LATER * 60), None);
-        std::fs::remove_file(&d.roots.pause_file).unwrap();
-        d.on_change(Change::Pause, t0 + LATER * 60);
+        std::fs::remove_file(&d.watching.roots.pause_file).unwrap();
+        d.on_change(&Change::Pause, t0 + LATER * 60);
         let run = d.sched.poll(t0 + LATER * 60).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Resume, 2));
     }
@@ -690,9 +656,9 @@ mod tests {
             daemon: mut d,
             t0,
         } = fixture();
-        std::fs::create_dir(d.roots.data_dir.join("inbox")).unwrap();
+        std::fs::create_dir(d.watching.roots.data_dir.join("inbox")).unwrap();
         let change = file(&d, Scope::Data, "inbox", EventKind::Create);
-        d.on_change(change, t0);
+        d.on_change(&change, t0);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
         assert!(
@@ -701,7 +667,7 @@ mod tests {
             run.reasons
         );
         d.sched.run_finished();
-        d.on_change(Change::Rescan, t0 + LATER);
+        d.on_change(&Change::Rescan, t0 + LATER);
         let run = d.sched.poll(t0 + LATER).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Rescan, 2));
     }

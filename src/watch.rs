@@ -26,6 +26,7 @@ use notify_debouncer_full::{
 use crate::error::{Error, LIMIT_HINT, Result};
 use crate::event_kind::EventKind;
 use crate::scope::Scope;
+use crate::watcher_kind::WatcherKind;
 
 /// Name prefix of the liveness canary the watcher writes into data_dir.
 pub const CANARY_PREFIX: &str = ".memsched-canary-";
@@ -210,23 +211,23 @@ pub enum Watcher {
 
 impl Watcher {
     #[must_use]
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> WatcherKind {
         match self {
-            Watcher::Native(_) => "inotify",
-            Watcher::Poll(_) => "poll",
+            Watcher::Native(_) => WatcherKind::Inotify,
+            Watcher::Poll(_) => WatcherKind::Poll,
         }
     }
 }
 
-/// Starts watching `roots`. Falls back to polling (with a warning that says how to raise
-/// the inotify limits) when the native watcher cannot be set up, or when `poll` asks.
+/// Starts watching `roots` with a watcher of `kind`. Inotify falls back to polling (with a
+/// warning that says how to raise the inotify limits) when it cannot be set up.
 pub fn start(
     roots: &Roots,
     debounce: Duration,
     batches: &Sender<Vec<DebouncedEvent>>,
     notices: &Sender<Notice>,
     lost: &Arc<AtomicBool>,
-    poll: bool,
+    kind: WatcherKind,
 ) -> Result<Watcher> {
     let drop = Arc::new(AtomicUsize::new(batches_to_drop()));
     let forward = || Forward {
@@ -235,7 +236,7 @@ pub fn start(
         lost: lost.clone(),
         drop: drop.clone(),
     };
-    if !poll {
+    if kind == WatcherKind::Inotify {
         let native = new_debouncer_opt::<_, RecommendedWatcher, RecommendedCache>(
             debounce,
             None,
