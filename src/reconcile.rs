@@ -74,7 +74,7 @@ pub fn run_with_clock(
             ));
             continue;
         }
-        let mut report = run_action(&ctx, action, &actions);
+        let mut report = run_guarded(&ctx, action, &actions);
         report.duration_ms = millis(began);
         log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
@@ -104,6 +104,36 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
     }
     let value = serde_json::to_value(run).expect("a run record always serialises");
     scheduler_log::append(paths, value, rules.log_keep)
+}
+
+/// Runs one action; a panic in it (a bug) becomes that action's failure, so the run is
+/// still recorded, the other actions still run, and a watcher's loop never waits for a run
+/// that will not finish.
+fn run_guarded(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+    let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Fault injection for the tests: `MEMSCHED_TEST_PANIC=retry` makes retry panic.
+        assert!(
+            std::env::var("MEMSCHED_TEST_PANIC")
+                .ok()
+                .is_none_or(|a| a != action.name()),
+            "MEMSCHED_TEST_PANIC asked {action} to panic"
+        );
+        run_action(ctx, action, earlier)
+    }));
+    turn.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        let mut report = ActionReport::new(
+            action,
+            Outcome::Failed,
+            format!("memsched bug: the {action} action panicked ({what}); the other actions ran"),
+        );
+        report.error = Some(report.summary.clone());
+        report
+    })
 }
 
 /// An action that is configured and available, with its configuration.

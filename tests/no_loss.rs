@@ -1,6 +1,8 @@
 //! The promise that no memory is lost (issue 9): each case from a week of ordinary
 //! accidents, through the real binary. Regression tests are named after the issue.
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use pretty_assertions::assert_eq;
 use serde_json::json;
 
@@ -206,5 +208,55 @@ fn issue_9_tasks_with_a_shared_or_missing_id_are_reported_not_run() {
         health["problems"]
             .to_string()
             .contains("is used by 2 tasks")
+    );
+}
+
+/// Issue 9, case 4: should an action ever panic, the run is still recorded with that
+/// action failed, the other actions run, and `--once` exits 1 rather than 101.
+#[test]
+fn issue_9_a_panicking_action_fails_alone_and_the_run_is_recorded() {
+    let run = Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "alpha")
+        .env("MEMSCHED_TEST_PANIC", "ingest")
+        .args(&["--once", "--json"])
+        .status(1)
+        .run();
+    let ingest = run.action("ingest");
+    assert_eq!(ingest["outcome"], "failed");
+    assert!(ingest["summary"].as_str().unwrap().contains("panicked"));
+    assert_eq!(run.env().runs().len(), 1, "the run is logged");
+}
+
+/// Issue 9, case 4: in the watcher a panicking run is recorded as failed and the loop goes
+/// on: the next change still runs, and SIGTERM still stops it.
+#[test]
+fn issue_9_the_watcher_goes_on_after_a_panicking_run() {
+    let env = TestEnv::new();
+    let ingest = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"50ms\"\n\
+         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+         [actions.retry]\ncommand = [\"true\", \"{{task_id}}\"]\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let mut watcher = env.watch(&[], &[("MEMSCHED_TEST_PANIC", "retry")]);
+    let startup = env.runs()[0].clone();
+    assert_eq!(startup["actions"][0]["outcome"], "failed", "{startup:#}");
+    let file = env.data_file("b.txt", "beta");
+    wait_until(
+        "the new file reaches the step after the panicking run",
+        std::time::Duration::from_secs(10),
+        &|| watcher.log(),
+        || env.sent().contains(&bytes(&file)),
+    );
+    kill(
+        Pid::from_raw(i32::try_from(watcher.pid()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        watcher.wait_exit(std::time::Duration::from_secs(10)),
+        Some(0)
     );
 }
