@@ -14,6 +14,7 @@ mod example;
 mod hostile;
 mod ingest;
 mod locks;
+mod properties;
 mod retry;
 mod state_files;
 mod upload;
