@@ -79,8 +79,12 @@ pub enum Error {
     Lock {
         path: PathBuf,
         #[source]
-        source: fslock::Error,
+        source: std::io::Error,
     },
+    /// A link where memsched keeps a lock or state file (issue 10): it is never followed,
+    /// since its target could be any file the user can write.
+    #[error("{} is a symbolic link where memsched keeps its {what}; memsched does not follow links there: replace it with a regular file", path.display())]
+    Link { path: PathBuf, what: &'static str },
     #[error("lock {} is held by {}", path.display(), holder_text(*pid))]
     LockHeld { path: PathBuf, pid: Option<u32> },
     #[error("cannot start {program}")]
@@ -150,6 +154,7 @@ impl Error {
             | Error::StateShape { .. }
             | Error::StateWrite { .. }
             | Error::Lock { .. }
+            | Error::Link { .. }
             | Error::Spawn { .. }
             | Error::Watch { .. }
             | Error::Autostart { .. }

@@ -85,6 +85,9 @@ pub struct UploadConfig {
     /// Globs relative to the pipeline home: matching files are queued when new or changed.
     pub sources: Vec<String>,
     pub source_set: GlobSet,
+    /// Folders outside the pipeline home whose files may be uploaded (absolute, or
+    /// relative to the home). Every other entry must resolve inside the home (issue 10).
+    pub allow: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,10 +143,30 @@ impl Rules {
         let check = Checker { path, text };
         let mut rules = Rules {
             file: Some(path.to_path_buf()),
-            debounce: check.duration(raw.debounce.as_ref(), defaults::DEBOUNCE)?,
-            max_wait: check.duration(raw.max_wait.as_ref(), defaults::MAX_WAIT)?,
-            tick: check.duration(raw.tick.as_ref(), defaults::TICK)?,
-            log_keep: check.count(raw.log_keep.as_ref(), defaults::LOG_KEEP)?,
+            debounce: check.duration(
+                raw.debounce.as_ref(),
+                defaults::DEBOUNCE,
+                "debounce",
+                defaults::DEBOUNCE_RANGE,
+            )?,
+            max_wait: check.duration(
+                raw.max_wait.as_ref(),
+                defaults::MAX_WAIT,
+                "max_wait",
+                defaults::MAX_WAIT_RANGE,
+            )?,
+            tick: check.duration(
+                raw.tick.as_ref(),
+                defaults::TICK,
+                "tick",
+                defaults::TICK_RANGE,
+            )?,
+            log_keep: check.count(
+                raw.log_keep.as_ref(),
+                defaults::LOG_KEEP,
+                "log_keep",
+                defaults::LOG_KEEP_RANGE,
+            )?,
             pause_file: PathBuf::from(raw.pause_file.as_deref().unwrap_or(defaults::PAUSE_FILE)),
             ingest: None,
             retry: None,
@@ -151,45 +174,25 @@ impl Rules {
             watchdog: None,
             rules: Vec::new(),
         };
+        if rules.max_wait < rules.debounce {
+            let span = raw.max_wait.as_ref().map_or(0..0, Spanned::span);
+            return Err(check.at(
+                span,
+                format!(
+                    "max_wait must be at least debounce ({}), found {}",
+                    humantime::format_duration(rules.debounce),
+                    humantime::format_duration(rules.max_wait)
+                ),
+            ));
+        }
         if let Some(i) = raw.actions.ingest {
             rules.ingest = Some(check.ingest(&i)?);
         }
         if let Some(r) = raw.actions.retry {
-            let breaker = r.breaker.unwrap_or_default();
-            rules.retry = Some(RetryConfig {
-                command: check.command(
-                    &r.command,
-                    r.timeout.as_ref(),
-                    defaults::RETRY_TIMEOUT,
-                    Action::Retry,
-                )?,
-                max_attempts: check.attempts(r.max_attempts.as_ref())?,
-                parallel: check.count(r.parallel.as_ref(), defaults::PARALLEL)?,
-                weights: r.weights.unwrap_or_default(),
-                backoff: check.backoff(&r.backoff.unwrap_or_default())?,
-                stuck_after: check.duration(r.stuck_after.as_ref(), defaults::STUCK_AFTER)?,
-                breaker: BreakerConfig {
-                    failures: check.count(breaker.failures.as_ref(), defaults::BREAKER_FAILURES)?,
-                    cooldown: check
-                        .duration(breaker.cooldown.as_ref(), defaults::BREAKER_COOLDOWN)?,
-                },
-            });
+            rules.retry = Some(check.retry(r)?);
         }
         if let Some(u) = raw.actions.upload {
-            let sources = check.globs(u.sources.as_deref(), &[])?;
-            rules.upload = Some(UploadConfig {
-                command: check.command(
-                    &u.command,
-                    u.timeout.as_ref(),
-                    defaults::UPLOAD_TIMEOUT,
-                    Action::Upload,
-                )?,
-                remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
-                max_attempts: check.attempts(u.max_attempts.as_ref())?,
-                backoff: check.backoff(&u.backoff.unwrap_or_default())?,
-                source_set: glob_set(&sources),
-                sources,
-            });
+            rules.upload = Some(check.upload(u)?);
         }
         if let Some(w) = raw.actions.watchdog {
             let command = match &w.command {
@@ -284,18 +287,38 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&self, value: Option<&Spanned<String>>, default: Duration) -> Result<Duration> {
-        match value {
-            None => Ok(default),
-            Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
-                self.at(
-                    v.span(),
-                    format!(
-                        "invalid duration {:?} ({e}); write it like \"200ms\", \"30s\" or \"15m\"",
-                        v.get_ref()
-                    ),
-                )
-            }),
+    /// A duration within `(low, high)`, both included. humantime refuses what does not
+    /// fit a `Duration`; the range keeps every later `Instant` or `SystemTime` addition
+    /// far from overflow.
+    fn duration(
+        &self,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        key: &str,
+        (low, high): (Duration, Duration),
+    ) -> Result<Duration> {
+        let Some(v) = value else { return Ok(default) };
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.at(
+                v.span(),
+                format!(
+                    "{key} = {:?} is not a valid duration ({e}); write it like \"200ms\", \"30s\" or \"15m\"",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        if (low..=high).contains(&d) {
+            Ok(d)
+        } else {
+            Err(self.at(
+                v.span(),
+                format!(
+                    "{key} = {:?} is out of range: it must be between {} and {}",
+                    v.get_ref(),
+                    humantime::format_duration(low),
+                    humantime::format_duration(high)
+                ),
+            ))
         }
     }
 
@@ -328,10 +351,84 @@ impl Checker<'_> {
             exclude_set: glob_set(&exclude),
             include,
             exclude,
-            batch_size: self.count(i.batch_size.as_ref(), defaults::BATCH_SIZE)?,
+            batch_size: self.count(
+                i.batch_size.as_ref(),
+                defaults::BATCH_SIZE,
+                "batch_size",
+                defaults::BATCH_SIZE_RANGE,
+            )?,
             pass_files,
-            settle: self.duration(i.settle.as_ref(), defaults::SETTLE)?,
+            settle: self.duration(
+                i.settle.as_ref(),
+                defaults::SETTLE,
+                "settle",
+                defaults::SETTLE_RANGE,
+            )?,
             skip_known_content: i.skip_known_content.unwrap_or(false),
+        })
+    }
+
+    fn retry(&self, r: raw::RawRetry) -> Result<RetryConfig> {
+        let breaker = r.breaker.unwrap_or_default();
+        Ok(RetryConfig {
+            command: self.command(
+                &r.command,
+                r.timeout.as_ref(),
+                defaults::RETRY_TIMEOUT,
+                Action::Retry,
+            )?,
+            max_attempts: self.attempts(r.max_attempts.as_ref())?,
+            parallel: self.count(
+                r.parallel.as_ref(),
+                defaults::PARALLEL,
+                "parallel",
+                defaults::PARALLEL_RANGE,
+            )?,
+            weights: r.weights.unwrap_or_default(),
+            backoff: self.backoff(&r.backoff.unwrap_or_default())?,
+            stuck_after: self.duration(
+                r.stuck_after.as_ref(),
+                defaults::STUCK_AFTER,
+                "stuck_after",
+                defaults::STUCK_AFTER_RANGE,
+            )?,
+            breaker: BreakerConfig {
+                failures: self.count(
+                    breaker.failures.as_ref(),
+                    defaults::BREAKER_FAILURES,
+                    "failures",
+                    defaults::BREAKER_FAILURES_RANGE,
+                )?,
+                cooldown: self.duration(
+                    breaker.cooldown.as_ref(),
+                    defaults::BREAKER_COOLDOWN,
+                    "cooldown",
+                    defaults::COOLDOWN_RANGE,
+                )?,
+            },
+        })
+    }
+
+    fn upload(&self, u: raw::RawUpload) -> Result<UploadConfig> {
+        let sources = self.globs(u.sources.as_deref(), &[])?;
+        Ok(UploadConfig {
+            command: self.command(
+                &u.command,
+                u.timeout.as_ref(),
+                defaults::UPLOAD_TIMEOUT,
+                Action::Upload,
+            )?,
+            remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
+            max_attempts: self.attempts(u.max_attempts.as_ref())?,
+            backoff: self.backoff(&u.backoff.unwrap_or_default())?,
+            source_set: glob_set(&sources),
+            sources,
+            allow: u
+                .allow
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
         })
     }
 
@@ -343,14 +440,24 @@ impl Checker<'_> {
                 Some(v) => Err(self.at(v.span(), format!("{what}, found {}", v.get_ref()))),
             };
         Ok(Backoff {
-            initial: self.duration(raw.initial.as_ref(), defaults::BACKOFF_INITIAL)?,
+            initial: self.duration(
+                raw.initial.as_ref(),
+                defaults::BACKOFF_INITIAL,
+                "initial",
+                defaults::BACKOFF_RANGE,
+            )?,
             factor: fraction(
                 raw.factor.as_ref(),
                 defaults::BACKOFF_FACTOR,
                 |f| (1.0..=100.0).contains(&f),
                 "factor must be between 1 and 100",
             )?,
-            max: self.duration(raw.max.as_ref(), defaults::BACKOFF_MAX)?,
+            max: self.duration(
+                raw.max.as_ref(),
+                defaults::BACKOFF_MAX,
+                "max",
+                defaults::BACKOFF_RANGE,
+            )?,
             jitter: fraction(
                 raw.jitter.as_ref(),
                 defaults::BACKOFF_JITTER,
@@ -360,29 +467,37 @@ impl Checker<'_> {
         })
     }
 
-    fn count(&self, value: Option<&Spanned<i64>>, default: usize) -> Result<usize> {
-        match value {
-            None => Ok(default),
-            Some(v) => usize::try_from(*v.get_ref())
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    self.at(
-                        v.span(),
-                        format!("expected a positive number, found {}", v.get_ref()),
-                    )
-                }),
-        }
+    /// A count within `(low, high)`, both included.
+    fn count(
+        &self,
+        value: Option<&Spanned<i64>>,
+        default: usize,
+        key: &str,
+        (low, high): (usize, usize),
+    ) -> Result<usize> {
+        let Some(v) = value else { return Ok(default) };
+        usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (low..=high).contains(n))
+            .ok_or_else(|| {
+                self.at(
+                    v.span(),
+                    format!(
+                        "{key} = {} is out of range: it must be between {low} and {high}",
+                        v.get_ref()
+                    ),
+                )
+            })
     }
 
     fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {
-        let n = self.count(value, defaults::MAX_ATTEMPTS as usize)?;
-        u32::try_from(n).map_err(|_| {
-            self.at(
-                value.map_or(0..0, Spanned::span),
-                "too many attempts".to_owned(),
-            )
-        })
+        let n = self.count(
+            value,
+            defaults::MAX_ATTEMPTS as usize,
+            "max_attempts",
+            defaults::MAX_ATTEMPTS_RANGE,
+        )?;
+        Ok(u32::try_from(n).expect("MAX_ATTEMPTS_RANGE fits in u32"))
     }
 
     fn globs(&self, values: Option<&[Spanned<String>]>, default: &[&str]) -> Result<Vec<String>> {
@@ -438,7 +553,7 @@ impl Checker<'_> {
         }
         Ok(CommandSpec {
             argv: argv.get_ref().clone(),
-            timeout: self.duration(timeout, default_timeout)?,
+            timeout: self.duration(timeout, default_timeout, "timeout", defaults::TIMEOUT_RANGE)?,
         })
     }
 }
@@ -507,7 +622,10 @@ mod tests {
             error("[actions.ingest]\ncommand = []\n")
                 .starts_with("rules.toml:2:11: [actions.ingest] command is empty")
         );
-        assert!(error("tick = \"soon\"\n").starts_with("rules.toml:1:8: invalid duration"));
+        assert!(
+            error("tick = \"soon\"\n")
+                .starts_with("rules.toml:1:8: tick = \"soon\" is not a valid duration")
+        );
         assert!(error("[actions.ingest]\ncommand = [\"i\"]\n").contains("needs {files}"));
         assert!(
             error("[actions.retry]\ncommand = [\"r\", \"{path}\"]\n")

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -18,12 +18,18 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::lock;
 use crate::placeholder::{self, Placeholder};
 
 /// Lines of stdout and of stderr kept for the log.
 const TAIL_LINES: usize = 20;
 /// Characters kept of one output line.
 const LINE_CHARS: usize = 400;
+/// Bytes kept of one output line while reading: room for [`LINE_CHARS`] characters of
+/// any UTF-8.
+const LINE_BYTES: usize = LINE_CHARS * 4;
+/// Bytes read from a step's output at a time.
+const READ_CHUNK: usize = 64 * 1024;
 /// Arguments shown in the log before the rest are summarised.
 const SHOWN_ARGS: usize = 8;
 /// After SIGTERM on timeout, how long the group has before SIGKILL.
@@ -139,24 +145,27 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let started = Instant::now();
-    let mut child = Command::new(&inv.argv[0])
-        .args(&inv.argv[1..])
-        .current_dir(&inv.cwd)
-        .envs(inv.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if inv.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout can kill everything the step started.
-        .process_group(0)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+    let lock = action_lock(inv);
+    let mut child = lock::spawn_sharing(lock.as_deref(), || {
+        Command::new(&inv.argv[0])
+            .args(&inv.argv[1..])
+            .current_dir(&inv.cwd)
+            .envs(inv.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if inv.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout can kill everything the step started.
+            .process_group(0)
+            .spawn()
+    })
+    .map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
 
     if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
@@ -235,30 +244,92 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
     })
 }
 
-/// Reads a stream to its end, keeping its last lines (lossy UTF-8, each line capped).
-fn tail(pipe: impl Read) -> Vec<String> {
-    let mut reader = BufReader::new(pipe);
-    let mut lines = VecDeque::with_capacity(TAIL_LINES);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&line);
-                let text: String = text
-                    .trim_end_matches(['\n', '\r'])
-                    .chars()
-                    .take(LINE_CHARS)
-                    .collect();
-                if lines.len() == TAIL_LINES {
-                    lines.pop_front();
-                }
-                lines.push_back(text);
-            }
+/// The action lock of the step `inv` runs, which the step inherits: its environment names
+/// its action and state folder, and the lock is `<state_dir>/<action>.lock`, as
+/// `Paths::action_lock` makes it.
+fn action_lock(inv: &Invocation) -> Option<PathBuf> {
+    let get = |key: &str| inv.env.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+    let mut name = get("MEMSCHED_ACTION")?.clone();
+    name.push(".lock");
+    Some(Path::new(get("MEMSCHED_STATE_DIR")?).join(name))
+}
+
+/// The last lines of a stream, bounded whatever the stream holds (issue 10 item 5): at
+/// most [`TAIL_LINES`] lines of at most [`LINE_BYTES`] bytes each, plus the line being
+/// read, cut at the same length. A step printing gigabytes without a newline costs a
+/// fixed amount of memory.
+#[derive(Debug, Default)]
+struct Tail {
+    lines: VecDeque<Vec<u8>>,
+    current: Vec<u8>,
+    /// Whether any bytes were read since the last newline (an empty line still counts).
+    open: bool,
+}
+
+impl Tail {
+    fn push(&mut self, mut chunk: &[u8]) {
+        while let Some(at) = chunk.iter().position(|b| *b == b'\n') {
+            self.extend(&chunk[..at]);
+            self.end_line();
+            chunk = &chunk[at + 1..];
+        }
+        if !chunk.is_empty() {
+            self.extend(chunk);
         }
     }
-    lines.into()
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.open = true;
+        let room = LINE_BYTES.saturating_sub(self.current.len());
+        self.current
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn end_line(&mut self) {
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(std::mem::take(&mut self.current));
+        self.open = false;
+    }
+
+    /// Bytes held, for the bound's test.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.current.len() + self.lines.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// The lines kept (lossy UTF-8, each cut at [`LINE_CHARS`] characters).
+    fn finish(mut self) -> Vec<String> {
+        if self.open {
+            self.end_line();
+        }
+        self.lines
+            .iter()
+            .map(|line| {
+                String::from_utf8_lossy(line)
+                    .trim_end_matches('\r')
+                    .chars()
+                    .take(LINE_CHARS)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Reads a stream to its end in fixed-size chunks, keeping its bounded [`Tail`].
+fn tail(mut pipe: impl Read) -> Vec<String> {
+    let mut tail = Tail::default();
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => tail.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tail.finish()
 }
 
 fn shown_argv(argv: &[OsString]) -> Vec<String> {
@@ -382,6 +453,26 @@ mod tests {
         assert_eq!(report.exit_code, Some(4));
         assert_eq!(report.stdout_tail, ["one", "two"]);
         assert_eq!(report.failure_text(), "exit 4: oops");
+    }
+
+    #[test]
+    fn the_tail_stays_bounded_whatever_the_stream_holds() {
+        let mut tail = Tail::default();
+        let chunk = vec![b'x'; READ_CHUNK];
+        for _ in 0..1000 {
+            tail.push(&chunk);
+            assert!(tail.held() <= LINE_BYTES);
+        }
+        let line = format!("{}\n", "y".repeat(5000));
+        for _ in 0..1000 {
+            tail.push(line.as_bytes());
+            assert!(tail.held() <= (TAIL_LINES + 1) * LINE_BYTES);
+        }
+        tail.push(b"last\r\n\npartial");
+        let lines = tail.finish();
+        assert_eq!(lines.len(), TAIL_LINES);
+        assert!(lines.iter().all(|l| l.chars().count() <= LINE_CHARS));
+        assert_eq!(lines[TAIL_LINES - 3..], ["last", "", "partial"]);
     }
 
     #[test]

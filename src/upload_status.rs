@@ -10,6 +10,11 @@ pub enum UploadStatus {
     Uploaded,
     Failed,
     Skipped,
+    /// An entry memsched will not upload: its file lies outside the pipeline home and the
+    /// folders the rules allow, its path holds a NUL, or its remote starts with `-` or
+    /// climbs out with `..` (issue 10). The entry's `error` says which; never retried
+    /// unless a person sets it back to pending.
+    Refused,
     /// A status some script wrote that memsched does not know; kept, never acted on.
     Other(String),
 }
@@ -22,6 +27,7 @@ impl UploadStatus {
             Some("uploaded") => UploadStatus::Uploaded,
             Some("failed") => UploadStatus::Failed,
             Some("skipped") => UploadStatus::Skipped,
+            Some("refused") => UploadStatus::Refused,
             Some(other) => UploadStatus::Other(other.to_owned()),
         }
     }
@@ -33,6 +39,7 @@ impl UploadStatus {
             UploadStatus::Uploaded => "uploaded",
             UploadStatus::Failed => "failed",
             UploadStatus::Skipped => "skipped",
+            UploadStatus::Refused => "refused",
             UploadStatus::Other(text) => text,
         }
     }
@@ -42,7 +49,7 @@ impl UploadStatus {
     pub fn is_outstanding(&self) -> bool {
         match self {
             UploadStatus::Pending | UploadStatus::Failed | UploadStatus::Skipped => true,
-            UploadStatus::Uploaded | UploadStatus::Other(_) => false,
+            UploadStatus::Uploaded | UploadStatus::Refused | UploadStatus::Other(_) => false,
         }
     }
 }

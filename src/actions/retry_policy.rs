@@ -33,7 +33,12 @@ pub fn after_failure(
     if attempts >= max_attempts {
         AfterFailure::OutOfAttempts
     } else {
-        AfterFailure::RetryAt(now + delay(backoff, attempts, item))
+        // The rules cap every backoff at 30 days, so this cannot overflow; if the clock
+        // itself sits at the end of time, the item is due at once rather than a panic.
+        AfterFailure::RetryAt(
+            now.checked_add(delay(backoff, attempts, item))
+                .unwrap_or(now),
+        )
     }
 }
 
@@ -44,7 +49,8 @@ pub fn delay(backoff: &Backoff, attempts: u64, item: &str) -> Duration {
     let base = backoff.initial.as_secs_f64() * backoff.factor.powi(exponent);
     let spread = 1.0 + (unit(item, attempts) * 2.0 - 1.0) * backoff.jitter;
     let seconds = (base * spread).min(backoff.max.as_secs_f64()).max(0.0);
-    Duration::from_secs_f64(seconds)
+    // `seconds` is finite and within the cap, but never let a float panic here.
+    Duration::try_from_secs_f64(seconds).unwrap_or(backoff.max)
 }
 
 /// A number in [0, 1) fixed by `item` and `attempts`.

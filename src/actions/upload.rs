@@ -2,6 +2,7 @@
 //! exists, is under max attempts and is due), after queueing new or changed files that
 //! match the `sources` globs. One command per file; the result recorded per entry.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -42,6 +43,8 @@ pub struct UploadPlan {
     pub still_missing: usize,
     /// Failed entries out of attempts: (entry, attempts).
     pub given_up: Vec<(String, u64)>,
+    /// Entries memsched will not upload, with the reason: marked `refused`.
+    pub refused: Vec<(String, String)>,
     pub waiting: usize,
     pub next_due: Option<SystemTime>,
     pub uploaded: usize,
@@ -50,7 +53,10 @@ pub struct UploadPlan {
 impl UploadPlan {
     #[must_use]
     pub fn has_work(&self) -> bool {
-        !self.due.is_empty() || !self.missing.is_empty() || !self.enqueue.is_empty()
+        !self.due.is_empty()
+            || !self.missing.is_empty()
+            || !self.enqueue.is_empty()
+            || !self.refused.is_empty()
     }
 
     #[must_use]
@@ -69,6 +75,11 @@ impl UploadPlan {
             format!("skip {p}: the file is gone; it is not retried unless it comes back")
         }));
         out.extend(
+            self.refused
+                .iter()
+                .map(|(p, why)| format!("refuse {}: {why}", shown(p))),
+        );
+        out.extend(
             self.given_up
                 .iter()
                 .map(|(p, n)| format!("leave {p}: failed {n} attempts, given up")),
@@ -85,19 +96,94 @@ impl UploadPlan {
 }
 
 /// Where an entry's file is: absolute, a file key, or relative to the pipeline home.
-fn resolve(home: &Path, entry: &str) -> PathBuf {
-    let path = file_key::path(entry).unwrap_or_else(|| PathBuf::from(entry));
-    if path.is_absolute() {
+/// `None` for a key that does not decode (an odd NUL-plus-hex form).
+fn resolve(home: &Path, entry: &str) -> Option<PathBuf> {
+    let path = file_key::path(entry)?;
+    Some(if path.is_absolute() {
         path
     } else {
         home.join(path)
+    })
+}
+
+/// An entry's path for messages: NULs and other bytes a terminal would act on shown
+/// escaped, since the text comes from a file anyone with access to the log wrote.
+fn shown(entry: &str) -> String {
+    entry.escape_debug().to_string()
+}
+
+/// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
+/// regular file that resolves, after following every link, inside the pipeline home or one
+/// of the folders the rules allow, and hold no NUL. `Ok` carries the canonical path and the
+/// folder it lies in.
+fn confine(
+    home: &Path,
+    allowed: &[PathBuf],
+    entry: &str,
+) -> std::result::Result<(PathBuf, PathBuf), String> {
+    let Some(abs) = resolve(home, entry) else {
+        return Err("the path is neither a file name nor a file key memsched wrote".to_owned());
+    };
+    let bytes = abs.as_os_str().as_bytes();
+    if bytes.contains(&0) {
+        return Err("the path contains a NUL byte".to_owned());
     }
+    if abs == home || entry.is_empty() {
+        return Err("the path is empty: it names no file".to_owned());
+    }
+    let canonical = std::fs::canonicalize(&abs)
+        .map_err(|e| format!("cannot resolve {}: {e}", abs.display()))?;
+    let Some(root) = allowed.iter().find(|root| canonical.starts_with(root)) else {
+        return Err(format!(
+            "{} lies outside the pipeline home {} and the folders [actions.upload] allow lists",
+            canonical.display(),
+            allowed.first().map_or(home, PathBuf::as_path).display()
+        ));
+    };
+    match std::fs::metadata(&canonical) {
+        Ok(meta) if meta.is_file() => Ok((canonical.clone(), root.clone())),
+        Ok(_) => Err(format!("{} is not a regular file", canonical.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", canonical.display())),
+    }
+}
+
+/// Why a remote may not be used, if it may not: one starting with `-` would be read as an
+/// option by the upload command (`--config=evil.conf`), and a `..` component climbs out of
+/// the remote folder.
+fn check_remote(remote: &str) -> std::result::Result<(), String> {
+    if remote.starts_with('-') {
+        return Err(format!(
+            "the remote {} starts with '-', which the upload command would take for an option",
+            shown(remote)
+        ));
+    }
+    if remote.contains('\0') {
+        return Err("the remote contains a NUL byte".to_owned());
+    }
+    if remote.split(['/', ':', '\\']).any(|part| part == "..") {
+        return Err(format!(
+            "the remote {} has a '..' component, which climbs out of its folder",
+            shown(remote)
+        ));
+    }
+    Ok(())
+}
+
+/// The folders uploads may come from: the pipeline home first, then the rules' `allow`
+/// list (relative entries against the home), each with its links resolved. A folder that
+/// does not exist allows nothing.
+fn allowed_roots(home: &Path, config: &UploadConfig) -> Vec<PathBuf> {
+    std::iter::once(home.to_path_buf())
+        .chain(config.allow.iter().map(|a| home.join(a)))
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .collect()
 }
 
 /// Builds the upload plan from the log and the source files.
 #[must_use]
 pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> UploadPlan {
     let home = &ctx.paths.home;
+    let allowed = allowed_roots(home, config);
     let mut plan = UploadPlan::default();
     if !config.sources.is_empty() {
         let found = walk::files(home, &|_| true, &|rel| config.source_set.is_match(rel));
@@ -115,7 +201,10 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
             }
         }
         for (entry, _) in &plan.enqueue {
-            plan.due.push(due(home, config, entry, None));
+            match due(home, &allowed, config, entry, None) {
+                Ok(item) => plan.due.push(item),
+                Err(why) => plan.refused.push((entry.clone(), why)),
+            }
         }
     }
     for e in log.entries() {
@@ -128,8 +217,15 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
         if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
             continue;
         }
-        let abs = resolve(home, entry);
-        if std::fs::symlink_metadata(&abs).is_err() {
+        // Following links: a dangling link is a missing file. An entry that does not
+        // decode or holds a NUL is not missing: confine refuses it below.
+        let missing = match resolve(home, entry) {
+            Some(abs) if !abs.as_os_str().as_bytes().contains(&0) => {
+                std::fs::metadata(abs).is_err()
+            }
+            _ => false,
+        };
+        if missing {
             if status == UploadStatus::Skipped {
                 plan.still_missing += 1;
             } else {
@@ -146,18 +242,31 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
                 plan.waiting += 1;
                 plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
             }
-            None => plan.due.push(due(home, config, entry, e.remote())),
+            None => match due(home, &allowed, config, entry, e.remote()) {
+                Ok(item) => plan.due.push(item),
+                Err(why) => plan.refused.push((entry.to_owned(), why)),
+            },
         }
     }
     plan
 }
 
-fn due(home: &Path, config: &UploadConfig, entry: &str, remote: Option<&str>) -> DueUpload {
-    let abs = resolve(home, entry);
-    let relpath = match abs.strip_prefix(home) {
-        Ok(rel) => rel.to_path_buf(),
-        Err(_) => abs.file_name().map(PathBuf::from).unwrap_or_default(),
-    };
+/// The upload of `entry`, or why it is refused.
+fn due(
+    home: &Path,
+    allowed: &[PathBuf],
+    config: &UploadConfig,
+    entry: &str,
+    remote: Option<&str>,
+) -> std::result::Result<DueUpload, String> {
+    let (canonical, root) = confine(home, allowed, entry)?;
+    let abs = resolve(home, entry).expect("confine resolved it");
+    // Relative to the folder it was found in (the home, or an allowed folder), from the
+    // resolved path, so `Data/../Data/x` cannot smuggle a `..` into `{relpath}`.
+    let relpath = canonical
+        .strip_prefix(&root)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let remote = remote.map_or_else(
         || {
             config
@@ -166,12 +275,13 @@ fn due(home: &Path, config: &UploadConfig, entry: &str, remote: Option<&str>) ->
         },
         str::to_owned,
     );
-    DueUpload {
+    check_remote(&remote)?;
+    Ok(DueUpload {
         entry: entry.to_owned(),
         abs,
         relpath,
         remote,
-    }
+    })
 }
 
 /// The whole upload action.
@@ -191,6 +301,7 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
         ("due", plan.due.len()),
         ("missing", plan.missing.len() + plan.still_missing),
         ("given_up", plan.given_up.len()),
+        ("refused", plan.refused.len()),
         ("waiting", plan.waiting),
         ("uploaded_before", plan.uploaded),
     ] {
@@ -214,10 +325,11 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     if ctx.dry_run {
         report.outcome = Outcome::WouldRun;
         report.summary = format!(
-            "would upload {} files ({} newly queued), mark {} missing as skipped",
+            "would upload {} files ({} newly queued), mark {} missing as skipped, refuse {}",
             plan.due.len(),
             plan.enqueue.len(),
-            plan.missing.len()
+            plan.missing.len(),
+            plan.refused.len()
         );
         return report;
     }
@@ -246,6 +358,12 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
         report.summary.push_str(&format!(
             "; {} missing files marked skipped",
             plan.missing.len()
+        ));
+    }
+    if !plan.refused.is_empty() {
+        report.summary.push_str(&format!(
+            "; {} entries refused (see their error in upload_log.json)",
+            plan.refused.len()
         ));
     }
     if failed > 0 {
@@ -291,7 +409,7 @@ fn upload_due(
 
 /// Queues new and changed source files, and marks entries whose file is gone as skipped.
 fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
-    if plan.enqueue.is_empty() && plan.missing.is_empty() {
+    if plan.enqueue.is_empty() && plan.missing.is_empty() && plan.refused.is_empty() {
         return Ok(());
     }
     let now = timestamp(ctx.clock.now());
@@ -311,10 +429,18 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
                 "error".into(),
                 format!(
                     "file missing: {}",
-                    resolve(&ctx.paths.home, entry).display()
+                    resolve(&ctx.paths.home, entry)
+                        .map_or_else(|| shown(entry), |p| p.display().to_string())
                 )
                 .into(),
             );
+            fields.insert("updated_at".into(), now.as_str().into());
+            log.upsert(entry, fields);
+        }
+        for (entry, why) in &plan.refused {
+            let mut fields = Map::new();
+            fields.insert("status".into(), UploadStatus::Refused.into());
+            fields.insert("error".into(), format!("refused: {why}").into());
             fields.insert("updated_at".into(), now.as_str().into());
             log.upsert(entry, fields);
         }

@@ -56,3 +56,27 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_secs(30);
 pub const BACKOFF_FACTOR: f64 = 2.0;
 pub const BACKOFF_MAX: Duration = minutes(60);
 pub const BACKOFF_JITTER: f64 = 0.2;
+
+// The range each value must lie in, checked when the rules load (issue 10 item 4): a value
+// outside is refused with its file, line and column, so nothing later can overflow a
+// time, spin on a zero tick or hold a year-long debounce. The README lists the same.
+
+const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
+}
+
+pub const DEBOUNCE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
+/// `max_wait` is also at least `debounce`.
+pub const MAX_WAIT_RANGE: (Duration, Duration) = (Duration::ZERO, days(1));
+pub const TICK_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(1));
+pub const SETTLE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
+/// From 100ms, so a test can time a step out quickly.
+pub const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
+pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
+pub const STUCK_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(365));
+pub const COOLDOWN_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
+pub const LOG_KEEP_RANGE: (usize, usize) = (1, 100_000);
+pub const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);
+pub const PARALLEL_RANGE: (usize, usize) = (1, 64);
+pub const MAX_ATTEMPTS_RANGE: (usize, usize) = (1, 10_000);
+pub const BREAKER_FAILURES_RANGE: (usize, usize) = (1, 10_000);

@@ -83,6 +83,7 @@ pub(super) struct RawUpload {
     pub max_attempts: Option<Spanned<i64>>,
     pub backoff: Option<RawBackoff>,
     pub sources: Option<Vec<Spanned<String>>>,
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

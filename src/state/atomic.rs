@@ -3,9 +3,18 @@
 //! from other writers' (see [`is_own_write`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::{File, Metadata, OpenOptions, Permissions};
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::{Gid, Uid, fchown};
 
 use sha2::{Digest, Sha256};
 
@@ -37,10 +46,23 @@ pub fn is_own_write(path: &Path, bytes: &[u8]) -> bool {
 
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, renames it over
 /// `path` and flushes the folder, so the rename itself survives a power cut.
+///
+/// The file keeps its mode, and its owner where this process may give it (root), so the
+/// pipeline's other scripts can still read it; a new file is the user's alone (0600)
+/// (issue 10 item 6). A link at `path` is refused with `ELOOP` rather than replaced or
+/// followed, and the temporary file is created new, never through a link (issue 10 item 2).
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
+    };
+    let existing = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(std::io::Error::from_raw_os_error(Errno::ELOOP as i32));
+        }
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
     // Remembered before the rename, so an event for the new content always finds it.
     if let Ok(mut w) = own_writes().lock() {
@@ -50,14 +72,63 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
         recent.push_back(digest(bytes));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".memsched-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    let (tmp, mut file) = create_temp(dir)?;
+    let written = (|| {
+        file.write_all(bytes)?;
+        if let Some(meta) = &existing {
+            keep_owner_and_mode(&file, meta)?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    File::open(dir)?.sync_all()
+}
+
+/// A new temporary file in `dir`, mode 0600: `create_new` (`O_EXCL`) never opens an
+/// existing file or follows a link planted under the name.
+fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut last = None;
+    for _ in 0..16 {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(
+            ".memsched-{}-{n}-{nanos:08x}.tmp",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+}
+
+/// Gives the new file the old one's owner (where permitted: root may, others may at most
+/// keep the group) and mode. The mode comes last, since a change of owner clears set-id
+/// bits.
+fn keep_owner_and_mode(file: &File, old: &Metadata) -> std::io::Result<()> {
+    let new = file.metadata()?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+        let (uid, gid) = (Uid::from_raw(old.uid()), Gid::from_raw(old.gid()));
+        if fchown(file.as_raw_fd(), Some(uid), Some(gid)).is_err() {
+            let _ = fchown(file.as_raw_fd(), None, Some(gid));
+        }
+    }
+    file.set_permissions(Permissions::from_mode(old.mode() & 0o7777))
 }
 
 #[cfg(test)]
@@ -72,6 +143,33 @@ mod tests {
         write(&path, b"new").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_mode_and_a_new_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.json");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        write(&path, b"new").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o644);
+        let fresh = dir.path().join("fresh.json");
+        write(&fresh, b"x").unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+    }
+
+    #[test]
+    fn a_link_at_the_path_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let e = write(&path, b"evil").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(Errno::ELOOP as i32));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Strict reads and atomic writes of JSON state files, and list documents whose shape
 //! (an object holding a list, or a bare list) survives every rewrite.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -17,9 +18,15 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 /// Reads a JSON file: `None` when it does not exist, an error naming line and column when
 /// it does not parse (including an empty file: a writer may be half way through).
 pub fn read(path: &Path) -> Result<Option<Value>> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match read_no_link(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if lock::is_link_refusal(&e) => {
+            return Err(Error::Link {
+                path: path.to_path_buf(),
+                what: "state file",
+            });
+        }
         Err(source) => {
             return Err(Error::StateRead {
                 path: path.to_path_buf(),
@@ -37,13 +44,34 @@ pub fn read(path: &Path) -> Result<Option<Value>> {
         })
 }
 
+/// The bytes of `path`, refusing a link there (issue 10: a state file is never read or
+/// written through a link).
+fn read_no_link(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Writes `value` pretty-printed, atomically.
 pub fn write(path: &Path, value: &Value) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("a JSON value always serialises");
     bytes.push(b'\n');
-    super::atomic::write(path, &bytes).map_err(|source| Error::StateWrite {
-        path: path.to_path_buf(),
-        source,
+    super::atomic::write(path, &bytes).map_err(|source| {
+        if lock::is_link_refusal(&source) {
+            Error::Link {
+                path: path.to_path_buf(),
+                what: "state file",
+            }
+        } else {
+            Error::StateWrite {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
     })
 }
 

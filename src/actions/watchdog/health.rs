@@ -54,6 +54,10 @@ pub struct UploadHealth {
     pub given_up: usize,
     pub skipped: usize,
     pub uploaded: usize,
+    /// Entries memsched would not upload (outside the home, a NUL, an unsafe remote).
+    pub refused: usize,
+    /// The first refused entries' paths, as written.
+    pub refused_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +196,15 @@ fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
         match e.status() {
             UploadStatus::Uploaded => h.uploads.uploaded += 1,
             UploadStatus::Skipped => h.uploads.skipped += 1,
+            UploadStatus::Refused => {
+                h.uploads.refused += 1;
+                if h.uploads.refused_paths.len() < LISTED {
+                    let path = e.path().unwrap_or("(no path)");
+                    h.uploads
+                        .refused_paths
+                        .push(path.escape_debug().to_string());
+                }
+            }
             UploadStatus::Failed if e.attempts() >= u64::from(max) => h.uploads.given_up += 1,
             UploadStatus::Failed => {
                 h.uploads.failed += 1;
@@ -334,6 +347,13 @@ fn judge(h: &mut Health) {
     }
     if let Some(n) = h.tasks.get(TaskStatus::Failed.name()).filter(|n| **n > 0) {
         degraded.push(format!("{n} failed tasks wait for a retry"));
+    }
+    if h.uploads.refused > 0 {
+        degraded.push(format!(
+            "{} upload entries refused (outside the pipeline home, a NUL in the path, or an unsafe remote): {}",
+            h.uploads.refused,
+            list(&h.uploads.refused_paths)
+        ));
     }
     if h.uploads.failed > 0 {
         degraded.push(format!(
