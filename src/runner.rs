@@ -99,6 +99,9 @@ pub struct Invocation {
     pub env: Vec<(&'static str, OsString)>,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// The action lock this process holds for the step, handed to it (see
+    /// `lock::spawn_sharing`); `None` for a command that runs under no action lock.
+    pub lock: Option<PathBuf>,
 }
 
 /// How a command ended, for the run log.
@@ -145,8 +148,7 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let started = Instant::now();
-    let lock = action_lock(inv);
-    let mut child = lock::spawn_sharing(lock.as_deref(), || {
+    let mut child = lock::spawn_sharing(inv.lock.as_deref(), || {
         Command::new(&inv.argv[0])
             .args(&inv.argv[1..])
             .current_dir(&inv.cwd)
@@ -242,16 +244,6 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         stdout_tail,
         stderr_tail,
     })
-}
-
-/// The action lock of the step `inv` runs, which the step inherits: its environment names
-/// its action and state folder, and the lock is `<state_dir>/<action>.lock`, as
-/// `Paths::action_lock` makes it.
-fn action_lock(inv: &Invocation) -> Option<PathBuf> {
-    let get = |key: &str| inv.env.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-    let mut name = get("MEMSCHED_ACTION")?.clone();
-    name.push(".lock");
-    Some(Path::new(get("MEMSCHED_STATE_DIR")?).join(name))
 }
 
 /// The last lines of a stream, bounded whatever the stream holds (issue 10 item 5): at
@@ -422,6 +414,7 @@ mod tests {
             env: Vec::new(),
             stdin: None,
             timeout: Duration::from_millis(300),
+            lock: None,
         };
         let report = run(&inv).unwrap();
         assert!(report.timed_out);
@@ -448,6 +441,7 @@ mod tests {
             env: Vec::new(),
             stdin: Some(b"one\ntwo\n".to_vec()),
             timeout: Duration::from_secs(10),
+            lock: None,
         };
         let report = run(&inv).unwrap();
         assert_eq!(report.exit_code, Some(4));
@@ -483,6 +477,7 @@ mod tests {
             env: Vec::new(),
             stdin: None,
             timeout: Duration::from_secs(1),
+            lock: None,
         };
         let e = run(&inv).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/step"));

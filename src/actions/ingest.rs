@@ -289,6 +289,7 @@ fn run_batch(
         env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
         stdin,
         timeout: config.command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);

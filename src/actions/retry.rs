@@ -422,6 +422,7 @@ fn invocation(
         env,
         stdin: Some(stdin),
         timeout: config.command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Retry.name())),
     }
 }
 

@@ -470,6 +470,7 @@ fn upload_one(
         env: ctx.step_env(Action::Upload, None),
         stdin: None,
         timeout: config.command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Upload.name())),
     };
     let stat = std::fs::symlink_metadata(&item.abs)
         .ok()

@@ -56,6 +56,7 @@ pub fn perform(
         env,
         stdin: None,
         timeout: command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Watchdog.name())),
     };
     match runner::run(&invocation) {
         Ok(r) => {
