@@ -73,7 +73,7 @@ fn autostart(action: &AutostartAction, paths_file: &Path, rules_file: &Path) -> 
     Ok(Exit::Ok)
 }
 
-/// `MEMSCHED_EVENT_QUEUE`: how many debounced batches the watcher may fall behind by
+/// `MEMSCHED_EVENT_QUEUE`: how many changes the watcher may fall behind by
 /// before it drops them and reconciles everything (a diagnostic knob; tests use 1).
 fn event_queue() -> Result<usize> {
     match std::env::var("MEMSCHED_EVENT_QUEUE") {
@@ -101,6 +101,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
         progress: !cli.json,
         woken_by: Vec::new(),
         stop,
+        settled: std::collections::HashSet::new(),
     };
     let record = reconcile::run(paths, rules, &request);
     let logged = reconcile::record(paths, rules, &record);

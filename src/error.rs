@@ -97,7 +97,7 @@ pub enum Error {
     Watch {
         path: PathBuf,
         #[source]
-        source: notify_debouncer_full::notify::Error,
+        source: notify::Error,
     },
     #[error("cannot write autostart entry {}", path.display())]
     Autostart {

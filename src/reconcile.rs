@@ -1,6 +1,8 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -28,6 +30,9 @@ pub struct Request {
     pub woken_by: Vec<String>,
     /// Set by SIGINT or SIGTERM: the step that runs finishes, no other starts.
     pub stop: Arc<AtomicBool>,
+    /// Data files (relative to data_dir) the watcher heard their writers finish: closed
+    /// after their last write, or renamed into place. They need not wait out `settle`.
+    pub settled: HashSet<PathBuf>,
 }
 
 /// Runs every requested action once. One action failing does not stop the others.
@@ -54,6 +59,7 @@ pub fn run_with_clock(
         dry_run: request.dry_run,
         progress: request.progress,
         stop: &request.stop,
+        settled: &request.settled,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or

@@ -16,6 +16,7 @@ mod ingest;
 mod locks;
 mod no_loss;
 mod properties;
+mod reaction;
 mod retry;
 mod state_files;
 mod upload;

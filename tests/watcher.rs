@@ -305,11 +305,11 @@ fn the_pause_marker_defers_runs_and_its_removal_reconciles() {
 }
 
 #[test]
-fn dropped_event_batches_force_a_rescan_that_loses_no_file() {
+fn dropped_events_force_a_rescan_that_loses_no_file() {
     let env = TestEnv::new();
     ingest_rules(&env, &["--"], "200ms");
-    // Every batch the watcher delivers is dropped, as if the loop had fallen behind.
-    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_BATCHES", "1000000")]);
+    // Every change the watcher hears is dropped, as if the loop had fallen behind.
+    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_EVENTS", "1000000")]);
     let mut expected = HashSet::new();
     for i in 0..300 {
         expected.insert(bytes(

@@ -256,7 +256,9 @@ pub fn plan(
         progress.inc(1);
         let shown = file_key::display(&file.rel);
         let age = ctx.now.duration_since(file.mtime).unwrap_or(Duration::ZERO);
-        if age < config.settle {
+        // The watcher heard the writer close the file (or rename it into place): it is
+        // complete whatever its mtime says. Otherwise its age must show it settled.
+        if age < config.settle && !ctx.settled.contains(&file.rel) {
             let why = format!(
                 "modified {} ago, waits until it is {} old",
                 humantime::format_duration(round_ms(age)),
