@@ -466,11 +466,35 @@ impl Daemon {
                 log::warn!("the watcher lost events (rescan flag): reconciling everything");
                 self.sched.rescan("rescan: the watcher lost events", now);
             }
+            Route::Root => self.rewatch_root(now),
             Route::SourceFolder(wakes) => {
                 self.watching.add_source_folders();
                 self.wake(wakes, false, now);
             }
         }
+    }
+
+    /// data_dir went away or came back. Its watches went with it (or point at the folder
+    /// it was moved to), so the watcher is rebuilt on the folder now there, and everything
+    /// is reconciled: files written into a new data_dir make no event before its watch.
+    fn rewatch_root(&mut self, now: Instant) {
+        let data_dir = &self.watching.roots.data_dir;
+        if data_dir.is_dir() {
+            log::warn!(
+                "{} was replaced: watching the new folder",
+                data_dir.display()
+            );
+        } else {
+            log::warn!(
+                "{} went away: runs will report it missing until it is back",
+                data_dir.display()
+            );
+        }
+        if let Err(e) = self.watching.start(self.watching.kind) {
+            log::error!("cannot rebuild the watcher: {}", e.chain());
+        }
+        self.report.rescans += 1;
+        self.sched.rescan("rescan: data_dir was replaced", now);
     }
 
     fn wake(&mut self, wakes: Vec<Wake>, deferred: bool, now: Instant) {

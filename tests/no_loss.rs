@@ -260,3 +260,68 @@ fn issue_9_the_watcher_goes_on_after_a_panicking_run() {
         Some(0)
     );
 }
+
+/// A watcher whose only way to hear anything is an event: the tick is an hour away.
+fn eventful_watcher(env: &TestEnv) -> Watcher {
+    let ingest = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"50ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    env.watch(&[], &[])
+}
+
+/// Issue 9, case 6: data_dir deleted and made again (a sync tool, a restore): its watches
+/// went with it, so the watcher must watch the new folder at once, not at the next tick.
+#[test]
+fn issue_9_a_data_dir_deleted_and_made_again_is_watched_again() {
+    let env = TestEnv::new();
+    let w = eventful_watcher(&env);
+    std::fs::remove_dir_all(env.data()).unwrap();
+    std::fs::create_dir(env.data()).unwrap();
+    let file = env.write("Data/b.txt", "written into the new Data");
+    wait_until(
+        "b.txt reaches the step",
+        std::time::Duration::from_secs(20),
+        &|| w.log(),
+        || env.sent().contains(&bytes(&file)),
+    );
+    let later = env.write("Data/c.txt", "and the new folder's events are heard");
+    wait_until(
+        "c.txt reaches the step",
+        std::time::Duration::from_secs(20),
+        &|| w.log(),
+        || env.sent().contains(&bytes(&later)),
+    );
+}
+
+/// Issue 9, case 6: data_dir moved away and a new one made in its place. Events from the
+/// old folder must not be taken for the new one's.
+#[test]
+fn issue_9_a_data_dir_moved_away_and_replaced_is_watched_again() {
+    let env = TestEnv::new();
+    let w = eventful_watcher(&env);
+    std::fs::rename(env.data(), env.home().join("Data.old")).unwrap();
+    std::fs::create_dir(env.data()).unwrap();
+    let file = env.write("Data/b.txt", "written into the new Data");
+    wait_until(
+        "b.txt reaches the step",
+        std::time::Duration::from_secs(20),
+        &|| w.log(),
+        || env.sent().contains(&bytes(&file)),
+    );
+    env.write("Data.old/ghost.txt", "not a memory any more");
+    let later = env.write("Data/c.txt", "the new folder");
+    wait_until(
+        "c.txt reaches the step",
+        std::time::Duration::from_secs(20),
+        &|| w.log(),
+        || env.sent().contains(&bytes(&later)),
+    );
+    assert!(
+        !w.log().contains("ghost.txt"),
+        "an event of the old folder was taken for data_dir's:\n{}",
+        w.log()
+    );
+}

@@ -40,6 +40,8 @@ pub(super) enum Route {
     Rescan,
     /// A folder on the way to the upload sources appeared: watch it, then wake these.
     SourceFolder(Vec<Wake>),
+    /// data_dir itself went or came back: watch it afresh and reconcile everything.
+    Root,
 }
 
 /// What the loop knows about the world when it routes a change. Each file-system fact is
@@ -90,7 +92,9 @@ pub(super) fn needs(change: &Change, rules: &Rules) -> Needs {
             verdict: (*scope == Scope::State && !rules.matching(*scope, rel, *kind).is_empty())
                 .then(|| path.clone()),
         },
-        Change::Rules | Change::Canary | Change::Rescan | Change::Source { .. } => Needs::default(),
+        Change::Rules | Change::Canary | Change::Rescan | Change::Root | Change::Source { .. } => {
+            Needs::default()
+        }
     }
 }
 
@@ -104,6 +108,7 @@ fn may_be_new_folder(scope: Scope, kind: EventKind) -> bool {
 pub(super) fn route(change: &Change, rules: &Rules, facts: &Facts) -> Route {
     match change {
         Change::Rescan => Route::Rescan,
+        Change::Root => Route::Root,
         Change::Rules => Route::Rules,
         Change::Pause => Route::Pause {
             paused: facts.pause_marker,

@@ -40,6 +40,9 @@ pub enum Change {
     Canary,
     /// The watcher lost events (the kernel queue overflowed): reconcile everything.
     Rescan,
+    /// data_dir itself was removed, moved away, or made again: its watches are gone or
+    /// point at the wrong folder.
+    Root,
 }
 
 /// Where things are, as the watcher sees them (canonical paths).
@@ -65,10 +68,15 @@ impl Roots {
     #[must_use]
     pub fn folders(&self) -> Vec<(PathBuf, RecursiveMode)> {
         let mut out = vec![(self.data_dir.clone(), RecursiveMode::Recursive)];
-        let plain = [Some(self.state_dir.as_path()), self.rules_file.parent()]
-            .into_iter()
-            .flatten()
-            .map(|d| (d.to_path_buf(), RecursiveMode::NonRecursive));
+        // data_dir's parent, to hear data_dir itself go and come back.
+        let plain = [
+            self.data_dir.parent(),
+            Some(self.state_dir.as_path()),
+            self.rules_file.parent(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| (d.to_path_buf(), RecursiveMode::NonRecursive));
         for (dir, mode) in plain.chain(self.source_dirs.iter().cloned()) {
             let covered = out.iter().any(|(d, m)| {
                 (*d == dir && (*m == mode || *m == RecursiveMode::Recursive))
@@ -163,10 +171,13 @@ fn classify_path(
     if name.starts_with(".memsched-") {
         return None;
     }
+    if path == roots.data_dir {
+        return match kind {
+            EventKind::Modify => None,
+            EventKind::Create | EventKind::Remove | EventKind::Rename => Some(Change::Root),
+        };
+    }
     if let Ok(rel) = path.strip_prefix(&roots.data_dir) {
-        if rel.as_os_str().is_empty() {
-            return None;
-        }
         return Some(Change::File {
             scope: Scope::Data,
             rel: rel.to_path_buf(),
@@ -388,6 +399,11 @@ mod tests {
         );
         let rescan = Event::new(NotifyKind::Other).set_flag(Flag::Rescan);
         assert_eq!(classify(&rescan, &r), [Change::Rescan]);
+        let gone = NotifyKind::Remove(RemoveKind::Folder);
+        assert_eq!(classify(&event(gone, &["/p/Data"]), &r), [Change::Root]);
+        let back = NotifyKind::Create(CreateKind::Folder);
+        assert_eq!(classify(&event(back, &["/p/Data"]), &r), [Change::Root]);
+        assert!(classify(&event(modify, &["/p/Data"]), &r).is_empty());
     }
 
     #[test]
