@@ -57,6 +57,8 @@ enum Input {
     Notice(Notice),
     Signal(i32),
     Finished(Box<RunRecord>),
+    /// The lock of an action the watcher had to skip is free again.
+    LockFree(Action),
 }
 
 /// The rules in force and what decides which of their actions may run.
@@ -145,6 +147,29 @@ struct Worker {
     done: Sender<Input>,
     /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
     stop: Arc<AtomicBool>,
+    /// The actions of the run in progress that a heard change asked for.
+    heard: Vec<Action>,
+    /// Actions skipped because another process held their lock, each with a thread
+    /// waiting for that lock to be free.
+    awaiting_lock: HashSet<Action>,
+}
+
+impl Worker {
+    /// `action` was skipped because another process (a `--once`) holds its lock, and
+    /// that process planned before the changes that woke this run: wait for the lock on a
+    /// thread, then run the action again.
+    fn await_lock(&mut self, paths: &Paths, action: Action) {
+        if !self.awaiting_lock.insert(action) {
+            return;
+        }
+        let (lock, tx) = (paths.action_lock(action.name()), self.done.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = lock::wait_until_free(&lock) {
+                log::warn!("cannot wait for {}: {}", lock.display(), e.chain());
+            }
+            let _ = tx.send(Input::LockFree(action));
+        });
+    }
 }
 
 impl Worker {
@@ -246,13 +271,8 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         WatcherKind::Inotify
     };
     d.watching.start(kind)?;
-    if d.watching.roots.pause_file.exists() {
-        log::info!(
-            "paused: {} exists; runs wait until it is removed",
-            d.watching.roots.pause_file.display()
-        );
-        d.sched.set_paused(true, now);
-    }
+    d.report.started_at = Some(crate::state::timestamp(SystemTime::now()));
+    d.recheck_pause(now);
     log::info!(
         "watching {} ({}) for {}; rules {}",
         d.watching.roots.data_dir.display(),
@@ -329,6 +349,8 @@ impl Daemon {
             worker: Worker {
                 done: channels.control,
                 stop: Arc::new(AtomicBool::new(false)),
+                awaiting_lock: HashSet::new(),
+                heard: Vec::new(),
             },
         }
     }
@@ -339,7 +361,13 @@ impl Daemon {
             if self.sched.take_reload(now) {
                 self.reload_rules();
             }
+            if self.sched.is_paused() {
+                // Every wake while paused (an event deferred, the tick) looks again, so a
+                // lost removal event cannot hold runs for ever.
+                self.recheck_pause(now);
+            }
             if let Some(order) = self.sched.poll(now) {
+                self.worker.heard.clone_from(&order.heard);
                 let settled = if order.actions.contains(&Action::Ingest) {
                     self.changes.take()
                 } else {
@@ -366,6 +394,14 @@ impl Daemon {
                     Ok(Input::Notice(n)) => self.on_notice(n),
                     Ok(Input::Signal(s)) => self.on_signal(s),
                     Ok(Input::Finished(record)) => self.on_finished(&record),
+                    Ok(Input::LockFree(action)) => {
+                        self.worker.awaiting_lock.remove(&action);
+                        self.sched.event(
+                            action,
+                            format!("{action} was skipped while another memsched held its lock, now free"),
+                            Instant::now(),
+                        );
+                    }
                     Err(_) => return,
                 },
                 default(wait) => {}
@@ -383,7 +419,13 @@ impl Daemon {
             }
             self.sched
                 .set_timer(a.action, a.followup.next_due.map(instant_of));
-            unannounced += a.followup.found;
+            // What an action a change asked for finds, that change announced.
+            if !self.worker.heard.contains(&a.action) {
+                unannounced += a.followup.found;
+            }
+            if a.lock_held {
+                self.worker.await_lock(&self.paths, a.action);
+            }
         }
         // Files ingest failed on are now failed tasks, due at once: retry takes them now,
         // not at the next tick (its own plan backs off whatever is not due yet).
@@ -396,7 +438,10 @@ impl Daemon {
             self.sched.wake_at(Action::Retry, Instant::now());
         }
         if record.trigger == Trigger::Tick {
-            log::info!("tick: {unannounced} items found that no event announced");
+            log::info!(
+                "tick: {unannounced} {} found that no event announced",
+                if unannounced == 1 { "item" } else { "items" }
+            );
             self.report.unannounced = Some(unannounced);
             self.report_health();
         }
@@ -439,21 +484,7 @@ impl Daemon {
             Route::Wake { wakes, deferred } => self.wake(wakes, deferred, now),
             Route::Ignored(why) => log::debug!("ignored {why}"),
             Route::Rules => self.sched.rules_changed(now),
-            Route::Pause { paused, turned } => {
-                if turned {
-                    log::info!(
-                        "{} {}: runs {}",
-                        self.watching.roots.pause_file.display(),
-                        if paused { "appeared" } else { "was removed" },
-                        if paused {
-                            "wait"
-                        } else {
-                            "resume with one full reconcile"
-                        }
-                    );
-                }
-                self.sched.set_paused(paused, now);
-            }
+            Route::Pause { paused, .. } => self.set_paused(paused, now),
             Route::Canary => {
                 if self.canary.seen(&mut self.sched) {
                     log::debug!("canary came back: the watcher hears data_dir");
@@ -465,6 +496,8 @@ impl Daemon {
                 self.report.rescans += 1;
                 log::warn!("the watcher lost events (rescan flag): reconciling everything");
                 self.sched.rescan("rescan: the watcher lost events", now);
+                // The marker's own event may be among those lost.
+                self.recheck_pause(now);
             }
             Route::Root => self.rewatch_root(now),
             Route::SourceFolder(wakes) => {
@@ -472,6 +505,33 @@ impl Daemon {
                 self.wake(wakes, false, now);
             }
         }
+    }
+
+    /// Runs wait (`paused`) or not from now on; a change is logged and reported.
+    fn set_paused(&mut self, paused: bool, now: Instant) {
+        if paused == self.sched.is_paused() {
+            return;
+        }
+        log::info!(
+            "{} {}: runs {}",
+            self.watching.roots.pause_file.display(),
+            if paused { "exists" } else { "is gone" },
+            if paused {
+                "wait until it is removed"
+            } else {
+                "resume with one full reconcile"
+            }
+        );
+        self.sched.set_paused(paused, now);
+        self.report.paused_since = paused.then(|| crate::state::timestamp(SystemTime::now()));
+        self.report_health();
+    }
+
+    /// Reads the pause marker again. Its events are hints like any other: one lost with a
+    /// batch, or a reload that names another marker, must not pause (or hold) runs forever.
+    fn recheck_pause(&mut self, now: Instant) {
+        let marker = self.watching.roots.pause_file.exists();
+        self.set_paused(marker, now);
     }
 
     /// data_dir went away or came back. Its watches went with it (or point at the folder
@@ -495,6 +555,7 @@ impl Daemon {
         }
         self.report.rescans += 1;
         self.sched.rescan("rescan: data_dir was replaced", now);
+        self.recheck_pause(now);
     }
 
     fn wake(&mut self, wakes: Vec<Wake>, deferred: bool, now: Instant) {
@@ -517,6 +578,7 @@ impl Daemon {
                 );
                 self.sched
                     .rescan("rescan: events were dropped while the loop was busy", now);
+                self.recheck_pause(now);
             }
             Notice::Errors(errors) => {
                 for e in &errors {
@@ -525,6 +587,7 @@ impl Daemon {
                 self.report.rescans += 1;
                 self.sched
                     .rescan("rescan: the watcher reported errors", now);
+                self.recheck_pause(now);
             }
         }
     }
@@ -558,6 +621,8 @@ impl Daemon {
                     .set_settings(self.config.settings(), Instant::now());
                 self.sched.set_allowed(self.config.runnable());
                 self.report.rules_error = None;
+                // The rules may name another marker.
+                self.recheck_pause(Instant::now());
                 log::info!("rules reloaded from {}", self.config.file.display());
                 if rebuild && let Err(e) = self.watching.start(self.watching.kind) {
                     log::error!(

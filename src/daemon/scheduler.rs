@@ -48,6 +48,8 @@ struct Pending {
     at: Option<Instant>,
     trigger: Trigger,
     reasons: Vec<String>,
+    /// Whether a change heard by the watcher asked for this action.
+    heard: bool,
 }
 
 /// A run the loop should start now.
@@ -57,6 +59,8 @@ pub struct RunOrder {
     pub trigger: Trigger,
     /// Which changes, timers or ticks woke it.
     pub reasons: Vec<String>,
+    /// The actions a change heard by the watcher asked for: what they find was announced.
+    pub heard: Vec<Action>,
 }
 
 #[derive(Debug)]
@@ -146,7 +150,9 @@ impl Scheduler {
             at: None,
             trigger,
             reasons: Vec::new(),
+            heard: false,
         });
+        p.heard |= trigger == Trigger::Event;
         p.last = now;
         p.trigger = p.trigger.merge(trigger);
         if let Some(at) = at {
@@ -338,6 +344,7 @@ impl Scheduler {
             actions: Vec::new(),
             trigger: Trigger::Event,
             reasons: Vec::new(),
+            heard: Vec::new(),
         };
         for action in ready {
             let p = self
@@ -349,6 +356,9 @@ impl Scheduler {
                 if !order.reasons.contains(&reason) {
                     order.reasons.push(reason);
                 }
+            }
+            if p.heard {
+                order.heard.push(action);
             }
             order.actions.push(action);
         }
