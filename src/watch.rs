@@ -11,6 +11,7 @@
 
 pub mod change;
 pub mod interest;
+pub mod poll;
 
 pub use change::{Change, Roots, classify, source_folders};
 pub use interest::Interest;
@@ -21,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use poll::Poller;
 
 use crate::error::{Error, LIMIT_HINT, Result};
 use crate::watcher_kind::WatcherKind;
@@ -133,7 +136,7 @@ impl notify::EventHandler for Forward {
 /// A running watcher; dropping it stops watching.
 pub enum Watcher {
     Native(RecommendedWatcher),
-    Poll(PollWatcher),
+    Poll(Poller),
 }
 
 impl Watcher {
@@ -147,14 +150,16 @@ impl Watcher {
 
     /// Watches one more folder (a source folder that appeared, say).
     pub fn watch(&mut self, dir: &Path, mode: RecursiveMode) -> Result<()> {
-        let result = match self {
-            Watcher::Native(w) => w.watch(dir, mode),
-            Watcher::Poll(w) => w.watch(dir, mode),
-        };
-        result.map_err(|source| Error::Watch {
-            path: dir.to_path_buf(),
-            source,
-        })
+        match self {
+            Watcher::Native(w) => w.watch(dir, mode).map_err(|source| Error::Watch {
+                path: dir.to_path_buf(),
+                source,
+            }),
+            Watcher::Poll(p) => {
+                p.watch(dir, mode);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -191,12 +196,16 @@ pub fn start(
             ),
         }
     }
-    let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
-    let poll = PollWatcher::new(forward(), config).map_err(|source| Error::Watch {
-        path: roots.data_dir.clone(),
-        source,
-    })?;
-    watch_all(Watcher::Poll(poll), roots)
+    let folders = roots
+        .folders()
+        .into_iter()
+        .filter(|(dir, _)| dir.is_dir())
+        .collect();
+    Ok(Watcher::Poll(Poller::start(
+        folders,
+        POLL_INTERVAL,
+        forward(),
+    )))
 }
 
 fn watch_all(mut watcher: Watcher, roots: &Roots) -> Result<Watcher> {

@@ -432,3 +432,32 @@ fn issue_9_the_tick_counts_only_what_no_event_announced() {
         w.log()
     );
 }
+
+/// Issue 9, case 13: polling (for network file systems) hears a file replaced by one with
+/// an older mtime, as `rsync -a`, `cp -p` and restores make.
+#[test]
+fn issue_9_polling_hears_a_file_replaced_by_an_older_one() {
+    let env = TestEnv::new();
+    let ingest = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"50ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let file = env.write("Data/notes.txt", "today's notes");
+    let w = env.watch(&["--poll"], &[]);
+    assert!(
+        env.sent().contains(&bytes(&file)),
+        "the startup run sends it"
+    );
+    let restored = env.write("restore.tmp", "last week's notes, restored");
+    set_old(&restored);
+    std::fs::rename(&restored, &file).unwrap();
+    wait_until(
+        "the restored content reaches the step",
+        std::time::Duration::from_secs(20),
+        &|| w.log(),
+        || env.calls().len() > 1,
+    );
+    assert_eq!(env.calls()[1].args, [bytes(&file)], "{}", w.log());
+}
