@@ -65,6 +65,9 @@ pub fn run_with_clock(
         // A missing state folder is made here once; if that fails, the first lock or
         // write in it reports the path.
         let _ = std::fs::create_dir_all(&paths.state_dir);
+        for dir in paths.state_folders() {
+            crate::state::atomic::sweep_stale(&dir);
+        }
     }
     let mut actions = Vec::new();
     for action in Action::ALL

@@ -461,3 +461,23 @@ fn issue_9_polling_hears_a_file_replaced_by_an_older_one() {
     );
     assert_eq!(env.calls()[1].args, [bytes(&file)], "{}", w.log());
 }
+
+/// Issue 9, case 10: a writer killed between creating its temporary file and renaming it
+/// leaves `.memsched-<pid>-….tmp` behind; the next run removes those of dead processes
+/// and leaves a live process's alone.
+#[test]
+fn issue_9_temporary_files_of_dead_writers_are_swept() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    let dead = env.write("state/.memsched-999999999-0-00000000.tmp", "{\"half");
+    let live = env.write(
+        &format!("state/.memsched-{}-0-00000000.tmp", std::process::id()),
+        "{\"in use",
+    );
+    let unrelated = env.write("state/.memsched-notes.tmp", "not a temporary file");
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 0);
+    assert!(!dead.exists(), "a dead writer's temporary file stays");
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    assert!(unrelated.exists());
+}
