@@ -11,6 +11,7 @@ mod util;
 mod autostart;
 mod config;
 mod example;
+mod faults;
 mod hostile;
 mod ingest;
 mod locks;
