@@ -127,6 +127,12 @@ impl Watching {
     }
 }
 
+/// The rules path, absolute, when it is a link.
+fn rules_link(rules_file: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(rules_file).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| std::path::absolute(rules_file).unwrap_or_else(|_| rules_file.to_path_buf()))
+}
+
 /// The roots of the upload sources the rules name.
 fn sources_of(
     home: &Path,
@@ -239,6 +245,7 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
         state_dir: canonical(&paths.state_dir)?,
         rules_file: canonical(rules_file)?,
+        rules_link: rules_link(rules_file),
         data_dir,
         home,
         source_dirs,
@@ -608,9 +615,17 @@ impl Daemon {
         match Rules::load(&self.config.file) {
             Ok(rules) => {
                 let (source_dirs, sources) = sources_of(&self.watching.roots.home, &rules);
-                // The watcher's filters are fixed when it is built; the rules it filters by
+                // A re-pointed link resolves elsewhere now: watch where it points.
+                let target = self
+                    .config
+                    .file
+                    .canonicalize()
+                    .unwrap_or_else(|_| self.watching.roots.rules_file.clone());
+                // The watcher's folders are fixed when it is built; the rules it filters by
                 // are shared, and replaced here.
-                let rebuild = source_dirs != self.watching.roots.source_dirs;
+                let rebuild = source_dirs != self.watching.roots.source_dirs
+                    || target != self.watching.roots.rules_file;
+                self.watching.roots.rules_file = target;
                 self.watching.roots.source_dirs = source_dirs;
                 self.watching.roots.sources = sources;
                 self.watching.roots.pause_file =
@@ -624,11 +639,18 @@ impl Daemon {
                 // The rules may name another marker.
                 self.recheck_pause(Instant::now());
                 log::info!("rules reloaded from {}", self.config.file.display());
-                if rebuild && let Err(e) = self.watching.start(self.watching.kind) {
-                    log::error!(
-                        "cannot restart the watcher for the new upload sources: {}",
-                        e.chain()
-                    );
+                if rebuild {
+                    match self.watching.start(self.watching.kind) {
+                        // Changes made while no watch was in place are found by a reconcile.
+                        Ok(()) => self.sched.rescan(
+                            "rescan: the watcher was rebuilt for the new rules",
+                            Instant::now(),
+                        ),
+                        Err(e) => log::error!(
+                            "cannot restart the watcher for the new rules: {}",
+                            e.chain()
+                        ),
+                    }
                 }
             }
             Err(e) => {
@@ -713,6 +735,7 @@ mod tests {
             state_dir: home.clone(),
             home: home.clone(),
             rules_file: home.join("watch-rules.toml"),
+            rules_link: None,
             pause_file: home.join("Data/.memsched-pause"),
             canary_file: home.join("Data/.memsched-canary-0"),
             source_dirs: Vec::new(),

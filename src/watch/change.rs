@@ -52,7 +52,11 @@ pub struct Roots {
     pub state_dir: PathBuf,
     /// The pipeline home: upload `sources` are relative to it.
     pub home: PathBuf,
+    /// The rules file as it resolves now (links followed).
     pub rules_file: PathBuf,
+    /// The rules path as given, when it is a link (a dotfiles repository, say): re-pointing
+    /// it is an edit of the rules too.
+    pub rules_link: Option<PathBuf>,
     pub pause_file: PathBuf,
     pub canary_file: PathBuf,
     /// The folders upload `sources` name (see [`source_folders`]).
@@ -73,6 +77,7 @@ impl Roots {
             self.data_dir.parent(),
             Some(self.state_dir.as_path()),
             self.rules_file.parent(),
+            self.rules_link.as_deref().and_then(Path::parent),
         ]
         .into_iter()
         .flatten()
@@ -157,7 +162,7 @@ fn classify_path(
     settled: bool,
     roots: &Roots,
 ) -> Option<Change> {
-    if path == roots.rules_file {
+    if path == roots.rules_file || roots.rules_link.as_deref() == Some(path) {
         return Some(Change::Rules);
     }
     if path == roots.pause_file {
@@ -245,6 +250,7 @@ mod tests {
             state_dir: PathBuf::from("/p"),
             home: PathBuf::from("/p"),
             rules_file: PathBuf::from("/p/watch-rules.toml"),
+            rules_link: Some(PathBuf::from("/etc/memsched/rules.toml")),
             pause_file: PathBuf::from("/p/Data/.memsched-pause"),
             canary_file: PathBuf::from("/p/Data/.memsched-canary-1"),
             source_dirs: source_folders(Path::new("/p"), &["index/*.json".to_owned()]),
@@ -366,6 +372,11 @@ mod tests {
             [Change::Rules]
         );
         assert_eq!(
+            classify(&event(modify, &["/etc/memsched/rules.toml"]), &r),
+            [Change::Rules],
+            "a link re-pointed"
+        );
+        assert_eq!(
             classify(&event(modify, &["/p/Data/.memsched-pause"]), &r),
             [Change::Pause]
         );
@@ -414,6 +425,7 @@ mod tests {
             [
                 (PathBuf::from("/p/Data"), RecursiveMode::Recursive),
                 (PathBuf::from("/p"), RecursiveMode::NonRecursive),
+                (PathBuf::from("/etc/memsched"), RecursiveMode::NonRecursive),
                 (PathBuf::from("/p/index"), RecursiveMode::NonRecursive),
             ]
         );
