@@ -2,11 +2,9 @@
 //! the subcommand, prints the result, and chooses the exit status.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::action::Action;
 use crate::autostart;
@@ -17,7 +15,7 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
-use crate::{check, daemon};
+use crate::{check, daemon, interrupt};
 use crate::{status, summary};
 
 /// Runs memsched as the command line asks.
@@ -88,11 +86,10 @@ fn event_queue() -> Result<usize> {
 
 fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
     let stop = Arc::new(AtomicBool::new(false));
-    // The first SIGINT or SIGTERM lets the running step finish and records it; a second one
-    // ends memsched at once (the step, in its own process group, runs on).
-    for signal in [SIGINT, SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    // The first SIGINT or SIGTERM lets the running step finish and says how to abort; a
+    // second ends the step's process group; either way the run is recorded, exit 130.
+    if let Err(e) = interrupt::install(Arc::clone(&stop)) {
+        log::warn!("{}: Ctrl-C ends memsched at once", e.chain());
     }
     let request = Request {
         actions: actions_of(&cli.mode),
@@ -100,9 +97,12 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
         dry_run: cli.dry_run,
         progress: !cli.json,
         woken_by: Vec::new(),
-        stop,
+        stop: Arc::clone(&stop),
     };
-    let record = reconcile::run(paths, rules, &request);
+    let mut record = reconcile::run(paths, rules, &request);
+    if stop.load(Ordering::SeqCst) {
+        record.mark_interrupted();
+    }
     let logged = reconcile::record(paths, rules, &record);
     // A closed stdout (`| head`) is not a failure of the run.
     let color = std::io::stdout().is_terminal();
@@ -110,6 +110,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
         summary::write(out, record, color)
     });
     match logged {
+        Ok(()) if record.interrupted() => Exit::Interrupted,
         Ok(()) => exit_of(&record.actions),
         Err(e) => {
             eprintln!("memsched: error: the run was not recorded: {}", e.chain());

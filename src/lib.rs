@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod error;
 pub mod event_kind;
 pub mod file_key;
+pub mod interrupt;
 pub mod lock;
 pub mod output;
 pub mod paths;

@@ -19,7 +19,7 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
             Outcome::NothingToDo => "2",
             Outcome::WouldRun => "36",
             Outcome::Skipped => "33",
-            Outcome::Failed => "31;1",
+            Outcome::Failed | Outcome::Interrupted => "31;1",
         };
         format!("\x1b[{code}m{text}\x1b[0m")
     };

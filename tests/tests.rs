@@ -13,6 +13,7 @@ mod config;
 mod example;
 mod hostile;
 mod ingest;
+mod interrupt;
 mod locks;
 mod no_loss;
 mod properties;
