@@ -22,16 +22,21 @@ use crate::{status, summary};
 pub fn run(cli: &Cli) -> Result<Exit> {
     let paths = Paths::load(&paths_file(cli))?;
     let rules_file = rules_file(cli, &paths)?;
+    if let Some(Command::Status) = &cli.command {
+        // Status shows what it can read even when the rules do not load.
+        let rules = Rules::load(&rules_file);
+        return Ok(status::print(
+            &paths,
+            rules.as_ref(),
+            cli.json,
+            std::io::stdout().is_terminal(),
+        ));
+    }
     let rules = Rules::load(&rules_file)?;
     match &cli.command {
         Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
         Some(Command::Autostart { action }) => autostart(action, &paths.file, &rules_file),
-        Some(Command::Status) => Ok(status::print(
-            &paths,
-            &rules,
-            cli.json,
-            std::io::stdout().is_terminal(),
-        )),
+        Some(Command::Status) => unreachable!("status returned above"),
         None if cli.once => Ok(once(cli, &paths, &rules)),
         None if cli.dry_run => Err(Error::Usage(
             "--dry-run plans one run: use it with --once".to_owned(),

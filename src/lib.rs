@@ -33,3 +33,4 @@ pub mod upload_status;
 pub mod walk;
 pub mod watch;
 pub mod watcher_kind;
+pub mod words;

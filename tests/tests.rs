@@ -19,6 +19,7 @@ mod no_loss;
 mod properties;
 mod retry;
 mod state_files;
+mod status;
 mod upload;
 mod watchdog;
 mod watcher;
