@@ -59,3 +59,40 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
     }
     Ok(())
 }
+
+/// One line per action that failed or was interrupted, and per item it failed on (the
+/// first [`LISTED_FAILURES`]): what goes to stderr so cron and journald keep it.
+#[must_use]
+pub fn failures(run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    for action in &run.actions {
+        match action.outcome {
+            Outcome::Failed | Outcome::Interrupted => {}
+            Outcome::Ran | Outcome::NothingToDo | Outcome::WouldRun | Outcome::Skipped => {
+                continue;
+            }
+        }
+        lines.push(format!(
+            "{} {}: {}",
+            action.action.name(),
+            action.outcome.label(),
+            action.summary
+        ));
+        for failed in action.failed_items.iter().take(LISTED_FAILURES) {
+            lines.push(format!(
+                "{} failed {}: {}",
+                action.action.name(),
+                failed.item,
+                failed.error
+            ));
+        }
+        if action.failed_items.len() > LISTED_FAILURES {
+            lines.push(format!(
+                "{} … and {} more failed",
+                action.action.name(),
+                action.failed_items.len() - LISTED_FAILURES
+            ));
+        }
+    }
+    lines
+}

@@ -9,6 +9,7 @@ mod harness;
 mod util;
 
 mod autostart;
+mod cli;
 mod config;
 mod example;
 mod hostile;

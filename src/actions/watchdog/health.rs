@@ -96,8 +96,13 @@ pub struct WatcherSeen {
     pub updated_at: Option<String>,
 }
 
+/// The version of the health's shape (`status --json`, watchdog_state.json).
+pub const HEALTH_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
+    /// [`HEALTH_VERSION`].
+    pub version: u32,
     pub status: Status,
     pub checked_at: String,
     /// Why the status is not ok, one sentence each.
@@ -136,6 +141,7 @@ pub struct Health {
 #[must_use]
 pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: SystemTime) -> Health {
     let mut h = Health {
+        version: HEALTH_VERSION,
         status: Status::Ok,
         checked_at: timestamp(now),
         problems: Vec::new(),
