@@ -111,6 +111,16 @@ pub struct Invocation {
     pub lock: Option<PathBuf>,
 }
 
+impl Invocation {
+    /// One variable of the environment the command gets, as text.
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+}
+
 /// How a command ended, for the run log.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandReport {
@@ -181,7 +191,12 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         source,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
-    let entry = registry::register(inv, &program, child.id());
+    let entry = registry::register(
+        inv.var("MEMSCHED_ACTION"),
+        inv.var("MEMSCHED_TASK_ID"),
+        &program,
+        child.id(),
+    );
 
     if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
         // A step that exits without reading its stdin closes the pipe: not our error.

@@ -12,6 +12,7 @@ mod autostart;
 mod cli;
 mod config;
 mod example;
+mod history;
 mod hostile;
 mod ingest;
 mod interrupt;

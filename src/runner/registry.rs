@@ -8,8 +8,6 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::Invocation;
-
 /// One running command, as people are told about it.
 #[derive(Debug, Clone)]
 pub struct Running {
@@ -89,14 +87,14 @@ impl Drop for Entry {
     }
 }
 
-/// Adds a command that has just started as `pid`.
-pub(super) fn register(inv: &Invocation, program: &str, pid: u32) -> Entry {
-    let var = |name: &str| {
-        inv.env
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string_lossy().into_owned())
-    };
+/// Adds a command that has just started as `pid`; `action` and `task_id` say what it
+/// does, for people.
+pub(super) fn register(
+    action: Option<String>,
+    task_id: Option<String>,
+    program: &str,
+    pid: u32,
+) -> Entry {
     let (tx, rx) = bounded(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut registry = registry();
@@ -106,8 +104,8 @@ pub(super) fn register(inv: &Invocation, program: &str, pid: u32) -> Entry {
     registry.slots.push(Slot {
         id,
         info: Running {
-            action: var("MEMSCHED_ACTION"),
-            task_id: var("MEMSCHED_TASK_ID"),
+            action,
+            task_id,
             program: program.to_owned(),
             pid,
             started: Instant::now(),
