@@ -25,3 +25,4 @@ mod status;
 mod upload;
 mod watchdog;
 mod watcher;
+mod words;
