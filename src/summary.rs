@@ -61,7 +61,7 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
 }
 
 /// One line per action that failed or was interrupted, and per item it failed on (the
-/// first [`LISTED_FAILURES`]): what goes to stderr so cron and journald keep it.
+/// first ten): what goes to stderr so cron and journald keep it.
 #[must_use]
 pub fn failures(run: &RunRecord) -> Vec<String> {
     let mut lines = Vec::new();
@@ -95,4 +95,54 @@ pub fn failures(run: &RunRecord) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The one line a watcher under systemd shows in `systemctl status` (sd_notify STATUS)
+/// after a run: "idle; last run 12:03:04 ok", or naming what failed.
+#[must_use]
+pub fn status_line(run: &RunRecord) -> String {
+    let at = run.finished_at.get(11..19).unwrap_or(&run.finished_at);
+    let bad: Vec<&str> = run
+        .actions
+        .iter()
+        .filter(|a| matches!(a.outcome, Outcome::Failed | Outcome::Interrupted))
+        .map(|a| a.action.name())
+        .collect();
+    if bad.is_empty() {
+        format!("idle; last run {at} ok")
+    } else {
+        format!("idle; last run {at} failed: {}", bad.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::report::ActionReport;
+    use crate::trigger::Trigger;
+
+    #[test]
+    fn the_status_line_says_when_and_what_failed() {
+        let mut run = RunRecord {
+            started_at: "2026-11-26T12:03:01.000Z".to_owned(),
+            finished_at: "2026-11-26T12:03:04.500Z".to_owned(),
+            duration_ms: 3500,
+            trigger: Trigger::Event,
+            modes: vec!["ingest".to_owned()],
+            dry_run: false,
+            woken_by: Vec::new(),
+            pid: 1,
+            exit_code: 0,
+            actions: vec![ActionReport::new(
+                Action::Ingest,
+                Outcome::Ran,
+                "sent 1 file",
+            )],
+        };
+        assert_eq!(status_line(&run), "idle; last run 12:03:04 ok");
+        run.actions[0].outcome = Outcome::Failed;
+        assert_eq!(status_line(&run), "idle; last run 12:03:04 failed: ingest");
+        assert_eq!(failures(&run), ["ingest failed: sent 1 file"]);
+    }
 }

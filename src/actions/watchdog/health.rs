@@ -111,7 +111,7 @@ pub struct Health {
     pub tasks: BTreeMap<String, usize>,
     pub stuck_tasks: Vec<String>,
     pub dead_tasks: Vec<String>,
-    /// Failed and dead tasks (the first [`LISTED`] of each) with their errors.
+    /// Failed and dead tasks (the first 50 of each) with their errors.
     pub failed_tasks: Vec<TaskLine>,
     pub uploads: UploadHealth,
     /// Whether upload is configured (else `uploads` counts only what others logged).
