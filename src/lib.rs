@@ -21,6 +21,7 @@ pub mod logging;
 pub mod output;
 pub mod paths;
 pub mod placeholder;
+pub mod progress;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
