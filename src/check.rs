@@ -203,10 +203,9 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
                     "sources": u.sources,
                 })
             }),
-            Action::Watchdog => rules
-                .watchdog
-                .as_ref()
-                .map(|w| json!({"command": w.command.as_ref().map(command_json)})),
+            Action::Watchdog => rules.watchdog.as_ref().map(
+                |w| json!({"command": w.command.as_ref().map(command_json), "notify": w.notify}),
+            ),
         };
         actions.insert(action.name().to_owned(), value.unwrap_or(Value::Null));
     }

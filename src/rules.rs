@@ -94,6 +94,9 @@ pub struct UploadConfig {
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
     pub command: Option<CommandSpec>,
+    /// Desktop notifications on health getting worse and on tasks dying (needs a session
+    /// bus; rate-limited).
+    pub notify: bool,
 }
 
 /// One `[[rules]]` entry: changes under `scope` matching `paths` and `on` run `run`.
@@ -226,7 +229,10 @@ impl Rules {
                 )?),
                 None => None,
             };
-            rules.watchdog = Some(WatchdogConfig { command });
+            rules.watchdog = Some(WatchdogConfig {
+                command,
+                notify: w.notify.unwrap_or(defaults::NOTIFY),
+            });
         }
         for r in raw.rules {
             let paths = check.globs(Some(&r.paths), &[])?;

@@ -18,6 +18,7 @@ mod ingest;
 mod interrupt;
 mod locks;
 mod no_loss;
+mod notify;
 mod properties;
 mod retry;
 mod state_files;
