@@ -155,13 +155,23 @@ fn write_table(
     if runs.is_empty() {
         return writeln!(out, "no runs recorded (or none that match)");
     }
-    let width = 15;
+    // Each action's column is as wide as its widest cell.
+    let widths = Action::ALL.map(|action| {
+        runs.iter()
+            .map(|(_, run)| {
+                let a = actions(run).iter().find(|a| a["action"] == action.name());
+                cell(a).0.chars().count()
+            })
+            .chain([action.name().len()])
+            .max()
+            .unwrap_or(0)
+    });
     write!(
         out,
         "{:>4}  {:<19}  {:<8}  {:>8}",
         "#", "started (UTC)", "trigger", "took"
     )?;
-    for action in Action::ALL {
+    for (action, width) in Action::ALL.iter().zip(widths) {
         write!(out, "  {:<width$}", action.name())?;
     }
     writeln!(out, "  woken by")?;
@@ -173,7 +183,7 @@ fn write_table(
             run["trigger"].as_str().unwrap_or("?"),
             took(run["duration_ms"].as_u64().unwrap_or(0)),
         )?;
-        for action in Action::ALL {
+        for (action, width) in Action::ALL.iter().zip(widths) {
             let a = actions(run).iter().find(|a| a["action"] == action.name());
             let (text, code) = cell(a);
             write!(out, "  {}", paint(&text, width, code, color))?;
@@ -182,7 +192,7 @@ fn write_table(
             .as_array()
             .map(|w| w.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let mut woke = woken.first().copied().unwrap_or("").to_owned();
+        let mut woke = woken.first().copied().unwrap_or("-").to_owned();
         if woke.chars().count() > WOKEN_CHARS {
             woke = woke.chars().take(WOKEN_CHARS - 1).collect::<String>() + "…";
         }

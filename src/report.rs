@@ -199,7 +199,6 @@ impl RunRecord {
         for action in &mut self.actions {
             if action.commands.iter().any(|c| c.interrupted) {
                 action.outcome = Outcome::Interrupted;
-                action.summary = format!("interrupted: {}", action.summary);
             }
         }
         self.exit_code = Exit::Interrupted.code();
