@@ -25,6 +25,7 @@ mod reaction;
 mod retry;
 mod state_files;
 mod status;
+mod unattended;
 mod upload;
 mod watchdog;
 mod watcher;
