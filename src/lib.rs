@@ -28,6 +28,7 @@ pub mod rules;
 pub mod runner;
 pub mod scope;
 pub mod sd_notify;
+pub mod sources;
 pub mod state;
 pub mod status;
 pub mod summary;
