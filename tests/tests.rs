@@ -9,6 +9,7 @@ mod harness;
 mod util;
 
 mod autostart;
+mod batches;
 mod config;
 mod example;
 mod hostile;
