@@ -167,6 +167,52 @@ impl TaskQueue {
         self.doc.find("id", id).map(TaskView)
     }
 
+    /// Where each id first sits in the document's list, so that a write changing many
+    /// tasks (a retry group, issue 8) finds each in constant time rather than by a scan.
+    #[must_use]
+    pub fn positions(&self) -> HashMap<String, usize> {
+        let mut at = HashMap::new();
+        for (i, item) in self.doc.items().iter().enumerate() {
+            if let Some(id) = item.get("id").and_then(Value::as_str) {
+                at.entry(id.to_owned()).or_insert(i);
+            }
+        }
+        at
+    }
+
+    /// The task at `position` of the list (see [`TaskQueue::positions`]).
+    #[must_use]
+    pub fn at(&self, position: usize) -> Option<TaskView<'_>> {
+        self.doc
+            .items()
+            .get(position)
+            .and_then(Value::as_object)
+            .map(TaskView)
+    }
+
+    /// Sets `fields` on the task at `position` (its other fields untouched); a value of
+    /// `None` removes the field. Nothing happens if no task is there.
+    pub fn set_at(&mut self, position: usize, fields: Vec<(String, Option<Value>)>) {
+        let Some(task) = self
+            .doc
+            .items_mut()
+            .get_mut(position)
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for (key, value) in fields {
+            match value {
+                Some(value) => {
+                    task.insert(key, value);
+                }
+                None => {
+                    task.shift_remove(&key);
+                }
+            }
+        }
+    }
+
     /// Locked read-modify-write (see [`ListDoc::update`]); `change` returns whether it
     /// changed anything, and a value.
     pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
