@@ -5,12 +5,14 @@
 //! What a kill can cost. Every task of a group is marked `running` (with `started_at`)
 //! before the first of them starts, so no task is lost: after `stuck_after` each is taken
 //! as crashed and runs again. What a kill loses is the results of the group in flight, so
-//! those tasks run again; groups are sized to keep that near [`BUDGET`] of work. A group
-//! doubles while it finishes within half the budget and halves when it takes longer, and
-//! no task of a group starts once the group has used its budget: it is handed back as it
-//! was (its old status and times), for the next group. A slow step therefore runs one
-//! task per group, recorded alone, as before; a task waits in `running` without running
-//! for at most about the budget.
+//! those tasks run again; groups are sized to keep that near a budget of work: [`BUDGET`],
+//! or twenty writes of the queue when a large queue makes a write cost more than 1/20 of
+//! it (so the writes stay a small part of the run). A group grows fourfold while it
+//! finishes within half the budget and halves when it takes longer, and no task of a
+//! group starts once the group has used its budget: it is handed back as it was (its old
+//! status and times), for the next group. The first group holds one task, so a slow step
+//! runs one task per group, recorded alone, as before; a task waits in `running` without
+//! running for at most about the budget or one task's run.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -34,6 +36,8 @@ use crate::task_status::TaskStatus;
 
 /// About how much work a group may hold: what a kill can make run again.
 pub(super) const BUDGET: Duration = Duration::from_secs(1);
+/// A group's budget is at least this many writes of the queue.
+const WRITES_PER_BUDGET: u32 = 20;
 /// The most tasks in one group, however quick they are.
 const MAX_GROUP: usize = 4096;
 
@@ -111,6 +115,7 @@ pub(super) fn execute(
     let mut executed = Executed::default();
     let mut waiting: VecDeque<&Due> = plan.due.iter().collect();
     let mut size = 1;
+    let mut budget = BUDGET;
     while !waiting.is_empty() && !ctx.stopping() {
         let now = ctx.clock.now();
         let mut group = Vec::new();
@@ -131,12 +136,13 @@ pub(super) fn execute(
             continue;
         }
         executed.groups += 1;
-        match run_group(ctx, config, &group, tracker, &mut executed) {
-            Ok((not_started, took)) => {
-                for due in not_started.into_iter().rev() {
+        match run_group(ctx, config, &group, tracker, budget, &mut executed) {
+            Ok(ran) => {
+                for due in ran.not_started.into_iter().rev() {
                     waiting.push_front(due);
                 }
-                size = next_size(size, took);
+                size = next_size(size, ran.took, budget);
+                budget = BUDGET.max(ran.write * WRITES_PER_BUDGET);
             }
             Err(e) => {
                 executed.error = Some(e);
@@ -148,32 +154,45 @@ pub(super) fn execute(
 }
 
 /// The size of the next group after one of `size` tasks took `took`.
-fn next_size(size: usize, took: Duration) -> usize {
-    if took < BUDGET / 2 {
-        (size * 2).min(MAX_GROUP)
-    } else if took > BUDGET {
+fn next_size(size: usize, took: Duration, budget: Duration) -> usize {
+    if took < budget / 2 {
+        (size * 4).min(MAX_GROUP)
+    } else if took > budget {
         (size / 2).max(1)
     } else {
         size
     }
 }
 
-/// Takes, runs and records one group; the tasks it handed back unstarted, and how long
-/// the group took.
+/// What one group left for the next.
+#[derive(Debug)]
+struct GroupRan<'p> {
+    /// Tasks handed back unstarted, in order.
+    not_started: Vec<&'p Due>,
+    /// How long the whole group took.
+    took: Duration,
+    /// How long its first write took.
+    write: Duration,
+}
+
+/// Takes, runs and records one group.
 fn run_group<'p>(
     ctx: &Context<'_>,
     config: &RetryConfig,
     group: &[&'p Due],
     tracker: &mut Tracker,
+    budget: Duration,
     executed: &mut Executed,
-) -> Result<(Vec<&'p Due>, Duration)> {
+) -> Result<GroupRan<'p>> {
     let began = ctx.clock.now();
+    let since = |from: SystemTime| ctx.clock.now().duration_since(from).unwrap_or_default();
     let (taken, gone) = take(ctx, group)?;
+    let write = since(began);
     executed.turns.extend(gone.into_iter().map(|due| TaskTurn {
         id: due.id.clone(),
         turn: Turn::Gone,
     }));
-    let mut outcomes = run_taken(ctx, config, &taken, tracker, began);
+    let mut outcomes = run_taken(ctx, config, &taken, tracker, began, budget);
     let mut not_started = Vec::new();
     for (t, outcome) in taken.iter().zip(&mut outcomes) {
         match outcome {
@@ -184,12 +203,11 @@ fn run_group<'p>(
     }
     let turns = record(ctx, config, &taken, outcomes)?;
     executed.turns.extend(turns);
-    let took = ctx
-        .clock
-        .now()
-        .duration_since(began)
-        .unwrap_or(Duration::ZERO);
-    Ok((not_started, took))
+    Ok(GroupRan {
+        not_started,
+        took: since(began),
+        write,
+    })
 }
 
 /// One locked write: every task of `group` that is still failed or pending becomes
@@ -253,6 +271,7 @@ fn run_taken(
     taken: &[Taken<'_>],
     tracker: &mut Tracker,
     began: SystemTime,
+    budget: Duration,
 ) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let outcomes: Vec<Mutex<Outcome>> = taken
@@ -265,7 +284,7 @@ fn run_taken(
         ctx.clock
             .now()
             .duration_since(began)
-            .is_ok_and(|d| d > BUDGET)
+            .is_ok_and(|d| d > budget)
     };
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -459,10 +478,16 @@ mod tests {
 
     #[test]
     fn groups_grow_while_quick_and_shrink_when_slow() {
-        assert_eq!(next_size(1, Duration::from_millis(10)), 2);
-        assert_eq!(next_size(MAX_GROUP, Duration::ZERO), MAX_GROUP);
-        assert_eq!(next_size(8, BUDGET * 3 / 4), 8);
-        assert_eq!(next_size(8, BUDGET * 2), 4);
-        assert_eq!(next_size(1, BUDGET * 10), 1);
+        let b = BUDGET;
+        assert_eq!(next_size(1, Duration::from_millis(10), b), 4);
+        assert_eq!(next_size(MAX_GROUP, Duration::ZERO, b), MAX_GROUP);
+        assert_eq!(next_size(8, b * 3 / 4, b), 8);
+        assert_eq!(next_size(8, b * 2, b), 4);
+        assert_eq!(next_size(1, b * 10, b), 1);
+        assert_eq!(
+            next_size(8, b * 3 / 2, b * 4),
+            32,
+            "a larger budget lets it grow"
+        );
     }
 }
