@@ -7,6 +7,7 @@ mod group;
 mod plan;
 
 pub use breaker::{OpenBreaker, open_from_log};
+use plan::tasks;
 pub use plan::{Due, Repair, RetryPlan, plan};
 
 use std::time::{Instant, SystemTime};
@@ -69,10 +70,11 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         report.summary = match (failed_total, plan.next_due) {
             (0, _) => "no failed tasks".to_owned(),
             (n, Some(next)) => format!(
-                "{n} failed tasks, none due; the next at {}",
+                "{}, none due; the next at {}",
+                tasks(n, "failed"),
                 timestamp(next)
             ),
-            (n, None) => format!("{n} failed tasks, none due"),
+            (n, None) => format!("{}, none due", tasks(n, "failed")),
         };
         if !plan.paused.is_empty() {
             report.summary.push_str(&format!(
@@ -85,10 +87,9 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     if ctx.dry_run {
         report.outcome = Outcome::WouldRun;
         report.summary = format!(
-            "would run {} due tasks in ranked order, repair {} stuck and {} exhausted",
-            plan.due.len(),
-            plan.stuck.len(),
-            plan.exhausted.len()
+            "would run {} in ranked order{}",
+            tasks(plan.due.len(), "due"),
+            repairs(&plan)
         );
         return report;
     }
@@ -155,6 +156,7 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
     counts.insert("paused".into(), plan.paused.len().into());
     counts.insert("stuck".into(), plan.stuck.len().into());
     counts.insert("exhausted".into(), plan.exhausted.len().into());
+    counts.insert("restamped".into(), plan.restamp.len().into());
     counts.insert("plan_ms".into(), plan_ms.into());
     counts
 }
@@ -198,20 +200,16 @@ fn summarise(
     // upload; the tasks themselves are recorded for the next attempt either way.
     report.outcome = if failed + dead > 0 {
         Outcome::Failed
-    } else if ran > 0 || !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
+    } else if ran > 0 || !repairs(plan).is_empty() {
         Outcome::Ran
     } else {
         Outcome::NothingToDo
     };
-    let mut summary =
-        format!("ran {ran} due tasks: {done} done, {failed} failed again, {dead} dead");
-    if !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
-        summary.push_str(&format!(
-            "; repaired {} stuck, {} exhausted",
-            plan.stuck.len(),
-            plan.exhausted.len()
-        ));
-    }
+    let mut summary = format!(
+        "ran {}: {done} done, {failed} failed again, {dead} dead{}",
+        tasks(ran, "due"),
+        repairs(plan)
+    );
     if paused > 0 {
         let steps: Vec<String> = tracker
             .open_at(now)
@@ -229,10 +227,39 @@ fn summarise(
     report.summary = summary;
 }
 
+/// "; repaired 1 stuck task, 2 exhausted tasks, restamped 1 task" (only what there is),
+/// or "".
+fn repairs(plan: &RetryPlan) -> String {
+    let repaired: Vec<String> = [
+        (plan.stuck.len(), "stuck"),
+        (plan.exhausted.len(), "exhausted"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, kind)| tasks(n, kind))
+    .collect();
+    let mut parts = Vec::new();
+    if !repaired.is_empty() {
+        parts.push(format!("repaired {}", repaired.join(", ")));
+    }
+    if !plan.restamp.is_empty() {
+        parts.push(format!(
+            "restamped {} whose time told nothing",
+            tasks(plan.restamp.len(), "running")
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join("; "))
+    }
+}
+
 /// Stuck tasks go back to failed (the crashed run counts as an attempt), exhausted ones
-/// become dead; one locked write for all.
+/// become dead, running tasks whose times tell nothing get this run's time (the old
+/// value kept in `updated_at_was`); one locked write for all.
 fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<()> {
-    if plan.stuck.is_empty() && plan.exhausted.is_empty() {
+    if plan.stuck.is_empty() && plan.exhausted.is_empty() && plan.restamp.is_empty() {
         return Ok(());
     }
     let now = ctx.clock.now();
@@ -248,6 +275,14 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             for (key, value) in group::after_failure_fields(after) {
                 fields.extend(value.map(|v| (key, v)));
             }
+            queue.upsert(&r.id, fields);
+        }
+        for r in &plan.restamp {
+            let mut fields = Map::new();
+            if let Some(was) = queue.get(&r.id).and_then(|t| t.0.get("updated_at")) {
+                fields.insert("updated_at_was".into(), was.clone());
+            }
+            fields.insert("updated_at".into(), timestamp(now).into());
             queue.upsert(&r.id, fields);
         }
         for r in &plan.exhausted {

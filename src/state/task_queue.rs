@@ -76,15 +76,49 @@ impl<'a> TaskView<'a> {
     pub fn next_attempt_at(self) -> Option<SystemTime> {
         self.str("next_attempt_at").and_then(parse_time)
     }
-    /// Whether the task is `running` but was last updated longer than `limit` ago: its
-    /// runner is taken as crashed. The one test retry and health share.
+    /// When a `running` task last showed life, as far as its times tell: its
+    /// `updated_at`, else (missing or not a time) its `started_at`. `None` when neither
+    /// can be read, or when the time lies more than `limit` in the future: no clock is
+    /// that far off, so it tells nothing (issue 9 item 9).
+    #[must_use]
+    pub fn last_seen(self, now: SystemTime, limit: Duration) -> Option<SystemTime> {
+        let at = self
+            .updated_at()
+            .or_else(|| self.str("started_at").and_then(parse_time))?;
+        let bound = now.checked_add(limit).unwrap_or(now);
+        (at <= bound).then_some(at)
+    }
+
+    /// Whether the task is `running` but last showed life longer than `limit` ago: its
+    /// runner is taken as crashed. The one test retry and health share. A time a little
+    /// ahead of this clock (another machine's) counts from that time, so the task is
+    /// stuck at most `limit` after it; a running task whose time tells nothing is not
+    /// stuck but [`TaskView::time_unknown`], and retry restamps it.
     #[must_use]
     pub fn is_stuck(self, now: SystemTime, limit: Duration) -> bool {
         self.status() == Some(TaskStatus::Running)
             && self
-                .updated_at()
+                .last_seen(now, limit)
                 .is_some_and(|at| now.duration_since(at).is_ok_and(|d| d > limit))
     }
+
+    /// Whether the task is `running` and its times tell nothing of when it last showed
+    /// life (see [`TaskView::last_seen`]): why, in words.
+    #[must_use]
+    pub fn time_unknown(self, now: SystemTime, limit: Duration) -> Option<String> {
+        if self.status() != Some(TaskStatus::Running) || self.last_seen(now, limit).is_some() {
+            return None;
+        }
+        Some(match self.0.get("updated_at") {
+            None => "has no updated_at (nor a readable started_at)".to_owned(),
+            Some(Value::String(text)) if parse_time(text).is_some() => format!(
+                "was updated at {text}, more than {} in the future",
+                humantime::format_duration(limit)
+            ),
+            Some(other) => format!("has an updated_at that is not a time: {other}"),
+        })
+    }
+
     /// The task's own command, when it has one that is a non-empty list of strings.
     #[must_use]
     pub fn command(self) -> Option<Vec<String>> {
