@@ -33,6 +33,7 @@ use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::task_status::TaskStatus;
+use crate::trust;
 
 /// About how much work a group may hold: what a kill can make run again.
 pub(super) const BUDGET: Duration = Duration::from_secs(1);
@@ -192,7 +193,16 @@ fn run_group<'p>(
         id: due.id.clone(),
         turn: Turn::Gone,
     }));
-    let mut outcomes = run_taken(ctx, config, &taken, tracker, began, budget);
+    let refused = own_commands_refused(ctx, &taken);
+    let mut outcomes = run_taken(
+        ctx,
+        config,
+        &taken,
+        tracker,
+        began,
+        budget,
+        refused.as_deref(),
+    );
     let mut not_started = Vec::new();
     for (t, outcome) in taken.iter().zip(&mut outcomes) {
         match outcome {
@@ -263,6 +273,22 @@ fn field(key: &str, value: Value) -> (String, Option<Value>) {
     (key.to_owned(), Some(value))
 }
 
+/// Why the own commands of tasks cannot run, if they cannot: a task's `command` is code
+/// written by whoever can write the queue, so it runs only when task_queue.json and the
+/// state folder pass the same check as the rules (issue 10 item 3). Checked per group,
+/// since modes can change while a watcher lives.
+fn own_commands_refused(ctx: &Context<'_>, taken: &[Taken<'_>]) -> Option<String> {
+    if taken.iter().all(|t| t.own_command.is_none()) {
+        return None;
+    }
+    let checked = trust::check_file(&ctx.paths.task_queue)
+        .and_then(|()| trust::check_folder(&ctx.paths.state_dir));
+    checked.err().map(|e| match e.hint() {
+        Some(fix) => format!("{e} (fix: {fix})"),
+        None => e.to_string(),
+    })
+}
+
 /// Runs the taken tasks in order, `parallel` at a time, none starting after the group's
 /// budget is spent or a signal came.
 fn run_taken(
@@ -272,6 +298,7 @@ fn run_taken(
     tracker: &mut Tracker,
     began: SystemTime,
     budget: Duration,
+    refused: Option<&str>,
 ) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let outcomes: Vec<Mutex<Outcome>> = taken
@@ -301,7 +328,7 @@ fn run_taken(
                         *outcomes[i].lock().expect("one writer per slot") = Outcome::Paused;
                         continue;
                     }
-                    let outcome = run_one(ctx, config, t);
+                    let outcome = run_one(ctx, config, t, refused);
                     if let Outcome::Ran { error, class, .. } = &outcome {
                         let failure = error.as_ref().and(class.as_deref());
                         lock().record(&t.due.step, failure, ctx.clock.now());
@@ -317,8 +344,22 @@ fn run_taken(
         .collect()
 }
 
-/// Runs one taken task's step.
-fn run_one(ctx: &Context<'_>, config: &RetryConfig, t: &Taken<'_>) -> Outcome {
+/// Runs one taken task's step; a task with its own command fails, naming why, when
+/// `refused` says such commands may not run.
+fn run_one(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    t: &Taken<'_>,
+    refused: Option<&str>,
+) -> Outcome {
+    if let (Some(_), Some(why)) = (&t.own_command, refused) {
+        return Outcome::Ran {
+            report: None,
+            error: Some(format!("its own command was not run: {why}")),
+            class: Some("own command refused".to_owned()),
+            finished: ctx.clock.now(),
+        };
+    }
     let invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
     let (report, error, class) = match runner::run(&invocation) {
         Ok(report) if report.success() => (Some(report), None, None),
