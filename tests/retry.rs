@@ -596,3 +596,47 @@ fn issue_11_retry_counts_agree_with_their_nouns() {
         .stdout_has("1 failed task, none due")
         .run();
 }
+
+#[test]
+fn issue_8_tasks_a_group_had_no_time_for_are_handed_back_and_run_in_the_next() {
+    let env = TestEnv::new();
+    env.retry_rules(&[], "");
+    // The first task is quick, so the next group holds four; each of those takes 0.6 s,
+    // so that group spends its one-second budget after two of them: the other two go
+    // back as they were and run in a third group.
+    let log = env.home().join("ran.log");
+    let script = format!("sleep $0 && echo $MEMSCHED_TASK_ID >> '{}'", log.display());
+    let tasks: Vec<Value> = (0..5)
+        .map(|i| {
+            let pause = if i == 0 { "0" } else { "0.6" };
+            task(
+                &format!("t{i:02}"),
+                "ingest",
+                json!({"command": ["sh", "-c", script, pause]}),
+            )
+        })
+        .collect();
+    env.state_file("task_queue.json", &json!({ "tasks": tasks }));
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run();
+    let retry = run.action("retry");
+    assert_eq!(retry["counts"]["done"], 5, "{retry:#}");
+    assert_eq!(retry["counts"]["groups"], 3, "{retry:#}");
+    assert_eq!(retry["counts"]["handed_back"], 2, "{retry:#}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut ran: Vec<&str> = text.lines().collect();
+    ran.sort_unstable();
+    assert_eq!(
+        ran,
+        ["t00", "t01", "t02", "t03", "t04"],
+        "each exactly once"
+    );
+    for t in env.state_json("task_queue.json")["tasks"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(t["status"], "done", "{t}");
+    }
+}

@@ -101,9 +101,13 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         turns,
         commands,
         groups,
+        handed_back,
         error,
     } = group::execute(ctx, config, &plan, &mut tracker);
     report.counts.insert("groups".into(), groups.into());
+    report
+        .counts
+        .insert("handed_back".into(), handed_back.into());
     report.commands = commands;
     let now = ctx.clock.now();
     report.details.insert(

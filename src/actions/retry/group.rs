@@ -72,6 +72,8 @@ pub(super) struct Executed {
     pub(super) commands: Vec<CommandReport>,
     /// How many groups ran (each two writes of the queue).
     pub(super) groups: usize,
+    /// Tasks a group marked running but had no time for, handed back for a later group.
+    pub(super) handed_back: usize,
     /// What stopped the whole action (the queue could not be read or written).
     pub(super) error: Option<Error>,
 }
@@ -139,6 +141,7 @@ pub(super) fn execute(
         executed.groups += 1;
         match run_group(ctx, config, &group, tracker, budget, &mut executed) {
             Ok(ran) => {
+                executed.handed_back += ran.not_started.len();
                 for due in ran.not_started.into_iter().rev() {
                     waiting.push_front(due);
                 }
