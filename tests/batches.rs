@@ -106,18 +106,33 @@ fn issue_8_a_name_too_long_for_any_batch_fails_alone_and_the_others_are_sent() {
     let room = 3000;
     assert!(cost(&bytes(&long)) > room + 500, "{}", bytes(&long).len());
     // In variables of 100,000 bytes: one string may not pass 128 KiB.
-    let mut cmd = env.command(&["--once", "--mode", "ingest", "--json"]);
-    cmd.env_clear().env("PATH", path).env("HOME", env.home());
-    let mut pad = arg_max() - fixed - room;
-    for i in 0.. {
-        let key = format!("PAD{i:02}");
-        let value = pad.min(100_000) - cost(key.as_bytes()) - 1;
-        pad -= value + cost(key.as_bytes()) + 1;
-        cmd.env(key, "p".repeat(value));
-        if pad < 200 {
-            break;
+    let padded = |args: &[&str]| {
+        let mut cmd = env.command(args);
+        cmd.env_clear().env("PATH", path).env("HOME", env.home());
+        let mut pad = arg_max() - fixed - room;
+        for i in 0.. {
+            let key = format!("PAD{i:02}");
+            let value = pad.min(100_000) - cost(key.as_bytes()) - 1;
+            pad -= value + cost(key.as_bytes()) + 1;
+            cmd.env(key, "p".repeat(value));
+            if pad < 200 {
+                break;
+            }
         }
-    }
+        cmd
+    };
+    let dry = padded(&["--once", "--mode", "ingest", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_exit(&dry, 0);
+    assert!(
+        stdout(&dry).contains(
+            "would send 5 files in 1 batch; 1 file not sent: too long for an argument list"
+        ),
+        "{}",
+        stdout(&dry)
+    );
+    let mut cmd = padded(&["--once", "--mode", "ingest", "--json"]);
     let out = cmd.output().unwrap();
     // The long file failed (exit 1); the others went through.
     assert_exit(&out, 1);

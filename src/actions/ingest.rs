@@ -94,13 +94,13 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
     if ctx.dry_run {
         report.counts = counts(&plan, None);
         report.outcome = Outcome::WouldRun;
+        let pieces = batches::plan(ctx, config, &plan.send);
+        let unsent = pieces.len() - batches::batch_count(&pieces);
         report.summary = format!(
-            "would send {} in {}, record {} with known content{waiting}",
-            plural(plan.send.len(), "file"),
-            plural(
-                batches::batch_count(&batches::plan(ctx, config, &plan.send)),
-                "batch"
-            ),
+            "would send {} in {}{}, record {} with known content{waiting}",
+            plural(plan.send.len() - unsent, "file"),
+            plural(batches::batch_count(&pieces), "batch"),
+            batches::unsent_text(unsent),
             plan.record_only.len() + plan.after_send.len(),
         );
         return report;
