@@ -3,14 +3,21 @@
 //! run touched.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::atomic;
 use super::json_file::{DocView, ListDoc};
 use crate::error::Result;
+use crate::lock;
 use crate::paths::Paths;
+
+/// How long a writer waits for another writer of the queue to finish (as every shared
+/// state file's writer does, see json_file.rs).
+const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 use crate::state::parse_time;
 use crate::task_status::TaskStatus;
 
@@ -18,6 +25,30 @@ use crate::task_status::TaskStatus;
 #[derive(Debug, Clone)]
 pub struct TaskQueue {
     doc: ListDoc,
+    /// The file as this process last wrote it from this queue, if it did.
+    written: Option<Identity>,
+}
+
+/// Which file is at a path, and as of which change: a rename over it makes a new inode,
+/// a write in place a new size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Identity> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 /// A read-only view of one task.
@@ -167,7 +198,7 @@ impl Priority {
 
 impl DocView for TaskQueue {
     fn wrap(doc: ListDoc) -> Self {
-        TaskQueue { doc }
+        TaskQueue { doc, written: None }
     }
     fn doc(&self) -> &ListDoc {
         &self.doc
@@ -178,6 +209,7 @@ impl TaskQueue {
     pub fn load(path: &Path) -> Result<TaskQueue> {
         Ok(TaskQueue {
             doc: ListDoc::load(path, "tasks")?,
+            written: None,
         })
     }
 
@@ -253,6 +285,43 @@ impl TaskQueue {
         ListDoc::update(&paths.task_queue, "tasks", change)
     }
 
+    /// [`TaskQueue::update`], starting from `cache` (the queue as this process last wrote
+    /// it through this function) instead of reading and parsing the file again, when no
+    /// one has written it since: it is still the file this process put there (same
+    /// inode, size and modification time) and holds exactly the bytes it wrote. A retry
+    /// group's writes then parse a large queue once, not twice per group (issue 8).
+    /// Anyone else's write, locked or not, makes it read the file afresh.
+    pub fn update_cached<T>(
+        paths: &Paths,
+        cache: &mut Option<TaskQueue>,
+        change: impl FnOnce(&mut TaskQueue) -> (bool, T),
+    ) -> Result<T> {
+        let path = &paths.task_queue;
+        let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
+        let mut queue = match cache.take() {
+            Some(q) if q.still_on_disk(path) => q,
+            _ => TaskQueue::load(path)?,
+        };
+        // `change` reports every change it makes: the cache must stay what was written.
+        let (changed, value) = change(&mut queue);
+        if changed {
+            queue.written = None;
+            queue.doc.save()?;
+            queue.written = Identity::of(path);
+        }
+        *cache = Some(queue);
+        Ok(value)
+    }
+
+    /// Whether the file at `path` is still what this queue last wrote there.
+    fn still_on_disk(&self, path: &Path) -> bool {
+        let Some(written) = self.written else {
+            return false;
+        };
+        Identity::of(path) == Some(written)
+            && std::fs::read(path).is_ok_and(|bytes| atomic::is_own_write(path, &bytes))
+    }
+
     /// Tasks no one can act on safely, one sentence each: a task without an id (nothing
     /// can record its result) and an id held by more than one task (a result would land on
     /// the wrong one). Retry runs none of them and the watchdog reports them. The one home
@@ -292,5 +361,60 @@ impl TaskQueue {
     #[must_use]
     pub fn task_json(&self, id: &str) -> Option<Value> {
         self.get(id).map(|t| Value::Object(t.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn add(queue: &mut TaskQueue, id: &str) -> (bool, ()) {
+        let mut fields = Map::new();
+        fields.insert("status".into(), "failed".into());
+        queue.upsert(id, fields);
+        (true, ())
+    }
+
+    fn has(cache: &mut Option<TaskQueue>, paths: &Paths, id: &str) -> bool {
+        TaskQueue::update_cached(paths, cache, |q| (false, q.get(id).is_some())).unwrap()
+    }
+
+    #[test]
+    fn a_cached_queue_is_reused_only_while_the_file_is_what_this_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("paths.json"), "{}").unwrap();
+        let paths = Paths::load(&dir.path().join("paths.json")).unwrap();
+        let mut cache = None;
+        TaskQueue::update_cached(&paths, &mut cache, |q| add(q, "a")).unwrap();
+        assert!(cache.as_ref().unwrap().written.is_some());
+        assert!(cache.as_ref().unwrap().still_on_disk(&paths.task_queue));
+
+        // Another writer replaces the file (rename): read afresh.
+        let tmp = dir.path().join("q.tmp");
+        std::fs::write(&tmp, r#"{"tasks": [{"id": "a"}, {"id": "b"}]}"#).unwrap();
+        std::fs::rename(&tmp, &paths.task_queue).unwrap();
+        assert!(has(&mut cache, &paths, "b"));
+
+        // This process writes again; then someone edits in place, same size, and puts the
+        // modification time back: the bytes tell.
+        TaskQueue::update_cached(&paths, &mut cache, |q| add(q, "c")).unwrap();
+        let text = std::fs::read_to_string(&paths.task_queue).unwrap();
+        let mtime = std::fs::metadata(&paths.task_queue)
+            .unwrap()
+            .modified()
+            .unwrap();
+        let edited = text.replacen("\"c\"", "\"d\"", 1);
+        assert_eq!(edited.len(), text.len());
+        std::fs::write(&paths.task_queue, edited).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&paths.task_queue)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(mtime > UNIX_EPOCH);
+        assert!(has(&mut cache, &paths, "d"));
+        assert!(!has(&mut cache, &paths, "c"));
     }
 }

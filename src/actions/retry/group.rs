@@ -119,6 +119,8 @@ pub(super) fn execute(
     let mut waiting: VecDeque<&Due> = plan.due.iter().collect();
     let mut size = 1;
     let mut budget = BUDGET;
+    // The queue as the last write left it, so the next write need not parse it again.
+    let mut cache = None;
     while !waiting.is_empty() && !ctx.stopping() {
         let now = ctx.clock.now();
         let mut group = Vec::new();
@@ -139,7 +141,15 @@ pub(super) fn execute(
             continue;
         }
         executed.groups += 1;
-        match run_group(ctx, config, &group, tracker, budget, &mut executed) {
+        match run_group(
+            ctx,
+            config,
+            &group,
+            tracker,
+            budget,
+            &mut cache,
+            &mut executed,
+        ) {
             Ok(ran) => {
                 executed.handed_back += ran.not_started.len();
                 for due in ran.not_started.into_iter().rev() {
@@ -186,11 +196,12 @@ fn run_group<'p>(
     group: &[&'p Due],
     tracker: &mut Tracker,
     budget: Duration,
+    cache: &mut Option<TaskQueue>,
     executed: &mut Executed,
 ) -> Result<GroupRan<'p>> {
     let began = ctx.clock.now();
     let since = |from: SystemTime| ctx.clock.now().duration_since(from).unwrap_or_default();
-    let (taken, gone) = take(ctx, group)?;
+    let (taken, gone) = take(ctx, group, cache)?;
     let write = since(began);
     executed.turns.extend(gone.into_iter().map(|due| TaskTurn {
         id: due.id.clone(),
@@ -214,7 +225,7 @@ fn run_group<'p>(
             Outcome::Paused => {}
         }
     }
-    let turns = record(ctx, config, &taken, outcomes)?;
+    let turns = record(ctx, config, &taken, outcomes, cache)?;
     executed.turns.extend(turns);
     Ok(GroupRan {
         not_started,
@@ -225,9 +236,13 @@ fn run_group<'p>(
 
 /// One locked write: every task of `group` that is still failed or pending becomes
 /// `running`. The others (changed or removed by another writer since the plan) are gone.
-fn take<'p>(ctx: &Context<'_>, group: &[&'p Due]) -> Result<(Vec<Taken<'p>>, Vec<&'p Due>)> {
+fn take<'p>(
+    ctx: &Context<'_>,
+    group: &[&'p Due],
+    cache: &mut Option<TaskQueue>,
+) -> Result<(Vec<Taken<'p>>, Vec<&'p Due>)> {
     let started = ctx.clock.now();
-    TaskQueue::update(ctx.paths, |queue| {
+    TaskQueue::update_cached(ctx.paths, cache, |queue| {
         let at = queue.positions();
         let mut taken = Vec::new();
         let mut gone = Vec::new();
@@ -422,8 +437,9 @@ fn record(
     config: &RetryConfig,
     taken: &[Taken<'_>],
     outcomes: Vec<Outcome>,
+    cache: &mut Option<TaskQueue>,
 ) -> Result<Vec<TaskTurn>> {
-    TaskQueue::update(ctx.paths, |queue| {
+    TaskQueue::update_cached(ctx.paths, cache, |queue| {
         let at = queue.positions();
         let mut turns = Vec::new();
         let mut changed = false;
