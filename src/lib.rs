@@ -34,6 +34,7 @@ pub mod status;
 pub mod summary;
 pub mod task_status;
 pub mod trigger;
+pub mod trust;
 pub mod upload_status;
 pub mod walk;
 pub mod watch;

@@ -9,6 +9,7 @@ mod harness;
 mod util;
 
 mod autostart;
+mod batches;
 mod cli;
 mod config;
 mod example;

@@ -1,6 +1,7 @@
 //! Ingest: plan the data files whose content is not yet in ingest_hash.json, send them to
 //! the ingest step in batches, record what it finished and queue what it failed on.
 
+pub mod batches;
 mod plan;
 mod step_result;
 
@@ -22,6 +23,7 @@ use crate::state::ingest_hash::IngestHash;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::task_status::TaskStatus;
+use batches::Piece;
 use step_result::{StepResult, UnusableReport, Verdict};
 
 /// What one execution of an ingest plan did.
@@ -34,6 +36,8 @@ pub struct Executed {
     /// Files the step failed on, each now a failed `ingest` task: (file, error).
     pub failed: Vec<(String, String)>,
     pub batches: usize,
+    /// Files never sent: their names fit in no batch of arguments (among `failed`).
+    pub unsent: usize,
     pub commands: Vec<CommandReport>,
     /// Notes worth showing (paths the step reported that it was not given, say).
     pub notes: Vec<String>,
@@ -90,10 +94,13 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
     if ctx.dry_run {
         report.counts = counts(&plan, None);
         report.outcome = Outcome::WouldRun;
+        let pieces = batches::plan(ctx, config, &plan.send);
+        let unsent = pieces.len() - batches::batch_count(&pieces);
         report.summary = format!(
-            "would send {} in {}, record {} with known content{waiting}",
-            plural(plan.send.len(), "file"),
-            plural(plan.send.len().div_ceil(config.batch_size), "batch"),
+            "would send {} in {}{}, record {} with known content{waiting}",
+            plural(plan.send.len() - unsent, "file"),
+            plural(batches::batch_count(&pieces), "batch"),
+            batches::unsent_text(unsent),
             plan.record_only.len() + plan.after_send.len(),
         );
         return report;
@@ -121,10 +128,12 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         Outcome::Ran
     };
     let mut summary = format!(
-        "sent {} in {}: {} done, {failed} failed",
-        plural(plan.send.len(), "file"),
+        "sent {} in {}: {} done, {} failed{}",
+        plural(plan.send.len() - executed.unsent, "file"),
         plural(executed.batches, "batch"),
         executed.done,
+        failed - executed.unsent,
+        batches::unsent_text(executed.unsent),
     );
     if failed > 0 {
         summary.push_str(" (queued in task_queue.json for retry)");
@@ -189,12 +198,29 @@ pub fn execute(
         hashes.save()?;
         out.recorded_only = plan.record_only.len();
     }
-    for batch in plan.send.chunks(config.batch_size) {
+    // Split by bytes as well as by count when the names go in argv (issue 8): a batch
+    // past ARG_MAX could never start.
+    let pieces = batches::plan(ctx, config, &plan.send);
+    let total = batches::batch_count(&pieces);
+    for piece in pieces {
+        let batch = match piece {
+            Piece::Batch(range) => &plan.send[range],
+            Piece::TooLong { index, why } => {
+                // Fits in no batch: a failed task naming why, with no command of its own
+                // (it could not start either); the rest of the run goes on.
+                let candidate = &plan.send[index];
+                let error = format!("not sent: {why}");
+                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                out.unsent += 1;
+                out.failed.push((candidate.shown(), error));
+                continue;
+            }
+        };
         if ctx.stopping() {
             out.notes.push(format!(
-                "stopped after {} of {} batches: a signal asked memsched to stop; the rest waits for the next run",
+                "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
                 out.batches,
-                plan.send.len().div_ceil(config.batch_size)
+                plural(total, "batch")
             ));
             break;
         }
@@ -229,7 +255,7 @@ pub fn execute(
             hashes.save()?;
         }
         out.done += done_keys.len();
-        record_tasks(ctx, config, &done_keys, &failures, &now)?;
+        record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -304,6 +330,7 @@ fn record_tasks(
     done: &[&str],
     failures: &[(&Candidate, String)],
     now: &str,
+    own_command: bool,
 ) -> Result<()> {
     if failures.is_empty() && done.is_empty() {
         return Ok(());
@@ -345,7 +372,7 @@ fn record_tasks(
             fields.insert("last_error".into(), error.as_str().into());
             fields.insert("file".into(), candidate.key.as_str().into());
             fields.insert("hash".into(), candidate.hash.as_str().into());
-            if let Some(command) = single_file_command(config, candidate) {
+            if let Some(command) = single_file_command(config, candidate).filter(|_| own_command) {
                 fields.insert("command".into(), command);
             }
             queue.upsert(&id, fields);
