@@ -196,13 +196,10 @@ pub fn start(
             ),
         }
     }
-    let folders = roots
-        .folders()
-        .into_iter()
-        .filter(|(dir, _)| dir.is_dir())
-        .collect();
+    // Folders missing now are walked once they exist: a walk of a missing folder finds
+    // nothing, and the next finds everything in it as new.
     Ok(Watcher::Poll(Poller::start(
-        folders,
+        roots.folders(),
         POLL_INTERVAL,
         forward(),
     )))
@@ -210,15 +207,21 @@ pub fn start(
 
 fn watch_all(mut watcher: Watcher, roots: &Roots) -> Result<Watcher> {
     for (dir, mode) in roots.folders() {
-        let optional = roots.source_dirs.iter().any(|(d, _)| *d == dir);
-        if optional && !dir.is_dir() {
-            log::debug!(
-                "{} does not exist yet: watched once it appears",
-                dir.display()
-            );
-            continue;
+        // A source folder the first ingest makes, or data_dir while it is being replaced
+        // (it may go between a look and the watch): their parents are watched, and the
+        // loop rebuilds the watcher when they appear. Only other failures (the inotify
+        // limits) are the watcher's.
+        match watcher.watch(&dir, mode) {
+            Err(Error::Watch { source, .. })
+                if matches!(source.kind, notify::ErrorKind::PathNotFound) || !dir.is_dir() =>
+            {
+                log::debug!(
+                    "{} does not exist (yet): watched once it appears",
+                    dir.display()
+                );
+            }
+            other => other?,
         }
-        watcher.watch(&dir, mode)?;
     }
     Ok(watcher)
 }

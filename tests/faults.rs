@@ -166,6 +166,80 @@ fn kill_9_during_ingest_loses_no_file_and_resends_only_what_was_in_flight() {
 }
 
 #[test]
+fn kill_9_during_retry_loses_no_task_and_reruns_only_what_was_in_flight() {
+    const TASKS: usize = 12;
+    let mut moments = Moments::new();
+    let (mut kills, mut rerun) = (0, 0);
+    for _ in 0..trials() {
+        let env = TestEnv::new();
+        let exclusive = env.home().join("step.running").display().to_string();
+        // Tasks a kill left running are repaired as failed: due again at once here.
+        env.retry_rules(
+            &["--sleep", "0.03", "--exclusive", &exclusive],
+            "backoff = { initial = \"0s\", jitter = 0.0 }\n",
+        );
+        let tasks: Vec<Value> = (0..TASKS)
+            .map(|i| json!({"id": format!("t{i:02}"), "status": "failed", "step": "ingest", "attempts": 1}))
+            .collect();
+        env.state_file("task_queue.json", &json!({ "tasks": tasks }));
+        let (mut trial_kills, mut in_flight) = (0, 0);
+        for _ in 0..3 {
+            let mut once = env.command(&["--once", "--mode", "retry"]).spawn().unwrap();
+            std::thread::sleep(moments.next(400));
+            sigkill(&mut once);
+            trial_kills += 1;
+            assert_state_readable(&env);
+            // What was in flight: the group memsched had marked running.
+            in_flight += env.state_json("task_queue.json")["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["status"] == "running")
+                .count();
+        }
+        let all_done = || {
+            env.state_json("task_queue.json")["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["status"] == "done")
+        };
+        wait_until(
+            "every task is done",
+            Duration::from_secs(60),
+            &|| env.state_json("task_queue.json").to_string(),
+            || {
+                settle_with_once(&env, &["--once", "--mode", "retry"]);
+                all_done()
+            },
+        );
+        assert_state_readable(&env);
+        assert_no_overlap(Path::new(&exclusive));
+        let queue = env.state_json("task_queue.json");
+        let done = queue["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == "done")
+            .count();
+        assert_eq!(done, TASKS, "a task was lost or left undone:\n{queue:#}");
+        let counts = sends(&env);
+        assert_eq!(counts.len(), TASKS, "a task never reached the step");
+        let extra: usize = counts.values().map(|n| n - 1).sum();
+        assert!(
+            extra <= in_flight,
+            "{extra} re-runs, but only {in_flight} tasks were running at the {trial_kills} kills"
+        );
+        kills += trial_kills;
+        rerun += extra;
+    }
+    eprintln!(
+        "retry: {} trials, {kills} kills, 0 tasks lost, {rerun} re-runs (≤ in flight)",
+        trials()
+    );
+}
+
+#[test]
 fn kill_9_during_upload_loses_no_entry_and_reuploads_only_what_was_in_flight() {
     const ENTRIES: usize = 12;
     let mut moments = Moments::new();

@@ -20,7 +20,7 @@ use crate::action::Action;
 use crate::error::Result;
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::RetryConfig;
-use crate::state::task_queue::TaskQueue;
+use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
 use crate::task_status::TaskStatus;
 use breaker::Tracker;
@@ -280,6 +280,13 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
                 fields.extend(value.map(|v| (key, v)));
             }
             queue.upsert(&r.id, fields);
+        }
+        // A repaired task runs nowhere any more: it loses memsched's running mark.
+        let at = queue.positions();
+        for r in &plan.stuck {
+            if let Some(pos) = at.get(&r.id) {
+                queue.set_at(*pos, vec![(RUNNING_BY.to_owned(), None)]);
+            }
         }
         for r in &plan.restamp {
             let mut fields = Map::new();

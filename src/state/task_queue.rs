@@ -21,6 +21,14 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 use crate::state::parse_time;
 use crate::task_status::TaskStatus;
 
+/// Marks a task memsched itself set running (`"running_by": "memsched"`). Its step then
+/// runs under retry.lock (steps inherit it), so whoever holds that lock knows such a task
+/// is running nowhere: its memsched was killed. A task other runners set running has no
+/// such mark and waits out `stuck_after`.
+pub const RUNNING_BY: &str = "running_by";
+/// The value of [`RUNNING_BY`].
+pub const RUNNER: &str = "memsched";
+
 /// The task queue as read from disk; unknown fields and the document shape are kept.
 #[derive(Debug, Clone)]
 pub struct TaskQueue {
@@ -118,6 +126,12 @@ impl<'a> TaskView<'a> {
             .or_else(|| self.str("started_at").and_then(parse_time))?;
         let bound = now.checked_add(limit).unwrap_or(now);
         (at <= bound).then_some(at)
+    }
+
+    /// Whether memsched set this task running (see [`RUNNING_BY`]).
+    #[must_use]
+    pub fn is_running_by_memsched(self) -> bool {
+        self.0.get(RUNNING_BY).and_then(Value::as_str) == Some(RUNNER)
     }
 
     /// Whether the task is `running` but last showed life longer than `limit` ago: its

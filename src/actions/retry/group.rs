@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::rules::RetryConfig;
 use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
+use crate::state::task_queue::{RUNNER, RUNNING_BY};
 use crate::state::timestamp;
 use crate::task_status::TaskStatus;
 use crate::trust;
@@ -276,6 +277,7 @@ fn take<'p>(
                     field("status", TaskStatus::Running.into()),
                     field("updated_at", timestamp(started).into()),
                     field("started_at", timestamp(started).into()),
+                    field(RUNNING_BY, RUNNER.into()),
                 ],
             );
             taken.push(t);
@@ -285,7 +287,7 @@ fn take<'p>(
 }
 
 /// The fields a take sets; a task handed back unrun gets their old values back.
-const TAKE_FIELDS: [&str; 3] = ["status", "updated_at", "started_at"];
+const TAKE_FIELDS: [&str; 4] = ["status", "updated_at", "started_at", RUNNING_BY];
 
 fn field(key: &str, value: Value) -> (String, Option<Value>) {
     (key.to_owned(), Some(value))
@@ -491,6 +493,7 @@ fn result_fields(
     let mut fields = vec![
         field("updated_at", timestamp(finished).into()),
         field("started_at", timestamp(started).into()),
+        (RUNNING_BY.to_owned(), None),
     ];
     let turn = match error {
         None => {

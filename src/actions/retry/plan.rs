@@ -162,7 +162,17 @@ pub fn plan(
         match status {
             Some(TaskStatus::Running) => {
                 let since = task.last_seen(now, config.stuck_after);
-                if let Some(why) = task.time_unknown(now, config.stuck_after) {
+                let orphaned = task.is_running_by_memsched();
+                if orphaned {
+                    // The plan runs under retry.lock, which every step memsched starts
+                    // holds too: a task memsched set running is running nowhere now.
+                    plan.stuck.push(Repair {
+                        id: id.to_owned(),
+                        attempts: task.attempts(),
+                        max_attempts,
+                        why: "set running by a memsched that was killed (no process holds retry.lock): taken as crashed".to_owned(),
+                    });
+                } else if let Some(why) = task.time_unknown(now, config.stuck_after) {
                     plan.restamp.push(Repair {
                         id: id.to_owned(),
                         attempts: task.attempts(),
