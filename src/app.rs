@@ -17,6 +17,7 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
+use crate::state::ingest_hash::Held;
 use crate::{check, daemon};
 use crate::{status, summary};
 
@@ -101,6 +102,8 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
         progress: !cli.json,
         woken_by: Vec::new(),
         stop,
+        changed: None,
+        manifest: Held::default(),
     };
     let record = reconcile::run(paths, rules, &request);
     let logged = reconcile::record(paths, rules, &record);

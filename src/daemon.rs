@@ -27,6 +27,7 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
 use crate::rules::Rules;
+use crate::state::ingest_hash::Held;
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
 use crate::watcher_kind::WatcherKind;
@@ -119,6 +120,9 @@ struct Worker {
     done: Sender<Input>,
     /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
     stop: Arc<AtomicBool>,
+    /// The ingest manifest, loaded by the first run and held for the watcher's life, so an
+    /// event run reads only the files that changed (issue 8).
+    manifest: Held,
 }
 
 impl Worker {
@@ -138,6 +142,8 @@ impl Worker {
             progress: false,
             woken_by: order.reasons,
             stop: Arc::clone(&self.stop),
+            changed: None,
+            manifest: self.manifest.clone(),
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
@@ -290,6 +296,7 @@ impl Daemon {
             worker: Worker {
                 done: channels.control,
                 stop: Arc::new(AtomicBool::new(false)),
+                manifest: Held::default(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use crate::lock;
 use crate::paths::Paths;
 use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
 use crate::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
+use crate::state::ingest_hash::Held;
 use crate::state::{scheduler_log, timestamp};
 use crate::trigger::Trigger;
 
@@ -28,6 +30,13 @@ pub struct Request {
     pub woken_by: Vec<String>,
     /// Set by SIGINT or SIGTERM: the step that runs finishes, no other starts.
     pub stop: Arc<AtomicBool>,
+    /// The paths the watcher heard change since the last run (absolute, under data_dir:
+    /// files, removed files, new folders): ingest plans from these alone. `None` plans
+    /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
+    pub changed: Option<Vec<PathBuf>>,
+    /// The ingest manifest: one handle held across a watcher's runs, a fresh one per
+    /// `--once`.
+    pub manifest: Held,
 }
 
 /// Runs every requested action once. One action failing does not stop the others.
@@ -74,7 +83,7 @@ pub fn run_with_clock(
             ));
             continue;
         }
-        let mut report = run_guarded(&ctx, action, &actions);
+        let mut report = run_guarded(&ctx, request, action, &actions);
         report.duration_ms = millis(began);
         log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
@@ -109,7 +118,12 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
 /// Runs one action; a panic in it (a bug) becomes that action's failure, so the run is
 /// still recorded, the other actions still run, and a watcher's loop never waits for a run
 /// that will not finish.
-fn run_guarded(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+fn run_guarded(
+    ctx: &Context<'_>,
+    request: &Request,
+    action: Action,
+    earlier: &[ActionReport],
+) -> ActionReport {
     let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Fault injection for the tests: `MEMSCHED_TEST_PANIC=retry` makes retry panic.
         assert!(
@@ -118,7 +132,7 @@ fn run_guarded(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> A
                 .is_none_or(|a| a != action.name()),
             "MEMSCHED_TEST_PANIC asked {action} to panic"
         );
-        run_action(ctx, action, earlier)
+        run_action(ctx, request, action, earlier)
     }));
     turn.unwrap_or_else(|payload| {
         let what = payload
@@ -144,7 +158,12 @@ enum Job<'a> {
     Watchdog(&'a WatchdogConfig),
 }
 
-fn run_action(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+fn run_action(
+    ctx: &Context<'_>,
+    request: &Request,
+    action: Action,
+    earlier: &[ActionReport],
+) -> ActionReport {
     let rules = ctx.rules;
     let job = match action {
         Action::Retry => rules.retry.as_ref().map(Job::Retry),
@@ -189,7 +208,13 @@ fn run_action(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> Ac
     };
     match job {
         Job::Retry(config) => retry::perform(ctx, config),
-        Job::Ingest(config) => ingest::perform(ctx, config),
+        Job::Ingest(config) => {
+            let inputs = ingest::Inputs {
+                changed: request.changed.as_deref(),
+                held: &request.manifest,
+            };
+            ingest::perform(ctx, config, inputs)
+        }
         Job::Upload(config) => upload::perform(ctx, config),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }
