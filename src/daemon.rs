@@ -123,6 +123,33 @@ struct Worker {
     /// The ingest manifest, loaded by the first run and held for the watcher's life, so an
     /// event run reads only the files that changed (issue 8).
     manifest: Held,
+    /// ingest_hash.json and ingest.lock, to fold the journal in as the watcher stops.
+    ingest_hash: PathBuf,
+    ingest_lock: PathBuf,
+}
+
+impl Drop for Worker {
+    /// Folds the journal of the last event runs into ingest_hash.json as the watcher
+    /// stops, so the pipeline's scripts find every record there. Skipped when another
+    /// process holds ingest.lock: its run compacts, and the journal is safe either way.
+    fn drop(&mut self) {
+        if !self.manifest.has_journal() {
+            return;
+        }
+        let Ok(_guard) = lock::try_acquire(&self.ingest_lock) else {
+            return;
+        };
+        let saved = self
+            .manifest
+            .lock(&self.ingest_hash)
+            .and_then(|mut h| h.save());
+        if let Err(e) = saved {
+            log::warn!(
+                "the ingest journal stays beside ingest_hash.json: {}",
+                e.chain()
+            );
+        }
+    }
 }
 
 impl Worker {
@@ -297,6 +324,8 @@ impl Daemon {
                 done: channels.control,
                 stop: Arc::new(AtomicBool::new(false)),
                 manifest: Held::default(),
+                ingest_hash: paths.ingest_hash.clone(),
+                ingest_lock: paths.action_lock(Action::Ingest.name()),
             },
         }
     }

@@ -14,6 +14,7 @@ mod example;
 mod hostile;
 mod ingest;
 mod locks;
+mod manifest;
 mod no_loss;
 mod properties;
 mod retry;

@@ -179,8 +179,8 @@ fn compact(
     }
 }
 
-/// "4 files, all ingested (0 read)", "6 files: 5 ingested, 1 awaiting retry", "1 changed
-/// file, ingested (1 read)": every count true, every noun agreeing with its number.
+/// "4 files, all ingested (0 read)", "6 files: 5 ingested, 1 awaiting retry (1 read)",
+/// "1 changed file, ingested (1 read)": every count true, every noun agreeing with its number.
 fn nothing_text(plan: &Plan, waiting: &str) -> String {
     let noun = if plan.changed_only {
         "changed file"
@@ -199,13 +199,14 @@ fn nothing_text(plan: &Plan, waiting: &str) -> String {
         };
         format!("{files}, {all} {read}{waiting}")
     } else {
+        // The files not ingested are what `waiting` lists; the read count closes the line.
         let rest = waiting.strip_prefix("; ").unwrap_or(waiting);
         let rest = if rest.is_empty() {
             String::new()
         } else {
             format!(", {rest}")
         };
-        format!("{files}: {ingested} ingested {read}{rest}")
+        format!("{files}: {ingested} ingested{rest} {read}")
     }
 }
 

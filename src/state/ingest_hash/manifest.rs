@@ -11,9 +11,9 @@ use serde_json::value::RawValue;
 use super::journal::{self, FileId, Line};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
-use crate::state::stat::Stat;
 use crate::error::{Error, Result};
 use crate::lock;
+use crate::state::stat::Stat;
 
 /// A journal larger than this (and than a quarter of ingest_hash.json) is compacted at
 /// the end of the run that grew it, even a run that saw only some paths.
