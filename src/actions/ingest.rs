@@ -56,13 +56,19 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     // Scanning data_dir and reading the state files are independent: on a large, fully
     // ingested tree they cost about the same, so they run side by side.
     let (scanned, loaded) = std::thread::scope(|s| {
-        let scanning = s.spawn(|| scan(&ctx.paths.data_dir, config, inputs.changed));
+        let scanning = s.spawn(|| {
+            let scanned = scan(&ctx.paths.data_dir, config, inputs.changed);
+            (scanned, started.elapsed())
+        });
         let loaded = inputs
             .held
             .lock(&ctx.paths.ingest_hash)
             .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
-        (scanning.join().expect("the scan does not panic"), loaded)
+        let state_in = started.elapsed();
+        let (scanned, scan_in) = scanning.join().expect("the scan does not panic");
+        (scanned, (loaded, scan_in, state_in))
     });
+    let (loaded, scan_in, state_in) = loaded;
     // Both state files must parse before anything runs: a failure the queue could not
     // record would be lost.
     let (mut hashes, queue) = match loaded {
@@ -77,7 +83,7 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     let plan = plan(ctx, config, scanned, &mut hashes, &queue);
     drop(queue);
     log::debug!(
-        "ingest: scanned {} and held {} records after {read_in:?}, planned in {:?}",
+        "ingest: scanned {} in {scan_in:?}, held {} records in {state_in:?} (side by side), planned in {:?}",
         if plan.changed_only {
             "the changed paths"
         } else {
@@ -128,24 +134,31 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     } else {
         Outcome::Ran
     };
+    if failed > 0 {
+        report.error = Some(format!(
+            "the ingest step failed on {}",
+            plural(failed, "file")
+        ));
+    }
+    report.summary = ran_text(&plan, &executed, &waiting);
+    compact(ctx, &inputs, hashes, report)
+}
+
+/// The line of a run that executed: what it sent, what it recorded without sending.
+fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
+    let failed = executed.failed.len();
     let mut parts = Vec::new();
     if !plan.send.is_empty() {
-        let summary = format!(
+        let mut summary = format!(
             "sent {} in {}: {} done, {failed} failed",
             plural(plan.send.len(), "file"),
             plural(executed.batches, "batch"),
             executed.done,
         );
-        parts.push(summary);
-    }
-    if failed > 0 {
-        if let Some(sent) = parts.last_mut() {
-            sent.push_str(" (queued in task_queue.json for retry)");
+        if failed > 0 {
+            summary.push_str(" (queued in task_queue.json for retry)");
         }
-        report.error = Some(format!(
-            "the ingest step failed on {}",
-            plural(failed, "file")
-        ));
+        parts.push(summary);
     }
     if executed.recorded_only > 0 {
         parts.push(format!(
@@ -153,8 +166,7 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
             plural(executed.recorded_only, "file")
         ));
     }
-    report.summary = format!("{}{waiting}", parts.join("; "));
-    compact(ctx, &inputs, hashes, report)
+    format!("{}{waiting}", parts.join("; "))
 }
 
 /// Folds the journal into ingest_hash.json after a walk of all of data_dir (startup, tick,

@@ -9,6 +9,7 @@
 //! to a journal beside it ([`journal`]), so recording one file never rewrites the others;
 //! [`IngestHash::save`] folds the journal into ingest_hash.json.
 
+mod files;
 mod held;
 mod journal;
 mod json;

@@ -2,7 +2,6 @@
 //! read straight into typed records (no generic JSON tree of 100,000 objects on the way),
 //! and written one record per line with every other top-level field as it was read.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,12 +11,11 @@ use serde::Deserializer as _;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::record::{Record, push_str};
+use super::record::{Name, Record, push_str};
 use crate::error::{Error, Result, json_message};
 use crate::lock;
 
-/// The records by key.
-pub(super) type Files = HashMap<Box<str>, Record>;
+pub(super) use super::files::Files;
 
 /// A top-level field: its name and raw value, or `None` for the place of `files`.
 pub(super) type Top = Vec<(Box<str>, Option<Box<RawValue>>)>;
@@ -98,7 +96,7 @@ impl<'de> Visitor<'de> for DocVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut top: Top = Vec::new();
-        let mut files = Files::new();
+        let mut files = Files::default();
         while let Some(key) = map.next_key::<String>()? {
             if key == "files" {
                 files = map.next_value_seed(FilesSeed)?;
@@ -138,10 +136,11 @@ impl<'de> Visitor<'de> for FilesVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Files, A::Error> {
         let mut files = Files::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
             let raw = map.next_value::<&'de RawValue>()?;
-            files.insert(key.into_boxed_str(), Record::from_raw(raw));
+            files.insert(&key, Record::from_raw(raw));
         }
+        files.shrink_to_fit();
         Ok(files)
     }
 }
@@ -149,19 +148,19 @@ impl<'de> Visitor<'de> for FilesVisitor {
 /// The whole file: the top-level fields in their order, `files` one record per line in
 /// key order (diffs and `grep` stay readable at 100,000 files).
 pub(super) fn write(top: &Top, files: &Files) -> Vec<u8> {
-    let mut keys: Vec<&str> = files.keys().map(|k| &**k).collect();
-    keys.sort_unstable();
+    let mut keys: Vec<(&str, &Record)> = files.iter().collect();
+    keys.sort_unstable_by_key(|(k, _)| *k);
     let mut out = Vec::with_capacity(keys.len() * 200 + 64);
     out.extend_from_slice(b"{");
     let mut wrote_files = false;
     let mut first = true;
     let put_files = |out: &mut Vec<u8>| {
         out.extend_from_slice(b"{");
-        for (i, key) in keys.iter().enumerate() {
+        for (i, (key, rec)) in keys.iter().enumerate() {
             out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
             push_str(out, key);
             out.extend_from_slice(b": ");
-            files[*key].write(out);
+            rec.write(out);
         }
         out.extend_from_slice(if keys.is_empty() { b"}" } else { b"\n  }" });
     };
@@ -217,7 +216,7 @@ mod tests {
         assert!(matches!(e, Error::StateParse { line: 2, .. }), "{e}");
         assert!(parse(path, b"{}").unwrap().1.is_empty());
         assert_eq!(
-            serde_json::from_slice::<Value>(&write(&new_top(), &Files::new())).unwrap(),
+            serde_json::from_slice::<Value>(&write(&new_top(), &Files::default())).unwrap(),
             json!({"version": 1, "files": {}})
         );
     }

@@ -53,7 +53,7 @@ impl IngestHash {
             path: path.to_path_buf(),
             journal: journal::path_for(path),
             top: json::new_top(),
-            files: Files::new(),
+            files: Files::default(),
             seen: None,
             journal_id: None,
             journal_end: 0,
@@ -136,7 +136,7 @@ impl IngestHash {
 
     /// Every recorded key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.files.keys().map(|k| &**k)
+        self.files.keys()
     }
 
     #[must_use]
@@ -154,7 +154,7 @@ impl IngestHash {
     pub fn by_hash(&self) -> HashMap<Digest, &str> {
         self.files
             .iter()
-            .filter_map(|(k, r)| Some((r.hash()?, &**k)))
+            .filter_map(|(k, r)| Some((r.hash()?, k)))
             .collect()
     }
 
@@ -178,7 +178,7 @@ impl IngestHash {
         self.files
             .iter()
             .filter(move |(_, r)| r.seen != generation)
-            .map(|(k, _)| &**k)
+            .map(|(k, _)| k)
     }
 
     /// Records `key` as ingested with `hash` (a [`Digest`], or any text: what is not
@@ -206,7 +206,7 @@ impl IngestHash {
             None => {
                 let mut rec = Record::new(Digest([0; 32]), stat, SystemTime::UNIX_EPOCH);
                 rec.set(hash, stat, at);
-                self.files.insert(key.into(), rec);
+                self.files.insert(key, rec);
             }
         }
     }

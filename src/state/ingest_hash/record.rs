@@ -3,6 +3,7 @@
 //! scripts wrote, values of an unexpected type) as the raw JSON text it was read as, so a
 //! rewrite gives them back byte for byte.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,21 +67,29 @@ pub enum Shape {
     Raw,
 }
 
-/// Fields of a record kept as written: (name, raw JSON value).
-pub type Extra = Box<[(Box<str>, Box<RawValue>)]>;
+/// Fields of a record kept as written: (name, raw JSON value). Boxed twice so a record
+/// without any (nearly all) pays one pointer.
+pub type Extra = Box<Vec<(Box<str>, Box<RawValue>)>>;
+
+/// Which of a record's typed fields it holds (bits of `Record::has`).
+const HASH: u8 = 1;
+const STAT: u8 = 2;
+const AT: u8 = 4;
 
 /// One file's record.
 #[derive(Debug, Clone)]
 pub struct Record {
-    pub(super) hash: Option<Digest>,
-    pub(super) stat: Option<Stat>,
+    digest: Digest,
+    stat_: Stat,
     /// Milliseconds since 1970 of `ingested_at`, when it was in memsched's own form.
-    pub(super) ingested_ms: Option<i64>,
-    pub(super) shape: Shape,
+    at_ms: i64,
     /// Everything else, in the order read (None when there is nothing).
-    pub(super) extra: Option<Extra>,
+    extra: Option<Extra>,
     /// The generation of the last full walk that found this file (see `IngestHash::mark`).
     pub(super) seen: u32,
+    shape: Shape,
+    /// Which of `digest`, `stat_` and `at_ms` hold a value (HASH, STAT, AT).
+    has: u8,
 }
 
 /// The names memsched owns in a record; everything else is extra.
@@ -91,25 +100,54 @@ impl Record {
     #[must_use]
     pub fn new(hash: Digest, stat: Stat, at: SystemTime) -> Record {
         Record {
-            hash: Some(hash),
-            stat: Some(stat),
-            ingested_ms: Some(millis(at)),
-            shape: Shape::Object,
+            digest: hash,
+            stat_: stat,
+            at_ms: millis(at),
             extra: None,
             seen: 0,
+            shape: Shape::Object,
+            has: HASH | STAT | AT,
         }
     }
 
     /// The content hash, when the record holds one in memsched's form.
     #[must_use]
     pub fn hash(&self) -> Option<Digest> {
-        self.hash
+        (self.has & HASH != 0).then_some(self.digest)
+    }
+
+    fn ingested(&self) -> Option<i64> {
+        (self.has & AT != 0).then_some(self.at_ms)
+    }
+
+    fn put_hash(&mut self, hash: Option<Digest>) {
+        self.has &= !HASH;
+        if let Some(d) = hash {
+            self.digest = d;
+            self.has |= HASH;
+        }
+    }
+
+    fn put_stat(&mut self, stat: Option<Stat>) {
+        self.has &= !STAT;
+        if let Some(s) = stat {
+            self.stat_ = s;
+            self.has |= STAT;
+        }
+    }
+
+    fn put_ingested(&mut self, ms: Option<i64>) {
+        self.has &= !AT;
+        if let Some(ms) = ms {
+            self.at_ms = ms;
+            self.has |= AT;
+        }
     }
 
     /// The hash as text, whatever form it was written in.
     #[must_use]
     pub fn hash_text(&self) -> Option<String> {
-        if let Some(d) = self.hash {
+        if let Some(d) = self.hash() {
             return Some(d.text());
         }
         let raw = self.extra_raw("hash")?;
@@ -118,7 +156,7 @@ impl Record {
 
     #[must_use]
     pub fn stat(&self) -> Option<Stat> {
-        self.stat
+        (self.has & STAT != 0).then_some(self.stat_)
     }
 
     fn extra_raw(&self, name: &str) -> Option<&RawValue> {
@@ -140,38 +178,43 @@ impl Record {
     ) {
         let mut extra: Vec<(Box<str>, Box<RawValue>)> = match (self.shape, self.extra.take()) {
             (Shape::Raw, _) | (_, None) => Vec::new(),
-            (_, Some(e)) => e.into_vec(),
+            (_, Some(e)) => *e,
         };
         extra.retain(|(k, _)| !KNOWN.contains(&&**k));
-        self.hash = match hash {
+        self.put_hash(match hash {
             Ok(d) => Some(d),
             Err(raw) => {
                 extra.insert(0, ("hash".into(), raw));
                 None
             }
-        };
-        self.ingested_ms = match at {
+        });
+        self.put_ingested(match at {
             Ok(ms) => Some(ms),
             Err(raw) => {
                 extra.push(("ingested_at".into(), raw));
                 None
             }
-        };
-        self.stat = Some(stat);
+        });
+        self.put_stat(Some(stat));
         self.shape = Shape::Object;
-        self.extra = (!extra.is_empty()).then(|| extra.into_boxed_slice());
+        self.extra = (!extra.is_empty()).then(|| Box::new(extra));
     }
 
     /// Reads a record from its raw JSON text.
     pub(super) fn from_raw(raw: &RawValue) -> Record {
         let text = raw.get();
         let mut rec = Record {
-            hash: None,
-            stat: None,
-            ingested_ms: None,
-            shape: Shape::Raw,
+            digest: Digest([0; 32]),
+            stat_: Stat {
+                size: 0,
+                mtime_ns: 0,
+                inode: 0,
+            },
+            at_ms: 0,
             extra: None,
             seen: 0,
+            shape: Shape::Raw,
+            has: 0,
         };
         match text.as_bytes().first() {
             Some(b'{') => {
@@ -184,42 +227,42 @@ impl Record {
             Some(b'"') => {
                 if let Some(d) = plain_string(text).and_then(Digest::parse) {
                     rec.shape = Shape::Bare;
-                    rec.hash = Some(d);
+                    rec.put_hash(Some(d));
                     return rec;
                 }
                 if serde_json::from_str::<String>(text).is_ok() {
                     rec.shape = Shape::Bare;
-                    rec.extra = Some(vec![("hash".into(), boxed(raw))].into_boxed_slice());
+                    rec.extra = Some(Box::new(vec![("hash".into(), boxed(raw))]));
                     return rec;
                 }
             }
             _ => {}
         }
-        rec.extra = Some(vec![(Box::from(""), boxed(raw))].into_boxed_slice());
+        rec.extra = Some(Box::new(vec![(Box::from(""), boxed(raw))]));
         rec
     }
 
-    fn take_fields(&mut self, fields: Vec<(String, &RawValue)>) {
+    fn take_fields(&mut self, fields: Vec<(Cow<'_, str>, &RawValue)>) {
         let (mut size, mut mtime, mut inode) = (None, None, None);
         let mut extra = Vec::new();
         for (name, raw) in fields {
             let text = raw.get();
-            let taken = match name.as_str() {
+            let taken = match &*name {
                 "hash" => plain_string(text)
                     .and_then(Digest::parse)
-                    .map(|d| self.hash = Some(d))
+                    .map(|d| self.put_hash(Some(d)))
                     .is_some(),
                 "size" => integer(text).map(|n| size = Some((n, raw))).is_some(),
                 "mtime_ns" => integer(text).map(|n| mtime = Some((n, raw))).is_some(),
                 "inode" => integer(text).map(|n| inode = Some((n, raw))).is_some(),
                 "ingested_at" => plain_string(text)
                     .and_then(own_time)
-                    .map(|ms| self.ingested_ms = Some(ms))
+                    .map(|ms| self.put_ingested(Some(ms)))
                     .is_some(),
                 _ => false,
             };
             if !taken {
-                extra.push((name.into_boxed_str(), boxed(raw)));
+                extra.push((name.into(), boxed(raw)));
             }
         }
         let stat = match (size, mtime, inode) {
@@ -233,7 +276,7 @@ impl Record {
             _ => None,
         };
         match stat {
-            Some(stat) => self.stat = Some(stat),
+            Some(stat) => self.put_stat(Some(stat)),
             // An incomplete stat is no cache: its parts stay as they were written.
             None => {
                 for (name, part) in [("size", size), ("mtime_ns", mtime), ("inode", inode)] {
@@ -243,20 +286,20 @@ impl Record {
                 }
             }
         }
-        self.extra = (!extra.is_empty()).then(|| extra.into_boxed_slice());
+        self.extra = (!extra.is_empty()).then(|| Box::new(extra));
     }
 
     /// Appends the record's JSON to `out`.
     pub(super) fn write(&self, out: &mut Vec<u8>) {
         match self.shape {
             Shape::Raw => {
-                if let Some((_, raw)) = self.extra.as_deref().and_then(<[_]>::first) {
+                if let Some((_, raw)) = self.extra.as_deref().and_then(|e| e.first()) {
                     out.extend_from_slice(raw.get().as_bytes());
                 } else {
                     out.extend_from_slice(b"null");
                 }
             }
-            Shape::Bare => match (self.hash, self.extra_raw("hash")) {
+            Shape::Bare => match (self.hash(), self.extra_raw("hash")) {
                 (Some(d), _) => push_str(out, &d.text()),
                 (None, Some(raw)) => out.extend_from_slice(raw.get().as_bytes()),
                 (None, None) => out.extend_from_slice(b"null"),
@@ -272,11 +315,11 @@ impl Record {
                     push_str(out, name);
                     out.extend_from_slice(b": ");
                 };
-                if let Some(d) = self.hash {
+                if let Some(d) = self.hash() {
                     field(out, "hash");
                     push_str(out, &d.text());
                 }
-                if let Some(s) = self.stat {
+                if let Some(s) = self.stat() {
                     field(out, "size");
                     out.extend_from_slice(s.size.to_string().as_bytes());
                     field(out, "mtime_ns");
@@ -284,11 +327,11 @@ impl Record {
                     field(out, "inode");
                     out.extend_from_slice(s.inode.to_string().as_bytes());
                 }
-                if let Some(ms) = self.ingested_ms {
+                if let Some(ms) = self.ingested() {
                     field(out, "ingested_at");
                     push_str(out, &time_text(ms));
                 }
-                for (name, raw) in self.extra.as_deref().unwrap_or_default() {
+                for (name, raw) in self.extra.as_deref().map_or(&[][..], Vec::as_slice) {
                     field(out, name);
                     out.extend_from_slice(raw.get().as_bytes());
                 }
@@ -298,8 +341,33 @@ impl Record {
     }
 }
 
+/// A key, borrowed from the file's bytes unless it holds escapes.
+pub(super) struct Name<'de>(pub(super) Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// An object's fields in order, each value as its raw text.
-struct Fields<'a>(Vec<(String, &'a RawValue)>);
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> serde::Deserialize<'de> for Fields<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -314,7 +382,7 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some((Name(k), v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
                     out.push((k, v));
                 }
                 Ok(Fields(out))
