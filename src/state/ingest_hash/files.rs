@@ -94,6 +94,10 @@ impl Files {
     pub(super) fn shrink_to_fit(&mut self) {
         self.names.shrink_to_fit();
         self.entries.shrink_to_fit();
+        // The table is rebuilt to shrink it: worth it only when much is unused.
+        if self.table.capacity() < self.entries.len() * 2 {
+            return;
+        }
         let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
         self.table.shrink_to_fit(|&i| {
             let e = &entries[i as usize];

@@ -62,7 +62,11 @@ pub(super) fn new_top() -> Top {
 pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<(Top, Files)> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = de
-        .deserialize_map(DocVisitor)
+        .deserialize_map(DocVisitor {
+            // memsched writes about 180 bytes a record: reserving for them up front spares
+            // the table its rehashes as it grows.
+            expected: bytes.len() / 180,
+        })
         .and_then(|doc| de.end().map(|()| doc));
     parsed.map_err(|typed| {
         // The typed read stops at the first surprise; a second, plain read tells a file
@@ -85,7 +89,9 @@ pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<(Top, Files)> {
     })
 }
 
-struct DocVisitor;
+struct DocVisitor {
+    expected: usize,
+}
 
 impl<'de> Visitor<'de> for DocVisitor {
     type Value = (Top, Files);
@@ -99,7 +105,9 @@ impl<'de> Visitor<'de> for DocVisitor {
         let mut files = Files::default();
         while let Some(key) = map.next_key::<String>()? {
             if key == "files" {
-                files = map.next_value_seed(FilesSeed)?;
+                files = map.next_value_seed(FilesSeed {
+                    expected: self.expected,
+                })?;
                 if !top.iter().any(|(_, v)| v.is_none()) {
                     top.push((key.into_boxed_str(), None));
                 }
@@ -115,17 +123,23 @@ impl<'de> Visitor<'de> for DocVisitor {
     }
 }
 
-struct FilesSeed;
+struct FilesSeed {
+    expected: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for FilesSeed {
     type Value = Files;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Files, D::Error> {
-        d.deserialize_map(FilesVisitor)
+        d.deserialize_map(FilesVisitor {
+            expected: self.expected,
+        })
     }
 }
 
-struct FilesVisitor;
+struct FilesVisitor {
+    expected: usize,
+}
 
 impl<'de> Visitor<'de> for FilesVisitor {
     type Value = Files;
@@ -135,7 +149,7 @@ impl<'de> Visitor<'de> for FilesVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Files, A::Error> {
-        let mut files = Files::with_capacity(map.size_hint().unwrap_or(0));
+        let mut files = Files::with_capacity(map.size_hint().unwrap_or(self.expected));
         while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
             let raw = map.next_value::<&'de RawValue>()?;
             files.insert(&key, Record::from_raw(raw));
