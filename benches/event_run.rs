@@ -21,6 +21,8 @@ use memsched::trigger::Trigger;
 const SAVES: usize = 25;
 
 fn main() {
+    // RUST_LOG=memsched=debug shows where a run's time goes.
+    env_logger::init();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
