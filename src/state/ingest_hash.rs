@@ -6,8 +6,8 @@
 //! Held as typed, compact records (a 32-byte hash, integers; fields other scripts wrote
 //! kept as their raw JSON text) rather than a generic JSON tree: 100,000 records took
 //! 168 MiB as `serde_json::Value`s (issue 8). Files recorded since the last compaction go
-//! to a journal beside it ([`journal`]), so recording one file never rewrites the others;
-//! [`IngestHash::save`] folds the journal into ingest_hash.json.
+//! to a journal beside it (`ingest_hash.json.journal`), so recording one file never
+//! rewrites the others; [`IngestHash::save`] folds the journal into ingest_hash.json.
 
 mod files;
 mod held;
