@@ -195,11 +195,17 @@ impl IngestHash {
         };
         serde_json::to_writer(&mut self.pending, &line).expect("a journal line always serialises");
         self.pending.push(b'\n');
-        self.put(key, &line.hash, stat, now);
+        let hash = hash.digest().ok_or(&*line.hash);
+        self.put_parsed(key, hash, stat, now);
     }
 
     fn put(&mut self, key: &str, hash: &str, stat: Stat, at: &str) {
-        let hash = Digest::parse(hash).ok_or_else(|| raw_string(hash));
+        self.put_parsed(key, Digest::parse(hash).ok_or(hash), stat, at);
+    }
+
+    /// [`put`](Self::put) with the hash already read: a [`Digest`], or text in another form.
+    fn put_parsed(&mut self, key: &str, hash: Result<Digest, &str>, stat: Stat, at: &str) {
+        let hash = hash.map_err(raw_string);
         let at = record::own_time(at).ok_or_else(|| raw_string(at));
         match self.files.get_mut(key) {
             Some(rec) => rec.set(hash, stat, at),
@@ -273,17 +279,25 @@ impl IngestHash {
 /// A content hash as [`IngestHash::record`] takes it.
 pub trait HashText {
     fn text(&self) -> String;
+    /// The digest, when it is one (spares a digest a round trip through its text).
+    fn digest(&self) -> Option<Digest>;
 }
 
 impl HashText for str {
     fn text(&self) -> String {
         self.to_owned()
     }
+    fn digest(&self) -> Option<Digest> {
+        Digest::parse(self)
+    }
 }
 
 impl HashText for Digest {
     fn text(&self) -> String {
         Digest::text(self)
+    }
+    fn digest(&self) -> Option<Digest> {
+        Some(*self)
     }
 }
 

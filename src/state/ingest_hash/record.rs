@@ -4,7 +4,6 @@
 //! rewrite gives them back byte for byte.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::value::RawValue;
@@ -37,10 +36,12 @@ impl Digest {
     /// `sha256:<hex>`.
     #[must_use]
     pub fn text(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(SHA256.len() + 64);
         out.push_str(SHA256);
         for b in self.0 {
-            let _ = write!(out, "{b:02x}");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
         out
     }
