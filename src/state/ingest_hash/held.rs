@@ -9,8 +9,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::manifest::IngestHash;
 use crate::error::Result;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Held(Arc<Mutex<Option<IngestHash>>>);
+
+/// A request is logged with `{:?}`: say what is held, not 100,000 records.
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.try_lock().as_deref() {
+            Ok(Some(h)) => write!(f, "Held({} records)", h.len()),
+            Ok(None) => f.write_str("Held(not loaded)"),
+            Err(_) => f.write_str("Held(in use)"),
+        }
+    }
+}
 
 /// The held manifest, loaded and up to date with disk, for the length of one run.
 #[derive(Debug)]

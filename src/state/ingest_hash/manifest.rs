@@ -371,6 +371,27 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_past_its_limit_asks_to_be_folded_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest_hash.json");
+        let mut h = IngestHash::load(&path).unwrap();
+        let mut n = 0;
+        while !h.journal_is_large() {
+            h.record(&format!("notes/{n}.txt"), &Digest([3; 32]), stat(n), "x");
+            h.flush().unwrap();
+            n += 1;
+            assert!(n < 10_000, "the journal never counts as large");
+        }
+        assert!(n > 1000, "one file's line must not count as large ({n})");
+        h.save().unwrap();
+        assert!(!h.has_journal());
+        assert_eq!(
+            IngestHash::load(&path).unwrap().len(),
+            usize::try_from(n).unwrap()
+        );
+    }
+
+    #[test]
     fn a_held_manifest_sees_other_writers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingest_hash.json");
