@@ -527,10 +527,9 @@ fn hash_all(files: &[&Path], progress: &ProgressBar) -> Vec<std::io::Result<Hash
         .map_or(1, std::num::NonZero::get)
         .min(files.len().div_ceil(CHUNK));
     let one = |path: &Path, buf: &mut Vec<u8>| {
-        let hash = hash_file(path, buf)?;
+        let hashed = hash_file(path, buf)?;
         progress.inc(1);
-        let after = std::fs::symlink_metadata(path).ok().map(|m| Stat::of(&m));
-        Ok(Hashed { hash, after })
+        Ok(hashed)
     };
     let mut results: Vec<std::io::Result<Hashed>> = Vec::with_capacity(files.len());
     results.resize_with(files.len(), || Err(std::io::ErrorKind::Interrupted.into()));
@@ -557,8 +556,10 @@ fn hash_all(files: &[&Path], progress: &ProgressBar) -> Vec<std::io::Result<Hash
     results
 }
 
-/// The SHA-256 of the file's content.
-fn hash_file(path: &Path, buf: &mut [u8]) -> std::io::Result<Digest> {
+/// The SHA-256 of the file's content, and the file's stat once it is read (from the open
+/// file: no second lookup of its path). A file replaced by a rename meanwhile keeps the
+/// old stat here, and its new inode sends it again next run.
+fn hash_file(path: &Path, buf: &mut [u8]) -> std::io::Result<Hashed> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     loop {
@@ -568,7 +569,11 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> std::io::Result<Digest> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(Digest(hasher.finalize().into()))
+    let after = file.metadata().ok().map(|m| Stat::of(&m));
+    Ok(Hashed {
+        hash: Digest(hasher.finalize().into()),
+        after,
+    })
 }
 
 fn round_ms(d: Duration) -> Duration {
