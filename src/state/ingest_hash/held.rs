@@ -50,11 +50,12 @@ impl Held {
         Ok(HeldGuard(guard))
     }
 
-    /// Whether records wait in the journal (the watcher folds them in as it stops).
+    /// Whether records wait in the journal (the watcher folds them in as it stops); false
+    /// while a run holds the manifest, since that run folds or journals them itself.
     #[must_use]
     pub fn has_journal(&self) -> bool {
         self.0
-            .lock()
+            .try_lock()
             .ok()
             .is_some_and(|g| g.as_ref().is_some_and(IngestHash::has_journal))
     }
