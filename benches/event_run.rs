@@ -52,6 +52,7 @@ fn measure(n: usize) {
             progress: false,
             woken_by: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            settled: std::collections::HashSet::new(),
             changed,
             manifest: held.clone(),
         };

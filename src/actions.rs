@@ -6,7 +6,9 @@ pub mod retry_policy;
 pub mod upload;
 pub mod watchdog;
 
+use std::collections::HashSet;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
@@ -31,6 +33,9 @@ pub struct Context<'a> {
     pub progress: bool,
     /// Set by SIGINT or SIGTERM: finish the step that runs, start no other.
     pub stop: &'a AtomicBool,
+    /// Data files (relative to data_dir) the watcher heard their writers finish; they
+    /// need not wait out `settle` (empty outside the watcher).
+    pub settled: &'a HashSet<PathBuf>,
 }
 
 impl Context<'_> {

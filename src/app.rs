@@ -2,15 +2,15 @@
 //! the subcommand, prints the result, and chooses the exit status.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::action::Action;
 use crate::autostart;
-use crate::cli::{AutostartAction, Cli, Command, Mode};
+use clap::CommandFactory;
+
+use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TriggerArg};
 use crate::error::{Error, Exit, Result};
 use crate::output;
 use crate::paths::Paths;
@@ -18,55 +18,125 @@ use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
 use crate::state::ingest_hash::Held;
-use crate::{check, daemon};
+use crate::{check, daemon, history, interrupt};
 use crate::{status, summary};
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
-    let paths = Paths::load(&paths_file(cli))?;
-    let rules_file = rules_file(cli, &paths)?;
-    let rules = Rules::load(&rules_file)?;
+    // What needs no pipeline comes first: it works anywhere.
     match &cli.command {
-        Some(Command::Check) => check::print(&paths, &rules, cli.json).map(|()| Exit::Ok),
-        Some(Command::Autostart { action }) => autostart(action, &paths.file, &rules_file),
+        Some(Command::Completions { shell }) => return Ok(completions(*shell)),
+        Some(Command::Man) => return man(),
+        Some(Command::Autostart { action }) => return autostart(cli, action),
+        _ => {}
+    }
+    let paths = Paths::load(&paths_file(cli))?;
+    let stdout_colors = cli.color.colors(std::io::stdout().is_terminal());
+    if let Some(Command::Log {
+        run,
+        action,
+        outcome,
+        limit,
+    }) = &cli.command
+    {
+        let filter = history::Filter {
+            action: action.map(|a| actions_of(&[a])),
+            outcome: outcome.map(OutcomeArg::written),
+            limit: *limit,
+        };
+        return history::print(&paths, *run, &filter, cli.json, stdout_colors);
+    }
+    let rules_file = rules_file(cli, &paths)?;
+    let rules = Rules::load(&rules_file);
+    match &cli.command {
+        // Status shows what it can read even when the rules do not load.
         Some(Command::Status) => Ok(status::print(
             &paths,
-            &rules,
+            rules.as_ref(),
             cli.json,
-            std::io::stdout().is_terminal(),
+            stdout_colors,
         )),
-        None if cli.once => Ok(once(cli, &paths, &rules)),
-        None if cli.dry_run => Err(Error::Usage(
-            "--dry-run plans one run: use it with --once".to_owned(),
-        )),
+        Some(Command::Check) => check::print(&paths, &rules?, cli.json),
+
+        Some(
+            Command::Log { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Autostart { .. },
+        ) => {
+            unreachable!("handled before the rules are read")
+        }
+        None if cli.once => Ok(once(cli, &paths, &rules?, stdout_colors)),
         None => {
             let options = daemon::Options {
                 allowed: actions_of(&cli.mode),
                 event_queue: event_queue()?,
                 poll: cli.poll,
             };
-            daemon::run(&paths, &rules_file, rules, &options)
+            daemon::run(&paths, &rules_file, rules?, &options)
         }
     }
 }
 
-fn autostart(action: &AutostartAction, paths_file: &Path, rules_file: &Path) -> Result<Exit> {
+/// `memsched completions SHELL`: the script on stdout.
+fn completions(shell: clap_complete::Shell) -> Exit {
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "memsched", &mut std::io::stdout());
+    Exit::Ok
+}
+
+/// `memsched man`: the manual page (roff) on stdout.
+fn man() -> Result<Exit> {
+    let page = clap_mangen::Man::new(Cli::command());
+    match page.render(&mut std::io::stdout()) {
+        // A closed stdout (`| head`) is not a failure.
+        Ok(()) => Ok(Exit::Ok),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),
+        Err(e) => Err(Error::Usage(format!("cannot write the manual page: {e}"))),
+    }
+}
+
+/// `memsched autostart`: `enable` needs this pipeline's paths.json and rules; `status`
+/// and `disable` work anywhere (outside a pipeline home they see every pipeline's entries).
+fn autostart(cli: &Cli, action: &AutostartAction) -> Result<Exit> {
     let config = autostart::config_home()?;
+    let pipeline = Paths::load(&paths_file(cli));
     let lines = match action {
         AutostartAction::Enable { systemd } => {
+            let paths = pipeline?;
+            let rules_file = rules_file(cli, &paths)?;
+            // An entry that would fail at every login is refused now.
+            Rules::load(&rules_file)?;
             let kind = if *systemd {
                 autostart::Kind::Systemd
             } else {
                 autostart::Kind::Desktop
             };
+            let home = std::path::absolute(&paths.home).unwrap_or(paths.home.clone());
             vec![autostart::enable(
                 kind,
                 &config,
-                &autostart::watcher_argv(paths_file, rules_file)?,
+                &home,
+                &autostart::watcher_argv(&paths.file, &rules_file)?,
             )?]
         }
-        AutostartAction::Disable => autostart::disable(&config)?,
-        AutostartAction::Status => autostart::status(&config),
+        AutostartAction::Disable => {
+            let home = pipeline
+                .ok()
+                .map(|p| std::path::absolute(&p.home).unwrap_or(p.home));
+            autostart::disable(&config, home.as_deref())?
+        }
+        AutostartAction::Status => {
+            let home = pipeline
+                .ok()
+                .map(|p| std::path::absolute(&p.home).unwrap_or(p.home));
+            let (lines, entries) = autostart::status(&config, home.as_deref());
+            let doc = serde_json::json!({"version": 1, "entries": entries});
+            let _ = output::print(cli.json, &doc, |out, _| {
+                lines.iter().try_for_each(|l| writeln!(out, "{l}"))
+            });
+            return Ok(Exit::Ok);
+        }
     };
     for line in lines {
         println!("{line}");
@@ -74,7 +144,7 @@ fn autostart(action: &AutostartAction, paths_file: &Path, rules_file: &Path) -> 
     Ok(Exit::Ok)
 }
 
-/// `MEMSCHED_EVENT_QUEUE`: how many debounced batches the watcher may fall behind by
+/// `MEMSCHED_EVENT_QUEUE`: how many changes the watcher may fall behind by
 /// before it drops them and reconciles everything (a diagnostic knob; tests use 1).
 fn event_queue() -> Result<usize> {
     match std::env::var("MEMSCHED_EVENT_QUEUE") {
@@ -87,32 +157,42 @@ fn event_queue() -> Result<usize> {
     }
 }
 
-fn once(cli: &Cli, paths: &Paths, rules: &Rules) -> Exit {
+fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
     let stop = Arc::new(AtomicBool::new(false));
-    // The first SIGINT or SIGTERM lets the running step finish and records it; a second one
-    // ends memsched at once (the step, in its own process group, runs on).
-    for signal in [SIGINT, SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop));
-        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    // The first SIGINT or SIGTERM lets the running step finish and says how to abort; a
+    // second ends the step's process group; either way the run is recorded, exit 130.
+    if let Err(e) = interrupt::install(Arc::clone(&stop)) {
+        log::warn!("{}: Ctrl-C ends memsched at once", e.chain());
     }
     let request = Request {
         actions: actions_of(&cli.mode),
-        trigger: cli.trigger.into(),
+        trigger: cli.trigger.unwrap_or(TriggerArg::Manual).into(),
         dry_run: cli.dry_run,
         progress: !cli.json,
         woken_by: Vec::new(),
-        stop,
+        stop: Arc::clone(&stop),
+        settled: std::collections::HashSet::new(),
         changed: None,
         manifest: Held::default(),
     };
-    let record = reconcile::run(paths, rules, &request);
+    let mut record = reconcile::run(paths, rules, &request);
+    if stop.load(Ordering::SeqCst) {
+        record.mark_interrupted();
+    }
     let logged = reconcile::record(paths, rules, &record);
     // A closed stdout (`| head`) is not a failure of the run.
-    let color = std::io::stdout().is_terminal();
     let _ = output::print(cli.json, &record, |out, record| {
         summary::write(out, record, color)
     });
+    // Failures also go to stderr, where cron's `2>>file` and journald keep them, unless
+    // the summary just showed them on a terminal.
+    if cli.json || !std::io::stdout().is_terminal() {
+        for line in summary::failures(&record) {
+            eprintln!("memsched: error: {line}");
+        }
+    }
     match logged {
+        Ok(()) if record.interrupted() => Exit::Interrupted,
         Ok(()) => exit_of(&record.actions),
         Err(e) => {
             eprintln!("memsched: error: the run was not recorded: {}", e.chain());

@@ -1,23 +1,144 @@
-//! `memsched check`: what paths.json and the rules resolve to, and whether each state file
-//! can be read, so a configuration can be verified before anything runs.
+//! `memsched check`: what paths.json and the rules resolve to, whether each state file
+//! can be read, whether every command can be found, and where the rules leave gaps, so a
+//! configuration can be verified before anything runs.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use crate::action::Action;
-use crate::error::Result;
+use crate::error::{Exit, Result};
 use crate::output;
 use crate::paths::Paths;
 use crate::rules::{Backoff, CommandSpec, Rules};
+use crate::scope::Scope;
 use crate::state::json_file;
 
-/// Prints the resolved configuration (as JSON with `json`).
-pub fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<()> {
+/// The version of `check --json`'s shape.
+const CHECK_VERSION: u32 = 1;
+
+/// Prints the resolved configuration (as JSON with `json`). A command that cannot be
+/// found fails the check (exit 2, each named on stderr); gaps in the rules are warnings.
+pub fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<Exit> {
     let report = describe(paths, rules);
     let _ = output::print(json, &report, |out, report| write_text(out, report));
-    Ok(())
+    for w in report["warnings"].as_array().into_iter().flatten() {
+        eprintln!("memsched: warning: {}", w.as_str().unwrap_or(""));
+    }
+    let missing: Vec<&Value> = report["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["found"].is_null())
+        .collect();
+    for c in &missing {
+        eprintln!(
+            "memsched: error: the {} command {} {}",
+            c["action"].as_str().unwrap_or(""),
+            c["program"],
+            c["problem"].as_str().unwrap_or("cannot be found")
+        );
+    }
+    Ok(if missing.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Usage
+    })
+}
+
+/// Where `program` resolves as a step would run it (in `home`, on `PATH`), or why not.
+fn resolve(program: &str, home: &Path) -> std::result::Result<PathBuf, String> {
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = home.join(program);
+        return if executable(&path) {
+            Ok(path)
+        } else if path.exists() {
+            Err(format!("({}) is not an executable file", path.display()))
+        } else {
+            Err(format!("({}) does not exist", path.display()))
+        };
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| home.join(dir).join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| "is not found on PATH".to_owned())
+}
+
+/// Every configured command and where its program resolves.
+fn commands(paths: &Paths, rules: &Rules) -> Vec<Value> {
+    let configured: [(Action, Option<&CommandSpec>); 4] = [
+        (Action::Retry, rules.retry.as_ref().map(|r| &r.command)),
+        (Action::Ingest, rules.ingest.as_ref().map(|i| &i.command)),
+        (Action::Upload, rules.upload.as_ref().map(|u| &u.command)),
+        (
+            Action::Watchdog,
+            rules.watchdog.as_ref().and_then(|w| w.command.as_ref()),
+        ),
+    ];
+    configured
+        .into_iter()
+        .filter_map(|(action, c)| Some((action, c?.argv.first()?)))
+        .map(|(action, program)| match resolve(program, &paths.home) {
+            Ok(found) => json!({"action": action.name(), "program": program, "found": found, "problem": null}),
+            Err(why) => json!({"action": action.name(), "program": program, "found": null, "problem": why}),
+        })
+        .collect()
+}
+
+/// Where the rules leave a configured action deaf to changes the watcher could hear.
+fn gaps(paths: &Paths, rules: &Rules) -> Vec<String> {
+    let runs = |scope: Scope, action: Action| {
+        rules
+            .rules
+            .iter()
+            .any(|r| r.scope == scope && r.run.contains(&action))
+    };
+    let mut warnings = Vec::new();
+    if rules.ingest.is_some() && !runs(Scope::Data, Action::Ingest) {
+        warnings.push(
+            "ingest is configured but no rule runs it on changes in data_dir: the watcher ingests only at startup and every tick".to_owned(),
+        );
+    }
+    let Some(upload) = &rules.upload else {
+        return warnings;
+    };
+    for source in &upload.sources {
+        // The folder part before the first glob character.
+        let literal: PathBuf = Path::new(source)
+            .components()
+            .take_while(|c| {
+                !c.as_os_str()
+                    .to_string_lossy()
+                    .contains(['*', '?', '[', '{'])
+            })
+            .collect();
+        let dir = paths.home.join(literal);
+        let scope = if dir.starts_with(&paths.data_dir) {
+            Some(Scope::Data)
+        } else if dir.starts_with(&paths.state_dir) {
+            Some(Scope::State)
+        } else {
+            None
+        };
+        match scope {
+            Some(scope) if runs(scope, Action::Upload) => {}
+            Some(scope) => warnings.push(format!(
+                "upload source {source:?} lies in {} but no rule in {} runs upload: its changes are queued only at startup and every tick",
+                match scope { Scope::Data => "data_dir", Scope::State => "state_dir" },
+                match scope { Scope::Data => "\"data\"", Scope::State => "\"state\"" },
+            )),
+            None => warnings.push(format!(
+                "upload source {source:?} lies outside data_dir and state_dir, which no rule can watch: its changes are queued only at startup and every tick"
+            )),
+        }
+    }
+    warnings
 }
 
 fn folder_state(path: &Path) -> &'static str {
@@ -82,10 +203,9 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
                     "sources": u.sources,
                 })
             }),
-            Action::Watchdog => rules
-                .watchdog
-                .as_ref()
-                .map(|w| json!({"command": w.command.as_ref().map(command_json)})),
+            Action::Watchdog => rules.watchdog.as_ref().map(
+                |w| json!({"command": w.command.as_ref().map(command_json), "notify": w.notify}),
+            ),
         };
         actions.insert(action.name().to_owned(), value.unwrap_or(Value::Null));
     }
@@ -100,6 +220,7 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
         })
         .collect();
     json!({
+        "version": CHECK_VERSION,
         "paths_file": paths.file,
         "rules_file": rules.file,
         "home": paths.home,
@@ -119,6 +240,8 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
             "name": r.name, "in": r.scope, "paths": r.paths, "on": r.on,
             "run": r.run.iter().map(|a| a.name()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "commands": commands(paths, rules),
+        "warnings": gaps(paths, rules),
     })
 }
 
@@ -199,6 +322,14 @@ fn write_text(out: &mut (impl Write + ?Sized), r: &Value) -> std::io::Result<()>
             }
         }
         _ => writeln!(out, "  (none: only --once runs do anything)")?,
+    }
+    writeln!(out, "\ncommands")?;
+    for c in r["commands"].as_array().into_iter().flatten() {
+        let found = match &c["found"] {
+            Value::Null => format!("NOT FOUND: {} {}", s(&c["program"]), s(&c["problem"])),
+            found => s(found),
+        };
+        writeln!(out, "  {:<9} {found}", s(&c["action"]))?;
     }
     Ok(())
 }

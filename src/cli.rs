@@ -1,10 +1,30 @@
-//! The command line, as clap parses it. Nothing here is interpreted; see `app`.
+//! The command line, as clap parses it. Nothing here is interpreted; see `app`. Flags that
+//! make no sense together are refused here ([`Cli::conflicts`]), never ignored.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::trigger::Trigger;
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  memsched --paths ~/memory/paths.json              run the watcher in the foreground
+  memsched --once                                   reconcile once (./paths.json), then exit
+  memsched --once --mode ingest --dry-run           show what ingest would send, and why
+  memsched status                                   the pipeline's health; exit 1 when not ok
+  memsched log --outcome failed                     recent runs that failed
+  memsched autostart enable --systemd               start the watcher with your session
+
+Environment:
+  MEMSCHED_PATHS   the pipeline's paths.json when --paths is not given
+  RUST_LOG         log filter (e.g. memsched=debug); -v and -q override its level
+  NO_COLOR         no colour when set (as --color never); --color always still colours
+  JOURNAL_STREAM   set by systemd: log lines carry journald priorities (<3> error ...)
+
+Exit status: 0 all good or nothing to do; 1 an action failed (status: not ok);
+2 bad usage or configuration; 3 another process holds a lock the run needed;
+130 interrupted by SIGINT or SIGTERM.";
 
 /// memsched keeps a memory vector database pipeline healthy: it decides when the
 /// pipeline's own steps (ingest, retry, upload, watchdog) run and on what, runs them
@@ -18,7 +38,9 @@ use crate::trigger::Trigger;
 #[command(name = "memsched", version, about, long_about)]
 #[command(
     after_help = "Exit status: 0 all good or nothing to do; 1 an action failed; \
-2 bad usage or configuration; 3 another process holds a lock the run needed."
+2 bad usage or configuration; 3 another process holds a lock the run needed; \
+130 interrupted. More with --help.",
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -46,34 +68,68 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "MODE")]
     pub mode: Vec<Mode>,
 
-    /// Plan and print what would run; run nothing, write nothing
-    #[arg(long)]
+    /// Plan and print what would run; run nothing, write nothing (with --once)
+    #[arg(long, requires = "once")]
     pub dry_run: bool,
 
-    /// Print the machine-readable record instead of the summary
+    /// Print the machine-readable record instead of the text (--once, check, status, log)
     #[arg(long, global = true)]
     pub json: bool,
 
     /// Watch by polling every 2 s instead of inotify (network file systems need this)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "once")]
     pub poll: bool,
 
-    /// What started this run, as recorded in scheduler_log.json
-    #[arg(long, value_enum, default_value_t = TriggerArg::Manual, value_name = "WHO")]
-    pub trigger: TriggerArg,
+    /// What started this run, as recorded in scheduler_log.json (with --once)
+    #[arg(long, value_enum, value_name = "WHO", requires = "once")]
+    pub trigger: Option<TriggerArg>,
+
+    /// When to colour the output [default: auto: on a terminal, unless NO_COLOR is set]
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, hide_default_value = true)]
+    pub color: ColorChoice,
+
+    /// More log lines (-v debug, -vv trace); overrides RUST_LOG's level
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Fewer log lines (-q errors only, -qq none)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load and validate paths.json and the rules; print what they resolve to
+    /// Load and validate paths.json and the rules, resolve every command; print what they resolve to
     Check,
     /// Show the pipeline's health (exit 0 ok, 1 degraded or failing); writes nothing
     Status,
+    /// Recent runs as a table, or one run's full record by its number
+    #[command(alias = "history")]
+    Log {
+        /// The number of one run (as the table shows it): print its full record
+        run: Option<usize>,
+        /// Only runs in which this action ran, failed or was interrupted
+        #[arg(long, value_enum, value_name = "ACTION")]
+        action: Option<Mode>,
+        /// Only runs in which some action ended so
+        #[arg(long, value_enum, value_name = "OUTCOME")]
+        outcome: Option<OutcomeArg>,
+        /// How many runs to show, newest last
+        #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
     /// Start the watcher with your desktop session (XDG autostart or a systemd user unit)
     Autostart {
         #[command(subcommand)]
         action: AutostartAction,
     },
+    /// Print a shell completion script (e.g. `memsched completions bash > ~/.local/share/bash-completion/completions/memsched`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `memsched man > ~/.local/share/man/man1/memsched.1`
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,9 +140,9 @@ pub enum AutostartAction {
         #[arg(long)]
         systemd: bool,
     },
-    /// Remove the entries memsched wrote
+    /// Remove the entries memsched wrote for this pipeline
     Disable,
-    /// Show the entries and what they run
+    /// Show this pipeline's entries and what they run
     Status,
 }
 
@@ -97,6 +153,53 @@ pub enum Mode {
     Ingest,
     Upload,
     Watchdog,
+}
+
+/// The outcomes `log --outcome` filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutcomeArg {
+    Ran,
+    NothingToDo,
+    Skipped,
+    Failed,
+    Interrupted,
+}
+
+impl OutcomeArg {
+    /// The outcome as scheduler_log.json writes it.
+    #[must_use]
+    pub fn written(self) -> &'static str {
+        match self {
+            OutcomeArg::Ran => "ran",
+            OutcomeArg::NothingToDo => "nothing-to-do",
+            OutcomeArg::Skipped => "skipped",
+            OutcomeArg::Failed => "failed",
+            OutcomeArg::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour a stream that is (or is not) a terminal. `auto` colours a
+    /// terminal unless NO_COLOR is set to anything but the empty string (no-color.org).
+    #[must_use]
+    pub fn colors(self, terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 /// The triggers a one-shot run may be recorded under.
@@ -112,5 +215,71 @@ impl From<TriggerArg> for Trigger {
             TriggerArg::Manual => Trigger::Manual,
             TriggerArg::Cron => Trigger::Cron,
         }
+    }
+}
+
+impl Cli {
+    /// Parses the command line, refusing flags that make no sense together (clap's own
+    /// error and exit status 2).
+    #[must_use]
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        if let Some(message) = cli.conflicts() {
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+        cli
+    }
+
+    /// What clap's declarations cannot say: the run flags belong to runs, not to
+    /// subcommands, and `--json` has no meaning for the watcher.
+    #[must_use]
+    pub fn conflicts(&self) -> Option<String> {
+        let run_flags = [
+            (self.once, "--once"),
+            (!self.mode.is_empty(), "--mode"),
+            (self.poll, "--poll"),
+            (self.dry_run, "--dry-run"),
+            (self.trigger.is_some(), "--trigger"),
+        ];
+        match &self.command {
+            Some(command) => run_flags.iter().find(|(given, _)| *given).map(|(_, flag)| {
+                format!(
+                    "{flag} is for runs and the watcher; it cannot be used with the '{}' subcommand",
+                    command.name()
+                )
+            }),
+            None if self.json && !self.once => Some(
+                "--json prints a run's record: use it with --once (the watcher logs to stderr)"
+                    .to_owned(),
+            ),
+            None => None,
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Status => "status",
+            Command::Log { .. } => "log",
+            Command::Autostart { .. } => "autostart",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

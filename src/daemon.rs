@@ -7,17 +7,18 @@
 
 mod baseline;
 mod canary;
+mod change_set;
 mod routing;
 pub mod scheduler;
 mod self_report;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
-use notify_debouncer_full::DebouncedEvent;
+use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::action::Action;
@@ -27,25 +28,27 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
 use crate::rules::Rules;
+use crate::scope::Scope;
 use crate::state::ingest_hash::Held;
 use crate::trigger::Trigger;
-use crate::watch::{self, CANARY_PREFIX, Change, Notice, Roots, Watcher};
+use crate::watch::{self, CANARY_PREFIX, Change, Interest, Notice, Outlet, Roots, Watcher};
 use crate::watcher_kind::WatcherKind;
 use baseline::Baselines;
 use canary::Canary;
-use routing::{Facts, Route};
+use change_set::ChangeSet;
+use routing::{Facts, Route, Wake};
 use scheduler::{RunOrder, Scheduler, Settings};
 use self_report::{CanaryMark, CanaryStatus, SelfReport};
 
-/// Debounced batches the loop may fall behind by before it drops them and rescans.
-pub const DEFAULT_EVENT_QUEUE: usize = 4096;
+/// Changes the loop may fall behind by before they are dropped for a rescan.
+pub const DEFAULT_EVENT_QUEUE: usize = 65_536;
 
 /// How the watcher was asked to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The actions it may run (`--mode`).
     pub allowed: Vec<Action>,
-    /// Capacity of the batch channel (`MEMSCHED_EVENT_QUEUE`, a diagnostic knob).
+    /// Changes the loop may fall behind by (`MEMSCHED_EVENT_QUEUE`, a diagnostic knob).
     pub event_queue: usize,
     /// Poll instead of inotify (`--poll`).
     pub poll: bool,
@@ -55,6 +58,8 @@ enum Input {
     Notice(Notice),
     Signal(i32),
     Finished(Box<RunRecord>),
+    /// The lock of an action the watcher had to skip is free again.
+    LockFree(Action),
 }
 
 /// The rules in force and what decides which of their actions may run.
@@ -81,36 +86,65 @@ impl Config {
     }
 }
 
-/// The file-system watcher, where it looks, and the senders it is rebuilt with.
+/// The file-system watcher, where it looks, what it lets through, and where it sends.
 struct Watching {
     /// `None` only while it is being replaced, or after a replacement failed.
     watcher: Option<Watcher>,
     /// The kind of the watcher last started; a failed replacement leaves it as it was.
     kind: WatcherKind,
     roots: Roots,
-    batches: Sender<Vec<DebouncedEvent>>,
-    notices: Sender<Notice>,
-    /// Set by the watcher when it drops a batch (one Overflow notice per episode);
-    /// cleared when the loop has answered with a rescan.
-    lost: Arc<AtomicBool>,
+    /// The rules notify's thread filters by; replaced on a reload.
+    interest: Interest,
+    outlet: Outlet,
 }
 
 impl Watching {
     /// Starts a watcher of `kind` (it may fall back to polling), replacing the running one.
-    fn start(&mut self, debounce: Duration, kind: WatcherKind) -> Result<()> {
+    fn start(&mut self, kind: WatcherKind) -> Result<()> {
         // The old watcher goes first, so its inotify watches are free for the new one.
         self.watcher = None;
-        let watcher = watch::start(
-            &self.roots,
-            debounce,
-            &self.batches,
-            &self.notices,
-            &self.lost,
-            kind,
-        )?;
+        let watcher = watch::start(&self.roots, &self.interest, &self.outlet, kind)?;
         self.kind = watcher.kind();
         self.watcher = Some(watcher);
         Ok(())
+    }
+
+    /// Watches the source folders that exist now and were missing when the watcher started.
+    fn add_source_folders(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for (dir, mode) in &self.roots.source_dirs {
+            if dir.is_dir()
+                && let Err(e) = watcher.watch(dir, *mode)
+            {
+                log::warn!(
+                    "cannot watch the upload sources in {}: {}",
+                    dir.display(),
+                    e.chain()
+                );
+            }
+        }
+    }
+}
+
+/// The rules path, absolute, when it is a link.
+fn rules_link(rules_file: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(rules_file).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| std::path::absolute(rules_file).unwrap_or_else(|_| rules_file.to_path_buf()))
+}
+
+/// The roots of the upload sources the rules name.
+fn sources_of(
+    home: &Path,
+    rules: &Rules,
+) -> (Vec<(PathBuf, notify::RecursiveMode)>, globset::GlobSet) {
+    match &rules.upload {
+        Some(u) if !u.sources.is_empty() => (
+            watch::source_folders(home, &u.sources),
+            u.source_set.clone(),
+        ),
+        _ => (Vec::new(), globset::GlobSet::empty()),
     }
 }
 
@@ -120,6 +154,11 @@ struct Worker {
     done: Sender<Input>,
     /// Set on SIGINT or SIGTERM: the running reconcile finishes its step and starts no other.
     stop: Arc<AtomicBool>,
+    /// The actions of the run in progress that a heard change asked for.
+    heard: Vec<Action>,
+    /// Actions skipped because another process held their lock, each with a thread
+    /// waiting for that lock to be free.
+    awaiting_lock: HashSet<Action>,
     /// The ingest manifest, loaded by the first run and held for the watcher's life, so an
     /// event run reads only the files that changed (issue 8).
     manifest: Held,
@@ -153,8 +192,27 @@ impl Drop for Worker {
 }
 
 impl Worker {
+    /// `action` was skipped because another process (a `--once`) holds its lock, and
+    /// that process planned before the changes that woke this run: wait for the lock on a
+    /// thread, then run the action again.
+    fn await_lock(&mut self, paths: &Paths, action: Action) {
+        if !self.awaiting_lock.insert(action) {
+            return;
+        }
+        let (lock, tx) = (paths.action_lock(action.name()), self.done.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = lock::wait_until_free(&lock) {
+                log::warn!("cannot wait for {}: {}", lock.display(), e.chain());
+            }
+            let _ = tx.send(Input::LockFree(action));
+        });
+    }
+}
+
+impl Worker {
     /// Runs `order` on a thread of its own, then records it and hands it back to the loop.
-    fn spawn(&self, paths: &Paths, rules: &Rules, order: RunOrder) {
+    /// `settled`: data files the watcher knows are complete (see [`ChangeSet`]).
+    fn spawn(&self, paths: &Paths, rules: &Rules, order: RunOrder, settled: HashSet<PathBuf>) {
         let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
         log::info!(
             "run ({}) of {}: woken by {}",
@@ -169,6 +227,7 @@ impl Worker {
             progress: false,
             woken_by: order.reasons,
             stop: Arc::clone(&self.stop),
+            settled,
             changed: None,
             manifest: self.manifest.clone(),
         };
@@ -190,6 +249,8 @@ struct Daemon {
     sched: Scheduler,
     baselines: Baselines,
     watching: Watching,
+    /// Data files heard since the last ingest run.
+    changes: ChangeSet,
     canary: Canary,
     report: SelfReport,
     worker: Worker,
@@ -210,23 +271,33 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         })
     };
     let data_dir = canonical(&paths.data_dir)?;
+    let home = canonical(&paths.home)?;
+    let (source_dirs, sources) = sources_of(&home, &rules);
     let roots = Roots {
         pause_file: data_dir.join(&rules.pause_file),
         canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
         state_dir: canonical(&paths.state_dir)?,
         rules_file: canonical(rules_file)?,
+        rules_link: rules_link(rules_file),
         data_dir,
+        home,
+        source_dirs,
+        sources,
     };
-    let (batches_tx, batches_rx) = bounded(options.event_queue.max(1));
+    let (changes_tx, changes_rx) = unbounded();
     let (control_tx, control_rx) = unbounded();
     let (notices_tx, notices_rx) = unbounded();
     forward_signals(control_tx.clone())?;
     forward_notices(notices_rx, control_tx.clone());
     let now = Instant::now();
     let channels = Channels {
-        batches: batches_tx,
+        outlet: Outlet {
+            changes: changes_tx,
+            notices: notices_tx,
+            backlog: watch::Backlog::default(),
+            capacity: options.event_queue.max(1),
+        },
         control: control_tx,
-        notices: notices_tx,
     };
     let config = Config {
         file: rules_file.to_path_buf(),
@@ -239,14 +310,9 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
     } else {
         WatcherKind::Inotify
     };
-    d.watching.start(d.config.rules.debounce, kind)?;
-    if d.watching.roots.pause_file.exists() {
-        log::info!(
-            "paused: {} exists; runs wait until it is removed",
-            d.watching.roots.pause_file.display()
-        );
-        d.sched.set_paused(true, now);
-    }
+    d.watching.start(kind)?;
+    d.report.started_at = Some(crate::state::timestamp(SystemTime::now()));
+    d.recheck_pause(now);
     log::info!(
         "watching {} ({}) for {}; rules {}",
         d.watching.roots.data_dir.display(),
@@ -260,7 +326,7 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         d.config.file.display()
     );
     d.report_health();
-    d.event_loop(&batches_rx, &control_rx);
+    d.event_loop(&changes_rx, &control_rx);
     d.canary.remove();
     log::info!("stopped");
     Ok(Exit::Ok)
@@ -292,9 +358,8 @@ fn forward_notices(rx: Receiver<Notice>, tx: Sender<Input>) {
 
 /// The senders the loop hands to the watcher and to run threads.
 struct Channels {
-    batches: Sender<Vec<DebouncedEvent>>,
+    outlet: Outlet,
     control: Sender<Input>,
-    notices: Sender<Notice>,
 }
 
 impl Daemon {
@@ -305,6 +370,7 @@ impl Daemon {
         channels: Channels,
         now: Instant,
     ) -> Daemon {
+        let interest = Interest::new(config.rules.clone());
         Daemon {
             paths: paths.clone(),
             sched: Scheduler::new(config.settings(), config.runnable(), now),
@@ -315,14 +381,16 @@ impl Daemon {
                 watcher: None,
                 kind: WatcherKind::default(),
                 roots,
-                batches: channels.batches,
-                notices: channels.notices,
-                lost: Arc::new(AtomicBool::new(false)),
+                interest,
+                outlet: channels.outlet,
             },
+            changes: ChangeSet::default(),
             report: SelfReport::default(),
             worker: Worker {
                 done: channels.control,
                 stop: Arc::new(AtomicBool::new(false)),
+                awaiting_lock: HashSet::new(),
+                heard: Vec::new(),
                 manifest: Held::default(),
                 ingest_hash: paths.ingest_hash.clone(),
                 ingest_lock: paths.action_lock(Action::Ingest.name()),
@@ -330,11 +398,26 @@ impl Daemon {
         }
     }
 
-    fn event_loop(&mut self, batches: &Receiver<Vec<DebouncedEvent>>, control: &Receiver<Input>) {
+    fn event_loop(&mut self, changes: &Receiver<Change>, control: &Receiver<Input>) {
         loop {
             let now = Instant::now();
+            if self.sched.take_reload(now) {
+                self.reload_rules();
+            }
+            if self.sched.is_paused() {
+                // Every wake while paused (an event deferred, the tick) looks again, so a
+                // lost removal event cannot hold runs for ever.
+                self.recheck_pause(now);
+            }
             if let Some(order) = self.sched.poll(now) {
-                self.worker.spawn(&self.paths, &self.config.rules, order);
+                self.worker.heard.clone_from(&order.heard);
+                let settled = if order.actions.contains(&Action::Ingest) {
+                    self.changes.take()
+                } else {
+                    HashSet::new()
+                };
+                self.worker
+                    .spawn(&self.paths, &self.config.rules, order, settled);
             }
             self.canary(now);
             if self.sched.is_done() {
@@ -345,15 +428,23 @@ impl Daemon {
                 .next_wake()
                 .saturating_duration_since(Instant::now());
             select! {
-                recv(batches) -> batch => {
-                    if let Ok(batch) = batch {
-                        self.on_batch(&batch);
+                recv(changes) -> change => {
+                    if let Ok(change) = change {
+                        self.on_changes(change, changes);
                     }
                 }
                 recv(control) -> input => match input {
                     Ok(Input::Notice(n)) => self.on_notice(n),
                     Ok(Input::Signal(s)) => self.on_signal(s),
                     Ok(Input::Finished(record)) => self.on_finished(&record),
+                    Ok(Input::LockFree(action)) => {
+                        self.worker.awaiting_lock.remove(&action);
+                        self.sched.event(
+                            action,
+                            format!("{action} was skipped while another memsched held its lock, now free"),
+                            Instant::now(),
+                        );
+                    }
                     Err(_) => return,
                 },
                 default(wait) => {}
@@ -371,22 +462,53 @@ impl Daemon {
             }
             self.sched
                 .set_timer(a.action, a.followup.next_due.map(instant_of));
-            unannounced += a.followup.found;
+            // What an action a change asked for finds, that change announced.
+            if !self.worker.heard.contains(&a.action) {
+                unannounced += a.followup.found;
+            }
+            if a.lock_held {
+                self.worker.await_lock(&self.paths, a.action);
+            }
+        }
+        // Files ingest failed on are now failed tasks, due at once: retry takes them now,
+        // not at the next tick (its own plan backs off whatever is not due yet).
+        if record
+            .actions
+            .iter()
+            .any(|a| a.action == Action::Ingest && !a.failed_items.is_empty())
+        {
+            log::debug!("ingest queued failed files: retry is due at once");
+            self.sched.wake_at(Action::Retry, Instant::now());
         }
         if record.trigger == Trigger::Tick {
-            log::info!("tick: {unannounced} items found that no event announced");
+            log::info!(
+                "tick: {unannounced} {} found that no event announced",
+                if unannounced == 1 { "item" } else { "items" }
+            );
             self.report.unannounced = Some(unannounced);
             self.report_health();
         }
     }
 
-    fn on_batch(&mut self, batch: &[DebouncedEvent]) {
+    /// Takes `first` and every change already queued behind it (a storm arrives as many).
+    fn on_changes(&mut self, first: Change, queue: &Receiver<Change>) {
         let now = Instant::now();
-        for event in batch {
-            for change in watch::classify(event, &self.watching.roots) {
-                self.on_change(&change, now);
+        let mut taken = 0;
+        for change in std::iter::once(first).chain(queue.try_iter()) {
+            taken += 1;
+            if let Change::File {
+                scope: Scope::Data,
+                rel,
+                kind,
+                settled,
+                ..
+            } = &change
+            {
+                self.changes.note(rel, *kind, *settled);
             }
+            self.on_change(&change, now);
         }
+        self.watching.outlet.backlog.taken(taken);
     }
 
     /// Gathers the facts routing asks for (the only I/O a change costs), then carries out
@@ -402,31 +524,10 @@ impl Daemon {
                 .map(|path| self.baselines.judge(&self.paths, &path)),
         };
         match routing::route(change, &self.config.rules, &facts) {
-            Route::Wake { wakes, deferred } => {
-                for wake in wakes {
-                    if deferred {
-                        log::debug!("deferred while paused: {} for {}", wake.action, wake.reason);
-                    }
-                    self.sched.event(wake.action, wake.reason, now);
-                }
-            }
+            Route::Wake { wakes, deferred } => self.wake(wakes, deferred, now),
             Route::Ignored(why) => log::debug!("ignored {why}"),
-            Route::Rules => self.reload_rules(),
-            Route::Pause { paused, turned } => {
-                if turned {
-                    log::info!(
-                        "{} {}: runs {}",
-                        self.watching.roots.pause_file.display(),
-                        if paused { "appeared" } else { "was removed" },
-                        if paused {
-                            "wait"
-                        } else {
-                            "resume with one full reconcile"
-                        }
-                    );
-                }
-                self.sched.set_paused(paused, now);
-            }
+            Route::Rules => self.sched.rules_changed(now),
+            Route::Pause { paused, .. } => self.set_paused(paused, now),
             Route::Canary => {
                 if self.canary.seen(&mut self.sched) {
                     log::debug!("canary came back: the watcher hears data_dir");
@@ -438,7 +539,74 @@ impl Daemon {
                 self.report.rescans += 1;
                 log::warn!("the watcher lost events (rescan flag): reconciling everything");
                 self.sched.rescan("rescan: the watcher lost events", now);
+                // The marker's own event may be among those lost.
+                self.recheck_pause(now);
             }
+            Route::Root => self.rewatch_root(now),
+            Route::SourceFolder(wakes) => {
+                self.watching.add_source_folders();
+                self.wake(wakes, false, now);
+            }
+        }
+    }
+
+    /// Runs wait (`paused`) or not from now on; a change is logged and reported.
+    fn set_paused(&mut self, paused: bool, now: Instant) {
+        if paused == self.sched.is_paused() {
+            return;
+        }
+        log::info!(
+            "{} {}: runs {}",
+            self.watching.roots.pause_file.display(),
+            if paused { "exists" } else { "is gone" },
+            if paused {
+                "wait until it is removed"
+            } else {
+                "resume with one full reconcile"
+            }
+        );
+        self.sched.set_paused(paused, now);
+        self.report.paused_since = paused.then(|| crate::state::timestamp(SystemTime::now()));
+        self.report_health();
+    }
+
+    /// Reads the pause marker again. Its events are hints like any other: one lost with a
+    /// batch, or a reload that names another marker, must not pause (or hold) runs forever.
+    fn recheck_pause(&mut self, now: Instant) {
+        let marker = self.watching.roots.pause_file.exists();
+        self.set_paused(marker, now);
+    }
+
+    /// data_dir went away or came back. Its watches went with it (or point at the folder
+    /// it was moved to), so the watcher is rebuilt on the folder now there, and everything
+    /// is reconciled: files written into a new data_dir make no event before its watch.
+    fn rewatch_root(&mut self, now: Instant) {
+        let data_dir = &self.watching.roots.data_dir;
+        if data_dir.is_dir() {
+            log::warn!(
+                "{} was replaced: watching the new folder",
+                data_dir.display()
+            );
+        } else {
+            log::warn!(
+                "{} went away: runs will report it missing until it is back",
+                data_dir.display()
+            );
+        }
+        if let Err(e) = self.watching.start(self.watching.kind) {
+            log::error!("cannot rebuild the watcher: {}", e.chain());
+        }
+        self.report.rescans += 1;
+        self.sched.rescan("rescan: data_dir was replaced", now);
+        self.recheck_pause(now);
+    }
+
+    fn wake(&mut self, wakes: Vec<Wake>, deferred: bool, now: Instant) {
+        for wake in wakes {
+            if deferred {
+                log::debug!("deferred while paused: {} for {}", wake.action, wake.reason);
+            }
+            self.sched.event(wake.action, wake.reason, now);
         }
     }
 
@@ -446,13 +614,14 @@ impl Daemon {
         let now = Instant::now();
         match notice {
             Notice::Overflow => {
-                self.watching.lost.store(false, Ordering::SeqCst);
+                self.watching.outlet.backlog.rescanned();
                 self.report.rescans += 1;
                 log::warn!(
-                    "the event loop fell behind and dropped a batch: reconciling everything"
+                    "the event loop fell behind and dropped changes: reconciling everything"
                 );
                 self.sched
                     .rescan("rescan: events were dropped while the loop was busy", now);
+                self.recheck_pause(now);
             }
             Notice::Errors(errors) => {
                 for e in &errors {
@@ -461,6 +630,7 @@ impl Daemon {
                 self.report.rescans += 1;
                 self.sched
                     .rescan("rescan: the watcher reported errors", now);
+                self.recheck_pause(now);
             }
         }
     }
@@ -480,25 +650,43 @@ impl Daemon {
     fn reload_rules(&mut self) {
         match Rules::load(&self.config.file) {
             Ok(rules) => {
-                let rebuild = rules.debounce != self.config.rules.debounce;
+                let (source_dirs, sources) = sources_of(&self.watching.roots.home, &rules);
+                // A re-pointed link resolves elsewhere now: watch where it points.
+                let target = self
+                    .config
+                    .file
+                    .canonicalize()
+                    .unwrap_or_else(|_| self.watching.roots.rules_file.clone());
+                // The watcher's folders are fixed when it is built; the rules it filters by
+                // are shared, and replaced here.
+                let rebuild = source_dirs != self.watching.roots.source_dirs
+                    || target != self.watching.roots.rules_file;
+                self.watching.roots.rules_file = target;
+                self.watching.roots.source_dirs = source_dirs;
+                self.watching.roots.sources = sources;
                 self.watching.roots.pause_file =
                     self.watching.roots.data_dir.join(&rules.pause_file);
+                self.watching.interest.set(rules.clone());
                 self.config.rules = rules;
                 self.sched
                     .set_settings(self.config.settings(), Instant::now());
                 self.sched.set_allowed(self.config.runnable());
                 self.report.rules_error = None;
+                // The rules may name another marker.
+                self.recheck_pause(Instant::now());
                 log::info!("rules reloaded from {}", self.config.file.display());
-                // The debouncer's timeout is fixed when it is built.
-                if rebuild
-                    && let Err(e) = self
-                        .watching
-                        .start(self.config.rules.debounce, self.watching.kind)
-                {
-                    log::error!(
-                        "cannot restart the watcher with the new debounce: {}",
-                        e.chain()
-                    );
+                if rebuild {
+                    match self.watching.start(self.watching.kind) {
+                        // Changes made while no watch was in place are found by a reconcile.
+                        Ok(()) => self.sched.rescan(
+                            "rescan: the watcher was rebuilt for the new rules",
+                            Instant::now(),
+                        ),
+                        Err(e) => log::error!(
+                            "cannot restart the watcher for the new rules: {}",
+                            e.chain()
+                        ),
+                    }
                 }
             }
             Err(e) => {
@@ -526,10 +714,7 @@ impl Daemon {
             remedy.describe()
         );
         self.report.canary = Some(CanaryMark::new(CanaryStatus::Missed, SystemTime::now()));
-        if let Err(e) = self
-            .watching
-            .start(self.config.rules.debounce, remedy.kind())
-        {
+        if let Err(e) = self.watching.start(remedy.kind()) {
             log::error!("cannot rebuild the watcher: {}", e.chain());
         }
         self.sched
@@ -584,14 +769,22 @@ mod tests {
         let roots = Roots {
             data_dir: home.join("Data"),
             state_dir: home.clone(),
+            home: home.clone(),
             rules_file: home.join("watch-rules.toml"),
+            rules_link: None,
             pause_file: home.join("Data/.memsched-pause"),
             canary_file: home.join("Data/.memsched-canary-0"),
+            source_dirs: Vec::new(),
+            sources: globset::GlobSet::empty(),
         };
         let channels = Channels {
-            batches: unbounded().0,
+            outlet: Outlet {
+                changes: unbounded().0,
+                notices: unbounded().0,
+                backlog: watch::Backlog::default(),
+                capacity: 1,
+            },
             control: unbounded().0,
-            notices: unbounded().0,
         };
         let t0 = Instant::now();
         let config = Config {
@@ -621,6 +814,8 @@ mod tests {
             rel: PathBuf::from(rel),
             kind,
             path: root.join(rel),
+            folder: None,
+            settled: false,
         }
     }
 
@@ -704,7 +899,7 @@ mod tests {
         );
         d.sched.run_finished();
         d.on_change(&Change::Rescan, t0 + LATER);
-        let run = d.sched.poll(t0 + LATER).unwrap();
+        let run = d.sched.poll(t0 + LATER * 2).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Rescan, 2));
     }
 }

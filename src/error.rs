@@ -17,6 +17,8 @@ pub enum Exit {
     Usage,
     /// Another process holds a lock the run needed; nothing else went wrong.
     LockHeld,
+    /// SIGINT or SIGTERM ended the run early (130, as shells report Ctrl-C).
+    Interrupted,
 }
 
 impl Exit {
@@ -28,6 +30,7 @@ impl Exit {
             Exit::ActionFailed => 1,
             Exit::Usage => 2,
             Exit::LockHeld => 3,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -97,7 +100,7 @@ pub enum Error {
     Watch {
         path: PathBuf,
         #[source]
-        source: notify_debouncer_full::notify::Error,
+        source: notify::Error,
     },
     #[error("cannot write autostart entry {}", path.display())]
     Autostart {

@@ -145,6 +145,19 @@ pub fn acquire_within(path: &Path, patience: Duration) -> Result<Guard> {
     }
 }
 
+/// Blocks until no process holds the lock at `path` (taking it shared for an instant, so
+/// no holder is disturbed): how the watcher learns that work it skipped may run now.
+pub fn wait_until_free(path: &Path) -> Result<()> {
+    let file = open(path)?;
+    match Flock::lock(file, FlockArg::LockShared) {
+        Ok(_released_on_drop) => Ok(()),
+        Err((_, errno)) => Err(Error::Lock {
+            path: path.to_path_buf(),
+            source: errno.into(),
+        }),
+    }
+}
+
 /// The pid a holder wrote into the lock file, if it wrote one (never through a link).
 #[must_use]
 pub fn holder_pid(path: &Path) -> Option<u32> {

@@ -94,6 +94,26 @@ impl Paths {
         }
     }
 
+    /// The folders holding the state files, each once: where their writers' temporary
+    /// files are.
+    #[must_use]
+    pub fn state_folders(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = vec![self.state_dir.clone()];
+        let files = [
+            &self.task_queue,
+            &self.ingest_hash,
+            &self.upload_log,
+            &self.watchdog_state,
+            &self.scheduler_log,
+        ];
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            if !out.iter().any(|d| d == dir) {
+                out.push(dir.to_path_buf());
+            }
+        }
+        out
+    }
+
     /// The lock file guarding `name` (an action name or `scheduler`), in state_dir.
     #[must_use]
     pub fn action_lock(&self, name: &str) -> PathBuf {

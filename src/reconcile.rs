@@ -1,6 +1,7 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +31,9 @@ pub struct Request {
     pub woken_by: Vec<String>,
     /// Set by SIGINT or SIGTERM: the step that runs finishes, no other starts.
     pub stop: Arc<AtomicBool>,
+    /// Data files (relative to data_dir) the watcher heard their writers finish: closed
+    /// after their last write, or renamed into place. They need not wait out `settle`.
+    pub settled: HashSet<PathBuf>,
     /// The paths the watcher heard change since the last run (absolute, under data_dir:
     /// files, removed files, new folders): ingest plans from these alone. `None` plans
     /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
@@ -63,11 +67,15 @@ pub fn run_with_clock(
         dry_run: request.dry_run,
         progress: request.progress,
         stop: &request.stop,
+        settled: &request.settled,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or
         // write in it reports the path.
         let _ = std::fs::create_dir_all(&paths.state_dir);
+        for dir in paths.state_folders() {
+            crate::state::atomic::sweep_stale(&dir);
+        }
     }
     let mut actions = Vec::new();
     for action in Action::ALL

@@ -26,6 +26,8 @@ pub enum Outcome {
     Skipped,
     /// It could not do its work; `error` says why.
     Failed,
+    /// A second Ctrl-C (or SIGTERM) ended its step's process group.
+    Interrupted,
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             Outcome::WouldRun => "would run",
             Outcome::Skipped => "skipped",
             Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -51,19 +54,13 @@ pub struct ActionReport {
     pub counts: Map<String, Value>,
     /// The plan's decisions, one line each.
     pub reasons: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failed_items: Vec<FailedItem>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub commands: Vec<CommandReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The pid holding the action's lock, when that is why it was skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_holder: Option<u32>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lock_held: bool,
     /// Action-specific state worth keeping (retry's open circuit breakers, say).
-    #[serde(skip_serializing_if = "Map::is_empty")]
     pub details: Map<String, Value>,
     pub duration_ms: u64,
     /// What the watcher needs from this turn, typed (the log keeps its own copy).
@@ -131,8 +128,14 @@ impl ActionReport {
     }
 }
 
-/// One run, as scheduler_log.json keeps it.
-#[derive(Debug, Clone, Serialize)]
+/// The version of the run record's shape (`--json` and scheduler_log.json): raised when a
+/// key changes meaning or goes away; new keys may appear without it.
+pub const RECORD_VERSION: u32 = 1;
+
+/// One run, as scheduler_log.json keeps it. Every key is present whatever the outcome (an
+/// empty list, `null` or `false` when there is nothing to say), so scripts need no guards;
+/// the written form adds `version` ([`RECORD_VERSION`]) and `interrupted`.
+#[derive(Debug, Clone)]
 pub struct RunRecord {
     pub started_at: String,
     pub finished_at: String,
@@ -140,17 +143,75 @@ pub struct RunRecord {
     pub trigger: Trigger,
     pub modes: Vec<String>,
     pub dry_run: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub woken_by: Vec<String>,
     pub pid: u32,
     pub exit_code: u8,
     pub actions: Vec<ActionReport>,
 }
 
-/// The exit status of a run: any failure beats a held lock, which beats success.
+impl Serialize for RunRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The written form; field order is key order.
+        #[derive(Serialize)]
+        struct Written<'a> {
+            version: u32,
+            started_at: &'a str,
+            finished_at: &'a str,
+            duration_ms: u64,
+            trigger: Trigger,
+            modes: &'a [String],
+            dry_run: bool,
+            woken_by: &'a [String],
+            pid: u32,
+            exit_code: u8,
+            interrupted: bool,
+            actions: &'a [ActionReport],
+        }
+        Written {
+            version: RECORD_VERSION,
+            started_at: &self.started_at,
+            finished_at: &self.finished_at,
+            duration_ms: self.duration_ms,
+            trigger: self.trigger,
+            modes: &self.modes,
+            dry_run: self.dry_run,
+            woken_by: &self.woken_by,
+            pid: self.pid,
+            exit_code: self.exit_code,
+            interrupted: self.interrupted(),
+            actions: &self.actions,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl RunRecord {
+    /// Whether a signal ended the run early (steps not started, or a step ended).
+    #[must_use]
+    pub fn interrupted(&self) -> bool {
+        self.exit_code == Exit::Interrupted.code()
+    }
+
+    /// Marks the run as ended early by SIGINT or SIGTERM (exit status 130): actions whose
+    /// step [`crate::runner::abort_all`] ended become [`Outcome::Interrupted`], keeping the
+    /// counts they gathered.
+    pub fn mark_interrupted(&mut self) {
+        for action in &mut self.actions {
+            if action.commands.iter().any(|c| c.interrupted) {
+                action.outcome = Outcome::Interrupted;
+            }
+        }
+        self.exit_code = Exit::Interrupted.code();
+    }
+}
+
+/// The exit status of a run: an interruption beats any failure, which beats a held lock,
+/// which beats success.
 #[must_use]
 pub fn exit_of(actions: &[ActionReport]) -> Exit {
-    if actions.iter().any(|a| a.outcome == Outcome::Failed) {
+    if actions.iter().any(|a| a.outcome == Outcome::Interrupted) {
+        Exit::Interrupted
+    } else if actions.iter().any(|a| a.outcome == Outcome::Failed) {
         Exit::ActionFailed
     } else if actions.iter().any(|a| a.lock_held) {
         Exit::LockHeld

@@ -4,6 +4,7 @@
 pub mod defaults;
 mod pass_files;
 mod raw;
+mod suggest;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -93,6 +94,9 @@ pub struct UploadConfig {
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
     pub command: Option<CommandSpec>,
+    /// Desktop notifications on health getting worse and on tasks dying (needs a session
+    /// bus; rate-limited).
+    pub notify: bool,
 }
 
 /// One `[[rules]]` entry: changes under `scope` matching `paths` and `on` run `run`.
@@ -124,6 +128,30 @@ pub struct Rules {
     pub rules: Vec<Rule>,
 }
 
+/// A TOML or shape error in the same `file:line:col: message` form as every other error
+/// (toml's own text spans several lines with a caret), with a "did you mean" for a
+/// misspelt key or value.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    // One line: toml puts what it expected on a line of its own.
+    let msg = e.message().trim_end().replace('\n', ": ");
+    let hint = suggest::for_message(&msg).unwrap_or_default();
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            Error::ConfigInvalid {
+                path: path.to_path_buf(),
+                line,
+                col,
+                msg: format!("{msg}{hint}"),
+            }
+        }
+        None => Error::ConfigParse {
+            path: path.to_path_buf(),
+            msg: format!("{msg}{hint}"),
+        },
+    }
+}
+
 impl Rules {
     /// Reads and validates a rules file.
     pub fn load(path: &Path) -> Result<Rules> {
@@ -136,10 +164,7 @@ impl Rules {
 
     /// Validates the text of a rules file; `path` is used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Rules> {
-        let raw: RawRules = toml::from_str(text).map_err(|e| Error::ConfigParse {
-            path: path.to_path_buf(),
-            msg: e.to_string().trim_end().to_owned(),
-        })?;
+        let raw: RawRules = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
         let check = Checker { path, text };
         let mut rules = Rules {
             file: Some(path.to_path_buf()),
@@ -204,7 +229,10 @@ impl Rules {
                 )?),
                 None => None,
             };
-            rules.watchdog = Some(WatchdogConfig { command });
+            rules.watchdog = Some(WatchdogConfig {
+                command,
+                notify: w.notify.unwrap_or(defaults::NOTIFY),
+            });
         }
         for r in raw.rules {
             let paths = check.globs(Some(&r.paths), &[])?;
@@ -214,9 +242,11 @@ impl Rules {
                     check.at(
                         name.span(),
                         format!(
-                            "unknown action {:?} in rule {:?}; known: ingest, retry, upload, watchdog",
+                            "unknown action {:?} in rule {:?}; known: ingest, retry, upload, watchdog{}",
                             name.get_ref(),
-                            r.name
+                            r.name,
+                            suggest::closest(name.get_ref(), Action::ALL.map(Action::name))
+                                .map_or(String::new(), |a| format!("; did you mean {a:?}?"))
                         ),
                     )
                 })?;
@@ -597,8 +627,10 @@ mod tests {
     #[test]
     fn unknown_keys_point_at_their_line() {
         let e = error("debounce = \"1s\"\nbogus = 1\n");
-        assert!(e.contains("line 2"), "{e}");
-        assert!(e.contains("bogus"), "{e}");
+        assert!(
+            e.starts_with("rules.toml:2:1: unknown field `bogus`"),
+            "{e}"
+        );
     }
 
     #[test]

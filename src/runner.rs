@@ -1,6 +1,10 @@
 //! Runs one pipeline command: an argument vector (never a shell) with its placeholders
 //! filled byte for byte, optional stdin, its own process group so a timeout kills every
-//! process it started, and the tail of its output kept for the run log.
+//! process it started, and the tail of its output kept for the run log. Every running
+//! command is in [`running`] until it ends, so a second Ctrl-C can end them all
+//! ([`abort_all`]).
+
+mod registry;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -11,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
+
+use crossbeam_channel::{after, select};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -20,6 +26,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::lock;
 use crate::placeholder::{self, Placeholder};
+pub use registry::{Running, abort_all, aborted, running};
 
 /// Lines of stdout and of stderr kept for the log.
 const TAIL_LINES: usize = 20;
@@ -104,6 +111,16 @@ pub struct Invocation {
     pub lock: Option<PathBuf>,
 }
 
+impl Invocation {
+    /// One variable of the environment the command gets, as text.
+    fn var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    }
+}
+
 /// How a command ended, for the run log.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommandReport {
@@ -111,6 +128,9 @@ pub struct CommandReport {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// Ended by [`abort_all`] (a second Ctrl-C, say), not by itself or its timeout.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     pub duration_ms: u64,
     pub stdout_tail: Vec<String>,
     pub stderr_tail: Vec<String>,
@@ -122,15 +142,17 @@ impl CommandReport {
         self.exit_code == Some(0) && !self.timed_out
     }
 
-    /// "exit 3", "timed out", "killed by signal 9", plus the last line of stderr.
+    /// "exit 3", "timed out", "killed by SIGKILL", plus the last line of stderr.
     #[must_use]
     pub fn failure_text(&self) -> String {
-        let how = if self.timed_out {
+        let how = if self.interrupted {
+            "interrupted: memsched ended its process group".to_owned()
+        } else if self.timed_out {
             format!("timed out after {} ms", self.duration_ms)
         } else if let Some(code) = self.exit_code {
             format!("exit {code}")
         } else {
-            format!("killed by signal {}", self.signal.unwrap_or(0))
+            format!("killed by {}", signal_name(self.signal.unwrap_or(0)))
         };
         match self.stderr_tail.last().or(self.stdout_tail.last()) {
             Some(line) => format!("{how}: {line}"),
@@ -169,6 +191,12 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         source,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+    let entry = registry::register(
+        inv.var("MEMSCHED_ACTION"),
+        inv.var("MEMSCHED_TASK_ID"),
+        &program,
+        child.id(),
+    );
 
     if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
         // A step that exits without reading its stdin closes the pipe: not our error.
@@ -198,28 +226,23 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
     }
     drop(tail_tx);
 
-    let (exit_tx, exit_rx) = mpsc::channel();
+    let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
     thread::spawn(move || exit_tx.send(child.wait()));
     let mut timed_out = false;
-    let status = match exit_rx.recv_timeout(inv.timeout) {
-        Ok(status) => status,
-        Err(_) => {
-            timed_out = true;
-            let _ = killpg(group, Signal::SIGTERM);
-            match exit_rx.recv_timeout(KILL_GRACE) {
-                Ok(status) => {
-                    // The leader left; make sure nothing else of the group lingers.
-                    let _ = killpg(group, Signal::SIGKILL);
-                    status
-                }
-                Err(_) => {
-                    let _ = killpg(group, Signal::SIGKILL);
-                    exit_rx.recv().expect("the waiter thread always sends")
-                }
-            }
+    let mut interrupted = false;
+    let status = select! {
+        recv(exit_rx) -> status => status.expect("the waiter thread always sends"),
+        recv(entry.abort()) -> _ => {
+            interrupted = true;
+            end_group(group, &exit_rx)
         }
-    }
-    .map_err(|source| Error::Spawn {
+        recv(after(inv.timeout)) -> _ => {
+            timed_out = true;
+            end_group(group, &exit_rx)
+        }
+    };
+    drop(entry);
+    let status = status.map_err(|source| Error::Spawn {
         program: program.clone(),
         source,
     })?;
@@ -240,10 +263,32 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         exit_code: status.code(),
         signal: status.signal(),
         timed_out,
+        interrupted,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         stdout_tail,
         stderr_tail,
     })
+}
+
+/// Ends a process group: SIGTERM, then SIGKILL after [`KILL_GRACE`] (or at once when the
+/// leader has left, so nothing else of the group lingers). Returns the leader's status.
+fn end_group(
+    group: Pid,
+    exit_rx: &crossbeam_channel::Receiver<std::io::Result<std::process::ExitStatus>>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let _ = killpg(group, Signal::SIGTERM);
+    let status = exit_rx.recv_timeout(KILL_GRACE);
+    let _ = killpg(group, Signal::SIGKILL);
+    match status {
+        Ok(status) => status,
+        Err(_) => exit_rx.recv().expect("the waiter thread always sends"),
+    }
+}
+
+/// "SIGTERM" for 15; "signal 99" for a number with no name here.
+#[must_use]
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
 
 /// The last lines of a stream, bounded whatever the stream holds (issue 10 item 5): at

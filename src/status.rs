@@ -1,19 +1,37 @@
 //! `memsched status`: the pipeline's health on one screen (or as JSON), read fresh from the
-//! state files, writing nothing.
+//! state files, writing nothing. A rules file that does not load is one of the problems
+//! shown, never a reason to show nothing.
 
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use crate::actions::watchdog::health::{self, Health, Status};
-use crate::error::Exit;
+use crate::actions::watchdog::health::{self, Health, Status, TaskLine};
+use crate::error::{Error, Exit};
 use crate::output;
 use crate::paths::Paths;
 use crate::rules::Rules;
+use crate::words;
 
-/// Prints the health; ok exits 0, degraded or failing 1.
+/// Prints the health; ok exits 0, degraded or failing 1. `rules` is what the rules file
+/// gave: when it does not load, the health is judged with built-in defaults (no action
+/// configured) and the error is the first problem.
 #[must_use]
-pub fn print(paths: &Paths, rules: &Rules, json: bool, color: bool) -> Exit {
-    let h = health::assess(paths, rules, &[], SystemTime::now());
+pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bool) -> Exit {
+    let fallback;
+    let (rules, rules_error) = match rules {
+        Ok(rules) => (rules, None),
+        Err(e) => {
+            fallback = Rules::parse(std::path::Path::new("(built-in defaults)"), "")
+                .expect("empty rules are valid");
+            (&fallback, Some(e))
+        }
+    };
+    let mut h = health::assess(paths, rules, &[], SystemTime::now());
+    if let Some(e) = rules_error {
+        h.problems
+            .insert(0, format!("the rules do not load: {}", e.chain()));
+        h.status = h.status.max(Status::Degraded);
+    }
     // A closed stdout (`| head`) does not change the verdict.
     let _ = output::print(json, &h, |out, h| write(out, h, color));
     match h.status {
@@ -36,6 +54,7 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         word
     };
     writeln!(out, "memsched status: {word}  (checked {})", h.checked_at)?;
+    writeln!(out, "  watcher    {}", watcher_line(h))?;
     let tasks: Vec<String> = h.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
     writeln!(
         out,
@@ -46,15 +65,25 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
             tasks.join(", ")
         }
     )?;
+    for t in &h.failed_tasks {
+        writeln!(out, "    {}", task_line(t, h.now))?;
+    }
     let u = &h.uploads;
-    writeln!(
-        out,
-        "  uploads    {} outstanding ({} failed), {} given up, {} skipped, {} uploaded",
-        u.outstanding, u.failed, u.given_up, u.skipped, u.uploaded
-    )?;
+    let logged = u.outstanding + u.given_up + u.skipped + u.uploaded + u.refused;
+    if h.uploads_configured || logged > 0 {
+        writeln!(
+            out,
+            "  uploads    {} outstanding ({} failed), {} given up, {} skipped, {} uploaded",
+            u.outstanding, u.failed, u.given_up, u.skipped, u.uploaded
+        )?;
+    }
     match (h.data_files, h.unindexed_files) {
         (Some(files), Some(stale)) => {
-            writeln!(out, "  data       {files} files, {stale} not yet indexed")?;
+            writeln!(
+                out,
+                "  data       {}, {stale} not yet indexed",
+                words::count(files, "file", "files")
+            )?;
         }
         _ => writeln!(out, "  data       not checked (ingest not configured)")?,
     }
@@ -66,7 +95,9 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         writeln!(
             out,
             "  {label:<10} {action:<9} {} at {}: {}",
-            run.outcome, run.at, run.summary
+            run.outcome.replace('-', " "),
+            run.at,
+            run.summary
         )?;
     }
     for (name, pid) in &h.locks {
@@ -79,4 +110,49 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         }
     }
     Ok(())
+}
+
+/// "running (pid 42, inotify, since …)", "not running (stale record from pid 42)" or
+/// "not running".
+fn watcher_line(h: &Health) -> String {
+    match &h.watcher_process {
+        None => "not running".to_owned(),
+        Some(w) if w.running => {
+            let mut parts = vec![format!("pid {}", w.pid)];
+            if let Some(kind) = &w.kind {
+                parts.push(if kind == "poll" {
+                    "polling".to_owned()
+                } else {
+                    kind.clone()
+                });
+            }
+            if let Some(since) = &w.since {
+                parts.push(format!("since {since}"));
+            } else if let Some(at) = &w.updated_at {
+                parts.push(format!("last report {at}"));
+            }
+            format!("running ({})", parts.join(", "))
+        }
+        Some(w) => format!("not running (stale record from pid {})", w.pid),
+    }
+}
+
+/// "failed ingest:a.txt (ingest), attempt 1 of 5: exit 1: boom; next retry in 67 s".
+fn task_line(t: &TaskLine, now: SystemTime) -> String {
+    let step = t
+        .step
+        .as_deref()
+        .map_or(String::new(), |s| format!(" ({s})"));
+    let error = t.last_error.as_deref().unwrap_or("no error recorded");
+    let mut line = format!(
+        "{} {}{step}, attempt {} of {}: {error}",
+        t.status, t.id, t.attempts, t.max_attempts
+    );
+    if t.status == "failed" {
+        match t.next_at {
+            Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),
+            None => line.push_str("; next retry on the next run"),
+        }
+    }
+    line
 }

@@ -19,7 +19,7 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
             Outcome::NothingToDo => "2",
             Outcome::WouldRun => "36",
             Outcome::Skipped => "33",
-            Outcome::Failed => "31;1",
+            Outcome::Failed | Outcome::Interrupted => "31;1",
         };
         format!("\x1b[{code}m{text}\x1b[0m")
     };
@@ -58,4 +58,91 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
         }
     }
     Ok(())
+}
+
+/// One line per action that failed or was interrupted, and per item it failed on (the
+/// first ten): what goes to stderr so cron and journald keep it.
+#[must_use]
+pub fn failures(run: &RunRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    for action in &run.actions {
+        match action.outcome {
+            Outcome::Failed | Outcome::Interrupted => {}
+            Outcome::Ran | Outcome::NothingToDo | Outcome::WouldRun | Outcome::Skipped => {
+                continue;
+            }
+        }
+        lines.push(format!(
+            "{} {}: {}",
+            action.action.name(),
+            action.outcome.label(),
+            action.summary
+        ));
+        for failed in action.failed_items.iter().take(LISTED_FAILURES) {
+            lines.push(format!(
+                "{} failed {}: {}",
+                action.action.name(),
+                failed.item,
+                failed.error
+            ));
+        }
+        if action.failed_items.len() > LISTED_FAILURES {
+            lines.push(format!(
+                "{} … and {} more failed",
+                action.action.name(),
+                action.failed_items.len() - LISTED_FAILURES
+            ));
+        }
+    }
+    lines
+}
+
+/// The one line a watcher under systemd shows in `systemctl status` (sd_notify STATUS)
+/// after a run: "idle; last run 12:03:04 ok", or naming what failed.
+#[must_use]
+pub fn status_line(run: &RunRecord) -> String {
+    let at = run.finished_at.get(11..19).unwrap_or(&run.finished_at);
+    let bad: Vec<&str> = run
+        .actions
+        .iter()
+        .filter(|a| matches!(a.outcome, Outcome::Failed | Outcome::Interrupted))
+        .map(|a| a.action.name())
+        .collect();
+    if bad.is_empty() {
+        format!("idle; last run {at} ok")
+    } else {
+        format!("idle; last run {at} failed: {}", bad.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Action;
+    use crate::report::ActionReport;
+    use crate::trigger::Trigger;
+
+    #[test]
+    fn the_status_line_says_when_and_what_failed() {
+        let mut run = RunRecord {
+            started_at: "2026-11-26T12:03:01.000Z".to_owned(),
+            finished_at: "2026-11-26T12:03:04.500Z".to_owned(),
+            duration_ms: 3500,
+            trigger: Trigger::Event,
+            modes: vec!["ingest".to_owned()],
+            dry_run: false,
+            woken_by: Vec::new(),
+            pid: 1,
+            exit_code: 0,
+            actions: vec![ActionReport::new(
+                Action::Ingest,
+                Outcome::Ran,
+                "sent 1 file",
+            )],
+        };
+        assert_eq!(status_line(&run), "idle; last run 12:03:04 ok");
+        run.actions[0].outcome = Outcome::Failed;
+        assert_eq!(status_line(&run), "idle; last run 12:03:04 failed: ingest");
+        assert_eq!(failures(&run), ["ingest failed: sent 1 file"]);
+    }
 }

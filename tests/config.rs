@@ -63,8 +63,8 @@ fn rules_errors_point_at_file_line_and_column_and_exit_2() {
         )
         .args(&["check"])
         .status(2)
-        .stderr_has("line 3, column 1")
-        .stderr_has("unknown field `batchsize`")
+        .stderr_has("watch-rules.toml:3:1: unknown field `batchsize`")
+        .stderr_has("; did you mean `batch_size`?")
         .run();
 }
 
@@ -125,4 +125,108 @@ fn help_lists_the_options_and_exit_statuses() {
         help = help.stdout_has(needle);
     }
     help.run();
+}
+
+#[test]
+fn issue_11_check_fails_naming_a_command_that_cannot_be_found() {
+    Test::new()
+        .raw_rules(
+            "[actions.ingest]\ncommand = [\"no-such-ingest-step\", \"{files}\"]\n\n[actions.watchdog]\ncommand = [\"./missing.py\"]\n",
+        )
+        .args(&["check"])
+        .status(2)
+        .stdout_has("  ingest    NOT FOUND: no-such-ingest-step is not found on PATH")
+        .stderr_has("memsched: error: the ingest command \"no-such-ingest-step\" is not found on PATH")
+        .stderr_has("memsched: error: the watchdog command \"./missing.py\" ({home}/./missing.py) does not exist")
+        .run();
+    // Found on PATH, it passes and says where.
+    Test::new()
+        .rules(
+            &["--"],
+            "[[rules]]\nname = \"m\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n",
+        )
+        .args(&["check"])
+        .stdout_has("  ingest    /")
+        .stderr("")
+        .run();
+}
+
+#[test]
+fn issue_11_check_warns_about_upload_sources_no_rule_watches() {
+    let env = TestEnv::new();
+    let step = env.step_argv(&["--", "{path}"]);
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {step}\nremote = \"r:\"\nsources = [\"index/**\", \"Data/**/*.txt\"]\n"
+    ));
+    env.test()
+        .args(&["check"])
+        .stderr_has("memsched: warning: upload source \"index/**\" lies outside data_dir and state_dir")
+        .stderr_has("memsched: warning: upload source \"Data/**/*.txt\" lies in data_dir but no rule in \"data\" runs upload")
+        .run();
+}
+
+/// The README's cron line, as written, under cron's own environment.
+#[test]
+fn issue_11_the_readme_cron_line_works_as_written_and_keeps_failures() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("*/10 * * * * "))
+        .expect("the README has a cron line");
+    let command = line.trim_start_matches("*/10 * * * * ");
+    let env = TestEnv::new();
+    env.rules(&["--fail", "bad", "--"], "");
+    env.data_file("bad.txt", "no");
+    // $HOME/memory is the pipeline; the binary is installed where the README says.
+    let user = env.home().join("user");
+    std::fs::create_dir_all(user.join(".cargo/bin")).unwrap();
+    std::os::unix::fs::symlink(env.home(), user.join("memory")).unwrap();
+    std::os::unix::fs::symlink(BIN, user.join(".cargo/bin/memsched")).unwrap();
+    // cron runs `sh -c` with HOME, a minimal PATH and the user's home as working folder.
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", command])
+        .env_clear()
+        .env("HOME", &user)
+        .env("PATH", "/usr/bin:/bin")
+        .env("SHELL", "/bin/sh")
+        .current_dir(&user)
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    let err = std::fs::read_to_string(user.join("memory/memsched.err"))
+        .expect("the failure reaches the file the cron line names");
+    assert!(
+        err.contains("memsched: error: ingest failed:") && err.contains("bad.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn issue_11_toml_errors_are_file_line_col_with_a_did_you_mean() {
+    Test::new()
+        .raw_rules("[actions.ingest]\ncomand = [\"i\", \"{files}\"]\n")
+        .args(&["--once"])
+        .status(2)
+        .stderr("memsched: error: {home}/watch-rules.toml:2:1: unknown field `comand`, expected one of `command`, `timeout`, `include`, `exclude`, `batch_size`, `pass_files`, `settle`, `skip_known_content`; did you mean `command`?\n")
+        .run();
+    Test::new()
+        .raw_rules("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\n[[rules]]\nname = \"r\"\nin = \"dat\"\npaths = [\"*\"]\nrun = [\"ingets\"]\n")
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("watch-rules.toml:5:6: unknown variant `dat`, expected `data` or `state`; did you mean `data`?\n")
+        .run();
+    Test::new()
+        .raw_rules("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\n[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*\"]\nrun = [\"ingets\"]\n")
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("watch-rules.toml:7:8: unknown action \"ingets\" in rule \"r\"; known: ingest, retry, upload, watchdog; did you mean \"ingest\"?\n")
+        .run();
+    // Broken syntax has the same form.
+    Test::new()
+        .raw_rules("[actions.ingest]\ncommand = [\"i\"\n")
+        .args(&["--once"])
+        .status(2)
+        .stderr("memsched: error: {home}/watch-rules.toml:3:1: invalid array: expected `]`\n")
+        .run();
 }

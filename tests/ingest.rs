@@ -391,7 +391,8 @@ fn sigterm_during_a_one_shot_run_lets_the_step_finish_and_starts_no_other() {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_exit(&out, 0);
+    // Interrupted runs exit 130 (issue 11).
+    assert_exit(&out, 130);
     assert_eq!(env.calls().len(), 1, "the second batch must not start");
     let files = env.state_json("ingest_hash.json")["files"].clone();
     assert_eq!(

@@ -169,6 +169,7 @@ fn ingest_run(env: &TestEnv, held: &Held, changed: Option<Vec<PathBuf>>) -> RunR
         progress: false,
         woken_by: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
+        settled: std::collections::HashSet::new(),
         changed,
         manifest: held.clone(),
     };

@@ -348,3 +348,25 @@ pub(crate) fn action<'a>(record: &'a Value, name: &str) -> &'a Value {
         .find(|a| a["action"] == name)
         .unwrap_or_else(|| panic!("no {name} in {record:#}"))
 }
+
+impl TestEnv {
+    /// Starts the watcher as [`TestEnv::watch`] does, its log (at debug level) going to
+    /// `log` instead: a file inside a watched folder, as a user's `2>>memsched.err` would.
+    pub(crate) fn watch_logging_to(&self, log: &Path, args: &[&str]) -> Watcher {
+        let mut cmd = self.command(args);
+        cmd.env("RUST_LOG", "memsched=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        let watcher = Watcher {
+            child: cmd.spawn().unwrap(),
+            log: log.to_path_buf(),
+        };
+        wait_until(
+            "the startup run is recorded",
+            Duration::from_secs(20),
+            &|| watcher.log(),
+            || self.runs().iter().any(|r| r["trigger"] == "startup"),
+        );
+        watcher
+    }
+}

@@ -51,13 +51,15 @@ fn dead_tasks_and_unreadable_files_make_it_failing_and_status_exit_1() {
         "{problems:?}"
     );
     assert!(
-        problems.iter().any(|p| p.starts_with("1 dead tasks")),
+        problems
+            .iter()
+            .any(|p| p.starts_with("1 dead task (out of attempts)")),
         "{problems:?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p == &"1 failed tasks wait for a retry"),
+            .any(|p| p == &"1 failed task waits for a retry"),
         "{problems:?}"
     );
     // The user's watchdog command ran after the state was written, and was told the verdict.

@@ -285,7 +285,7 @@ fn the_pause_marker_defers_runs_and_its_removal_reconciles() {
     let w = env.watch(&[], &[]);
     let marker = env.write("Data/.memsched-pause", "");
     wait_until("the pause is noticed", DEADLINE, &|| w.log(), || {
-        w.log().contains(".memsched-pause appeared")
+        w.log().contains(".memsched-pause exists")
     });
     let file = env.write("Data/during-pause.txt", "bulk import");
     wait_until("the change is deferred", DEADLINE, &|| w.log(), || {
@@ -305,11 +305,11 @@ fn the_pause_marker_defers_runs_and_its_removal_reconciles() {
 }
 
 #[test]
-fn dropped_event_batches_force_a_rescan_that_loses_no_file() {
+fn dropped_events_force_a_rescan_that_loses_no_file() {
     let env = TestEnv::new();
     ingest_rules(&env, &["--"], "200ms");
-    // Every batch the watcher delivers is dropped, as if the loop had fallen behind.
-    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_BATCHES", "1000000")]);
+    // Every change the watcher hears is dropped, as if the loop had fallen behind.
+    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_EVENTS", "1000000")]);
     let mut expected = HashSet::new();
     for i in 0..300 {
         expected.insert(bytes(
@@ -348,7 +348,7 @@ fn each_tick_sends_a_canary_that_proves_the_watcher_hears() {
         env.runs().iter().any(|r| r["trigger"] == "tick")
     });
     assert!(
-        w.log().contains("items found that no event announced"),
+        w.log().contains("found that no event announced"),
         "{}",
         w.log()
     );
@@ -381,6 +381,57 @@ fn polling_watches_where_inotify_cannot() {
     assert!(w.log().contains("(poll)"), "{}", w.log());
     let file = env.write("Data/polled.txt", "seen by a scan");
     wait_until("polled.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+}
+
+/// Issue 11: a rules file kept elsewhere (a dotfiles repository) behind a link. Editing
+/// its target and re-pointing the link are both edits of the rules; after a re-point, the
+/// new target's edits are heard too.
+#[test]
+fn a_linked_rules_file_is_followed_through_edits_and_re_pointing() {
+    let env = TestEnv::new();
+    let rules_with = |marker: &[&str]| {
+        let mut args = marker.to_vec();
+        args.push("--");
+        let step = env.step_argv(&args);
+        format!(
+            "debounce = \"50ms\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n\
+             [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+        )
+    };
+    let a = env.write("dotfiles/a.toml", &rules_with(&["--sleep", "0"]));
+    let b = env.write("dotfiles2/b.toml", &rules_with(&["--sleep", "0"]));
+    let link = env.home().join("watch-rules.toml");
+    std::os::unix::fs::symlink(&a, &link).unwrap();
+    let w = env.watch(&[], &[]);
+    let reloads = || w.log().matches("rules reloaded").count();
+    std::fs::write(&a, rules_with(&["--sleep", "0"]) + "\n# edited\n").unwrap();
+    wait_until(
+        "an edit of the target reloads",
+        DEADLINE,
+        &|| w.log(),
+        || reloads() >= 1,
+    );
+    // Re-point the link as `ln -sfn` does: a new link renamed over the old one.
+    let tmp = env.home().join(".watch-rules.toml.new");
+    std::os::unix::fs::symlink(&b, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    wait_until(
+        "re-pointing the link reloads",
+        DEADLINE,
+        &|| w.log(),
+        || reloads() >= 2,
+    );
+    std::fs::write(&b, rules_with(&["--exit", "0"])).unwrap();
+    wait_until(
+        "an edit of the new target reloads",
+        DEADLINE,
+        &|| w.log(),
+        || reloads() >= 3,
+    );
+    let file = env.write("Data/after.txt", "under b.toml's rules");
+    wait_until("the new rules run", DEADLINE, &|| w.log(), || {
         env.sent().contains(&bytes(&file))
     });
 }

@@ -20,7 +20,7 @@ use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
 use crate::upload_status::UploadStatus;
-use crate::walk;
+use crate::{walk, words};
 
 /// An entry to upload now.
 #[derive(Debug, Clone)]
@@ -79,15 +79,17 @@ impl UploadPlan {
                 .iter()
                 .map(|(p, why)| format!("refuse {}: {why}", shown(p))),
         );
-        out.extend(
-            self.given_up
-                .iter()
-                .map(|(p, n)| format!("leave {p}: failed {n} attempts, given up")),
-        );
+        out.extend(self.given_up.iter().map(|(p, n)| {
+            let n = usize::try_from(*n).unwrap_or(usize::MAX);
+            format!(
+                "leave {p}: failed {}, given up",
+                words::count(n, "attempt", "attempts")
+            )
+        }));
         if let Some(next) = self.next_due {
             out.push(format!(
-                "{} uploads wait for their backoff; the next is due at {}",
-                self.waiting,
+                "{} for their backoff; the next is due at {}",
+                words::count(self.waiting, "upload waits", "uploads wait"),
                 timestamp(next)
             ));
         }
@@ -325,8 +327,8 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     if ctx.dry_run {
         report.outcome = Outcome::WouldRun;
         report.summary = format!(
-            "would upload {} files ({} newly queued), mark {} missing as skipped, refuse {}",
-            plan.due.len(),
+            "would upload {} ({} newly queued), mark {} missing as skipped, refuse {}",
+            words::count(plan.due.len(), "file", "files"),
             plan.enqueue.len(),
             plan.missing.len(),
             plan.refused.len()
@@ -348,7 +350,10 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     } else {
         Outcome::Ran
     };
-    report.summary = format!("uploaded {uploaded} of {} files", plan.due.len());
+    report.summary = format!(
+        "uploaded {uploaded} of {}",
+        words::count(plan.due.len(), "file", "files")
+    );
     if failed > 0 {
         report
             .summary
@@ -356,18 +361,21 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
     }
     if !plan.missing.is_empty() {
         report.summary.push_str(&format!(
-            "; {} missing files marked skipped",
-            plan.missing.len()
+            "; {} marked skipped",
+            words::count(plan.missing.len(), "missing file", "missing files")
         ));
     }
     if !plan.refused.is_empty() {
         report.summary.push_str(&format!(
-            "; {} entries refused (see their error in upload_log.json)",
-            plan.refused.len()
+            "; {} refused (see their error in upload_log.json)",
+            words::count(plan.refused.len(), "entry", "entries")
         ));
     }
     if failed > 0 {
-        report.error = Some(format!("the upload step failed on {failed} files"));
+        report.error = Some(format!(
+            "the upload step failed on {}",
+            words::count(failed, "file", "files")
+        ));
     }
     report
 }

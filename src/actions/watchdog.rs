@@ -6,11 +6,12 @@ use std::ffi::OsString;
 use super::Context;
 use crate::action::Action;
 pub mod health;
+pub mod notify;
 
 use crate::report::{ActionReport, Outcome};
 use crate::rules::WatchdogConfig;
 use crate::runner::{self, Invocation, Vars};
-use crate::state::watchdog_state;
+use crate::state::{json_file, watchdog_state};
 
 /// The whole watchdog action. `earlier` are this run's reports so far.
 #[must_use]
@@ -41,9 +42,18 @@ pub fn perform(
         report.summary = format!("would write watchdog_state.json: {}", report.summary);
         return report;
     }
+    let before = json_file::read(&ctx.paths.watchdog_state)
+        .ok()
+        .flatten()
+        .map_or_else(notify::Before::default, |v| {
+            notify::Before::from_state(Some(&v))
+        });
     let value = serde_json::to_value(&health).expect("health always serialises");
     if let Err(e) = watchdog_state::write(&ctx.paths.watchdog_state, value) {
         return report.fail(&e);
+    }
+    if config.notify {
+        tell(ctx, &before, &health, &mut report);
     }
     let Some(command) = &config.command else {
         return report;
@@ -73,5 +83,33 @@ pub fn perform(
             report
         }
         Err(e) => report.fail(&e),
+    }
+}
+
+/// Sends a desktop notification when health got worse or a task died (see [`notify`]),
+/// and remembers when, for the rate limit. A notification that cannot be shown is noted in
+/// the report's reasons, never a failure of the watchdog.
+fn tell(
+    ctx: &Context<'_>,
+    before: &notify::Before,
+    health: &health::Health,
+    report: &mut ActionReport,
+) {
+    let now = ctx.clock.now();
+    let Some(notice) = notify::decide(before, health, now, notify::gap()) else {
+        return;
+    };
+    match notify::send(&notice, &ctx.paths.home) {
+        Ok(()) => {
+            report.reasons.push(format!("notified: {}", notice.summary));
+            if let Err(e) =
+                watchdog_state::write(&ctx.paths.watchdog_state, notify::record(&notice, now))
+            {
+                log::warn!("cannot record the notification: {}", e.chain());
+            }
+        }
+        Err(why) => report
+            .reasons
+            .push(format!("not notified ({}): {why}", notice.summary)),
     }
 }

@@ -38,6 +38,10 @@ pub(super) enum Route {
     Canary,
     /// The watcher lost events: reconcile everything.
     Rescan,
+    /// A folder on the way to the upload sources appeared: watch it, then wake these.
+    SourceFolder(Vec<Wake>),
+    /// data_dir itself went or came back: watch it afresh and reconcile everything.
+    Root,
 }
 
 /// What the loop knows about the world when it routes a change. Each file-system fact is
@@ -79,13 +83,18 @@ pub(super) fn needs(change: &Change, rules: &Rules) -> Needs {
             rel,
             kind,
             path,
+            folder,
+            ..
         } => Needs {
             pause_marker: false,
-            is_dir: may_be_new_folder(*scope, *kind).then(|| path.clone()),
+            // inotify says whether a created path is a folder; a renamed one must be asked.
+            is_dir: (folder.is_none() && may_be_new_folder(*scope, *kind)).then(|| path.clone()),
             verdict: (*scope == Scope::State && !rules.matching(*scope, rel, *kind).is_empty())
                 .then(|| path.clone()),
         },
-        Change::Rules | Change::Canary | Change::Rescan => Needs::default(),
+        Change::Rules | Change::Canary | Change::Rescan | Change::Root | Change::Source { .. } => {
+            Needs::default()
+        }
     }
 }
 
@@ -99,6 +108,7 @@ fn may_be_new_folder(scope: Scope, kind: EventKind) -> bool {
 pub(super) fn route(change: &Change, rules: &Rules, facts: &Facts) -> Route {
     match change {
         Change::Rescan => Route::Rescan,
+        Change::Root => Route::Root,
         Change::Rules => Route::Rules,
         Change::Pause => Route::Pause {
             paused: facts.pause_marker,
@@ -106,8 +116,41 @@ pub(super) fn route(change: &Change, rules: &Rules, facts: &Facts) -> Route {
         },
         Change::Canary => Route::Canary,
         Change::File {
-            scope, rel, kind, ..
-        } => route_file(*scope, rel, *kind, rules, facts),
+            scope,
+            rel,
+            kind,
+            folder,
+            ..
+        } => route_file(
+            *scope,
+            rel,
+            *kind,
+            rules,
+            &Facts {
+                is_dir: folder.unwrap_or(facts.is_dir),
+                ..facts.clone()
+            },
+        ),
+        Change::Source { rel, kind, folder } => route_source(rel, *kind, *folder, facts),
+    }
+}
+
+/// A file the upload `sources` match: the upload action queues it (the link that carries
+/// an index that ingest rewrote to the drive without waiting for the tick).
+fn route_source(rel: &Path, kind: EventKind, folder: bool, facts: &Facts) -> Route {
+    let shown = file_key::display(rel);
+    if folder {
+        return Route::SourceFolder(vec![Wake {
+            action: Action::Upload,
+            reason: format!("new folder {shown}: upload sources may be in it"),
+        }]);
+    }
+    Route::Wake {
+        wakes: vec![Wake {
+            action: Action::Upload,
+            reason: format!("{} {shown} (upload sources)", kind.name()),
+        }],
+        deferred: facts.paused,
     }
 }
 
@@ -197,6 +240,8 @@ mod tests {
             rel: PathBuf::from(rel),
             kind,
             path: PathBuf::from("/p").join(rel),
+            folder: None,
+            settled: false,
         }
     }
 

@@ -19,9 +19,8 @@ const RESCAN_FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The timing settings, from the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// Changes must be quiet this long before their run starts: half of `debounce`. The
-    /// debouncer has already settled each path for the full `debounce` and delivers a
-    /// batch every quarter of it, so a storm keeps the window open across two deliveries.
+    /// Changes must be quiet this long before their run starts: `debounce`, the one
+    /// debounce between a change and its run (the watcher delivers events as they come).
     pub quiet: Duration,
     pub max_wait: Duration,
     pub tick: Duration,
@@ -33,7 +32,7 @@ impl Settings {
     #[must_use]
     pub fn from_rules(debounce: Duration, max_wait: Duration, tick: Duration) -> Settings {
         Settings {
-            quiet: debounce / 2,
+            quiet: debounce,
             max_wait,
             tick,
             canary_timeout: (debounce * 4).max(Duration::from_secs(10)),
@@ -49,6 +48,8 @@ struct Pending {
     at: Option<Instant>,
     trigger: Trigger,
     reasons: Vec<String>,
+    /// Whether a change heard by the watcher asked for this action.
+    heard: bool,
 }
 
 /// A run the loop should start now.
@@ -58,6 +59,8 @@ pub struct RunOrder {
     pub trigger: Trigger,
     /// Which changes, timers or ticks woke it.
     pub reasons: Vec<String>,
+    /// The actions a change heard by the watcher asked for: what they find was announced.
+    pub heard: Vec<Action>,
 }
 
 #[derive(Debug)]
@@ -76,6 +79,12 @@ pub struct Scheduler {
     rescan_backoff: Duration,
     canary_wanted: bool,
     canary_due: Option<Instant>,
+    /// When the edited rules file is read again: writers make several events per save
+    /// (truncate, write, close), and a file read between them would parse as the wrong
+    /// rules, so a reload waits for the same quiet window as a run.
+    reload_at: Option<Instant>,
+    /// A rescan was asked for and has not started yet.
+    rescan_waiting: bool,
 }
 
 impl Scheduler {
@@ -96,6 +105,8 @@ impl Scheduler {
             rescan_backoff: Duration::ZERO,
             canary_wanted: false,
             canary_due: None,
+            reload_at: None,
+            rescan_waiting: false,
         };
         s.full(
             Trigger::Startup,
@@ -139,7 +150,9 @@ impl Scheduler {
             at: None,
             trigger,
             reasons: Vec::new(),
+            heard: false,
         });
+        p.heard |= trigger == Trigger::Event;
         p.last = now;
         p.trigger = p.trigger.merge(trigger);
         if let Some(at) = at {
@@ -164,8 +177,17 @@ impl Scheduler {
         }
     }
 
-    /// The watcher lost events: reconcile everything, backing off while rescans repeat.
+    /// The watcher lost events: reconcile everything once they are quiet for the debounce
+    /// (a rescan in the middle of a storm would read files half-written), backing off
+    /// while rescans repeat. Losses heard before the rescan ran are one episode.
     pub fn rescan(&mut self, reason: &str, now: Instant) {
+        if self.rescan_waiting {
+            for action in self.allowed.clone() {
+                self.add(action, Trigger::Rescan, reason.to_owned(), now, None);
+            }
+            return;
+        }
+        self.rescan_waiting = true;
         let repeating = self
             .last_rescan
             .is_some_and(|last| now.saturating_duration_since(last) < RESCAN_WINDOW);
@@ -175,8 +197,10 @@ impl Scheduler {
             Duration::ZERO
         };
         self.last_rescan = Some(now);
-        let at = now + self.rescan_backoff;
-        self.full(Trigger::Rescan, reason, now, at);
+        let at = (!self.rescan_backoff.is_zero()).then(|| now + self.rescan_backoff);
+        for action in self.allowed.clone() {
+            self.add(action, Trigger::Rescan, reason.to_owned(), now, at);
+        }
     }
 
     /// When `action` has work again (a backoff ends); `None` clears its timer.
@@ -189,6 +213,30 @@ impl Scheduler {
                 self.timers.remove(&action);
             }
         }
+    }
+
+    /// `action` has work due at `at`, found by another action's run (ingest queued failed
+    /// files for retry): an earlier timer stays.
+    pub fn wake_at(&mut self, action: Action, at: Instant) {
+        if !self.allowed.contains(&action) {
+            return;
+        }
+        let timer = self.timers.entry(action).or_insert(at);
+        *timer = (*timer).min(at);
+    }
+
+    /// The rules file changed: reload it once it has been quiet for the debounce.
+    pub fn rules_changed(&mut self, now: Instant) {
+        self.reload_at = Some(now + self.settings.quiet);
+    }
+
+    /// Whether the rules are due to be reloaded now; saying so clears it.
+    pub fn take_reload(&mut self, now: Instant) -> bool {
+        if self.reload_at.is_some_and(|at| at <= now) {
+            self.reload_at = None;
+            return true;
+        }
+        false
     }
 
     /// The pause marker appeared (`true`) or went. Going runs one full reconcile.
@@ -296,6 +344,7 @@ impl Scheduler {
             actions: Vec::new(),
             trigger: Trigger::Event,
             reasons: Vec::new(),
+            heard: Vec::new(),
         };
         for action in ready {
             let p = self
@@ -308,7 +357,14 @@ impl Scheduler {
                     order.reasons.push(reason);
                 }
             }
+            if p.heard {
+                order.heard.push(action);
+            }
             order.actions.push(action);
+        }
+        // A run that covers a rescan (a rescan, or a startup catch-up) answers it.
+        if order.trigger.merge(Trigger::Rescan) == order.trigger {
+            self.rescan_waiting = false;
         }
         self.running = true;
         Some(order)
@@ -318,7 +374,12 @@ impl Scheduler {
     #[must_use]
     pub fn next_wake(&self) -> Instant {
         let mut wake = self.next_tick;
-        for at in self.timers.values().chain(self.canary_due.iter()) {
+        for at in self
+            .timers
+            .values()
+            .chain(self.canary_due.iter())
+            .chain(self.reload_at.iter())
+        {
             wake = wake.min(*at);
         }
         if !self.running && !self.paused {
@@ -359,9 +420,13 @@ mod tests {
             assert_eq!(s.poll(t), None, "still inside the storm at {i}");
         }
         let last = t0 + MS * (49 * 50);
-        assert_eq!(s.next_wake(), last + 200 * MS);
-        assert_eq!(s.poll(last + 199 * MS), None);
-        let run = s.poll(last + 200 * MS).unwrap();
+        assert_eq!(
+            s.next_wake(),
+            last + 400 * MS,
+            "the trailing edge: debounce after the last"
+        );
+        assert_eq!(s.poll(last + 399 * MS), None);
+        let run = s.poll(last + 400 * MS).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
         assert_eq!(run.trigger, Trigger::Event);
         assert_eq!(run.reasons.len(), REASONS_KEPT + 1);
@@ -388,10 +453,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = started(t0);
         s.event(Action::Ingest, "a".into(), t0);
-        let run = s.poll(t0 + 200 * MS).unwrap();
+        let run = s.poll(t0 + 400 * MS).unwrap();
         assert_eq!(run.actions, [Action::Ingest]);
-        s.event(Action::Ingest, "b".into(), t0 + 250 * MS);
-        s.event(Action::Ingest, "c".into(), t0 + 260 * MS);
+        s.event(Action::Ingest, "b".into(), t0 + 450 * MS);
+        s.event(Action::Ingest, "c".into(), t0 + 460 * MS);
         assert_eq!(s.poll(t0 + 5_000 * MS), None, "one run at a time");
         s.run_finished();
         let again = s.poll(t0 + 5_000 * MS).unwrap();
@@ -446,11 +511,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rules_edit_is_reloaded_once_its_events_are_quiet() {
+        let t0 = Instant::now();
+        let mut s = started(t0);
+        s.rules_changed(t0);
+        s.rules_changed(t0 + 100 * MS);
+        assert_eq!(s.next_wake(), t0 + 500 * MS);
+        assert!(!s.take_reload(t0 + 499 * MS), "the writer may not be done");
+        assert!(s.take_reload(t0 + 500 * MS));
+        assert!(!s.take_reload(t0 + 600 * MS), "once");
+    }
+
+    #[test]
     fn repeated_rescans_back_off() {
         let t0 = Instant::now();
         let mut s = started(t0);
         s.rescan("overflow", t0);
-        let run = s.poll(t0).unwrap();
+        s.rescan("overflow again, before the rescan ran", t0 + 100 * MS);
+        assert_eq!(
+            s.poll(t0 + 499 * MS),
+            None,
+            "waits for the losses to be quiet"
+        );
+        let run = s.poll(t0 + 500 * MS).unwrap();
         assert_eq!(run.trigger, Trigger::Rescan);
         s.run_finished();
         s.rescan("overflow", t0 + 1_000 * MS);

@@ -44,6 +44,10 @@ impl CanaryMark {
 #[derive(Debug, Clone, Default)]
 pub(super) struct SelfReport {
     pub(super) canary: Option<CanaryMark>,
+    /// When the watcher started.
+    pub(super) started_at: Option<String>,
+    /// Since when runs wait for the pause marker to go; `None` when not paused.
+    pub(super) paused_since: Option<String>,
     /// Why the last edit of the rules file was refused (the last good rules stay in force).
     pub(super) rules_error: Option<String>,
     /// Full reconciles forced by lost events, since startup.
@@ -56,8 +60,10 @@ pub(super) struct SelfReport {
 #[derive(Serialize)]
 struct Written<'a> {
     pid: u32,
+    started_at: Option<&'a str>,
     kind: WatcherKind,
     canary: Option<&'a CanaryMark>,
+    paused_since: Option<&'a str>,
     rules_error: Option<&'a str>,
     rescans: u64,
     unannounced_last_tick: Option<u64>,
@@ -76,8 +82,10 @@ impl SelfReport {
         let doc = Document {
             watcher: Written {
                 pid,
+                started_at: self.started_at.as_deref(),
                 kind,
                 canary: self.canary.as_ref(),
+                paused_since: self.paused_since.as_deref(),
                 rules_error: self.rules_error.as_deref(),
                 rescans: self.rescans,
                 unannounced_last_tick: self.unannounced,
@@ -105,10 +113,12 @@ mod tests {
         let fresh = SelfReport::default().to_json(WatcherKind::Inotify, 7, at);
         assert_eq!(
             serde_json::to_string(&fresh).unwrap(),
-            r#"{"watcher":{"pid":7,"kind":"inotify","canary":null,"rules_error":null,"rescans":0,"unannounced_last_tick":null,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
+            r#"{"watcher":{"pid":7,"started_at":null,"kind":"inotify","canary":null,"paused_since":null,"rules_error":null,"rescans":0,"unannounced_last_tick":null,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
         );
         let seasoned = SelfReport {
             canary: Some(CanaryMark::new(CanaryStatus::Missed, at)),
+            started_at: Some("s".to_owned()),
+            paused_since: Some("p".to_owned()),
             rules_error: Some("bad".to_owned()),
             rescans: 2,
             unannounced: Some(3),
@@ -116,7 +126,7 @@ mod tests {
         .to_json(WatcherKind::Poll, 7, at);
         assert_eq!(
             serde_json::to_string(&seasoned).unwrap(),
-            r#"{"watcher":{"pid":7,"kind":"poll","canary":{"status":"missed","at":"2023-11-14T22:13:20.000Z"},"rules_error":"bad","rescans":2,"unannounced_last_tick":3,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
+            r#"{"watcher":{"pid":7,"started_at":"s","kind":"poll","canary":{"status":"missed","at":"2023-11-14T22:13:20.000Z"},"paused_since":"p","rules_error":"bad","rescans":2,"unannounced_last_tick":3,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
         );
         let ok = CanaryMark::new(CanaryStatus::Ok, at);
         assert_eq!(serde_json::to_value(ok).unwrap()["status"], "ok");

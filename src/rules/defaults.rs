@@ -51,6 +51,10 @@ pub const BREAKER_COOLDOWN: Duration = minutes(15);
 
 pub const UPLOAD_TIMEOUT: Duration = minutes(10);
 pub const WATCHDOG_TIMEOUT: Duration = minutes(1);
+/// Desktop notifications from the watchdog (they need a session bus, which cron lacks).
+pub const NOTIFY: bool = true;
+/// At most one desktop notification in this long.
+pub const NOTIFY_GAP: Duration = minutes(10);
 
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(30);
 pub const BACKOFF_FACTOR: f64 = 2.0;

@@ -91,6 +91,7 @@ pub(super) struct RawUpload {
 pub(super) struct RawWatchdog {
     pub command: Option<Spanned<Vec<String>>>,
     pub timeout: Option<Spanned<String>>,
+    pub notify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

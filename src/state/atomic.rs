@@ -90,6 +90,40 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// A new temporary file in `dir`, mode 0600: `create_new` (`O_EXCL`) never opens an
 /// existing file or follows a link planted under the name.
+/// Removes the temporary files in `dir` that a writer killed mid-write left behind
+/// (`kill -9` between create and rename): those of processes that no longer exist, and
+/// only regular files this user owns. A live pid's file may be in use and stays.
+pub fn sweep_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = Uid::effective().as_raw();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = temp_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        let dead =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) == Err(Errno::ESRCH);
+        let ours = std::fs::symlink_metadata(entry.path())
+            .is_ok_and(|m| m.file_type().is_file() && m.uid() == me);
+        if dead && ours && std::fs::remove_file(entry.path()).is_ok() {
+            log::info!(
+                "removed {}, left by a writer that died",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// The pid in a temporary file's name (`.memsched-<pid>-<n>-<nanos>.tmp`).
+fn temp_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix(".memsched-")?.strip_suffix(".tmp")?;
+    let mut parts = rest.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    (parts.count() == 2).then_some(pid)
+}
+
 fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, File)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut last = None;

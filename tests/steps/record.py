@@ -2,13 +2,15 @@
 """Test double for a pipeline step: records exactly what it was given, then behaves as told.
 
 usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--fail-while FILE]
-                       [--bad-result] [--result JSON] [-- ARGS...]
+                       [--bad-result] [--result JSON] [--exclusive FILE] [-- ARGS...]
 
 Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
 (byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
 files whose name contains SUBSTRING as failed through MEMSCHED_RESULT; --bad-result writes
 a result file that does not parse; --result writes JSON as the result file, as given;
---fail-while exits 1 while FILE exists.
+--fail-while exits 1 while FILE exists. --exclusive FILE proves no two calls overlap: the
+call holds FILE (created exclusively) while it runs and writes FILE.overlap if it was
+already there.
 """
 import json
 import os
@@ -18,7 +20,7 @@ import time
 
 def main(argv):
     logdir, rest = argv[0], argv[1:]
-    code, pause, fail, bad_result, literal = 0, 0.0, [], False, None
+    code, pause, fail, bad_result, literal, exclusive = 0, 0.0, [], False, None, None
     files = []
     while rest:
         arg = rest.pop(0)
@@ -34,12 +36,21 @@ def main(argv):
         elif arg == "--fail-while":
             if os.path.exists(rest.pop(0)):
                 code = 1
+        elif arg == "--exclusive":
+            exclusive = rest.pop(0)
         elif arg == "--bad-result":
             bad_result = True
         elif arg == "--result":
             literal = rest.pop(0)
         else:
             raise SystemExit(f"record.py: unknown option {arg}")
+    if exclusive:
+        try:
+            os.close(os.open(exclusive, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            with open(exclusive + ".overlap", "a") as f:
+                f.write(f"{os.getpid()}\n")
+            exclusive = None
     record = {
         "args": [os.fsencode(a).hex() for a in files],
         "stdin": sys.stdin.buffer.read().hex(),
@@ -70,6 +81,8 @@ def main(argv):
             json.dump({"failed": failed}, f)
     if pause:
         time.sleep(pause)
+    if exclusive:
+        os.remove(exclusive)
     if code:
         print(f"record.py: exiting {code}", file=sys.stderr)
     return code

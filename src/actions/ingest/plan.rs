@@ -367,7 +367,9 @@ fn settled(
             .now
             .duration_since(mtime_of(file.stat))
             .unwrap_or(Duration::ZERO);
-        if age < config.settle {
+        // The watcher heard the writer close the file (or rename it into place): it is
+        // complete whatever its mtime says. Otherwise its age must show it settled.
+        if age < config.settle && !ctx.settled.contains(&file.rel) {
             let why = format!(
                 "modified {} ago, waits until it is {} old",
                 humantime::format_duration(round_ms(age)),

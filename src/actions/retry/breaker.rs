@@ -206,6 +206,7 @@ mod tests {
             exit_code: Some(1),
             signal: None,
             timed_out: false,
+            interrupted: false,
             duration_ms: 0,
             stdout_tail: vec![],
             stderr_tail: vec![line.to_owned()],

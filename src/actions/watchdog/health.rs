@@ -23,7 +23,7 @@ use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
 use crate::task_status::TaskStatus;
 use crate::upload_status::UploadStatus;
-use crate::{lock, walk};
+use crate::{lock, walk, words};
 
 /// Items listed by id before the rest are counted.
 const LISTED: usize = 50;
@@ -67,8 +67,42 @@ pub struct LastRun {
     pub summary: String,
 }
 
+/// A failed or dead task, as `status` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskLine {
+    pub id: String,
+    pub step: Option<String>,
+    pub status: String,
+    pub attempts: u64,
+    pub max_attempts: u64,
+    pub last_error: Option<String>,
+    /// When retry takes it on again (failed tasks only).
+    pub next_attempt_at: Option<String>,
+    #[serde(skip)]
+    pub next_at: Option<SystemTime>,
+}
+
+/// Whether the watcher that last wrote its report in watchdog_state.json still runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatcherSeen {
+    /// Its pid is alive and is a memsched process.
+    pub running: bool,
+    pub pid: u64,
+    /// `inotify` or `poll`.
+    pub kind: Option<String>,
+    /// When it started (`started_at` of its report, when it writes one).
+    pub since: Option<String>,
+    /// When it last wrote its report.
+    pub updated_at: Option<String>,
+}
+
+/// The version of the health's shape (`status --json`, watchdog_state.json).
+pub const HEALTH_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
+    /// [`HEALTH_VERSION`].
+    pub version: u32,
     pub status: Status,
     pub checked_at: String,
     /// Why the status is not ok, one sentence each.
@@ -77,7 +111,11 @@ pub struct Health {
     pub tasks: BTreeMap<String, usize>,
     pub stuck_tasks: Vec<String>,
     pub dead_tasks: Vec<String>,
+    /// Failed and dead tasks (the first 50 of each) with their errors.
+    pub failed_tasks: Vec<TaskLine>,
     pub uploads: UploadHealth,
+    /// Whether upload is configured (else `uploads` counts only what others logged).
+    pub uploads_configured: bool,
     /// Data files whose stat does not match ingest_hash.json (new, changed or touched).
     pub unindexed_files: Option<usize>,
     pub data_files: Option<usize>,
@@ -90,6 +128,12 @@ pub struct Health {
     /// The running watcher's own report, if one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watcher: Option<Value>,
+    /// The last watcher that reported itself, and whether it still runs; `None` when no
+    /// watcher ever wrote its report.
+    pub watcher_process: Option<WatcherSeen>,
+    /// The instant of `checked_at`, for times relative to it.
+    #[serde(skip)]
+    pub now: SystemTime,
 }
 
 /// Reads everything and judges. `current` holds the reports of this run so far, which are
@@ -97,13 +141,16 @@ pub struct Health {
 #[must_use]
 pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: SystemTime) -> Health {
     let mut h = Health {
+        version: HEALTH_VERSION,
         status: Status::Ok,
         checked_at: timestamp(now),
         problems: Vec::new(),
         tasks: BTreeMap::new(),
         stuck_tasks: Vec::new(),
         dead_tasks: Vec::new(),
+        failed_tasks: Vec::new(),
         uploads: UploadHealth::default(),
+        uploads_configured: rules.upload.is_some(),
         unindexed_files: None,
         data_files: None,
         last_runs: BTreeMap::new(),
@@ -111,6 +158,8 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         unreadable_files: Vec::new(),
         locks: BTreeMap::new(),
         watcher: None,
+        watcher_process: None,
+        now,
     };
     let unreadable = |e: &Error| {
         let file = match e {
@@ -168,6 +217,11 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
         .retry
         .as_ref()
         .map_or(defaults::STUCK_AFTER, |r| r.stuck_after);
+    let max_attempts = rules
+        .retry
+        .as_ref()
+        .map_or(defaults::MAX_ATTEMPTS, |r| r.max_attempts);
+    let mut listed = (0, 0);
     h.problems.extend(
         queue
             .malformed()
@@ -179,6 +233,31 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
         let shown = status.as_ref().map_or("(none)", TaskStatus::name);
         *h.tasks.entry(shown.to_owned()).or_default() += 1;
         let id = t.id().unwrap_or("(no id)").to_owned();
+        let shown_count = match status {
+            Some(TaskStatus::Dead) => Some(&mut listed.1),
+            Some(TaskStatus::Failed) => Some(&mut listed.0),
+            _ => None,
+        };
+        if let Some(n) = shown_count.filter(|n| **n < LISTED) {
+            *n += 1;
+            let next_at = t
+                .next_attempt_at()
+                .filter(|_| status == Some(TaskStatus::Failed));
+            h.failed_tasks.push(TaskLine {
+                id: id.clone(),
+                step: t.step().map(str::to_owned),
+                status: shown.to_owned(),
+                attempts: t.attempts(),
+                max_attempts: t.max_attempts().unwrap_or(u64::from(max_attempts)),
+                last_error: t
+                    .0
+                    .get("last_error")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                next_attempt_at: next_at.map(timestamp),
+                next_at,
+            });
+        }
         if status == Some(TaskStatus::Dead) {
             h.dead_tasks.push(id);
         } else if t.is_stuck(now, stuck_after) {
@@ -236,13 +315,22 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
     h.unindexed_files = Some(stale);
 }
 
-/// What the watcher last said about itself (see `daemon`), while it still runs.
+/// What the watcher last said about itself (see `daemon`): its problems count while it
+/// still runs; a report left by a watcher that is gone is shown as stale.
 fn watcher(h: &mut Health, watcher: Option<&Value>) {
     let Some(w) = watcher else { return };
-    let alive = w
-        .get("pid")
-        .and_then(Value::as_u64)
-        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let Some(pid) = w.get("pid").and_then(Value::as_u64) else {
+        return;
+    };
+    let text = |key: &str| w.get(key).and_then(Value::as_str).map(str::to_owned);
+    let alive = is_memsched(pid);
+    h.watcher_process = Some(WatcherSeen {
+        running: alive,
+        pid,
+        kind: text("kind"),
+        since: text("started_at"),
+        updated_at: text("updated_at"),
+    });
     if !alive {
         return;
     }
@@ -260,6 +348,19 @@ fn watcher(h: &mut Health, watcher: Option<&Value>) {
         ));
     }
     h.watcher = Some(w.clone());
+}
+
+/// Whether `pid` is a live memsched process (not a pid reused by another program since
+/// the report was written). Its executable's name decides; where that cannot be read
+/// (another user's process), its command name.
+fn is_memsched(pid: u64) -> bool {
+    let proc = format!("/proc/{pid}");
+    if let Ok(exe) = std::fs::read_link(format!("{proc}/exe")) {
+        return exe
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("memsched"));
+    }
+    std::fs::read_to_string(format!("{proc}/comm")).is_ok_and(|c| c.trim() == "memsched")
 }
 
 fn last_runs(h: &mut Health, runs: &[Value]) {
@@ -325,38 +426,45 @@ fn judge(h: &mut Health) {
     }
     if !h.dead_tasks.is_empty() {
         failing.push(format!(
-            "{} dead tasks (out of attempts): {}",
-            h.dead_tasks.len(),
+            "{} (out of attempts): {}",
+            words::count(h.dead_tasks.len(), "dead task", "dead tasks"),
             list(&h.dead_tasks)
         ));
     }
     if !h.stuck_tasks.is_empty() {
         failing.push(format!(
-            "{} tasks stuck running: {}",
-            h.stuck_tasks.len(),
+            "{} stuck running: {}",
+            words::count(h.stuck_tasks.len(), "task", "tasks"),
             list(&h.stuck_tasks)
         ));
     }
     if h.uploads.given_up > 0 {
         failing.push(format!(
-            "{} uploads failed every attempt",
-            h.uploads.given_up
+            "{} failed every attempt",
+            words::count(h.uploads.given_up, "upload", "uploads")
         ));
     }
     if let Some(n) = h.tasks.get(TaskStatus::Failed.name()).filter(|n| **n > 0) {
-        degraded.push(format!("{n} failed tasks wait for a retry"));
+        degraded.push(format!(
+            "{} for a retry",
+            words::count(*n, "failed task waits", "failed tasks wait")
+        ));
     }
     if h.uploads.refused > 0 {
         degraded.push(format!(
-            "{} upload entries refused (outside the pipeline home, a NUL in the path, or an unsafe remote): {}",
-            h.uploads.refused,
+            "{} refused (outside the pipeline home, a NUL in the path, or an unsafe remote): {}",
+            words::count(h.uploads.refused, "upload entry", "upload entries"),
             list(&h.uploads.refused_paths)
         ));
     }
     if h.uploads.failed > 0 {
         degraded.push(format!(
-            "{} uploads failed and wait for a retry",
-            h.uploads.failed
+            "{} for a retry",
+            words::count(
+                h.uploads.failed,
+                "upload failed and waits",
+                "uploads failed and wait"
+            )
         ));
     }
     for b in &h.breakers {

@@ -1,0 +1,280 @@
+//! The fault suite (issue 9): memsched killed with SIGKILL at random moments, through the
+//! real binary and real processes, must never leave a state file unreadable, lose a file
+//! or task, re-send more than what was in flight, or run two instances of a step at once.
+//!
+//! Each case runs a few trials so `.ci/run` stays quick; `MEMSCHED_SOAK_TRIALS=N` runs N
+//! trials of each and prints the figures (the soak of the closing note). The kill moments
+//! come from a seeded generator; a failure prints its seed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+/// Trials per case: a few in CI, more for a soak.
+fn trials() -> u32 {
+    std::env::var("MEMSCHED_SOAK_TRIALS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3)
+}
+
+/// A small xorshift generator: reproducible kill moments from a printed seed.
+struct Moments(u64);
+
+impl Moments {
+    fn new() -> Moments {
+        let seed = std::env::var("MEMSCHED_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos();
+                u64::from(std::process::id()) << 32 ^ u64::from(nanos)
+            })
+            | 1;
+        eprintln!("fault seed {seed} (MEMSCHED_FAULT_SEED={seed} repeats it)");
+        Moments(seed)
+    }
+
+    /// A moment between 0 and `max_ms` milliseconds from now.
+    fn next(&mut self, max_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(self.0 % max_ms.max(1))
+    }
+}
+
+fn sigkill(child: &mut Child) {
+    let _ = kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGKILL,
+    );
+    let _ = child.wait();
+}
+
+/// Every state file that exists parses: a kill at any moment leaves the old or the new.
+fn assert_state_readable(env: &TestEnv) {
+    for name in [
+        "ingest_hash.json",
+        "task_queue.json",
+        "upload_log.json",
+        "scheduler_log.json",
+        "watchdog_state.json",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(env.state(name)) {
+            assert!(
+                serde_json::from_str::<Value>(&text).is_ok(),
+                "{name} is unreadable after a kill:\n{text}"
+            );
+        }
+    }
+}
+
+/// Runs `--once` with `args` until it exits 0 (a step left running by a killed memsched
+/// holds the action's lock until it ends, so a run may find the action busy).
+fn settle_with_once(env: &TestEnv, args: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = env.run(args);
+        if out.status.code() == Some(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no clean run within 60 s: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How often the step was given each path.
+fn sends(env: &TestEnv) -> HashMap<Vec<u8>, usize> {
+    let mut counts = HashMap::new();
+    for path in env.sent() {
+        *counts.entry(path).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn assert_no_overlap(lock: &Path) {
+    let overlap = lock.with_extension("overlap");
+    assert!(
+        !overlap.exists(),
+        "two instances of the step ran at once: {}",
+        std::fs::read_to_string(&overlap).unwrap_or_default()
+    );
+}
+
+#[test]
+fn kill_9_during_ingest_loses_no_file_and_resends_only_what_was_in_flight() {
+    const FILES: usize = 30;
+    const BATCH: usize = 5;
+    let mut moments = Moments::new();
+    let (mut kills, mut resent) = (0, 0);
+    for _ in 0..trials() {
+        let env = TestEnv::new();
+        let exclusive = env.home().join("step.running");
+        let exclusive = exclusive.display().to_string();
+        env.rules(
+            &["--sleep", "0.03", "--exclusive", &exclusive, "--"],
+            &format!("batch_size = {BATCH}\n"),
+        );
+        for i in 0..FILES {
+            env.data_file(format!("m{i:02}.txt"), &format!("memory {i}"));
+        }
+        let mut trial_kills = 0;
+        for _ in 0..3 {
+            let mut once = env.command(&["--once"]).spawn().unwrap();
+            std::thread::sleep(moments.next(400));
+            sigkill(&mut once);
+            trial_kills += 1;
+            assert_state_readable(&env);
+        }
+        settle_with_once(&env, &["--once"]);
+        assert_state_readable(&env);
+        assert_no_overlap(Path::new(&exclusive));
+        let counts = sends(&env);
+        assert_eq!(counts.len(), FILES, "a file never reached the step");
+        let extra: usize = counts.values().map(|n| n - 1).sum();
+        assert!(
+            extra <= trial_kills * BATCH,
+            "{extra} re-sends after {trial_kills} kills of batches of {BATCH}"
+        );
+        let recorded = env.state_json("ingest_hash.json")["files"]
+            .as_object()
+            .map_or(0, serde_json::Map::len);
+        assert_eq!(recorded, FILES, "a file is not recorded");
+        kills += trial_kills;
+        resent += extra;
+    }
+    eprintln!(
+        "ingest: {} trials, {kills} kills, 0 files lost, {resent} re-sends (≤ in flight)",
+        trials()
+    );
+}
+
+#[test]
+fn kill_9_during_upload_loses_no_entry_and_reuploads_only_what_was_in_flight() {
+    const ENTRIES: usize = 12;
+    let mut moments = Moments::new();
+    let (mut kills, mut again) = (0, 0);
+    for _ in 0..trials() {
+        let env = TestEnv::new();
+        let exclusive = env.home().join("step.running").display().to_string();
+        let upload =
+            env.step_argv_raw(&["--sleep", "0.03", "--exclusive", &exclusive, "--", "{path}"]);
+        env.raw_rules(&format!("[actions.upload]\ncommand = {upload}\n"));
+        let entries: Vec<Value> = (0..ENTRIES)
+            .map(|i| {
+                env.data_file(format!("u{i:02}.txt"), &format!("upload {i}"));
+                json!({"path": format!("Data/u{i:02}.txt"), "status": "pending", "attempts": 0})
+            })
+            .collect();
+        env.state_file("upload_log.json", &json!({ "uploads": entries }));
+        let mut trial_kills = 0;
+        for _ in 0..3 {
+            let mut once = env
+                .command(&["--once", "--mode", "upload"])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(moments.next(400));
+            sigkill(&mut once);
+            trial_kills += 1;
+            assert_state_readable(&env);
+        }
+        settle_with_once(&env, &["--once", "--mode", "upload"]);
+        assert_state_readable(&env);
+        assert_no_overlap(Path::new(&exclusive));
+        let log = env.state_json("upload_log.json");
+        let uploaded = log["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["status"] == "uploaded")
+            .count();
+        assert_eq!(uploaded, ENTRIES, "an entry was lost or left:\n{log:#}");
+        let counts = sends(&env);
+        assert_eq!(counts.len(), ENTRIES);
+        let extra: usize = counts.values().map(|n| n - 1).sum();
+        assert!(
+            extra <= trial_kills,
+            "{extra} re-uploads after {trial_kills} kills"
+        );
+        kills += trial_kills;
+        again += extra;
+    }
+    eprintln!(
+        "upload: {} trials, {kills} kills, 0 entries lost, {again} re-uploads (≤ in flight)",
+        trials()
+    );
+}
+
+#[test]
+fn kill_9_of_the_watcher_in_a_storm_loses_no_file() {
+    const FILES: usize = 150;
+    const BATCH: usize = 10;
+    let mut moments = Moments::new();
+    let (mut kills, mut resent) = (0, 0);
+    for _ in 0..trials() {
+        let env = TestEnv::new();
+        let exclusive = env.home().join("step.running").display().to_string();
+        let step = env.step_argv(&["--sleep", "0.02", "--exclusive", &exclusive, "--"]);
+        env.raw_rules(&format!(
+            "debounce = \"50ms\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\nbatch_size = {BATCH}\n\
+             [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+        ));
+        let mut trial_kills = 0;
+        let mut written = 0;
+        while written < FILES {
+            let mut watcher = env
+                .command(&[])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            for _ in 0..FILES / 3 {
+                if written < FILES {
+                    env.write(
+                        &format!("Data/s{written:03}.txt"),
+                        &format!("storm {written}"),
+                    );
+                    written += 1;
+                }
+            }
+            std::thread::sleep(moments.next(300));
+            sigkill(&mut watcher);
+            trial_kills += 1;
+            assert_state_readable(&env);
+        }
+        settle_with_once(&env, &["--once"]);
+        assert_no_overlap(Path::new(&exclusive));
+        let counts = sends(&env);
+        assert_eq!(
+            counts.len(),
+            FILES,
+            "a file written during the storm never reached the step"
+        );
+        let extra: usize = counts.values().map(|n| n - 1).sum();
+        assert!(
+            extra <= trial_kills * BATCH,
+            "{extra} re-sends after {trial_kills} kills of batches of {BATCH}"
+        );
+        kills += trial_kills;
+        resent += extra;
+    }
+    eprintln!(
+        "watcher storm: {} trials, {kills} kills, 0 files lost, {resent} re-sends (≤ in flight)",
+        trials()
+    );
+}

@@ -1,0 +1,180 @@
+//! How soon the watcher reacts, through the real binary and real inotify (issue 8): a file
+//! its writer closed needs no `settle`, `max_wait` holds under rename-over saves, work a
+//! run creates (failed files for retry, an index for upload) is not left for the tick, and
+//! the watcher's own log never wakes it. Every wait has a deadline; the settle and tick
+//! values are extreme so that the old behaviour could only pass by waiting them out.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The recording step as ingest with `ingest_args`, a data rule for every .txt, and `extra`.
+fn rules(env: &TestEnv, ingest_args: &[&str], global: &str, ingest: &str, extra: &str) {
+    let step = env.step_argv(ingest_args);
+    env.raw_rules(&format!(
+        "{global}\ntick = \"1h\"\n[actions.ingest]\ncommand = {step}\n{ingest}\n{extra}\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+}
+
+fn ingest_calls(env: &TestEnv) -> usize {
+    env.calls()
+        .iter()
+        .filter(|c| c.env["MEMSCHED_ACTION"] == "ingest")
+        .count()
+}
+
+#[test]
+fn a_file_its_writer_closed_is_sent_without_waiting_out_settle() {
+    let env = TestEnv::new();
+    rules(&env, &["--"], "debounce = \"100ms\"", "settle = \"1h\"", "");
+    let w = env.watch(&[], &[]);
+    let file = env.write("Data/closed.txt", "written and closed");
+    wait_until("closed.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+}
+
+#[test]
+fn a_file_still_open_waits_until_its_writer_closes_it() {
+    let env = TestEnv::new();
+    rules(&env, &["--"], "debounce = \"100ms\"", "settle = \"1h\"", "");
+    let w = env.watch(&[], &[]);
+    let path = env.data().join("open.txt");
+    let mut writer = std::fs::File::create(&path).unwrap();
+    writer.write_all(b"half a thought").unwrap();
+    writer.sync_all().unwrap();
+    wait_until("the open file is deferred", DEADLINE, &|| w.log(), || {
+        env.runs()
+            .iter()
+            .any(|r| r.to_string().contains("wait open.txt"))
+    });
+    assert!(env.sent().is_empty(), "a file still open was sent");
+    writer.write_all(b", finished").unwrap();
+    drop(writer);
+    wait_until(
+        "open.txt is sent once closed",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().contains(&bytes(&path)),
+    );
+}
+
+#[test]
+fn max_wait_holds_while_a_file_is_replaced_by_rename_again_and_again() {
+    let env = TestEnv::new();
+    rules(
+        &env,
+        &["--"],
+        "debounce = \"500ms\"\nmax_wait = \"1s\"",
+        "settle = \"0s\"",
+        "",
+    );
+    let w = env.watch(&[], &[]);
+    let target = env.data().join("autosave.txt");
+    let tmp = env.data().join(".autosave.txt.swp");
+    // An autosaving editor: replace the file by rename every 150 ms, never pausing for a
+    // whole debounce. The run must come within max_wait of the first save regardless.
+    let give_up = Instant::now() + Duration::from_secs(20);
+    let mut saves = 0;
+    while ingest_calls(&env) == 0 {
+        assert!(
+            Instant::now() < give_up,
+            "{saves} saves in 20 s and no run: max_wait (1s) did not hold\n{}",
+            w.log()
+        );
+        std::fs::write(&tmp, format!("draft {saves}")).unwrap();
+        std::fs::rename(&tmp, &target).unwrap();
+        saves += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+#[test]
+fn files_ingest_failed_on_are_retried_at_once_not_at_the_tick() {
+    let env = TestEnv::new();
+    let retry = env.step_argv_raw(&["--", "{task_id}"]);
+    rules(
+        &env,
+        &["--exit", "1", "--"],
+        "debounce = \"100ms\"",
+        "settle = \"0s\"",
+        &format!("[actions.retry]\ncommand = {retry}\n"),
+    );
+    let w = env.watch(&[], &[]);
+    env.write("Data/fails.txt", "the ingest step fails on this");
+    wait_until("retry runs the queued task", DEADLINE, &|| w.log(), || {
+        env.calls()
+            .iter()
+            .any(|c| c.env["MEMSCHED_ACTION"] == "retry")
+    });
+}
+
+#[test]
+fn an_index_written_by_ingest_is_uploaded_without_waiting_for_the_tick() {
+    let env = TestEnv::new();
+    // The ingest step writes the index, as the example pipeline's does, into a folder that
+    // does not exist when the watcher starts.
+    let ingest =
+        r#"["sh", "-c", "mkdir -p index && echo \"$@\" >> index/memory.json", "sh", "{files}"]"#;
+    let upload = env.step_argv_raw(&["--", "{path}"]);
+    env.raw_rules(&format!(
+        "debounce = \"100ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+         [actions.upload]\ncommand = {upload}\nsources = [\"index/*.json\"]\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    env.write("Data/a.txt", "first memory");
+    wait_until("the index is uploaded", DEADLINE, &|| w.log(), || {
+        env.calls()
+            .iter()
+            .any(|c| c.env["MEMSCHED_ACTION"] == "upload")
+    });
+    // Once the folder is watched, a second write reaches the drive the same way.
+    let uploads = || {
+        env.calls()
+            .iter()
+            .filter(|c| c.env["MEMSCHED_ACTION"] == "upload")
+            .count()
+    };
+    let before = uploads();
+    env.write("Data/b.txt", "second memory");
+    wait_until(
+        "the rewritten index is uploaded",
+        DEADLINE,
+        &|| w.log(),
+        || uploads() > before,
+    );
+}
+
+#[test]
+fn the_watchers_own_log_beside_the_state_files_never_wakes_it() {
+    let env = TestEnv::new();
+    rules(
+        &env,
+        &["--"],
+        "debounce = \"100ms\"",
+        "settle = \"0s\"",
+        "[[rules]]\nname = \"queue\"\nin = \"state\"\npaths = [\"task_queue.json\"]\nrun = [\"ingest\"]\n",
+    );
+    std::fs::create_dir_all(env.state("")).unwrap();
+    let log = env.state("memsched.err");
+    let w = env.watch_logging_to(&log, &[]);
+    for name in ["a", "b"] {
+        let file = env.write(&format!("Data/{name}.txt"), name);
+        wait_until("the file reaches the step", DEADLINE, &|| w.log(), || {
+            env.sent().contains(&bytes(&file))
+        });
+    }
+    // inotify delivers in order: by the second run, every event the first run's logging
+    // made has been heard. None may have reached the loop.
+    assert!(
+        !w.log().contains("memsched.err"),
+        "the watcher heard its own log:\n{}",
+        w.log()
+    );
+}
