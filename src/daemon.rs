@@ -23,12 +23,15 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::action::Action;
 use crate::error::{Error, Exit, Result};
+use crate::interrupt;
 use crate::lock;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::RunRecord;
 use crate::rules::Rules;
+use crate::runner;
 use crate::scope::Scope;
+use crate::sd_notify::Notifier;
 use crate::state::ingest_hash::Held;
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Interest, Notice, Outlet, Roots, Watcher};
@@ -233,7 +236,10 @@ impl Worker {
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
-            let record = reconcile::run(&paths, &rules, &request);
+            let mut record = reconcile::run(&paths, &rules, &request);
+            if request.stop.load(Ordering::SeqCst) {
+                record.mark_interrupted();
+            }
             if let Err(e) = reconcile::record(&paths, &rules, &record) {
                 log::error!("the run was not recorded: {}", e.chain());
             }
@@ -254,6 +260,12 @@ struct Daemon {
     canary: Canary,
     report: SelfReport,
     worker: Worker,
+    /// systemd's notify socket (a no-op outside a `Type=notify` unit).
+    systemd: Notifier,
+    /// When the next keep-alive is due, when systemd watches for them.
+    keep_alive: Option<Instant>,
+    /// SIGINT and SIGTERM received so far.
+    signals: u32,
 }
 
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
@@ -317,8 +329,8 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         "watching {} ({}) for {}; rules {}",
         d.watching.roots.data_dir.display(),
         d.watching.kind.name(),
-        options
-            .allowed
+        d.config
+            .runnable()
             .iter()
             .map(|a| a.name())
             .collect::<Vec<_>>()
@@ -326,6 +338,8 @@ pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) ->
         d.config.file.display()
     );
     d.report_health();
+    d.systemd.ready();
+    d.keep_alive = d.systemd.keep_alive_interval().map(|i| Instant::now() + i);
     d.event_loop(&changes_rx, &control_rx);
     d.canary.remove();
     log::info!("stopped");
@@ -386,6 +400,9 @@ impl Daemon {
             },
             changes: ChangeSet::default(),
             report: SelfReport::default(),
+            systemd: Notifier::from_env(),
+            keep_alive: None,
+            signals: 0,
             worker: Worker {
                 done: channels.control,
                 stop: Arc::new(AtomicBool::new(false)),
@@ -423,10 +440,11 @@ impl Daemon {
             if self.sched.is_done() {
                 return;
             }
-            let wait = self
-                .sched
-                .next_wake()
-                .saturating_duration_since(Instant::now());
+            self.keep_alive(now);
+            let wake = self
+                .keep_alive
+                .map_or(self.sched.next_wake(), |k| k.min(self.sched.next_wake()));
+            let wait = wake.saturating_duration_since(Instant::now());
             select! {
                 recv(changes) -> change => {
                     if let Ok(change) = change {
@@ -452,8 +470,20 @@ impl Daemon {
         }
     }
 
+    /// Tells systemd the loop still turns, when it watches for that (`WatchdogSec=`): the
+    /// one timer that wakes an idle watcher, and only under such a unit.
+    fn keep_alive(&mut self, now: Instant) {
+        if let (Some(due), Some(every)) = (self.keep_alive, self.systemd.keep_alive_interval())
+            && due <= now
+        {
+            self.systemd.watchdog();
+            self.keep_alive = Some(now + every);
+        }
+    }
+
     fn on_finished(&mut self, record: &RunRecord) {
         self.sched.run_finished();
+        self.systemd.status(&crate::summary::status_line(record));
         let mut unannounced = 0;
         for a in &record.actions {
             log::info!("{}: {}: {}", a.action, a.outcome.label(), a.summary);
@@ -641,9 +671,17 @@ impl Daemon {
             self.reload_rules();
             return;
         }
-        log::info!("signal {signal}: stopping; a running step may finish or reach its timeout");
-        self.worker.stop.store(true, Ordering::SeqCst);
-        self.sched.stop();
+        self.signals += 1;
+        if self.signals == 1 {
+            // The first: finish the step that runs, start no other, say what is awaited.
+            log::warn!("{}", interrupt::waiting_notice(signal, &runner::running()));
+            self.worker.stop.store(true, Ordering::SeqCst);
+            self.sched.stop();
+            self.systemd.stopping();
+        } else {
+            // The second: end every running step's whole process group now.
+            log::warn!("{}", interrupt::abort_notice(&runner::abort_all()));
+        }
     }
 
     /// Applies an edited rules file, or keeps the last good rules and says why.

@@ -128,6 +128,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file or folder memsched takes commands or folders from that someone else could
+    /// write (issue 10 item 3; see trust.rs).
+    #[error("{}: {why}; memsched runs commands named there, so only you may write it", path.display())]
+    Untrusted {
+        path: PathBuf,
+        why: String,
+        fix: String,
+    },
     #[error("{0}")]
     Usage(String),
 }
@@ -150,6 +158,7 @@ impl Error {
             | Error::ConfigRead { .. }
             | Error::ConfigParse { .. }
             | Error::ConfigInvalid { .. }
+            | Error::Untrusted { .. }
             | Error::Usage(_) => Exit::Usage,
             Error::LockHeld { .. } => Exit::LockHeld,
             Error::StateRead { .. }
@@ -181,6 +190,7 @@ impl Error {
                     .to_owned(),
             ),
             Error::Watch { .. } => Some(LIMIT_HINT.to_owned()),
+            Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::StateParse { .. } | Error::StateShape { .. } => Some(
                 "fix or move the file by hand; memsched never overwrites a file it cannot read"
                     .to_owned(),

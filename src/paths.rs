@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::trust;
 
 /// The keys memsched reads from paths.json. Every other key belongs to the rest of the
 /// pipeline and is ignored.
@@ -38,8 +39,11 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// Reads and resolves `file`. A missing or malformed file is a configuration error.
+    /// Reads and resolves `file`. A missing or malformed file is a configuration error,
+    /// and so is a paths.json, or a state folder, that someone else could write (see
+    /// [`trust`]): commands run in the folders it names.
     pub fn load(file: &Path) -> Result<Paths> {
+        trust::check_file(file)?;
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -67,7 +71,9 @@ impl Paths {
                 source,
             }
         })?;
-        Ok(Paths::resolve(file, home, raw))
+        let paths = Paths::resolve(file, home, raw);
+        trust::check_folder(&paths.state_dir)?;
+        Ok(paths)
     }
 
     fn resolve(file: &Path, home: PathBuf, raw: RawPaths) -> Paths {

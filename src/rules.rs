@@ -19,6 +19,7 @@ use crate::error::{Error, Result, line_col};
 use crate::event_kind::EventKind;
 use crate::placeholder::{self, Placeholder};
 use crate::scope::Scope;
+use crate::trust;
 pub use pass_files::PassFiles;
 use raw::RawRules;
 
@@ -153,8 +154,10 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
 }
 
 impl Rules {
-    /// Reads and validates a rules file.
+    /// Reads and validates a rules file. A rules file someone else could write is
+    /// refused (see [`trust`]): its commands run with the user's rights.
     pub fn load(path: &Path) -> Result<Rules> {
+        trust::check_file(path)?;
         let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
             path: path.to_path_buf(),
             source,

@@ -355,3 +355,179 @@ fn issue_10_a_rewrite_keeps_the_mode_and_every_number_as_written() {
         & 0o7777;
     assert_eq!(log_mode, 0o600, "a new state file is the user's alone");
 }
+
+// ---- issue 10 item 3: StrictModes ----
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown(path: &std::path::Path, uid: Option<u32>, gid: Option<u32>) {
+    nix::unistd::chown(
+        path,
+        uid.map(nix::unistd::Uid::from_raw),
+        gid.map(nix::unistd::Gid::from_raw),
+    )
+    .unwrap();
+}
+
+#[test]
+fn issue_10_a_paths_json_others_can_write_is_refused_naming_mode_owner_and_fix() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    chmod(&env.home().join("paths.json"), 0o666);
+    env.test()
+        .args(&["--once"])
+        .status(2)
+        .stderr(
+            "memsched: error: {home}/paths.json: it is writable by others (mode 0666, owner root, group root); \
+             memsched runs commands named there, so only you may write it\n\
+             memsched: hint: chmod go-w {home}/paths.json\n",
+        )
+        .run();
+    assert!(env.calls().is_empty());
+}
+
+#[test]
+fn issue_10_a_rules_file_owned_by_someone_else_is_refused() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    let rules = env.home().join("watch-rules.toml");
+    chown(&rules, Some(4242), None);
+    env.test()
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("watch-rules.toml: it is owned by uid 4242, not by you (root) or root (mode 0644, owner uid 4242, group root)")
+        .stderr_has("memsched: hint: chown root {home}/watch-rules.toml")
+        .run();
+    // `check` refuses it the same way.
+    env.test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has("owned by uid 4242")
+        .run();
+}
+
+#[test]
+fn issue_10_a_state_folder_others_can_write_is_refused() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    std::fs::create_dir_all(env.home().join("state")).unwrap();
+    chmod(&env.home().join("state"), 0o777);
+    env.test()
+        .args(&["--once"])
+        .status(2)
+        .stderr_has("{home}/state: this folder is writable by others (mode 0777")
+        .stderr_has("hint: chmod go-w {home}/state")
+        .run();
+    // And a pipeline home others can write: they could replace paths.json.
+    chmod(&env.home().join("state"), 0o755);
+    chmod(env.home(), 0o777);
+    env.test()
+        .args(&["--once"])
+        .status(2)
+        .stderr_has(
+            "{home}/paths.json: the folder holding it, {home}, is writable by others (mode 0777",
+        )
+        .stderr_has("hint: chmod go-w {home}\n")
+        .run();
+    chmod(env.home(), 0o700);
+}
+
+#[test]
+fn issue_10_group_write_is_fine_for_the_users_private_group_only() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "alpha");
+    let rules = env.home().join("watch-rules.toml");
+    // umask 002: group-writable, group root, which is root's private group here.
+    chmod(&rules, 0o664);
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    assert_eq!(env.calls().len(), 1);
+    chown(&rules, None, Some(4243));
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(2)
+        .stderr_has("it is writable by group gid 4243, which is not your private group (mode 0664, owner root, group gid 4243)")
+        .stderr_has("hint: chmod go-w {home}/watch-rules.toml")
+        .run();
+}
+
+#[test]
+fn issue_10_a_tasks_own_command_runs_only_from_a_queue_only_the_user_can_write() {
+    let env = TestEnv::new();
+    env.retry_rules(&[], "");
+    let marker = env.home().join("own-command-ran");
+    let queue = env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [{"id": "t1", "step": "ingest", "status": "failed", "attempts": 1,
+            "command": ["touch", marker.to_str().unwrap()]}]}),
+    );
+    chmod(&queue, 0o666);
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .status(1)
+        .run();
+    assert!(!marker.exists(), "the queue's own command ran");
+    assert!(env.calls().is_empty(), "nor the retry command instead");
+    let error = run.action("retry")["failed_items"][0]["error"].clone();
+    let text = error.as_str().unwrap();
+    assert!(
+        text.starts_with("its own command was not run: ")
+            && text.contains("task_queue.json: it is writable by others (mode 0666")
+            && text.ends_with(&format!("(fix: chmod go-w {})", queue.display())),
+        "{text}"
+    );
+    let task = &env.state_json("task_queue.json")["tasks"][0];
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["last_error"], error);
+    // Once only the user can write it, the command runs.
+    chmod(&queue, 0o644);
+    let mut q = env.state_json("task_queue.json");
+    q["tasks"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("next_attempt_at");
+    env.state_file("task_queue.json", &q);
+    env.test().args(&["--once", "--mode", "retry"]).run();
+    assert!(marker.exists());
+}
+
+#[test]
+fn issue_10_a_rules_file_made_writable_by_others_is_not_reloaded() {
+    let env = TestEnv::new();
+    env.raw_rules(&format!(
+        "debounce = \"200ms\"\n[actions.ingest]\ncommand = {}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n",
+        env.step_argv(&["--"])
+    ));
+    let w = env.watch(&[], &[]);
+    let rules = env.home().join("watch-rules.toml");
+    chmod(&rules, 0o666);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(w.pid()).unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_until(
+        "the refused reload is reported",
+        Duration::from_secs(20),
+        &|| w.log(),
+        || w.log().contains("rules not reloaded"),
+    );
+    assert!(
+        w.log()
+            .contains("watch-rules.toml: it is writable by others (mode 0666"),
+        "{}",
+        w.log()
+    );
+    // The last good rules stay: a new memory is still ingested.
+    env.data_file("late.txt", "late");
+    wait_until(
+        "the watcher still ingests",
+        Duration::from_secs(20),
+        &|| w.log(),
+        || !env.calls().is_empty(),
+    );
+}

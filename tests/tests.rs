@@ -9,6 +9,7 @@ mod harness;
 mod util;
 
 mod autostart;
+mod batches;
 mod cli;
 mod config;
 mod example;
@@ -26,6 +27,7 @@ mod reaction;
 mod retry;
 mod state_files;
 mod status;
+mod unattended;
 mod upload;
 mod watchdog;
 mod watcher;

@@ -1,6 +1,7 @@
 //! Ingest: plan the data files whose content is not yet in ingest_hash.json, send them to
 //! the ingest step in batches, record what it finished and queue what it failed on.
 
+pub mod batches;
 mod plan;
 mod step_result;
 
@@ -21,6 +22,7 @@ use crate::state::ingest_hash::{Held, HeldGuard, IngestHash};
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::task_status::TaskStatus;
+use batches::Piece;
 use step_result::{StepResult, UnusableReport, Verdict};
 
 /// What one execution of an ingest plan did.
@@ -33,6 +35,8 @@ pub struct Executed {
     /// Files the step failed on, each now a failed `ingest` task: (file, error).
     pub failed: Vec<(String, String)>,
     pub batches: usize,
+    /// Files never sent: their names fit in no batch of arguments (among `failed`).
+    pub unsent: usize,
     pub commands: Vec<CommandReport>,
     /// Notes worth showing (paths the step reported that it was not given, say).
     pub notes: Vec<String>,
@@ -104,7 +108,7 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
         report.counts = counts(&plan, None);
         if plan.has_work() {
             report.outcome = Outcome::WouldRun;
-            report.summary = would_text(config, &plan, &waiting);
+            report.summary = would_text(ctx, config, &plan, &waiting);
         } else {
             report.summary = nothing_text(&plan, &waiting);
         }
@@ -150,10 +154,12 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
     let mut parts = Vec::new();
     if !plan.send.is_empty() {
         let mut summary = format!(
-            "sent {} in {}: {} done, {failed} failed",
-            plural(plan.send.len(), "file"),
+            "sent {} in {}: {} done, {} failed{}",
+            plural(plan.send.len() - executed.unsent, "file"),
             plural(executed.batches, "batch"),
             executed.done,
+            failed - executed.unsent,
+            batches::unsent_text(executed.unsent),
         );
         if failed > 0 {
             summary.push_str(" (queued in task_queue.json for retry)");
@@ -223,13 +229,16 @@ fn nothing_text(plan: &Plan, waiting: &str) -> String {
 }
 
 /// The dry run's line: what a run would do.
-fn would_text(config: &IngestConfig, plan: &Plan, waiting: &str) -> String {
+fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &str) -> String {
     let mut parts = Vec::new();
     if !plan.send.is_empty() {
+        let pieces = batches::plan(ctx, config, &plan.send);
+        let unsent = pieces.len() - batches::batch_count(&pieces);
         parts.push(format!(
-            "would send {} in {}",
-            plural(plan.send.len(), "file"),
-            plural(plan.send.len().div_ceil(config.batch_size), "batch"),
+            "would send {} in {}{}",
+            plural(plan.send.len() - unsent, "file"),
+            plural(batches::batch_count(&pieces), "batch"),
+            batches::unsent_text(unsent),
         ));
     }
     let known = plan.record_only.len() + plan.after_send.len();
@@ -294,12 +303,29 @@ pub fn execute(
         hashes.flush()?;
         out.recorded_only = plan.record_only.len();
     }
-    for batch in plan.send.chunks(config.batch_size) {
+    // Split by bytes as well as by count when the names go in argv (issue 8): a batch
+    // past ARG_MAX could never start.
+    let pieces = batches::plan(ctx, config, &plan.send);
+    let total = batches::batch_count(&pieces);
+    for piece in pieces {
+        let batch = match piece {
+            Piece::Batch(range) => &plan.send[range],
+            Piece::TooLong { index, why } => {
+                // Fits in no batch: a failed task naming why, with no command of its own
+                // (it could not start either); the rest of the run goes on.
+                let candidate = &plan.send[index];
+                let error = format!("not sent: {why}");
+                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                out.unsent += 1;
+                out.failed.push((candidate.shown(), error));
+                continue;
+            }
+        };
         if ctx.stopping() {
             out.notes.push(format!(
-                "stopped after {} of {} batches: a signal asked memsched to stop; the rest waits for the next run",
+                "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
                 out.batches,
-                plan.send.len().div_ceil(config.batch_size)
+                plural(total, "batch")
             ));
             break;
         }
@@ -334,7 +360,7 @@ pub fn execute(
             hashes.flush()?;
         }
         out.done += done_keys.len();
-        record_tasks(ctx, config, &done_keys, &failures, &now)?;
+        record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -409,6 +435,7 @@ fn record_tasks(
     done: &[&str],
     failures: &[(&Candidate, String)],
     now: &str,
+    own_command: bool,
 ) -> Result<()> {
     if failures.is_empty() && done.is_empty() {
         return Ok(());
@@ -450,7 +477,7 @@ fn record_tasks(
             fields.insert("last_error".into(), error.as_str().into());
             fields.insert("file".into(), candidate.key.as_str().into());
             fields.insert("hash".into(), candidate.hash.text().into());
-            if let Some(command) = single_file_command(config, candidate) {
+            if let Some(command) = single_file_command(config, candidate).filter(|_| own_command) {
                 fields.insert("command".into(), command);
             }
             queue.upsert(&id, fields);

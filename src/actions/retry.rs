@@ -3,45 +3,28 @@
 //! tasks this run touched.
 
 mod breaker;
+mod group;
 mod plan;
 
 pub use breaker::{OpenBreaker, open_from_log};
+use plan::tasks;
 pub use plan::{Due, Repair, RetryPlan, plan};
 
-use std::ffi::OsString;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
 use super::Context;
-use super::retry_policy::{self, AfterFailure};
+use super::retry_policy;
 use crate::action::Action;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::RetryConfig;
-use crate::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
 use crate::state::{scheduler_log, timestamp};
 use crate::task_status::TaskStatus;
 use breaker::Tracker;
-
-/// How one due task's turn ended.
-#[derive(Debug)]
-enum Turn {
-    Done,
-    Failed {
-        error: String,
-        dead: bool,
-        /// When it falls due again (none once dead).
-        next: Option<SystemTime>,
-    },
-    /// Its step's breaker opened earlier in this run.
-    Paused,
-    /// Someone else changed it since the plan (no longer failed): left alone.
-    Gone,
-}
+use group::{Executed, TaskTurn, Turn};
 
 /// The whole retry action: load, plan, repair, run, record, report.
 #[must_use]
@@ -87,10 +70,11 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
         report.summary = match (failed_total, plan.next_due) {
             (0, _) => "no failed tasks".to_owned(),
             (n, Some(next)) => format!(
-                "{n} failed tasks, none due; the next at {}",
+                "{}, none due; the next at {}",
+                tasks(n, "failed"),
                 timestamp(next)
             ),
-            (n, None) => format!("{n} failed tasks, none due"),
+            (n, None) => format!("{}, none due", tasks(n, "failed")),
         };
         if !plan.paused.is_empty() {
             report.summary.push_str(&format!(
@@ -103,10 +87,9 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     if ctx.dry_run {
         report.outcome = Outcome::WouldRun;
         report.summary = format!(
-            "would run {} due tasks in ranked order, repair {} stuck and {} exhausted",
-            plan.due.len(),
-            plan.stuck.len(),
-            plan.exhausted.len()
+            "would run {} in ranked order{}",
+            tasks(plan.due.len(), "due"),
+            repairs(&plan)
         );
         return report;
     }
@@ -117,8 +100,14 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     let Executed {
         turns,
         commands,
+        groups,
+        handed_back,
         error,
-    } = execute(ctx, config, &plan, &mut tracker);
+    } = group::execute(ctx, config, &plan, &mut tracker);
+    report.counts.insert("groups".into(), groups.into());
+    report
+        .counts
+        .insert("handed_back".into(), handed_back.into());
     report.commands = commands;
     let now = ctx.clock.now();
     report.details.insert(
@@ -171,6 +160,7 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
     counts.insert("paused".into(), plan.paused.len().into());
     counts.insert("stuck".into(), plan.stuck.len().into());
     counts.insert("exhausted".into(), plan.exhausted.len().into());
+    counts.insert("restamped".into(), plan.restamp.len().into());
     counts.insert("plan_ms".into(), plan_ms.into());
     counts
 }
@@ -214,20 +204,16 @@ fn summarise(
     // upload; the tasks themselves are recorded for the next attempt either way.
     report.outcome = if failed + dead > 0 {
         Outcome::Failed
-    } else if ran > 0 || !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
+    } else if ran > 0 || !repairs(plan).is_empty() {
         Outcome::Ran
     } else {
         Outcome::NothingToDo
     };
-    let mut summary =
-        format!("ran {ran} due tasks: {done} done, {failed} failed again, {dead} dead");
-    if !plan.stuck.is_empty() || !plan.exhausted.is_empty() {
-        summary.push_str(&format!(
-            "; repaired {} stuck, {} exhausted",
-            plan.stuck.len(),
-            plan.exhausted.len()
-        ));
-    }
+    let mut summary = format!(
+        "ran {}: {done} done, {failed} failed again, {dead} dead{}",
+        tasks(ran, "due"),
+        repairs(plan)
+    );
     if paused > 0 {
         let steps: Vec<String> = tracker
             .open_at(now)
@@ -245,10 +231,39 @@ fn summarise(
     report.summary = summary;
 }
 
+/// "; repaired 1 stuck task, 2 exhausted tasks, restamped 1 task" (only what there is),
+/// or "".
+fn repairs(plan: &RetryPlan) -> String {
+    let repaired: Vec<String> = [
+        (plan.stuck.len(), "stuck"),
+        (plan.exhausted.len(), "exhausted"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, kind)| tasks(n, kind))
+    .collect();
+    let mut parts = Vec::new();
+    if !repaired.is_empty() {
+        parts.push(format!("repaired {}", repaired.join(", ")));
+    }
+    if !plan.restamp.is_empty() {
+        parts.push(format!(
+            "restamped {} whose time told nothing",
+            tasks(plan.restamp.len(), "running")
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join("; "))
+    }
+}
+
 /// Stuck tasks go back to failed (the crashed run counts as an attempt), exhausted ones
-/// become dead; one locked write for all.
+/// become dead, running tasks whose times tell nothing get this run's time (the old
+/// value kept in `updated_at_was`); one locked write for all.
 fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<()> {
-    if plan.stuck.is_empty() && plan.exhausted.is_empty() {
+    if plan.stuck.is_empty() && plan.exhausted.is_empty() && plan.restamp.is_empty() {
         return Ok(());
     }
     let now = ctx.clock.now();
@@ -261,7 +276,17 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("updated_at".into(), timestamp(now).into());
             let after =
                 retry_policy::after_failure(&config.backoff, attempts, r.max_attempts, &r.id, now);
-            put_after_failure(&mut fields, after);
+            for (key, value) in group::after_failure_fields(after) {
+                fields.extend(value.map(|v| (key, v)));
+            }
+            queue.upsert(&r.id, fields);
+        }
+        for r in &plan.restamp {
+            let mut fields = Map::new();
+            if let Some(was) = queue.get(&r.id).and_then(|t| t.0.get("updated_at")) {
+                fields.insert("updated_at_was".into(), was.clone());
+            }
+            fields.insert("updated_at".into(), timestamp(now).into());
             queue.upsert(&r.id, fields);
         }
         for r in &plan.exhausted {
@@ -271,244 +296,5 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             queue.upsert(&r.id, fields);
         }
         (true, ())
-    })
-}
-
-/// A failed task's new status: dead, or failed and due again later.
-fn put_after_failure(fields: &mut Map<String, Value>, after: AfterFailure) {
-    match after {
-        AfterFailure::OutOfAttempts => {
-            fields.insert("status".into(), TaskStatus::Dead.into());
-        }
-        AfterFailure::RetryAt(at) => {
-            fields.insert("status".into(), TaskStatus::Failed.into());
-            fields.insert("next_attempt_at".into(), timestamp(at).into());
-        }
-    }
-}
-
-/// One due task's turn, by id.
-#[derive(Debug)]
-struct TaskTurn {
-    id: String,
-    turn: Turn,
-}
-
-/// What running the due tasks did.
-#[derive(Debug, Default)]
-struct Executed {
-    turns: Vec<TaskTurn>,
-    commands: Vec<CommandReport>,
-    /// What stopped the whole action (the queue could not be read or written).
-    error: Option<Error>,
-}
-
-/// What one task's run tells the breaker: no failure, or a failure of this class.
-#[derive(Debug)]
-enum Failure {
-    None,
-    Class(String),
-}
-
-/// The state the workers share.
-struct Shared<'t> {
-    tracker: &'t mut Tracker,
-    executed: Executed,
-}
-
-/// Runs the due tasks in ranked order, `parallel` at a time.
-fn execute(
-    ctx: &Context<'_>,
-    config: &RetryConfig,
-    plan: &RetryPlan,
-    tracker: &mut Tracker,
-) -> Executed {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let shared = Mutex::new(Shared {
-        tracker,
-        executed: Executed::default(),
-    });
-    let lock = || shared.lock().expect("no worker panics holding the lock");
-    let workers = config.parallel.min(plan.due.len()).max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= plan.due.len() || stop.load(Ordering::SeqCst) || ctx.stopping() {
-                        break;
-                    }
-                    let due = &plan.due[i];
-                    let paused = lock().tracker.is_open(&due.step, ctx.clock.now());
-                    if paused {
-                        lock().executed.turns.push(TaskTurn {
-                            id: due.id.clone(),
-                            turn: Turn::Paused,
-                        });
-                        continue;
-                    }
-                    let result = run_one(ctx, config, due);
-                    let mut guard = lock();
-                    let Shared { tracker, executed } = &mut *guard;
-                    match result {
-                        Ok(ran) => {
-                            if let Some(c) = ran.command {
-                                executed.commands.push(c);
-                            }
-                            if !matches!(ran.turn, Turn::Gone) {
-                                let failure = match (&ran.turn, &ran.failure) {
-                                    (Turn::Failed { .. }, Failure::Class(class)) => {
-                                        Some(class.as_str())
-                                    }
-                                    _ => None,
-                                };
-                                tracker.record(&due.step, failure, ctx.clock.now());
-                            }
-                            executed.turns.push(TaskTurn {
-                                id: due.id.clone(),
-                                turn: ran.turn,
-                            });
-                        }
-                        Err(e) => {
-                            executed.error = Some(e);
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    shared
-        .into_inner()
-        .expect("no worker panics holding the lock")
-        .executed
-}
-
-/// What one task's run did.
-#[derive(Debug)]
-struct Ran {
-    turn: Turn,
-    command: Option<CommandReport>,
-    failure: Failure,
-}
-
-/// The command for one task: its own command when it has one, else the retry command with
-/// `{task_id}`; the task as JSON on stdin.
-fn invocation(
-    ctx: &Context<'_>,
-    config: &RetryConfig,
-    id: &str,
-    json: Option<&Value>,
-    own_command: Option<Vec<String>>,
-) -> Invocation {
-    let mut stdin = serde_json::to_vec(&json).expect("a task always serialises");
-    stdin.push(b'\n');
-    let argv = match own_command {
-        Some(argv) => argv.into_iter().map(OsString::from).collect(),
-        None => runner::expand(
-            &config.command.argv,
-            &Vars {
-                task_id: Some(id),
-                ..Vars::default()
-            },
-        ),
-    };
-    let mut env = ctx.step_env(Action::Retry, None);
-    env.push(("MEMSCHED_TASK_ID", OsString::from(id)));
-    Invocation {
-        argv,
-        cwd: ctx.paths.home.clone(),
-        env,
-        stdin: Some(stdin),
-        timeout: config.command.timeout,
-        lock: Some(ctx.paths.action_lock(Action::Retry.name())),
-    }
-}
-
-/// Takes one task (failed -> running), runs it, records the result. The error is for
-/// what stops the whole action (the queue cannot be read or written).
-fn run_one(ctx: &Context<'_>, config: &RetryConfig, due: &Due) -> Result<Ran> {
-    let started = ctx.clock.now();
-    let taken = TaskQueue::update(ctx.paths, |queue| {
-        let Some(task) = queue.get(&due.id) else {
-            return (false, None);
-        };
-        if !matches!(
-            task.status(),
-            Some(TaskStatus::Failed | TaskStatus::Pending)
-        ) {
-            return (false, None);
-        }
-        let json = queue.task_json(&due.id);
-        let command = task.command();
-        let mut fields = Map::new();
-        fields.insert("status".into(), TaskStatus::Running.into());
-        fields.insert("updated_at".into(), timestamp(started).into());
-        fields.insert("started_at".into(), timestamp(started).into());
-        queue.upsert(&due.id, fields);
-        (true, Some((json, command)))
-    })?;
-    let Some((json, own_command)) = taken else {
-        return Ok(Ran {
-            turn: Turn::Gone,
-            command: None,
-            failure: Failure::None,
-        });
-    };
-    let invocation = invocation(ctx, config, &due.id, json.as_ref(), own_command);
-    let (report, error, failure) = match runner::run(&invocation) {
-        Ok(report) if report.success() => (Some(report), None, Failure::None),
-        Ok(report) => {
-            let class = breaker::error_class(&report);
-            let error = report.failure_text();
-            (Some(report), Some(error), Failure::Class(class))
-        }
-        Err(e) => (
-            None,
-            Some(e.chain()),
-            Failure::Class(format!("cannot start: {e}")),
-        ),
-    };
-    let finished = ctx.clock.now();
-    let turn = TaskQueue::update(ctx.paths, |queue| {
-        let Some(task) = queue.get(&due.id) else {
-            return (false, Turn::Gone);
-        };
-        let mut fields = Map::new();
-        fields.insert("updated_at".into(), timestamp(finished).into());
-        let turn = match &error {
-            None => {
-                fields.insert("status".into(), TaskStatus::Done.into());
-                fields.insert("completed_at".into(), timestamp(finished).into());
-                Turn::Done
-            }
-            Some(error) => {
-                let attempts = task.attempts() + 1;
-                let max = task
-                    .max_attempts()
-                    .unwrap_or(u64::from(config.max_attempts));
-                fields.insert("attempts".into(), attempts.into());
-                fields.insert("last_error".into(), error.as_str().into());
-                let after =
-                    retry_policy::after_failure(&config.backoff, attempts, max, &due.id, finished);
-                put_after_failure(&mut fields, after);
-                Turn::Failed {
-                    error: error.clone(),
-                    dead: after == AfterFailure::OutOfAttempts,
-                    next: match after {
-                        AfterFailure::RetryAt(at) => Some(at),
-                        AfterFailure::OutOfAttempts => None,
-                    },
-                }
-            }
-        };
-        queue.upsert(&due.id, fields);
-        (true, turn)
-    })?;
-    Ok(Ran {
-        turn,
-        command: report,
-        failure,
     })
 }

@@ -188,7 +188,12 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
     let allowed = allowed_roots(home, config);
     let mut plan = UploadPlan::default();
     if !config.sources.is_empty() {
-        let found = walk::files(home, &|_| true, &|rel| config.source_set.is_match(rel));
+        let folders = crate::sources::folders(&config.sources);
+        let found = walk::files(
+            home,
+            &|rel| crate::sources::must_enter(&folders, rel),
+            &|rel| config.source_set.is_match(rel),
+        );
         for file in found.files {
             let entry = file_key::key(&file.rel);
             let stat = Stat::of(&file.meta);

@@ -3,14 +3,21 @@
 //! run touched.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 
+use super::atomic;
 use super::json_file::{DocView, ListDoc};
 use crate::error::Result;
+use crate::lock;
 use crate::paths::Paths;
+
+/// How long a writer waits for another writer of the queue to finish (as every shared
+/// state file's writer does, see json_file.rs).
+const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 use crate::state::parse_time;
 use crate::task_status::TaskStatus;
 
@@ -18,6 +25,30 @@ use crate::task_status::TaskStatus;
 #[derive(Debug, Clone)]
 pub struct TaskQueue {
     doc: ListDoc,
+    /// The file as this process last wrote it from this queue, if it did.
+    written: Option<Identity>,
+}
+
+/// Which file is at a path, and as of which change: a rename over it makes a new inode,
+/// a write in place a new size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Identity> {
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 /// A read-only view of one task.
@@ -76,15 +107,49 @@ impl<'a> TaskView<'a> {
     pub fn next_attempt_at(self) -> Option<SystemTime> {
         self.str("next_attempt_at").and_then(parse_time)
     }
-    /// Whether the task is `running` but was last updated longer than `limit` ago: its
-    /// runner is taken as crashed. The one test retry and health share.
+    /// When a `running` task last showed life, as far as its times tell: its
+    /// `updated_at`, else (missing or not a time) its `started_at`. `None` when neither
+    /// can be read, or when the time lies more than `limit` in the future: no clock is
+    /// that far off, so it tells nothing (issue 9 item 9).
+    #[must_use]
+    pub fn last_seen(self, now: SystemTime, limit: Duration) -> Option<SystemTime> {
+        let at = self
+            .updated_at()
+            .or_else(|| self.str("started_at").and_then(parse_time))?;
+        let bound = now.checked_add(limit).unwrap_or(now);
+        (at <= bound).then_some(at)
+    }
+
+    /// Whether the task is `running` but last showed life longer than `limit` ago: its
+    /// runner is taken as crashed. The one test retry and health share. A time a little
+    /// ahead of this clock (another machine's) counts from that time, so the task is
+    /// stuck at most `limit` after it; a running task whose time tells nothing is not
+    /// stuck but [`TaskView::time_unknown`], and retry restamps it.
     #[must_use]
     pub fn is_stuck(self, now: SystemTime, limit: Duration) -> bool {
         self.status() == Some(TaskStatus::Running)
             && self
-                .updated_at()
+                .last_seen(now, limit)
                 .is_some_and(|at| now.duration_since(at).is_ok_and(|d| d > limit))
     }
+
+    /// Whether the task is `running` and its times tell nothing of when it last showed
+    /// life (see [`TaskView::last_seen`]): why, in words.
+    #[must_use]
+    pub fn time_unknown(self, now: SystemTime, limit: Duration) -> Option<String> {
+        if self.status() != Some(TaskStatus::Running) || self.last_seen(now, limit).is_some() {
+            return None;
+        }
+        Some(match self.0.get("updated_at") {
+            None => "has no updated_at (nor a readable started_at)".to_owned(),
+            Some(Value::String(text)) if parse_time(text).is_some() => format!(
+                "was updated at {text}, more than {} in the future",
+                humantime::format_duration(limit)
+            ),
+            Some(other) => format!("has an updated_at that is not a time: {other}"),
+        })
+    }
+
     /// The task's own command, when it has one that is a non-empty list of strings.
     #[must_use]
     pub fn command(self) -> Option<Vec<String>> {
@@ -133,7 +198,7 @@ impl Priority {
 
 impl DocView for TaskQueue {
     fn wrap(doc: ListDoc) -> Self {
-        TaskQueue { doc }
+        TaskQueue { doc, written: None }
     }
     fn doc(&self) -> &ListDoc {
         &self.doc
@@ -144,6 +209,7 @@ impl TaskQueue {
     pub fn load(path: &Path) -> Result<TaskQueue> {
         Ok(TaskQueue {
             doc: ListDoc::load(path, "tasks")?,
+            written: None,
         })
     }
 
@@ -167,10 +233,93 @@ impl TaskQueue {
         self.doc.find("id", id).map(TaskView)
     }
 
+    /// Where each id first sits in the document's list, so that a write changing many
+    /// tasks (a retry group, issue 8) finds each in constant time rather than by a scan.
+    #[must_use]
+    pub fn positions(&self) -> HashMap<String, usize> {
+        let mut at = HashMap::new();
+        for (i, item) in self.doc.items().iter().enumerate() {
+            if let Some(id) = item.get("id").and_then(Value::as_str) {
+                at.entry(id.to_owned()).or_insert(i);
+            }
+        }
+        at
+    }
+
+    /// The task at `position` of the list (see [`TaskQueue::positions`]).
+    #[must_use]
+    pub fn at(&self, position: usize) -> Option<TaskView<'_>> {
+        self.doc
+            .items()
+            .get(position)
+            .and_then(Value::as_object)
+            .map(TaskView)
+    }
+
+    /// Sets `fields` on the task at `position` (its other fields untouched); a value of
+    /// `None` removes the field. Nothing happens if no task is there.
+    pub fn set_at(&mut self, position: usize, fields: Vec<(String, Option<Value>)>) {
+        let Some(task) = self
+            .doc
+            .items_mut()
+            .get_mut(position)
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        for (key, value) in fields {
+            match value {
+                Some(value) => {
+                    task.insert(key, value);
+                }
+                None => {
+                    task.shift_remove(&key);
+                }
+            }
+        }
+    }
+
     /// Locked read-modify-write (see [`ListDoc::update`]); `change` returns whether it
     /// changed anything, and a value.
     pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
         ListDoc::update(&paths.task_queue, "tasks", change)
+    }
+
+    /// [`TaskQueue::update`], starting from `cache` (the queue as this process last wrote
+    /// it through this function) instead of reading and parsing the file again, when no
+    /// one has written it since: it is still the file this process put there (same
+    /// inode, size and modification time) and holds exactly the bytes it wrote. A retry
+    /// group's writes then parse a large queue once, not twice per group (issue 8).
+    /// Anyone else's write, locked or not, makes it read the file afresh.
+    pub fn update_cached<T>(
+        paths: &Paths,
+        cache: &mut Option<TaskQueue>,
+        change: impl FnOnce(&mut TaskQueue) -> (bool, T),
+    ) -> Result<T> {
+        let path = &paths.task_queue;
+        let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
+        let mut queue = match cache.take() {
+            Some(q) if q.still_on_disk(path) => q,
+            _ => TaskQueue::load(path)?,
+        };
+        // `change` reports every change it makes: the cache must stay what was written.
+        let (changed, value) = change(&mut queue);
+        if changed {
+            queue.written = None;
+            queue.doc.save()?;
+            queue.written = Identity::of(path);
+        }
+        *cache = Some(queue);
+        Ok(value)
+    }
+
+    /// Whether the file at `path` is still what this queue last wrote there.
+    fn still_on_disk(&self, path: &Path) -> bool {
+        let Some(written) = self.written else {
+            return false;
+        };
+        Identity::of(path) == Some(written)
+            && std::fs::read(path).is_ok_and(|bytes| atomic::is_own_write(path, &bytes))
     }
 
     /// Tasks no one can act on safely, one sentence each: a task without an id (nothing
@@ -212,5 +361,60 @@ impl TaskQueue {
     #[must_use]
     pub fn task_json(&self, id: &str) -> Option<Value> {
         self.get(id).map(|t| Value::Object(t.0.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn add(queue: &mut TaskQueue, id: &str) -> (bool, ()) {
+        let mut fields = Map::new();
+        fields.insert("status".into(), "failed".into());
+        queue.upsert(id, fields);
+        (true, ())
+    }
+
+    fn has(cache: &mut Option<TaskQueue>, paths: &Paths, id: &str) -> bool {
+        TaskQueue::update_cached(paths, cache, |q| (false, q.get(id).is_some())).unwrap()
+    }
+
+    #[test]
+    fn a_cached_queue_is_reused_only_while_the_file_is_what_this_process_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("paths.json"), "{}").unwrap();
+        let paths = Paths::load(&dir.path().join("paths.json")).unwrap();
+        let mut cache = None;
+        TaskQueue::update_cached(&paths, &mut cache, |q| add(q, "a")).unwrap();
+        assert!(cache.as_ref().unwrap().written.is_some());
+        assert!(cache.as_ref().unwrap().still_on_disk(&paths.task_queue));
+
+        // Another writer replaces the file (rename): read afresh.
+        let tmp = dir.path().join("q.tmp");
+        std::fs::write(&tmp, r#"{"tasks": [{"id": "a"}, {"id": "b"}]}"#).unwrap();
+        std::fs::rename(&tmp, &paths.task_queue).unwrap();
+        assert!(has(&mut cache, &paths, "b"));
+
+        // This process writes again; then someone edits in place, same size, and puts the
+        // modification time back: the bytes tell.
+        TaskQueue::update_cached(&paths, &mut cache, |q| add(q, "c")).unwrap();
+        let text = std::fs::read_to_string(&paths.task_queue).unwrap();
+        let mtime = std::fs::metadata(&paths.task_queue)
+            .unwrap()
+            .modified()
+            .unwrap();
+        let edited = text.replacen("\"c\"", "\"d\"", 1);
+        assert_eq!(edited.len(), text.len());
+        std::fs::write(&paths.task_queue, edited).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&paths.task_queue)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert!(mtime > UNIX_EPOCH);
+        assert!(has(&mut cache, &paths, "d"));
+        assert!(!has(&mut cache, &paths, "c"));
     }
 }

@@ -96,32 +96,20 @@ impl Roots {
     }
 }
 
-/// The folders a set of `sources` globs (relative to `home`) can match in: each glob's
-/// literal leading folders, recursive when the rest of the glob crosses folders.
+/// The folders a set of `sources` globs (relative to `home`) can match in, as watches.
 #[must_use]
 pub fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveMode)> {
-    let mut out: Vec<(PathBuf, RecursiveMode)> = Vec::new();
-    for glob in globs {
-        let parts: Vec<&str> = glob.split('/').filter(|p| !p.is_empty()).collect();
-        let literal = parts
-            .iter()
-            .take_while(|p| !p.contains(['*', '?', '[', '{', '\\']))
-            .count();
-        // The last part names files; a fully literal glob still names its folder.
-        let literal = literal.min(parts.len().saturating_sub(1));
-        let dir = parts[..literal]
-            .iter()
-            .fold(home.to_path_buf(), |d, p| d.join(p));
-        let mode = if parts.len() - literal > 1 || glob.contains("**") {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
-        if !out.contains(&(dir.clone(), mode)) {
-            out.push((dir, mode));
-        }
-    }
-    out
+    crate::sources::folders(globs)
+        .into_iter()
+        .map(|f| {
+            let mode = if f.recursive {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            (home.join(f.rel), mode)
+        })
+        .collect()
 }
 
 /// What `event` means: zero or more changes. Pure.
@@ -427,23 +415,6 @@ mod tests {
                 (PathBuf::from("/p"), RecursiveMode::NonRecursive),
                 (PathBuf::from("/etc/memsched"), RecursiveMode::NonRecursive),
                 (PathBuf::from("/p/index"), RecursiveMode::NonRecursive),
-            ]
-        );
-    }
-
-    #[test]
-    fn source_globs_name_their_literal_folders() {
-        let home = Path::new("/h");
-        let globs = |g: &[&str]| {
-            source_folders(home, &g.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-        };
-        assert_eq!(
-            globs(&["index/*.json", "*.db", "out/**/*.bin", "a/b/c.json"]),
-            [
-                (PathBuf::from("/h/index"), RecursiveMode::NonRecursive),
-                (PathBuf::from("/h"), RecursiveMode::NonRecursive),
-                (PathBuf::from("/h/out"), RecursiveMode::Recursive),
-                (PathBuf::from("/h/a/b"), RecursiveMode::NonRecursive),
             ]
         );
     }

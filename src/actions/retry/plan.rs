@@ -41,6 +41,10 @@ pub struct RetryPlan {
     pub due: Vec<Due>,
     /// Tasks left `running` past `stuck_after`: back to failed (or dead).
     pub stuck: Vec<Repair>,
+    /// Tasks `running` whose times tell nothing (missing, not a time, far in the
+    /// future): `updated_at` set to now, so they are stuck `stuck_after` later if their
+    /// runner has not finished them by then (issue 9 item 9).
+    pub restamp: Vec<Repair>,
     /// Failed tasks whose attempts are used up: dead.
     pub exhausted: Vec<Repair>,
     /// Failed tasks not yet due, and when the first falls due.
@@ -57,7 +61,10 @@ pub struct RetryPlan {
 impl RetryPlan {
     #[must_use]
     pub fn has_work(&self) -> bool {
-        !self.due.is_empty() || !self.stuck.is_empty() || !self.exhausted.is_empty()
+        !self.due.is_empty()
+            || !self.stuck.is_empty()
+            || !self.exhausted.is_empty()
+            || !self.restamp.is_empty()
     }
 
     /// The ranked plan, a line per place, then the repairs and pauses.
@@ -84,7 +91,13 @@ impl RetryPlan {
         if self.due.len() > LISTED {
             out.push(format!("… and {} more due tasks", self.due.len() - LISTED));
         }
-        for r in self.stuck.iter().chain(&self.exhausted).take(LISTED) {
+        for r in self
+            .stuck
+            .iter()
+            .chain(&self.exhausted)
+            .chain(&self.restamp)
+            .take(LISTED)
+        {
             out.push(format!("repair {}: {}", r.id, r.why));
         }
         for (id, step) in self.paused.iter().take(LISTED) {
@@ -96,13 +109,30 @@ impl RetryPlan {
             out.push(format!("malformed: {m}"));
         }
         if let Some(next) = self.next_due {
+            let wait = if self.waiting == 1 {
+                "waits for its backoff"
+            } else {
+                "wait for their backoff"
+            };
             out.push(format!(
-                "{} tasks wait for their backoff; the next is due at {}",
-                self.waiting,
+                "{} {wait}; the next is due at {}",
+                tasks(self.waiting, ""),
                 timestamp(next)
             ));
         }
         out
+    }
+}
+
+/// "1 task", "2 due tasks": a count of tasks whose noun agrees with it (issue 11);
+/// `kind` is an adjective or "".
+#[must_use]
+pub(super) fn tasks(n: usize, kind: &str) -> String {
+    let noun = if n == 1 { "task" } else { "tasks" };
+    if kind.is_empty() {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {kind} {noun}")
     }
 }
 
@@ -131,8 +161,18 @@ pub fn plan(
             .unwrap_or(u64::from(config.max_attempts));
         match status {
             Some(TaskStatus::Running) => {
-                let since = task.updated_at();
-                if task.is_stuck(now, config.stuck_after) {
+                let since = task.last_seen(now, config.stuck_after);
+                if let Some(why) = task.time_unknown(now, config.stuck_after) {
+                    plan.restamp.push(Repair {
+                        id: id.to_owned(),
+                        attempts: task.attempts(),
+                        max_attempts,
+                        why: format!(
+                            "running, but it {why}: restamped with this run's time, so it is taken as crashed if still running {} from now",
+                            humantime::format_duration(config.stuck_after)
+                        ),
+                    });
+                } else if task.is_stuck(now, config.stuck_after) {
                     plan.stuck.push(Repair {
                         id: id.to_owned(),
                         attempts: task.attempts(),
@@ -263,6 +303,11 @@ mod tests {
             {"id": "own-limit", "step": "ingest", "status": "failed", "attempts": 3, "max_attempts": 9},
             {"id": "hung", "step": "ingest", "status": "running", "updated_at": "2026-11-26T11:00:00Z"},
             {"id": "busy", "step": "ingest", "status": "running", "updated_at": "2026-11-26T11:55:00Z"},
+            {"id": "ahead", "step": "ingest", "status": "running", "updated_at": "2026-11-26T12:09:00Z"},
+            {"id": "garbled", "step": "ingest", "status": "running", "updated_at": "yesterday"},
+            {"id": "started", "step": "ingest", "status": "running", "started_at": "2026-11-26T10:00:00Z"},
+            {"id": "far-ahead", "step": "ingest", "status": "running", "updated_at": "2999-01-01T00:00:00Z"},
+            {"id": "timeless", "step": "ingest", "status": "running"},
             {"id": "paused", "step": "upload", "status": "failed"},
         ]));
         let open = [OpenBreaker {
@@ -284,7 +329,22 @@ mod tests {
         );
         assert_eq!(
             p.stuck.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["hung"]
+            ["hung", "started"],
+            "a clock a few minutes ahead is believed; started_at stands in for updated_at"
+        );
+        assert_eq!(
+            p.restamp.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["garbled", "far-ahead", "timeless"]
+        );
+        assert!(
+            p.restamp[0].why.contains("not a time: \"yesterday\""),
+            "{}",
+            p.restamp[0].why
+        );
+        assert!(
+            p.restamp[1].why.contains("in the future"),
+            "{}",
+            p.restamp[1].why
         );
         assert_eq!(p.paused, [("paused".to_owned(), "upload".to_owned())]);
         assert_eq!(p.waiting, 1);

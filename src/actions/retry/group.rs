@@ -1,0 +1,553 @@
+//! Running the due tasks in groups (issue 8): a group is marked `running` in one locked
+//! write of task_queue.json, run `parallel` at a time, and its results recorded in one
+//! more, so 10,000 quick tasks cost a few dozen writes of the queue instead of 20,000.
+//!
+//! What a kill can cost. Every task of a group is marked `running` (with `started_at`)
+//! before the first of them starts, so no task is lost: after `stuck_after` each is taken
+//! as crashed and runs again. What a kill loses is the results of the group in flight, so
+//! those tasks run again; groups are sized to keep that near a budget of work: [`BUDGET`],
+//! or twenty writes of the queue when a large queue makes a write cost more than 1/20 of
+//! it (so the writes stay a small part of the run). A group grows fourfold while it
+//! finishes within half the budget and halves when it takes longer, and no task of a
+//! group starts once the group has used its budget: it is handed back as it was (its old
+//! status and times), for the next group. The first group holds one task, so a slow step
+//! runs one task per group, recorded alone, as before; a task waits in `running` without
+//! running for at most about the budget or one task's run.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::breaker::{self, Tracker};
+use super::plan::{Due, RetryPlan};
+use crate::action::Action;
+use crate::actions::Context;
+use crate::actions::retry_policy::{self, AfterFailure};
+use crate::error::{Error, Result};
+use crate::rules::RetryConfig;
+use crate::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::task_queue::TaskQueue;
+use crate::state::timestamp;
+use crate::task_status::TaskStatus;
+use crate::trust;
+
+/// About how much work a group may hold: what a kill can make run again.
+pub(super) const BUDGET: Duration = Duration::from_secs(1);
+/// A group's budget is at least this many writes of the queue.
+const WRITES_PER_BUDGET: u32 = 20;
+/// The most tasks in one group, however quick they are.
+const MAX_GROUP: usize = 4096;
+
+/// How one due task's turn ended.
+#[derive(Debug)]
+pub(super) enum Turn {
+    Done,
+    Failed {
+        error: String,
+        dead: bool,
+        /// When it falls due again (none once dead).
+        next: Option<SystemTime>,
+    },
+    /// Its step's breaker opened earlier in this run.
+    Paused,
+    /// Someone else changed it since the plan (no longer failed): left alone.
+    Gone,
+}
+
+/// One due task's turn, by id.
+#[derive(Debug)]
+pub(super) struct TaskTurn {
+    pub(super) id: String,
+    pub(super) turn: Turn,
+}
+
+/// What running the due tasks did.
+#[derive(Debug, Default)]
+pub(super) struct Executed {
+    pub(super) turns: Vec<TaskTurn>,
+    pub(super) commands: Vec<CommandReport>,
+    /// How many groups ran (each two writes of the queue).
+    pub(super) groups: usize,
+    /// Tasks a group marked running but had no time for, handed back for a later group.
+    pub(super) handed_back: usize,
+    /// What stopped the whole action (the queue could not be read or written).
+    pub(super) error: Option<Error>,
+}
+
+/// A task this run marked `running`, with what it needs to run and to be handed back.
+#[derive(Debug)]
+struct Taken<'p> {
+    due: &'p Due,
+    /// The task as it was, for the step's stdin.
+    json: Value,
+    own_command: Option<Vec<String>>,
+    /// The fields the take changed, as they were (`None`: absent).
+    before: Vec<(String, Option<Value>)>,
+    started: SystemTime,
+}
+
+/// How a taken task's turn in its group went.
+#[derive(Debug)]
+enum Outcome {
+    Ran {
+        report: Option<CommandReport>,
+        /// `None`: the step succeeded.
+        error: Option<String>,
+        /// The breaker's error class of a failure.
+        class: Option<String>,
+        finished: SystemTime,
+    },
+    /// Its step's breaker opened earlier in this run: handed back.
+    Paused,
+    /// The group's budget was spent, or a signal came, before it started: handed back
+    /// and tried in a later group (if any).
+    NotStarted,
+}
+
+/// Runs the due tasks of `plan` in ranked order, group by group.
+pub(super) fn execute(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    plan: &RetryPlan,
+    tracker: &mut Tracker,
+) -> Executed {
+    let mut executed = Executed::default();
+    let mut waiting: VecDeque<&Due> = plan.due.iter().collect();
+    let mut size = 1;
+    let mut budget = BUDGET;
+    // The queue as the last write left it, so the next write need not parse it again.
+    let mut cache = None;
+    while !waiting.is_empty() && !ctx.stopping() {
+        let now = ctx.clock.now();
+        let mut group = Vec::new();
+        while group.len() < size {
+            let Some(due) = waiting.pop_front() else {
+                break;
+            };
+            if tracker.is_open(&due.step, now) {
+                executed.turns.push(TaskTurn {
+                    id: due.id.clone(),
+                    turn: Turn::Paused,
+                });
+            } else {
+                group.push(due);
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        executed.groups += 1;
+        match run_group(
+            ctx,
+            config,
+            &group,
+            tracker,
+            budget,
+            &mut cache,
+            &mut executed,
+        ) {
+            Ok(ran) => {
+                executed.handed_back += ran.not_started.len();
+                for due in ran.not_started.into_iter().rev() {
+                    waiting.push_front(due);
+                }
+                size = next_size(size, ran.took, budget);
+                budget = BUDGET.max(ran.write * WRITES_PER_BUDGET);
+            }
+            Err(e) => {
+                executed.error = Some(e);
+                break;
+            }
+        }
+    }
+    executed
+}
+
+/// The size of the next group after one of `size` tasks took `took`.
+fn next_size(size: usize, took: Duration, budget: Duration) -> usize {
+    if took < budget / 2 {
+        (size * 4).min(MAX_GROUP)
+    } else if took > budget {
+        (size / 2).max(1)
+    } else {
+        size
+    }
+}
+
+/// What one group left for the next.
+#[derive(Debug)]
+struct GroupRan<'p> {
+    /// Tasks handed back unstarted, in order.
+    not_started: Vec<&'p Due>,
+    /// How long the whole group took.
+    took: Duration,
+    /// How long its first write took.
+    write: Duration,
+}
+
+/// Takes, runs and records one group.
+fn run_group<'p>(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    group: &[&'p Due],
+    tracker: &mut Tracker,
+    budget: Duration,
+    cache: &mut Option<TaskQueue>,
+    executed: &mut Executed,
+) -> Result<GroupRan<'p>> {
+    let began = ctx.clock.now();
+    let since = |from: SystemTime| ctx.clock.now().duration_since(from).unwrap_or_default();
+    let (taken, gone) = take(ctx, group, cache)?;
+    let write = since(began);
+    executed.turns.extend(gone.into_iter().map(|due| TaskTurn {
+        id: due.id.clone(),
+        turn: Turn::Gone,
+    }));
+    let refused = own_commands_refused(ctx, &taken);
+    let mut outcomes = run_taken(
+        ctx,
+        config,
+        &taken,
+        tracker,
+        began,
+        budget,
+        refused.as_deref(),
+    );
+    let mut not_started = Vec::new();
+    for (t, outcome) in taken.iter().zip(&mut outcomes) {
+        match outcome {
+            Outcome::Ran { report, .. } => executed.commands.extend(report.take()),
+            Outcome::NotStarted => not_started.push(t.due),
+            Outcome::Paused => {}
+        }
+    }
+    let turns = record(ctx, config, &taken, outcomes, cache)?;
+    executed.turns.extend(turns);
+    Ok(GroupRan {
+        not_started,
+        took: since(began),
+        write,
+    })
+}
+
+/// One locked write: every task of `group` that is still failed or pending becomes
+/// `running`. The others (changed or removed by another writer since the plan) are gone.
+fn take<'p>(
+    ctx: &Context<'_>,
+    group: &[&'p Due],
+    cache: &mut Option<TaskQueue>,
+) -> Result<(Vec<Taken<'p>>, Vec<&'p Due>)> {
+    let started = ctx.clock.now();
+    TaskQueue::update_cached(ctx.paths, cache, |queue| {
+        let at = queue.positions();
+        let mut taken = Vec::new();
+        let mut gone = Vec::new();
+        for &due in group {
+            let Some(&pos) = at.get(&due.id) else {
+                gone.push(due);
+                continue;
+            };
+            let task = queue.at(pos).expect("positions point at tasks");
+            if !matches!(
+                task.status(),
+                Some(TaskStatus::Failed | TaskStatus::Pending)
+            ) {
+                gone.push(due);
+                continue;
+            }
+            let before = TAKE_FIELDS
+                .iter()
+                .map(|k| ((*k).to_owned(), task.0.get(*k).cloned()))
+                .collect();
+            let t = Taken {
+                due,
+                json: Value::Object(task.0.clone()),
+                own_command: task.command(),
+                before,
+                started,
+            };
+            queue.set_at(
+                pos,
+                vec![
+                    field("status", TaskStatus::Running.into()),
+                    field("updated_at", timestamp(started).into()),
+                    field("started_at", timestamp(started).into()),
+                ],
+            );
+            taken.push(t);
+        }
+        (!taken.is_empty(), (taken, gone))
+    })
+}
+
+/// The fields a take sets; a task handed back unrun gets their old values back.
+const TAKE_FIELDS: [&str; 3] = ["status", "updated_at", "started_at"];
+
+fn field(key: &str, value: Value) -> (String, Option<Value>) {
+    (key.to_owned(), Some(value))
+}
+
+/// Why the own commands of tasks cannot run, if they cannot: a task's `command` is code
+/// written by whoever can write the queue, so it runs only when task_queue.json and the
+/// state folder pass the same check as the rules (issue 10 item 3). Checked per group,
+/// since modes can change while a watcher lives.
+fn own_commands_refused(ctx: &Context<'_>, taken: &[Taken<'_>]) -> Option<String> {
+    if taken.iter().all(|t| t.own_command.is_none()) {
+        return None;
+    }
+    let checked = trust::check_file(&ctx.paths.task_queue)
+        .and_then(|()| trust::check_folder(&ctx.paths.state_dir));
+    checked.err().map(|e| match e.hint() {
+        Some(fix) => format!("{e} (fix: {fix})"),
+        None => e.to_string(),
+    })
+}
+
+/// Runs the taken tasks in order, `parallel` at a time, none starting after the group's
+/// budget is spent or a signal came.
+fn run_taken(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    taken: &[Taken<'_>],
+    tracker: &mut Tracker,
+    began: SystemTime,
+    budget: Duration,
+    refused: Option<&str>,
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let outcomes: Vec<Mutex<Outcome>> = taken
+        .iter()
+        .map(|_| Mutex::new(Outcome::NotStarted))
+        .collect();
+    let tracker = Mutex::new(tracker);
+    let workers = config.parallel.min(taken.len()).max(1);
+    let spent = || {
+        ctx.clock
+            .now()
+            .duration_since(began)
+            .is_ok_and(|d| d > budget)
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    // The first task of a group always runs, so every group makes progress.
+                    if i >= taken.len() || ctx.stopping() || (i > 0 && spent()) {
+                        break;
+                    }
+                    let t = &taken[i];
+                    let lock = || tracker.lock().expect("no worker panics holding the lock");
+                    if lock().is_open(&t.due.step, ctx.clock.now()) {
+                        *outcomes[i].lock().expect("one writer per slot") = Outcome::Paused;
+                        continue;
+                    }
+                    let outcome = run_one(ctx, config, t, refused);
+                    if let Outcome::Ran { error, class, .. } = &outcome {
+                        let failure = error.as_ref().and(class.as_deref());
+                        lock().record(&t.due.step, failure, ctx.clock.now());
+                    }
+                    *outcomes[i].lock().expect("one writer per slot") = outcome;
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .map(|o| o.into_inner().expect("no worker panics holding the lock"))
+        .collect()
+}
+
+/// Runs one taken task's step; a task with its own command fails, naming why, when
+/// `refused` says such commands may not run.
+fn run_one(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    t: &Taken<'_>,
+    refused: Option<&str>,
+) -> Outcome {
+    if let (Some(_), Some(why)) = (&t.own_command, refused) {
+        return Outcome::Ran {
+            report: None,
+            error: Some(format!("its own command was not run: {why}")),
+            class: Some("own command refused".to_owned()),
+            finished: ctx.clock.now(),
+        };
+    }
+    let invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
+    let (report, error, class) = match runner::run(&invocation) {
+        Ok(report) if report.success() => (Some(report), None, None),
+        Ok(report) => {
+            let class = breaker::error_class(&report);
+            let error = report.failure_text();
+            (Some(report), Some(error), Some(class))
+        }
+        Err(e) => (None, Some(e.chain()), Some(format!("cannot start: {e}"))),
+    };
+    Outcome::Ran {
+        report,
+        error,
+        class,
+        finished: ctx.clock.now(),
+    }
+}
+
+/// The command for one task: its own command when it has one, else the retry command with
+/// `{task_id}`; the task as JSON on stdin.
+fn invocation(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    id: &str,
+    json: &Value,
+    own_command: Option<Vec<String>>,
+) -> Invocation {
+    let mut stdin = serde_json::to_vec(json).expect("a task always serialises");
+    stdin.push(b'\n');
+    let argv = match own_command {
+        Some(argv) => argv.into_iter().map(OsString::from).collect(),
+        None => runner::expand(
+            &config.command.argv,
+            &Vars {
+                task_id: Some(id),
+                ..Vars::default()
+            },
+        ),
+    };
+    let mut env = ctx.step_env(Action::Retry, None);
+    env.push(("MEMSCHED_TASK_ID", OsString::from(id)));
+    Invocation {
+        argv,
+        cwd: ctx.paths.home.clone(),
+        env,
+        stdin: Some(stdin),
+        timeout: config.command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Retry.name())),
+    }
+}
+
+/// One locked write: the result of every task that ran, and every task handed back as it
+/// was. A task another writer removed meanwhile is gone; one it changed is left alone
+/// when handed back, and given its result when it ran.
+fn record(
+    ctx: &Context<'_>,
+    config: &RetryConfig,
+    taken: &[Taken<'_>],
+    outcomes: Vec<Outcome>,
+    cache: &mut Option<TaskQueue>,
+) -> Result<Vec<TaskTurn>> {
+    TaskQueue::update_cached(ctx.paths, cache, |queue| {
+        let at = queue.positions();
+        let mut turns = Vec::new();
+        let mut changed = false;
+        for (t, outcome) in taken.iter().zip(outcomes) {
+            let id = t.due.id.clone();
+            let Some(&pos) = at.get(&id) else {
+                if matches!(outcome, Outcome::Ran { .. } | Outcome::Paused) {
+                    turns.push(TaskTurn {
+                        id,
+                        turn: Turn::Gone,
+                    });
+                }
+                continue;
+            };
+            let task = queue.at(pos).expect("positions point at tasks");
+            let (fields, turn) = match outcome {
+                Outcome::Ran {
+                    error, finished, ..
+                } => result_fields(config, task, &id, t.started, error, finished),
+                Outcome::Paused | Outcome::NotStarted => {
+                    // Handed back only if it still carries this run's mark.
+                    let ours = task.status() == Some(TaskStatus::Running)
+                        && task.0.get("started_at").and_then(Value::as_str)
+                            == Some(timestamp(t.started).as_str());
+                    let fields = if ours { t.before.clone() } else { Vec::new() };
+                    let turn = matches!(outcome, Outcome::Paused).then_some(Turn::Paused);
+                    (fields, turn)
+                }
+            };
+            changed |= !fields.is_empty();
+            queue.set_at(pos, fields);
+            if let Some(turn) = turn {
+                turns.push(TaskTurn { id, turn });
+            }
+        }
+        (changed, turns)
+    })
+}
+
+/// The fields and turn of a task whose step ran: done, or failed with backoff, or dead.
+fn result_fields(
+    config: &RetryConfig,
+    task: crate::state::task_queue::TaskView<'_>,
+    id: &str,
+    started: SystemTime,
+    error: Option<String>,
+    finished: SystemTime,
+) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
+    let mut fields = vec![
+        field("updated_at", timestamp(finished).into()),
+        field("started_at", timestamp(started).into()),
+    ];
+    let turn = match error {
+        None => {
+            fields.push(field("status", TaskStatus::Done.into()));
+            fields.push(field("completed_at", timestamp(finished).into()));
+            Turn::Done
+        }
+        Some(error) => {
+            let attempts = task.attempts() + 1;
+            let max = task
+                .max_attempts()
+                .unwrap_or(u64::from(config.max_attempts));
+            fields.push(field("attempts", attempts.into()));
+            fields.push(field("last_error", error.as_str().into()));
+            let after = retry_policy::after_failure(&config.backoff, attempts, max, id, finished);
+            fields.extend(after_failure_fields(after));
+            Turn::Failed {
+                error,
+                dead: after == AfterFailure::OutOfAttempts,
+                next: match after {
+                    AfterFailure::RetryAt(at) => Some(at),
+                    AfterFailure::OutOfAttempts => None,
+                },
+            }
+        }
+    };
+    (fields, Some(turn))
+}
+
+/// A failed task's new status: dead, or failed and due again later.
+#[must_use]
+pub(super) fn after_failure_fields(after: AfterFailure) -> Vec<(String, Option<Value>)> {
+    match after {
+        AfterFailure::OutOfAttempts => vec![field("status", TaskStatus::Dead.into())],
+        AfterFailure::RetryAt(at) => vec![
+            field("status", TaskStatus::Failed.into()),
+            field("next_attempt_at", timestamp(at).into()),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_grow_while_quick_and_shrink_when_slow() {
+        let b = BUDGET;
+        assert_eq!(next_size(1, Duration::from_millis(10), b), 4);
+        assert_eq!(next_size(MAX_GROUP, Duration::ZERO, b), MAX_GROUP);
+        assert_eq!(next_size(8, b * 3 / 4, b), 8);
+        assert_eq!(next_size(8, b * 2, b), 4);
+        assert_eq!(next_size(1, b * 10, b), 1);
+        assert_eq!(
+            next_size(8, b * 3 / 2, b * 4),
+            32,
+            "a larger budget lets it grow"
+        );
+    }
+}
