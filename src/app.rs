@@ -17,6 +17,7 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
+use crate::state::ingest_hash::Held;
 use crate::{check, daemon, history, interrupt};
 use crate::{status, summary};
 
@@ -171,6 +172,8 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
         woken_by: Vec::new(),
         stop: Arc::clone(&stop),
         settled: std::collections::HashSet::new(),
+        changed: None,
+        manifest: Held::default(),
     };
     let mut record = reconcile::run(paths, rules, &request);
     if stop.load(Ordering::SeqCst) {

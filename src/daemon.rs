@@ -32,6 +32,7 @@ use crate::rules::Rules;
 use crate::runner;
 use crate::scope::Scope;
 use crate::sd_notify::Notifier;
+use crate::state::ingest_hash::Held;
 use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Interest, Notice, Outlet, Roots, Watcher};
 use crate::watcher_kind::WatcherKind;
@@ -161,6 +162,36 @@ struct Worker {
     /// Actions skipped because another process held their lock, each with a thread
     /// waiting for that lock to be free.
     awaiting_lock: HashSet<Action>,
+    /// The ingest manifest, loaded by the first run and held for the watcher's life, so an
+    /// event run reads only the files that changed (issue 8).
+    manifest: Held,
+    /// ingest_hash.json and ingest.lock, to fold the journal in as the watcher stops.
+    ingest_hash: PathBuf,
+    ingest_lock: PathBuf,
+}
+
+impl Drop for Worker {
+    /// Folds the journal of the last event runs into ingest_hash.json as the watcher
+    /// stops, so the pipeline's scripts find every record there. Skipped when another
+    /// process holds ingest.lock: its run compacts, and the journal is safe either way.
+    fn drop(&mut self) {
+        if !self.manifest.has_journal() {
+            return;
+        }
+        let Ok(_guard) = lock::try_acquire(&self.ingest_lock) else {
+            return;
+        };
+        let saved = self
+            .manifest
+            .lock(&self.ingest_hash)
+            .and_then(|mut h| h.save());
+        if let Err(e) = saved {
+            log::warn!(
+                "the ingest journal stays beside ingest_hash.json: {}",
+                e.chain()
+            );
+        }
+    }
 }
 
 impl Worker {
@@ -200,6 +231,8 @@ impl Worker {
             woken_by: order.reasons,
             stop: Arc::clone(&self.stop),
             settled,
+            changed: None,
+            manifest: self.manifest.clone(),
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
@@ -375,6 +408,9 @@ impl Daemon {
                 stop: Arc::new(AtomicBool::new(false)),
                 awaiting_lock: HashSet::new(),
                 heard: Vec::new(),
+                manifest: Held::default(),
+                ingest_hash: paths.ingest_hash.clone(),
+                ingest_lock: paths.action_lock(Action::Ingest.name()),
             },
         }
     }

@@ -15,6 +15,7 @@ use crate::lock;
 use crate::paths::Paths;
 use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
 use crate::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
+use crate::state::ingest_hash::Held;
 use crate::state::{scheduler_log, timestamp};
 use crate::trigger::Trigger;
 
@@ -33,6 +34,13 @@ pub struct Request {
     /// Data files (relative to data_dir) the watcher heard their writers finish: closed
     /// after their last write, or renamed into place. They need not wait out `settle`.
     pub settled: HashSet<PathBuf>,
+    /// The paths the watcher heard change since the last run (absolute, under data_dir:
+    /// files, removed files, new folders): ingest plans from these alone. `None` plans
+    /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
+    pub changed: Option<Vec<PathBuf>>,
+    /// The ingest manifest: one handle held across a watcher's runs, a fresh one per
+    /// `--once`.
+    pub manifest: Held,
 }
 
 /// Runs every requested action once. One action failing does not stop the others.
@@ -83,7 +91,7 @@ pub fn run_with_clock(
             ));
             continue;
         }
-        let mut report = run_guarded(&ctx, action, &actions);
+        let mut report = run_guarded(&ctx, request, action, &actions);
         report.duration_ms = millis(began);
         log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
@@ -118,7 +126,12 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
 /// Runs one action; a panic in it (a bug) becomes that action's failure, so the run is
 /// still recorded, the other actions still run, and a watcher's loop never waits for a run
 /// that will not finish.
-fn run_guarded(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+fn run_guarded(
+    ctx: &Context<'_>,
+    request: &Request,
+    action: Action,
+    earlier: &[ActionReport],
+) -> ActionReport {
     let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Fault injection for the tests: `MEMSCHED_TEST_PANIC=retry` makes retry panic.
         assert!(
@@ -127,7 +140,7 @@ fn run_guarded(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> A
                 .is_none_or(|a| a != action.name()),
             "MEMSCHED_TEST_PANIC asked {action} to panic"
         );
-        run_action(ctx, action, earlier)
+        run_action(ctx, request, action, earlier)
     }));
     turn.unwrap_or_else(|payload| {
         let what = payload
@@ -153,7 +166,12 @@ enum Job<'a> {
     Watchdog(&'a WatchdogConfig),
 }
 
-fn run_action(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> ActionReport {
+fn run_action(
+    ctx: &Context<'_>,
+    request: &Request,
+    action: Action,
+    earlier: &[ActionReport],
+) -> ActionReport {
     let rules = ctx.rules;
     let job = match action {
         Action::Retry => rules.retry.as_ref().map(Job::Retry),
@@ -198,7 +216,13 @@ fn run_action(ctx: &Context<'_>, action: Action, earlier: &[ActionReport]) -> Ac
     };
     match job {
         Job::Retry(config) => retry::perform(ctx, config),
-        Job::Ingest(config) => ingest::perform(ctx, config),
+        Job::Ingest(config) => {
+            let inputs = ingest::Inputs {
+                changed: request.changed.as_deref(),
+                held: &request.manifest,
+            };
+            ingest::perform(ctx, config, inputs)
+        }
         Job::Upload(config) => upload::perform(ctx, config),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }

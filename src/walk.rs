@@ -3,9 +3,10 @@
 //! Written on `std::fs::read_dir` rather than a walker crate because std stats each entry
 //! relative to its open folder (`statx(dirfd, name)`), where walkers stat the full path: on
 //! 10,000 files those path lookups were a third of a no-op ingest run. Symbolic links are
-//! not followed.
+//! not followed. A walk hands each file to a visitor rather than collecting them, so a walk
+//! of 100,000 files holds no list of 100,000 paths and metadata (issue 8).
 
-use std::fs::Metadata;
+use std::fs::{DirEntry, Metadata};
 use std::path::{Path, PathBuf};
 
 use crate::file_key;
@@ -28,38 +29,89 @@ pub struct Walk {
     pub unreadable: Vec<(String, String)>,
 }
 
-/// The memory files under `data_dir`: regular files matching the ingest globs, with
-/// excluded folders pruned. The one walk the ingest plan and health share, so both count
-/// the same files.
+/// Whether the walk of data_dir enters the folder `rel` (relative to data_dir): the one
+/// place the ingest globs prune folders, shared by full walks and event runs.
 #[must_use]
-pub fn memory_files(data_dir: &Path, config: &IngestConfig) -> Walk {
-    files(data_dir, &|rel| !config.exclude_set.is_match(rel), &|rel| {
-        config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
-    })
+pub fn enters(config: &IngestConfig, rel: &Path) -> bool {
+    !config.exclude_set.is_match(rel)
+}
+
+/// Whether `rel` (relative to data_dir) is a memory file by the ingest globs.
+#[must_use]
+pub fn is_memory(config: &IngestConfig, rel: &Path) -> bool {
+    config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
+}
+
+/// Visits the memory files under `data_dir/start` (`start` relative to data_dir, empty for
+/// all of it): regular files matching the ingest globs, with excluded folders pruned. The
+/// one walk the ingest plan and health share, so both count the same files. `start`'s own
+/// folders are not checked here (see [`enters`]). Returns what could not be read.
+pub fn memory_files(
+    data_dir: &Path,
+    start: &Path,
+    config: &IngestConfig,
+    visit: &mut dyn FnMut(PathBuf, &Metadata),
+) -> Vec<(String, String)> {
+    let mut unreadable = Vec::new();
+    folder(
+        &data_dir.join(start),
+        start,
+        &|rel| enters(config, rel),
+        &|rel| is_memory(config, rel),
+        &mut |rel, entry: &DirEntry| match entry.metadata() {
+            Ok(meta) => {
+                visit(rel, &meta);
+                Ok(())
+            }
+            Err(e) => Err((file_key::display(&rel), e.to_string())),
+        },
+        &mut unreadable,
+    );
+    unreadable
 }
 
 /// Walks `root`, entering the folders `enter` accepts and keeping the files `keep`
 /// accepts; both get paths relative to `root`.
 pub fn files(root: &Path, enter: &dyn Fn(&Path) -> bool, keep: &dyn Fn(&Path) -> bool) -> Walk {
     let mut walk = Walk::default();
-    folder(root, Path::new(""), enter, keep, &mut walk);
-    walk.files
-        .sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
+    let mut found = Vec::new();
+    folder(
+        root,
+        Path::new(""),
+        enter,
+        keep,
+        &mut |rel, entry: &DirEntry| match entry.metadata() {
+            Ok(meta) => {
+                found.push(Found {
+                    abs: entry.path(),
+                    rel,
+                    meta,
+                });
+                Ok(())
+            }
+            Err(e) => Err((file_key::display(&rel), e.to_string())),
+        },
+        &mut walk.unreadable,
+    );
+    found.sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
+    walk.files = found;
     walk
 }
+
+type Visit<'a> = dyn FnMut(PathBuf, &DirEntry) -> Result<(), (String, String)> + 'a;
 
 fn folder(
     dir: &Path,
     rel_dir: &Path,
     enter: &dyn Fn(&Path) -> bool,
     keep: &dyn Fn(&Path) -> bool,
-    walk: &mut Walk,
+    visit: &mut Visit<'_>,
+    unreadable: &mut Vec<(String, String)>,
 ) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            walk.unreadable
-                .push((dir.display().to_string(), e.to_string()));
+            unreadable.push((dir.display().to_string(), e.to_string()));
             return;
         }
     };
@@ -67,8 +119,7 @@ fn folder(
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                walk.unreadable
-                    .push((dir.display().to_string(), e.to_string()));
+                unreadable.push((dir.display().to_string(), e.to_string()));
                 continue;
             }
         };
@@ -76,26 +127,19 @@ fn folder(
         let file_type = match entry.file_type() {
             Ok(t) => t,
             Err(e) => {
-                walk.unreadable
-                    .push((file_key::display(&rel), e.to_string()));
+                unreadable.push((file_key::display(&rel), e.to_string()));
                 continue;
             }
         };
         if file_type.is_dir() {
             if enter(&rel) {
-                folder(&entry.path(), &rel, enter, keep, walk);
+                folder(&entry.path(), &rel, enter, keep, visit, unreadable);
             }
-        } else if file_type.is_file() && keep(&rel) {
-            match entry.metadata() {
-                Ok(meta) => walk.files.push(Found {
-                    abs: entry.path(),
-                    rel,
-                    meta,
-                }),
-                Err(e) => walk
-                    .unreadable
-                    .push((file_key::display(&rel), e.to_string())),
-            }
+        } else if file_type.is_file()
+            && keep(&rel)
+            && let Err(e) = visit(rel, &entry)
+        {
+            unreadable.push(e);
         }
     }
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod ingest;
 mod interrupt;
 mod locks;
+mod manifest;
 mod no_loss;
 mod notify;
 mod properties;

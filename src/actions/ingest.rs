@@ -7,7 +7,6 @@ mod step_result;
 
 pub use plan::{Candidate, Plan, Scan, plan, scan};
 
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -19,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::report::{ActionReport, FailedItem, Outcome};
 use crate::rules::{IngestConfig, PassFiles};
 use crate::runner::{self, CommandReport, Invocation, Vars};
-use crate::state::ingest_hash::IngestHash;
+use crate::state::ingest_hash::{Held, HeldGuard, IngestHash};
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::task_status::TaskStatus;
@@ -43,21 +42,37 @@ pub struct Executed {
     pub notes: Vec<String>,
 }
 
+/// What a run hands the ingest action besides its context.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The paths the watcher heard change (absolute, under data_dir), for an event run;
+    /// `None` plans from a walk of all of data_dir.
+    pub changed: Option<&'a [PathBuf]>,
+    /// The manifest, held across a watcher's runs.
+    pub held: &'a Held,
+}
+
 /// The whole ingest action: load state, plan, execute (unless a dry run), report.
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
+pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> ActionReport {
     let mut report = ActionReport::new(Action::Ingest, Outcome::NothingToDo, "");
-    // Both files must parse before anything runs: a failure the queue could not record
-    // would be lost.
     let started = std::time::Instant::now();
-    // Scanning data_dir and parsing the state files are independent: on a large, fully
+    // Scanning data_dir and reading the state files are independent: on a large, fully
     // ingested tree they cost about the same, so they run side by side.
     let (scanned, loaded) = std::thread::scope(|s| {
-        let scanning = s.spawn(|| scan(&ctx.paths.data_dir, config));
-        let loaded = IngestHash::load(&ctx.paths.ingest_hash)
+        let scanning = s.spawn(|| {
+            let scanned = scan(&ctx.paths.data_dir, config, inputs.changed);
+            (scanned, started.elapsed())
+        });
+        let loaded = inputs
+            .held
+            .lock(&ctx.paths.ingest_hash)
             .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
-        (scanning.join().expect("the scan does not panic"), loaded)
+        let state_in = started.elapsed();
+        let (scanned, scan_in) = scanning.join().expect("the scan does not panic");
+        (scanned, (loaded, scan_in, state_in))
     });
+    let (loaded, scan_in, state_in) = loaded;
     // Both state files must parse before anything runs: a failure the queue could not
     // record would be lost.
     let (mut hashes, queue) = match loaded {
@@ -69,9 +84,15 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         Err(e) => return report.fail(&e),
     };
     let read_in = started.elapsed();
-    let plan = plan(ctx, config, scanned, &hashes, &queue);
+    let plan = plan(ctx, config, scanned, &mut hashes, &queue);
+    drop(queue);
     log::debug!(
-        "ingest: scanned data_dir and read {} records in {read_in:?}, planned in {:?}",
+        "ingest: scanned {} in {scan_in:?}, held {} records in {state_in:?} (side by side), planned in {:?}",
+        if plan.changed_only {
+            "the changed paths"
+        } else {
+            "data_dir"
+        },
         hashes.len(),
         started.elapsed().saturating_sub(read_in)
     );
@@ -83,27 +104,15 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         report.set_next_due(next);
     }
     let waiting = waiting_text(&plan);
-    if !plan.has_work() {
+    if !plan.has_work() || ctx.dry_run {
         report.counts = counts(&plan, None);
-        report.summary = format!(
-            "{} files, all ingested ({} read){waiting}",
-            plan.scanned, plan.hashed
-        );
-        return report;
-    }
-    if ctx.dry_run {
-        report.counts = counts(&plan, None);
-        report.outcome = Outcome::WouldRun;
-        let pieces = batches::plan(ctx, config, &plan.send);
-        let unsent = pieces.len() - batches::batch_count(&pieces);
-        report.summary = format!(
-            "would send {} in {}{}, record {} with known content{waiting}",
-            plural(plan.send.len() - unsent, "file"),
-            plural(batches::batch_count(&pieces), "batch"),
-            batches::unsent_text(unsent),
-            plan.record_only.len() + plan.after_send.len(),
-        );
-        return report;
+        if plan.has_work() {
+            report.outcome = Outcome::WouldRun;
+            report.summary = would_text(ctx, config, &plan, &waiting);
+        } else {
+            report.summary = nothing_text(&plan, &waiting);
+        }
+        return compact(ctx, &inputs, hashes, report);
     }
     let mut executed = Executed::default();
     let result = execute(ctx, config, &plan, &mut hashes, &mut executed);
@@ -119,6 +128,8 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
         .collect();
     report.commands = std::mem::take(&mut executed.commands);
     if let Err(e) = result {
+        // What is held may be ahead of what reached disk: the next run reads it again.
+        hashes.forget();
         return report.fail(&e);
     }
     let failed = executed.failed.len();
@@ -127,28 +138,122 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig) -> ActionReport {
     } else {
         Outcome::Ran
     };
-    let mut summary = format!(
-        "sent {} in {}: {} done, {} failed{}",
-        plural(plan.send.len() - executed.unsent, "file"),
-        plural(executed.batches, "batch"),
-        executed.done,
-        failed - executed.unsent,
-        batches::unsent_text(executed.unsent),
-    );
     if failed > 0 {
-        summary.push_str(" (queued in task_queue.json for retry)");
-        report.error = Some(format!("the ingest step failed on {failed} files"));
+        report.error = Some(format!(
+            "the ingest step failed on {}",
+            plural(failed, "file")
+        ));
+    }
+    report.summary = ran_text(&plan, &executed, &waiting);
+    compact(ctx, &inputs, hashes, report)
+}
+
+/// The line of a run that executed: what it sent, what it recorded without sending.
+fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
+    let failed = executed.failed.len();
+    let mut parts = Vec::new();
+    if !plan.send.is_empty() {
+        let mut summary = format!(
+            "sent {} in {}: {} done, {} failed{}",
+            plural(plan.send.len() - executed.unsent, "file"),
+            plural(executed.batches, "batch"),
+            executed.done,
+            failed - executed.unsent,
+            batches::unsent_text(executed.unsent),
+        );
+        if failed > 0 {
+            summary.push_str(" (queued in task_queue.json for retry)");
+        }
+        parts.push(summary);
     }
     if executed.recorded_only > 0 {
-        let _ = write!(
-            summary,
-            "; recorded {} with known content",
-            executed.recorded_only
-        );
+        parts.push(format!(
+            "recorded {} with known content",
+            plural(executed.recorded_only, "file")
+        ));
     }
-    summary.push_str(&waiting);
-    report.summary = summary;
-    report
+    format!("{}{waiting}", parts.join("; "))
+}
+
+/// Folds the journal into ingest_hash.json after a walk of all of data_dir (startup, tick,
+/// rescan, `--once`: so the file is never more than a tick behind), or once the journal
+/// has grown large; an event run otherwise leaves the other records alone.
+fn compact(
+    ctx: &Context<'_>,
+    inputs: &Inputs<'_>,
+    mut hashes: HeldGuard<'_>,
+    report: ActionReport,
+) -> ActionReport {
+    let due = hashes.has_journal() && (inputs.changed.is_none() || hashes.journal_is_large());
+    if ctx.dry_run || !due {
+        return report;
+    }
+    match hashes.save() {
+        Ok(()) => report,
+        Err(e) => {
+            hashes.forget();
+            report.fail(&e)
+        }
+    }
+}
+
+/// "4 files, all ingested (0 read)", "6 files: 5 ingested, 1 awaiting retry (1 read)",
+/// "1 changed file, ingested (1 read)": every count true, every noun agreeing with its number.
+fn nothing_text(plan: &Plan, waiting: &str) -> String {
+    let noun = if plan.changed_only {
+        "changed file"
+    } else {
+        "file"
+    };
+    let files = plural(plan.scanned, noun);
+    let ingested = plan.ingested();
+    let read = format!("({} read)", plan.hashed);
+    if ingested == plan.scanned {
+        let all = match plan.scanned {
+            0 => return format!("{files}{waiting}"),
+            1 => "ingested",
+            2 => "both ingested",
+            _ => "all ingested",
+        };
+        format!("{files}, {all} {read}{waiting}")
+    } else {
+        // The files not ingested are what `waiting` lists; the read count closes the line.
+        let rest = waiting.strip_prefix("; ").unwrap_or(waiting);
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(", {rest}")
+        };
+        format!("{files}: {ingested} ingested{rest} {read}")
+    }
+}
+
+/// The dry run's line: what a run would do.
+fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &str) -> String {
+    let mut parts = Vec::new();
+    if !plan.send.is_empty() {
+        let pieces = batches::plan(ctx, config, &plan.send);
+        let unsent = pieces.len() - batches::batch_count(&pieces);
+        parts.push(format!(
+            "would send {} in {}{}",
+            plural(plan.send.len() - unsent, "file"),
+            plural(batches::batch_count(&pieces), "batch"),
+            batches::unsent_text(unsent),
+        ));
+    }
+    let known = plan.record_only.len() + plan.after_send.len();
+    if known > 0 {
+        parts.push(format!(
+            "{} {} with known content",
+            if parts.is_empty() {
+                "would record"
+            } else {
+                "record"
+            },
+            plural(known, "file")
+        ));
+    }
+    format!("{}{waiting}", parts.join(", "))
 }
 
 /// "1 file", "3 files", "2 batches".
@@ -195,7 +300,7 @@ pub fn execute(
         for (candidate, _) in &plan.record_only {
             hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
         }
-        hashes.save()?;
+        hashes.flush()?;
         out.recorded_only = plan.record_only.len();
     }
     // Split by bytes as well as by count when the names go in argv (issue 8): a batch
@@ -252,7 +357,7 @@ pub fn execute(
             }
         }
         if !done_keys.is_empty() {
-            hashes.save()?;
+            hashes.flush()?;
         }
         out.done += done_keys.len();
         record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
@@ -355,7 +460,7 @@ fn record_tasks(
             let existing = queue.get(&id);
             // Content that changed since the last failure starts its attempts afresh.
             let attempts = match existing {
-                Some(t) if t.hash() == Some(candidate.hash.as_str()) => t.attempts() + 1,
+                Some(t) if t.hash() == Some(candidate.hash.text().as_str()) => t.attempts() + 1,
                 _ => 1,
             };
             let is_new = existing.is_none();
@@ -371,7 +476,7 @@ fn record_tasks(
             fields.insert("next_attempt_at".into(), now.into());
             fields.insert("last_error".into(), error.as_str().into());
             fields.insert("file".into(), candidate.key.as_str().into());
-            fields.insert("hash".into(), candidate.hash.as_str().into());
+            fields.insert("hash".into(), candidate.hash.text().into());
             if let Some(command) = single_file_command(config, candidate).filter(|_| own_command) {
                 fields.insert("command".into(), command);
             }

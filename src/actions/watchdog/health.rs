@@ -15,7 +15,7 @@ use crate::file_key;
 use crate::paths::Paths;
 use crate::report::ActionReport;
 use crate::rules::{Rules, defaults};
-use crate::state::ingest_hash::IngestHash;
+use crate::state::ingest_hash::{IngestHash, Record};
 use crate::state::json_file::{self, ListDoc};
 use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
@@ -303,17 +303,15 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         ));
         return;
     }
-    let found = walk::memory_files(&paths.data_dir, config);
-    let stale = found
-        .files
-        .iter()
-        .filter(|f| {
-            hashes
-                .get(&file_key::key(&f.rel))
-                .is_none_or(|r| r.stat != Some(Stat::of(&f.meta)))
-        })
-        .count();
-    h.data_files = Some(found.files.len());
+    let (mut files, mut stale) = (0, 0);
+    walk::memory_files(&paths.data_dir, Path::new(""), config, &mut |rel, meta| {
+        files += 1;
+        let recorded = hashes.get(&file_key::key(&rel)).and_then(Record::stat);
+        if recorded != Some(Stat::of(meta)) {
+            stale += 1;
+        }
+    });
+    h.data_files = Some(files);
     h.unindexed_files = Some(stale);
 }
 

@@ -1,0 +1,136 @@
+//! [`Files`]: the records by key, in three allocations however many there are: every key
+//! back to back in one string, the records in one list, and a table of their indexes.
+//! 100,000 boxed keys in a `HashMap` were 100,000 small allocations living among a run's
+//! short-lived ones, which glibc then could not hand back (issue 8).
+
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+
+use super::record::Record;
+
+#[derive(Debug)]
+struct Entry {
+    /// Where the key sits in `names`.
+    at: u32,
+    len: u32,
+    rec: Record,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Files {
+    names: String,
+    entries: Vec<Entry>,
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Files {
+    pub(super) fn with_capacity(n: usize) -> Files {
+        Files {
+            entries: Vec::with_capacity(n),
+            table: HashTable::with_capacity(n),
+            ..Files::default()
+        }
+    }
+
+    fn name(&self, e: &Entry) -> &str {
+        &self.names[e.at as usize..(e.at + e.len) as usize]
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(key);
+        self.table
+            .find(hash, |&i| self.name(&self.entries[i as usize]) == key)
+            .map(|&i| i as usize)
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<&Record> {
+        self.find(key).map(|i| &self.entries[i].rec)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Record> {
+        self.find(key).map(|i| &mut self.entries[i].rec)
+    }
+
+    /// Sets the record of `key`, replacing one it had.
+    pub(super) fn insert(&mut self, key: &str, rec: Record) {
+        if let Some(i) = self.find(key) {
+            self.entries[i].rec = rec;
+            return;
+        }
+        let (at, len, index) = (
+            u32::try_from(self.names.len()).expect("keys fit in 4 GiB"),
+            u32::try_from(key.len()).expect("a key fits in 4 GiB"),
+            u32::try_from(self.entries.len()).expect("fewer than 4 billion files"),
+        );
+        self.names.push_str(key);
+        self.entries.push(Entry { at, len, rec });
+        let hash = self.hasher.hash_one(key);
+        let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
+        self.table.insert_unique(hash, index, |&i| {
+            let e = &entries[i as usize];
+            hasher.hash_one(&names[e.at as usize..(e.at + e.len) as usize])
+        });
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.entries.iter().map(|e| (self.name(e), &e.rec))
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| self.name(e))
+    }
+
+    /// Gives back what loading reserved beyond the records read.
+    pub(super) fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        // The table is rebuilt to shrink it: worth it only when much is unused.
+        if self.table.capacity() < self.entries.len() * 2 {
+            return;
+        }
+        let (names, entries, hasher) = (&self.names, &self.entries, &self.hasher);
+        self.table.shrink_to_fit(|&i| {
+            let e = &entries[i as usize];
+            hasher.hash_one(&names[e.at as usize..(e.at + e.len) as usize])
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ingest_hash::record::Digest;
+    use crate::state::stat::Stat;
+
+    #[test]
+    fn keys_find_their_records_and_a_second_insert_replaces() {
+        let mut files = Files::default();
+        let stat = |n| Stat {
+            size: n,
+            mtime_ns: 0,
+            inode: n,
+        };
+        for i in 0..1000 {
+            let rec = Record::new(Digest([0; 32]), stat(i), std::time::UNIX_EPOCH);
+            files.insert(&format!("d/{i}.txt"), rec);
+        }
+        let rec = Record::new(Digest([1; 32]), stat(7), std::time::UNIX_EPOCH);
+        files.insert("d/7.txt", rec);
+        files.shrink_to_fit();
+        assert_eq!(files.len(), 1000);
+        assert_eq!(files.get("d/7.txt").unwrap().hash(), Some(Digest([1; 32])));
+        assert_eq!(files.get("d/999.txt").unwrap().stat(), Some(stat(999)));
+        assert!(files.get("d/1000.txt").is_none());
+        assert_eq!(files.keys().filter(|k| k.starts_with("d/")).count(), 1000);
+    }
+}

@@ -1,0 +1,182 @@
+//! The journal beside ingest_hash.json (`ingest_hash.json.journal`): one JSON line per file
+//! recorded since the last compaction, appended and flushed after each batch, so recording
+//! one file costs one short line, not a rewrite of every record. Compaction folds it into
+//! ingest_hash.json (atomic replace) and removes it. A line cut short by a crash has no
+//! newline and is ignored on load, and cut off before the next append.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use serde::{Deserialize, Serialize};
+
+/// One line: a file recorded as ingested.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Line {
+    pub key: String,
+    pub hash: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    pub ingested_at: String,
+}
+
+/// Which file a path named when it was last read or written: a replaced file (a new
+/// inode) or a shorter one is another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The journal's name beside `ingest_hash`.
+pub(super) fn path_for(ingest_hash: &Path) -> PathBuf {
+    let mut name = ingest_hash.file_name().unwrap_or_default().to_owned();
+    name.push(".journal");
+    ingest_hash.with_file_name(name)
+}
+
+/// What a read of the journal from some offset found.
+#[derive(Debug, Default)]
+pub(super) struct Tail {
+    pub lines: Vec<Line>,
+    pub id: Option<FileId>,
+    /// Where the last whole line ends: the next read, or append, starts here.
+    pub end: u64,
+    /// Whole lines that did not parse (skipped).
+    pub bad: usize,
+}
+
+/// Reads the whole lines from `from` on; a missing journal is empty.
+pub(super) fn read(path: &Path, from: u64) -> std::io::Result<Tail> {
+    let mut file = match open_read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tail::default()),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let mut tail = Tail {
+        id: Some(FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }),
+        end: from,
+        ..Tail::default()
+    };
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let whole = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    for line in bytes[..whole].split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Line>(line) {
+            Ok(l) => tail.lines.push(l),
+            Err(_) => tail.bad += 1,
+        }
+    }
+    tail.end = from + whole as u64;
+    Ok(tail)
+}
+
+fn open_read(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Appends `bytes` (whole lines) after the last whole line, `end`, cutting off whatever a
+/// crash left beyond it, and flushes them to disk. Returns the file and its new end.
+pub(super) fn append(path: &Path, end: u64, bytes: &[u8]) -> std::io::Result<(FileId, u64)> {
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(path)?;
+    let meta = file.metadata()?;
+    if meta.len() != end {
+        file.set_len(end)?;
+    }
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    let id = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok((id, end + bytes.len() as u64))
+}
+
+/// Removes the journal once ingest_hash.json holds all of it.
+pub(super) fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The journal's identity and length now, if it exists.
+pub(super) fn stat(path: &Path) -> std::io::Result<Option<(FileId, u64)>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some((
+            FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+            },
+            m.len(),
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str) -> Vec<u8> {
+        let mut out = serde_json::to_vec(&Line {
+            key: key.into(),
+            hash: "sha256:ab".into(),
+            size: 1,
+            mtime_ns: 2,
+            inode: 3,
+            ingested_at: "x".into(),
+        })
+        .unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut_off_by_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(&dir.path().join("ingest_hash.json"));
+        assert!(path.ends_with("ingest_hash.json.journal"));
+        let (_, end) = append(&path, 0, &line("a")).unwrap();
+        let mut torn = line("b");
+        torn.truncate(10);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        let tail = read(&path, 0).unwrap();
+        assert_eq!(tail.lines.len(), 1);
+        assert_eq!(tail.end, end);
+        append(&path, tail.end, &line("c")).unwrap();
+        let keys: Vec<String> = read(&path, 0)
+            .unwrap()
+            .lines
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+        assert_eq!(read(&path, end).unwrap().lines.len(), 1);
+    }
+}

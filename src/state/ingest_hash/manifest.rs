@@ -1,0 +1,417 @@
+//! [`IngestHash`]: the records in memory, read from ingest_hash.json and its journal,
+//! kept up to date with other writers, recorded into and compacted.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::value::RawValue;
+
+use super::journal::{self, FileId, Line};
+use super::json::{self, Files, Top};
+use super::record::{self, Digest, Record};
+use crate::error::{Error, Result};
+use crate::lock;
+use crate::state::stat::Stat;
+
+/// A journal larger than this (and than a quarter of ingest_hash.json) is compacted at
+/// the end of the run that grew it, even a run that saw only some paths.
+const JOURNAL_COMPACT_BYTES: u64 = 256 * 1024;
+
+/// What ingest_hash.json looked like when last read or written: another writer's
+/// replacement has another inode, size or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    id: FileId,
+    size: u64,
+    mtime_ns: i64,
+}
+
+#[derive(Debug)]
+pub struct IngestHash {
+    pub(super) path: PathBuf,
+    journal: PathBuf,
+    top: Top,
+    files: Files,
+    /// ingest_hash.json as last read or written (None: it did not exist).
+    seen: Option<Seen>,
+    /// The journal as last read or written, and where its last whole line ends.
+    journal_id: Option<FileId>,
+    journal_end: u64,
+    /// Lines recorded but not yet appended to the journal.
+    pending: Vec<u8>,
+    /// The generation of the current full walk (see [`IngestHash::mark`]).
+    generation: u32,
+}
+
+impl IngestHash {
+    /// Loads ingest_hash.json and replays the journal beside it; a missing file is an empty
+    /// record.
+    pub fn load(path: &Path) -> Result<IngestHash> {
+        let mut hashes = IngestHash {
+            path: path.to_path_buf(),
+            journal: journal::path_for(path),
+            top: json::new_top(),
+            files: Files::default(),
+            seen: None,
+            journal_id: None,
+            journal_end: 0,
+            pending: Vec::new(),
+            generation: 0,
+        };
+        hashes.read_json()?;
+        hashes.read_journal()?;
+        Ok(hashes)
+    }
+
+    fn read_json(&mut self) -> Result<()> {
+        let path = &self.path;
+        let Some((bytes, meta)) = json::read(path)? else {
+            return Ok(());
+        };
+        let (top, files) = json::parse(path, &bytes)?;
+        self.top = top;
+        self.files = files;
+        self.seen = Some(bytes_seen(&meta));
+        Ok(())
+    }
+
+    fn read_journal(&mut self) -> Result<()> {
+        let tail = journal::read(&self.journal, self.journal_end)
+            .map_err(|source| state_error(&self.journal, source))?;
+        if tail.bad > 0 {
+            log::warn!(
+                "{}: {} lines do not parse and were skipped",
+                self.journal.display(),
+                tail.bad
+            );
+        }
+        for line in tail.lines {
+            let stat = Stat {
+                size: line.size,
+                mtime_ns: line.mtime_ns,
+                inode: line.inode,
+            };
+            self.put(&line.key, &line.hash, stat, &line.ingested_at);
+        }
+        self.journal_id = tail.id;
+        self.journal_end = tail.end;
+        Ok(())
+    }
+
+    /// Brings a manifest held across runs up to date with disk: reloads it when
+    /// ingest_hash.json was replaced or the journal cut by another process (a `--once`
+    /// beside the watcher, a restored backup), and replays lines another process appended.
+    pub fn refresh(&mut self) -> Result<()> {
+        let now = match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => Some(bytes_seen(&meta)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(state_error(&self.path, source)),
+        };
+        let journal_now =
+            journal::stat(&self.journal).map_err(|source| state_error(&self.journal, source))?;
+        let journal_same = match journal_now {
+            None => self.journal_end == 0,
+            Some((id, len)) => {
+                self.journal_id.is_none_or(|mine| mine == id) && len >= self.journal_end
+            }
+        };
+        if now != self.seen || !journal_same || !self.pending.is_empty() {
+            log::debug!("{}: changed on disk, read again", self.path.display());
+            *self = IngestHash::load(&self.path)?;
+            return Ok(());
+        }
+        if journal_now.is_some_and(|(_, len)| len > self.journal_end) {
+            self.read_journal()?;
+        }
+        Ok(())
+    }
+
+    /// The record of `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Record> {
+        self.files.get(key)
+    }
+
+    /// Every recorded key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.files.keys()
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Content hash → one key recorded with it; built only when some file needed hashing.
+    #[must_use]
+    pub fn by_hash(&self) -> HashMap<Digest, &str> {
+        self.files
+            .iter()
+            .filter_map(|(k, r)| Some((r.hash()?, k)))
+            .collect()
+    }
+
+    /// Starts a full walk: every file the walk finds is then [`mark`](Self::mark)ed, and
+    /// [`unmarked`](Self::unmarked) lists the records it did not find, with no set of
+    /// 100,000 keys on the side.
+    pub fn begin_walk(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
+    }
+
+    /// The record of `key`, marked as found by the walk `generation`.
+    pub fn mark(&mut self, key: &str, generation: u32) -> Option<&Record> {
+        let rec = self.files.get_mut(key)?;
+        rec.seen = generation;
+        Some(rec)
+    }
+
+    /// Keys the walk `generation` did not find.
+    pub fn unmarked(&self, generation: u32) -> impl Iterator<Item = &str> {
+        self.files
+            .iter()
+            .filter(move |(_, r)| r.seen != generation)
+            .map(|(k, _)| k)
+    }
+
+    /// Records `key` as ingested with `hash` (a [`Digest`], or any text: what is not
+    /// memsched's own form is kept as written) and `stat` at `now`; other fields of its
+    /// record stay. The line goes to the journal at the next [`flush`](Self::flush).
+    pub fn record<H: HashText + ?Sized>(&mut self, key: &str, hash: &H, stat: Stat, now: &str) {
+        let line = Line {
+            key: key.to_owned(),
+            hash: hash.text(),
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            inode: stat.inode,
+            ingested_at: now.to_owned(),
+        };
+        serde_json::to_writer(&mut self.pending, &line).expect("a journal line always serialises");
+        self.pending.push(b'\n');
+        let hash = hash.digest().ok_or(&*line.hash);
+        self.put_parsed(key, hash, stat, now);
+    }
+
+    fn put(&mut self, key: &str, hash: &str, stat: Stat, at: &str) {
+        self.put_parsed(key, Digest::parse(hash).ok_or(hash), stat, at);
+    }
+
+    /// [`put`](Self::put) with the hash already read: a [`Digest`], or text in another form.
+    fn put_parsed(&mut self, key: &str, hash: Result<Digest, &str>, stat: Stat, at: &str) {
+        let hash = hash.map_err(raw_string);
+        let at = record::own_time(at).ok_or_else(|| raw_string(at));
+        match self.files.get_mut(key) {
+            Some(rec) => rec.set(hash, stat, at),
+            None => {
+                let mut rec = Record::new(Digest([0; 32]), stat, SystemTime::UNIX_EPOCH);
+                rec.set(hash, stat, at);
+                self.files.insert(key, rec);
+            }
+        }
+    }
+
+    /// Appends what was recorded since the last flush to the journal, on disk before this
+    /// returns: a crash after it loses nothing.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let (id, end) = journal::append(&self.journal, self.journal_end, &self.pending)
+            .map_err(|source| state_error(&self.journal, source))?;
+        self.journal_id = Some(id);
+        self.journal_end = end;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Whether some records are only in the journal (or not yet even there).
+    #[must_use]
+    pub fn has_journal(&self) -> bool {
+        self.journal_end > 0 || !self.pending.is_empty()
+    }
+
+    /// Whether the journal has grown enough to be worth folding in now.
+    #[must_use]
+    pub fn journal_is_large(&self) -> bool {
+        let json = self.seen.map_or(0, |s| s.size);
+        self.journal_end > JOURNAL_COMPACT_BYTES.max(json / 4)
+    }
+
+    /// Compaction: writes every record to ingest_hash.json (atomic replace), then removes
+    /// the journal it now holds. A crash between the two replays the journal onto records
+    /// that already hold it, which changes nothing.
+    pub fn save(&mut self) -> Result<()> {
+        let bytes = json::write(&self.top, &self.files);
+        crate::state::atomic::write(&self.path, &bytes).map_err(|source| {
+            if lock::is_link_refusal(&source) {
+                Error::Link {
+                    path: self.path.clone(),
+                    what: "state file",
+                }
+            } else {
+                Error::StateWrite {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })?;
+        journal::remove(&self.journal).map_err(|source| Error::StateWrite {
+            path: self.journal.clone(),
+            source,
+        })?;
+        self.pending.clear();
+        self.journal_id = None;
+        self.journal_end = 0;
+        self.seen = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| bytes_seen(&m));
+        Ok(())
+    }
+}
+
+/// A content hash as [`IngestHash::record`] takes it.
+pub trait HashText {
+    fn text(&self) -> String;
+    /// The digest, when it is one (spares a digest a round trip through its text).
+    fn digest(&self) -> Option<Digest>;
+}
+
+impl HashText for str {
+    fn text(&self) -> String {
+        self.to_owned()
+    }
+    fn digest(&self) -> Option<Digest> {
+        Digest::parse(self)
+    }
+}
+
+impl HashText for Digest {
+    fn text(&self) -> String {
+        Digest::text(self)
+    }
+    fn digest(&self) -> Option<Digest> {
+        Some(*self)
+    }
+}
+
+fn bytes_seen(meta: &std::fs::Metadata) -> Seen {
+    Seen {
+        id: FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+        size: meta.len(),
+        mtime_ns: Stat::of(meta).mtime_ns,
+    }
+}
+
+fn raw_string(text: &str) -> Box<RawValue> {
+    RawValue::from_string(serde_json::to_string(text).expect("a string always serialises"))
+        .expect("a serialised string is JSON")
+}
+
+fn state_error(path: &Path, source: std::io::Error) -> Error {
+    if lock::is_link_refusal(&source) {
+        Error::Link {
+            path: path.to_path_buf(),
+            what: "state file",
+        }
+    } else {
+        Error::StateRead {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stat(n: u64) -> Stat {
+        Stat {
+            size: n,
+            mtime_ns: 1,
+            inode: n,
+        }
+    }
+
+    #[test]
+    fn records_reach_the_journal_then_the_json_and_survive_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest_hash.json");
+        let at = crate::state::timestamp(
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+        );
+        let mut h = IngestHash::load(&path).unwrap();
+        h.record("a.txt", &Digest([1; 32]), stat(1), &at);
+        h.flush().unwrap();
+        assert!(!path.exists(), "one file must not rewrite the manifest");
+        let back = IngestHash::load(&path).unwrap();
+        assert_eq!(back.get("a.txt").unwrap().hash(), Some(Digest([1; 32])));
+        assert_eq!(back.get("a.txt").unwrap().stat(), Some(stat(1)));
+
+        h.save().unwrap();
+        assert!(!journal::path_for(&path).exists());
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(
+            doc["files"]["a.txt"]["ingested_at"],
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(doc["files"]["a.txt"]["hash"], Digest([1; 32]).text());
+    }
+
+    #[test]
+    fn a_journal_past_its_limit_asks_to_be_folded_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest_hash.json");
+        let mut h = IngestHash::load(&path).unwrap();
+        let mut n = 0;
+        while !h.journal_is_large() {
+            h.record(&format!("notes/{n}.txt"), &Digest([3; 32]), stat(n), "x");
+            h.flush().unwrap();
+            n += 1;
+            assert!(n < 10_000, "the journal never counts as large");
+        }
+        assert!(n > 1000, "one file's line must not count as large ({n})");
+        h.save().unwrap();
+        assert!(!h.has_journal());
+        assert_eq!(
+            IngestHash::load(&path).unwrap().len(),
+            usize::try_from(n).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_held_manifest_sees_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest_hash.json");
+        let mut held = IngestHash::load(&path).unwrap();
+        // Another process appends to the journal…
+        let mut other = IngestHash::load(&path).unwrap();
+        other.record(
+            "b.txt",
+            &Digest([2; 32]),
+            stat(2),
+            "1970-01-01T00:00:00.000Z",
+        );
+        other.flush().unwrap();
+        held.refresh().unwrap();
+        assert!(held.get("b.txt").is_some());
+        // …then compacts and a script replaces the file.
+        other.save().unwrap();
+        std::fs::write(&path, r#"{"files": {"c.txt": "sha256:x"}}"#).unwrap();
+        held.refresh().unwrap();
+        assert!(held.get("b.txt").is_none());
+        assert!(held.get("c.txt").is_some());
+    }
+}
