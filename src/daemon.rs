@@ -27,7 +27,7 @@ use crate::interrupt;
 use crate::lock;
 use crate::paths::Paths;
 use crate::reconcile::{self, Request};
-use crate::report::RunRecord;
+use crate::report::{Outcome, RunRecord};
 use crate::rules::Rules;
 use crate::runner;
 use crate::scope::Scope;
@@ -215,7 +215,15 @@ impl Worker {
 impl Worker {
     /// Runs `order` on a thread of its own, then records it and hands it back to the loop.
     /// `settled`: data files the watcher knows are complete (see [`ChangeSet`]).
-    fn spawn(&self, paths: &Paths, rules: &Rules, order: RunOrder, settled: HashSet<PathBuf>) {
+    /// `changed`: the data paths an event run plans from (`None`: walk all of data_dir).
+    fn spawn(
+        &self,
+        paths: &Paths,
+        rules: &Rules,
+        order: RunOrder,
+        settled: HashSet<PathBuf>,
+        changed: Option<Vec<PathBuf>>,
+    ) {
         let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
         log::info!(
             "run ({}) of {}: woken by {}",
@@ -231,7 +239,7 @@ impl Worker {
             woken_by: order.reasons,
             stop: Arc::clone(&self.stop),
             settled,
-            changed: None,
+            changed,
             manifest: self.manifest.clone(),
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
@@ -428,13 +436,28 @@ impl Daemon {
             }
             if let Some(order) = self.sched.poll(now) {
                 self.worker.heard.clone_from(&order.heard);
-                let settled = if order.actions.contains(&Action::Ingest) {
+                let taken = if order.actions.contains(&Action::Ingest) {
                     self.changes.take()
                 } else {
-                    HashSet::new()
+                    change_set::Taken::default()
                 };
-                self.worker
-                    .spawn(&self.paths, &self.config.rules, order, settled);
+                // Only a run that events alone woke may plan from what they named; any
+                // other (a tick, a timer, a rescan) walks all of data_dir.
+                let heard_paths: Option<Vec<PathBuf>> = taken
+                    .changed
+                    .filter(|_| order.trigger == Trigger::Event)
+                    .map(|rels| {
+                        rels.iter()
+                            .map(|rel| self.watching.roots.data_dir.join(rel))
+                            .collect()
+                    });
+                self.worker.spawn(
+                    &self.paths,
+                    &self.config.rules,
+                    order,
+                    taken.settled,
+                    heard_paths,
+                );
             }
             self.canary(now);
             if self.sched.is_done() {
@@ -456,12 +479,11 @@ impl Daemon {
                     Ok(Input::Signal(s)) => self.on_signal(s),
                     Ok(Input::Finished(record)) => self.on_finished(&record),
                     Ok(Input::LockFree(action)) => {
+                        // A timer, not an event: the skipped run's changes are gone with
+                        // it, so this run walks everything.
+                        log::debug!("{action} was skipped while another memsched held its lock, now free");
                         self.worker.awaiting_lock.remove(&action);
-                        self.sched.event(
-                            action,
-                            format!("{action} was skipped while another memsched held its lock, now free"),
-                            Instant::now(),
-                        );
+                        self.sched.wake_at(action, Instant::now());
                     }
                     Err(_) => return,
                 },
@@ -498,6 +520,10 @@ impl Daemon {
             }
             if a.lock_held {
                 self.worker.await_lock(&self.paths, a.action);
+            }
+            let finished = matches!(a.outcome, Outcome::Ran | Outcome::NothingToDo);
+            if a.action == Action::Ingest && !finished {
+                self.changes.walk_all_next();
             }
         }
         // Files ingest failed on are now failed tasks, due at once: retry takes them now,

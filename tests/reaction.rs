@@ -178,3 +178,30 @@ fn the_watchers_own_log_beside_the_state_files_never_wakes_it() {
         w.log()
     );
 }
+
+#[test]
+fn an_event_run_plans_from_the_changed_paths_alone() {
+    let env = TestEnv::new();
+    rules(&env, &["--"], "debounce = \"50ms\"", "settle = \"0s\"", "");
+    for i in 0..50 {
+        env.data_file(format!("old/m{i:02}.txt"), &format!("memory {i}"));
+    }
+    let w = env.watch(&[], &[]);
+    let file = env.write("Data/new.txt", "one saved file");
+    wait_until("new.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+    wait_until("its run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "event")
+    });
+    let run = env
+        .runs()
+        .into_iter()
+        .find(|r| r["trigger"] == "event")
+        .unwrap();
+    let ingest = &run["actions"][0];
+    assert_eq!(
+        ingest["counts"]["scanned"], 1,
+        "the event run looked at more than the saved file: {ingest:#}"
+    );
+}
