@@ -53,6 +53,7 @@ fn measure(n: usize) {
             woken_by: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             settled: std::collections::HashSet::new(),
+            prehashed: std::collections::HashMap::new(),
             changed,
             manifest: held.clone(),
         };

@@ -16,6 +16,8 @@ use crate::action::Action;
 use crate::clock::Clock;
 use crate::paths::Paths;
 use crate::rules::Rules;
+use crate::state::ingest_hash::Digest;
+use crate::state::stat::Stat;
 
 /// What every action's plan and execution get: where things are, the rules, the time the
 /// run started (the clock, injected), and how the run was asked for.
@@ -36,7 +38,16 @@ pub struct Context<'a> {
     /// Data files (relative to data_dir) the watcher heard their writers finish; they
     /// need not wait out `settle` (empty outside the watcher).
     pub settled: &'a HashSet<PathBuf>,
+    /// Data files the watcher already read as their writers closed them (see
+    /// [`Prehashed`]); empty outside the watcher.
+    pub prehashed: &'a Prehashed,
 }
+
+/// Content hashes the watcher took as each writer closed its file, by path relative to
+/// data_dir, with the file's stat when it was read. A plan trusts one while the file's
+/// stat is still that one, as it trusts ingest_hash.json's stat cache: a storm of 10,000
+/// new files is mostly hashed during its own quiet window (issue 8).
+pub type Prehashed = std::collections::HashMap<PathBuf, (Stat, Digest)>;
 
 impl Context<'_> {
     /// Whether a signal asked memsched to stop: start no further step.

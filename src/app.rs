@@ -172,6 +172,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
         woken_by: Vec::new(),
         stop: Arc::clone(&stop),
         settled: std::collections::HashSet::new(),
+        prehashed: std::collections::HashMap::new(),
         changed: None,
         manifest: Held::default(),
     };

@@ -8,11 +8,12 @@
 mod baseline;
 mod canary;
 mod change_set;
+mod prehash;
 mod routing;
 pub mod scheduler;
 mod self_report;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,6 +224,7 @@ impl Worker {
         order: RunOrder,
         settled: HashSet<PathBuf>,
         changed: Option<Vec<PathBuf>>,
+        prehashed: crate::actions::Prehashed,
     ) {
         let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
         log::info!(
@@ -240,6 +242,7 @@ impl Worker {
             stop: Arc::clone(&self.stop),
             settled,
             changed,
+            prehashed,
             manifest: self.manifest.clone(),
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
@@ -265,6 +268,8 @@ struct Daemon {
     watching: Watching,
     /// Data files heard since the last ingest run.
     changes: ChangeSet,
+    /// Reads memory files as their writers close them.
+    prehasher: prehash::Prehasher,
     canary: Canary,
     report: SelfReport,
     worker: Worker,
@@ -407,6 +412,7 @@ impl Daemon {
                 outlet: channels.outlet,
             },
             changes: ChangeSet::default(),
+            prehasher: prehash::Prehasher::start(),
             report: SelfReport::default(),
             systemd: Notifier::from_env(),
             keep_alive: None,
@@ -436,10 +442,10 @@ impl Daemon {
             }
             if let Some(order) = self.sched.poll(now) {
                 self.worker.heard.clone_from(&order.heard);
-                let taken = if order.actions.contains(&Action::Ingest) {
-                    self.changes.take()
+                let (taken, prehashed) = if order.actions.contains(&Action::Ingest) {
+                    (self.changes.take(), self.prehasher.take())
                 } else {
-                    change_set::Taken::default()
+                    (change_set::Taken::default(), HashMap::new())
                 };
                 // Only a run that events alone woke may plan from what they named; any
                 // other (a tick, a timer, a rescan) walks all of data_dir.
@@ -457,6 +463,7 @@ impl Daemon {
                     order,
                     taken.settled,
                     heard_paths,
+                    prehashed,
                 );
             }
             self.canary(now);
@@ -561,6 +568,10 @@ impl Daemon {
             } = &change
             {
                 self.changes.note(rel, *kind, *settled);
+                if *settled && self.is_memory(rel) {
+                    self.prehasher
+                        .closed(rel.clone(), self.watching.roots.data_dir.join(rel));
+                }
             }
             self.on_change(&change, now);
         }
@@ -604,6 +615,15 @@ impl Daemon {
                 self.wake(wakes, false, now);
             }
         }
+    }
+
+    /// Whether ingest would read `rel` (its include and exclude globs).
+    fn is_memory(&self, rel: &Path) -> bool {
+        self.config
+            .rules
+            .ingest
+            .as_ref()
+            .is_some_and(|i| i.include_set.is_match(rel) && !i.exclude_set.is_match(rel))
     }
 
     /// Runs wait (`paused`) or not from now on; a change is logged and reported.

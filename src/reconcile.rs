@@ -34,6 +34,8 @@ pub struct Request {
     /// Data files (relative to data_dir) the watcher heard their writers finish: closed
     /// after their last write, or renamed into place. They need not wait out `settle`.
     pub settled: HashSet<PathBuf>,
+    /// Data files the watcher hashed as their writers closed them.
+    pub prehashed: crate::actions::Prehashed,
     /// The paths the watcher heard change since the last run (absolute, under data_dir:
     /// files, removed files, new folders): ingest plans from these alone. `None` plans
     /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
@@ -68,6 +70,7 @@ pub fn run_with_clock(
         progress: request.progress,
         stop: &request.stop,
         settled: &request.settled,
+        prehashed: &request.prehashed,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or

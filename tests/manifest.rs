@@ -170,6 +170,7 @@ fn ingest_run(env: &TestEnv, held: &Held, changed: Option<Vec<PathBuf>>) -> RunR
         woken_by: Vec::new(),
         stop: Arc::new(AtomicBool::new(false)),
         settled: std::collections::HashSet::new(),
+        prehashed: std::collections::HashMap::new(),
         changed,
         manifest: held.clone(),
     };

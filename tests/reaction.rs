@@ -205,3 +205,39 @@ fn an_event_run_plans_from_the_changed_paths_alone() {
         "the event run looked at more than the saved file: {ingest:#}"
     );
 }
+
+#[test]
+fn files_are_read_as_their_writers_close_them_not_all_after_the_quiet_window() {
+    let env = TestEnv::new();
+    rules(&env, &["--"], "debounce = \"500ms\"", "", "");
+    let w = env.watch(&[], &[]);
+    for i in 0..200 {
+        env.write(&format!("Data/storm/s{i:03}.txt"), &format!("storm {i}"));
+    }
+    wait_until("the storm is sent", DEADLINE, &|| w.log(), || {
+        env.sent().len() >= 200
+    });
+    wait_until("its run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "event")
+    });
+    let counts: Vec<(u64, u64)> = env
+        .runs()
+        .iter()
+        .filter(|r| r["trigger"] == "event")
+        .map(|r| {
+            let c = &r["actions"][0]["counts"];
+            (
+                c["hashed"].as_u64().unwrap_or(0),
+                c["read_by_watcher"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let (hashed, early): (u64, u64) = counts
+        .iter()
+        .fold((0, 0), |(h, e), (ch, ce)| (h + ch, e + ce));
+    assert_eq!(env.sent().len(), 200, "a file was sent twice");
+    assert!(
+        early * 2 > hashed,
+        "only {early} of {hashed} files were read before their run: {counts:?}"
+    );
+}

@@ -5,7 +5,7 @@ pub mod batches;
 mod plan;
 mod step_result;
 
-pub use plan::{Candidate, Plan, Scan, plan, scan};
+pub use plan::{Candidate, Plan, Scan, hash_one, plan, scan};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -525,6 +525,7 @@ pub fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
     put("scanned", plan.scanned);
     put("unchanged", plan.unchanged);
     put("hashed", plan.hashed);
+    put("read_by_watcher", plan.prehashed);
     put("to_send", plan.send.len());
     put("modified", plan.modified);
     put(

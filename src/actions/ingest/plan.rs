@@ -70,6 +70,8 @@ pub struct Plan {
     pub unchanged: usize,
     /// Files whose content was read and hashed.
     pub hashed: usize,
+    /// Of those, the files the watcher had read as their writers closed them.
+    pub prehashed: usize,
     /// Files with content not yet ingested, in path order.
     pub send: Vec<Candidate>,
     /// How many of `send` had an older record (modified since ingest).
@@ -262,8 +264,8 @@ pub fn plan(
     // Files still being written wait; the rest are read, side by side.
     let settled = settled(ctx, config, to_hash, &mut plan.deferred);
     let progress = progress_bar(ctx, settled.len());
-    let paths: Vec<&Path> = settled.iter().map(|(_, _, abs)| abs.as_path()).collect();
-    let read = hash_all(&paths, &progress);
+    let (read, prehashed) = read_all(ctx, &settled, &progress);
+    plan.prehashed = prehashed;
     progress.finish_and_clear();
 
     let tasks = open_tasks(queue);
@@ -518,6 +520,49 @@ struct Hashed {
     after: Option<Stat>,
 }
 
+/// The hash and stat of each of `settled`, in order: taken from what the watcher read as
+/// the writers closed their files when the stat still matches, read here otherwise (side
+/// by side). Also how many came from the watcher.
+fn read_all(
+    ctx: &Context<'_>,
+    settled: &[(String, Found, PathBuf)],
+    progress: &ProgressBar,
+) -> (Vec<std::io::Result<Hashed>>, usize) {
+    let early: Vec<Option<std::io::Result<Hashed>>> = settled
+        .iter()
+        .map(|(_, file, _)| {
+            ctx.prehashed
+                .get(&file.rel)
+                .filter(|(stat, _)| *stat == file.stat)
+                .map(|(stat, hash)| {
+                    Ok(Hashed {
+                        hash: *hash,
+                        after: Some(*stat),
+                    })
+                })
+        })
+        .collect();
+    let prehashed = early.iter().filter(|e| e.is_some()).count();
+    let paths: Vec<&Path> = settled
+        .iter()
+        .zip(&early)
+        .filter(|(_, e)| e.is_none())
+        .map(|((_, _, abs), _)| abs.as_path())
+        .collect();
+    let mut fresh = hash_all(&paths, progress).into_iter();
+    let read = early
+        .into_iter()
+        .map(|e| {
+            e.unwrap_or_else(|| {
+                fresh
+                    .next()
+                    .unwrap_or_else(|| Err(std::io::ErrorKind::Interrupted.into()))
+            })
+        })
+        .collect();
+    (read, prehashed)
+}
+
 /// Hashes `files` side by side, one thread per core (issue 8: 10,000 new files took about
 /// as long to hash as the debounce). Results come back in the order of `files`, each
 /// written in place: no per-thread lists to merge for 100,000 files.
@@ -556,6 +601,13 @@ fn hash_all(files: &[&Path], progress: &ProgressBar) -> Vec<std::io::Result<Hash
         });
     }
     results
+}
+
+/// The SHA-256 of one file's content and its stat once read, as a plan takes them: for
+/// the watcher, which reads files as their writers close them.
+pub fn hash_one(path: &Path) -> std::io::Result<(Digest, Option<Stat>)> {
+    let mut buf = vec![0; 64 * 1024];
+    hash_file(path, &mut buf).map(|h| (h.hash, h.after))
 }
 
 /// The SHA-256 of the file's content, and the file's stat once it is read (from the open
