@@ -307,6 +307,9 @@ pub fn execute(
     // past ARG_MAX could never start.
     let pieces = batches::plan(ctx, config, &plan.send);
     let total = batches::batch_count(&pieces);
+    // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files in
+    // 313 batches ran 20 s with nothing on screen).
+    let mut bar = crate::progress::Batches::new(plan.send.len(), total, ctx.progress);
     for piece in pieces {
         let batch = match piece {
             Piece::Batch(range) => &plan.send[range],
@@ -360,6 +363,7 @@ pub fn execute(
             hashes.flush()?;
         }
         out.done += done_keys.len();
+        bar.sent(done_keys.len(), failures.len());
         record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
