@@ -109,3 +109,41 @@ fn a_full_run_repairs_a_seeded_failed_task_and_upload_and_ends_healthy() {
         .count();
     assert_eq!(indexed, 4);
 }
+
+/// Issue 9, case 7: a name that is not UTF-8 (`caf\xe9.txt`, Latin-1) in the bundled
+/// example. The example leaves it out of its report (JSON cannot spell it) and memsched
+/// reads a report that does spell it with a lone surrogate all the same: one odd name costs
+/// at most its own file, never its batch.
+#[test]
+fn issue_9_a_name_that_is_not_utf8_costs_the_example_nothing() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = example();
+    env.data_file(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"), "un caf\u{e9}");
+    let ingest = run_example(&env).action("ingest");
+    assert_eq!(ingest["counts"]["done"], 5, "{ingest:#}");
+    assert_eq!(
+        run_example(&env).action("ingest")["outcome"],
+        "nothing-to-do"
+    );
+}
+
+/// Issue 9, case 7: a report whose one failed entry is spelt with a lone surrogate, as
+/// Python's json writes a name that is not UTF-8: the other files' verdicts stand.
+#[test]
+fn issue_9_a_report_entry_json_cannot_spell_costs_only_its_file() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    let report = r#"{"done": ["a.txt", "b.txt"], "failed": [{"path": "caf\udce9.txt", "error": "not UTF-8"}]}"#;
+    env.rules(&["--exit", "1", "--result", report, "--"], "");
+    env.data_file("a.txt", "alpha");
+    env.data_file("b.txt", "beta");
+    env.data_file(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"), "latin");
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .status(1)
+        .run()
+        .action("ingest");
+    assert_eq!(ingest["counts"]["done"], 2, "{ingest:#}");
+    assert_eq!(ingest["counts"]["failed"], 1, "{ingest:#}");
+}

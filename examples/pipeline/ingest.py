@@ -38,6 +38,14 @@ def chunks(text):
         yield " ".join(current)
 
 
+def spellable(path):
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def main(files):
     index_dir = os.environ.get("MEMSCHED_INDEX_DIR", "index")
     data_dir = os.environ.get("MEMSCHED_DATA_DIR", "Data")
@@ -61,13 +69,21 @@ def main(files):
             json.dump(entry, f)
         os.replace(tmp, os.path.join(index_dir, f"{name}.json"))
         done.append(path)
-        print(f"ingested {rel}: {len(entry['chunks'])} chunks")
+        print(f"ingested {rel!a}: {len(entry['chunks'])} chunks")
     result = os.environ.get("MEMSCHED_RESULT")
     if result:
+        # JSON cannot spell a name that is not UTF-8 (Python holds it with lone
+        # surrogates): such files are left out of the report and follow the exit status.
         with open(result, "w") as f:
-            json.dump({"done": done, "failed": failed}, f)
+            json.dump(
+                {
+                    "done": [p for p in done if spellable(p)],
+                    "failed": [i for i in failed if spellable(i["path"])],
+                },
+                f,
+            )
     for item in failed:
-        print(f"failed {item['path']}: {item['error']}", file=sys.stderr)
+        print(f"failed {item['path']!a}: {item['error']}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -19,6 +19,11 @@ pub(super) struct Reported {
     done: Vec<String>,
     #[serde(default)]
     failed: Vec<ReportedFailure>,
+    /// Some entry named a path JSON cannot spell (a lone surrogate, as Python writes a
+    /// name that is not UTF-8): it was read as U+FFFD, so it names no file of the batch,
+    /// and that file follows the exit status. The rest of the report stands.
+    #[serde(skip)]
+    repaired: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,16 +69,31 @@ impl StepResult {
     pub(super) fn read(path: &Path) -> StepResult {
         match std::fs::read(path) {
             Err(_) => StepResult::Absent,
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(r) => StepResult::Read(r),
-                Err(e) => StepResult::Malformed(format!(
-                    "does not parse at line {} column {}: {}; \
+            Ok(bytes) => Self::parse(&bytes),
+        }
+    }
+
+    /// The report in `bytes`; one with lone surrogates is read with them replaced.
+    pub(super) fn parse(bytes: &[u8]) -> StepResult {
+        let first = serde_json::from_slice::<Reported>(bytes);
+        let repaired = first
+            .is_err()
+            .then(|| without_lone_surrogates(bytes))
+            .flatten()
+            .and_then(|fixed| serde_json::from_slice::<Reported>(&fixed).ok());
+        if let Some(mut r) = repaired {
+            r.repaired = true;
+            return StepResult::Read(r);
+        }
+        match first {
+            Ok(r) => StepResult::Read(r),
+            Err(e) => StepResult::Malformed(format!(
+                "does not parse at line {} column {}: {}; \
                      nothing of this batch was recorded, it will be sent again",
-                    e.line(),
-                    e.column(),
-                    json_message(&e)
-                )),
-            },
+                e.line(),
+                e.column(),
+                json_message(&e)
+            )),
         }
     }
 
@@ -97,6 +117,13 @@ impl StepResult {
             StepResult::Malformed(why) => return Err(UnusableReport(why.clone())),
             StepResult::Read(r) => r,
         };
+        if reported.repaired {
+            notes.push(
+                "the step's report named a path JSON cannot spell (a lone surrogate): that \
+                 entry was ignored, and its file follows the exit status"
+                    .to_owned(),
+            );
+        }
         let mut find = |path: &str| match index.get(path) {
             Some(Spelling::One(i)) => Ok(Some(*i)),
             Some(Spelling::Ambiguous(a, b)) => Err(UnusableReport(format!(
@@ -129,6 +156,46 @@ impl StepResult {
     }
 }
 
+/// `bytes` with every `\uD800`–`\uDFFF` escape that is not half of a pair replaced by
+/// `\uFFFD`; `None` when there is none.
+fn without_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let surrogate = |at: usize| -> Option<u16> {
+        let hex = bytes.get(at..at + 6)?;
+        if hex[0] != b'\\' || hex[1] != b'u' {
+            return None;
+        }
+        let n = u16::from_str_radix(std::str::from_utf8(&hex[2..]).ok()?, 16).ok()?;
+        (0xD800..=0xDFFF).contains(&n).then_some(n)
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        match surrogate(i) {
+            Some(0xD800..=0xDBFF) if surrogate(i + 6).is_some_and(|l| l >= 0xDC00) => {
+                out.extend_from_slice(&bytes[i..i + 12]);
+                i += 12;
+            }
+            Some(_) => {
+                out.extend_from_slice(b"\\ufffd");
+                changed = true;
+                i += 6;
+            }
+            // Any other escape, its escaped character included, stays as it is.
+            None => {
+                out.extend_from_slice(&bytes[i..(i + 2).min(bytes.len())]);
+                i += 2;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Every spelling under which the step may report a file of the batch.
 pub(super) fn index_batch(ctx: &Context<'_>, batch: &[Candidate]) -> BatchIndex {
     let mut index = BatchIndex::new();
@@ -155,4 +222,50 @@ pub(super) fn index_batch(ctx: &Context<'_>, batch: &[Candidate]) -> BatchIndex 
         }
     }
     index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read(text: &str) -> Reported {
+        match StepResult::parse(text.as_bytes()) {
+            StepResult::Read(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_lone_surrogate_costs_only_its_own_entry() {
+        let r = read(
+            r#"{"done": ["a.txt", "b\\udce9.txt"], "failed": [{"path": "caf\udce9.txt", "error": "x"}]}"#,
+        );
+        assert!(r.repaired);
+        assert_eq!(
+            r.done,
+            ["a.txt", "b\\udce9.txt"],
+            "an escaped backslash is no escape"
+        );
+        assert_eq!(r.failed[0].path, "caf\u{fffd}.txt");
+        let pair = read(r#"{"done": ["\ud83d\ude00.txt"]}"#);
+        assert!(!pair.repaired, "a surrogate pair is fine");
+        assert_eq!(pair.done, ["\u{1f600}.txt"]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// MEMSCHED_RESULT is whatever the step wrote: any bytes give a report or a
+        /// reason, never a panic.
+        #[test]
+        fn any_bytes_read_as_a_report_or_a_reason(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = StepResult::parse(&bytes);
+        }
+
+        #[test]
+        fn any_json_text_with_escapes_reads_or_explains(text in r#"\{"done": \["([a-z]|\\u[dD][89aAbBcCdDeEfF][0-9a-f]{2}|\\\\)*"\]\}"#) {
+            let _ = StepResult::parse(text.as_bytes());
+        }
+    }
 }
