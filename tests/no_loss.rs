@@ -481,3 +481,66 @@ fn issue_9_temporary_files_of_dead_writers_are_swept() {
     assert!(live.exists(), "a live writer's temporary file was removed");
     assert!(unrelated.exists());
 }
+
+/// Runs memsched in `env` as the unprivileged user `nobody` (root reads everything, so
+/// what a user cannot read needs a user): the home is handed to that user first.
+fn as_nobody(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    fn chown_tree(path: &std::path::Path) {
+        let nobody = Some(nix::unistd::Uid::from_raw(65534));
+        let group = Some(nix::unistd::Gid::from_raw(65534));
+        nix::unistd::fchownat(
+            None,
+            path,
+            nobody,
+            group,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        if path.is_dir() && !path.is_symlink() {
+            for entry in std::fs::read_dir(path).unwrap() {
+                chown_tree(&entry.unwrap().path());
+            }
+        }
+    }
+    chown_tree(env.home());
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .arg("--paths")
+        .arg(env.home().join("paths.json"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Issue 9, case 8: a folder in data_dir memsched cannot read, and a state folder it
+/// cannot write, make health degraded, naming them, instead of "ok".
+#[test]
+fn issue_9_what_memsched_cannot_read_or_write_makes_health_degraded() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("ok.txt", "readable");
+    env.data_file("private/secret.txt", "behind a locked door");
+    std::fs::create_dir_all(env.state("")).unwrap();
+    let _ = as_nobody(&env, &["--once"]);
+    std::fs::set_permissions(
+        env.data().join("private"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let out = as_nobody(&env, &["status", "--json"]);
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    assert!(
+        health["problems"].to_string().contains("private"),
+        "the unreadable folder is not named: {health:#}"
+    );
+    std::fs::set_permissions(env.state(""), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let out = as_nobody(&env, &["status", "--json"]);
+    let health: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        health["problems"].to_string().contains("not writable"),
+        "a read-only state folder is not named: {health:#}"
+    );
+}

@@ -178,6 +178,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         Ok(log) => uploads(&mut h, &log, rules),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
+    state_folder(&mut h, paths);
     match IngestHash::load(&paths.ingest_hash) {
         Ok(hashes) => unindexed(&mut h, paths, rules, &hashes),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
@@ -304,15 +305,42 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         return;
     }
     let (mut files, mut stale) = (0, 0);
-    walk::memory_files(&paths.data_dir, Path::new(""), config, &mut |rel, meta| {
-        files += 1;
-        let recorded = hashes.get(&file_key::key(&rel)).and_then(Record::stat);
-        if recorded != Some(Stat::of(meta)) {
-            stale += 1;
-        }
-    });
+    let unreadable =
+        walk::memory_files(&paths.data_dir, Path::new(""), config, &mut |rel, meta| {
+            files += 1;
+            let recorded = hashes.get(&file_key::key(&rel)).and_then(Record::stat);
+            if recorded != Some(Stat::of(meta)) {
+                stale += 1;
+            }
+        });
     h.data_files = Some(files);
     h.unindexed_files = Some(stale);
+    // A folder or file memsched cannot read holds memories no run can send (issue 9
+    // case 8): health says so, naming them, instead of counting around them.
+    if !unreadable.is_empty() {
+        let named: Vec<String> = unreadable
+            .iter()
+            .map(|(path, e)| format!("{path} ({e})"))
+            .collect();
+        h.problems.push(format!(
+            "cannot read {} in data_dir: {}",
+            words::count(unreadable.len(), "entry", "entries"),
+            list(&named)
+        ));
+    }
+}
+
+/// The state folder must take memsched's writes (the temporary file of an atomic
+/// replace, the locks): a read-only one fails every action.
+fn state_folder(h: &mut Health, paths: &Paths) {
+    let writable = nix::unistd::access(&paths.state_dir, nix::unistd::AccessFlags::W_OK);
+    if let Err(e) = writable {
+        h.problems.push(format!(
+            "the state folder {} is not writable ({}): every action fails until it is",
+            paths.state_dir.display(),
+            e.desc()
+        ));
+    }
 }
 
 /// What the watcher last said about itself (see `daemon`): its problems count while it
