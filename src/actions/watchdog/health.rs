@@ -331,9 +331,13 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
 }
 
 /// The state folder must take memsched's writes (the temporary file of an atomic
-/// replace, the locks): a read-only one fails every action.
+/// replace, the locks): a read-only one fails every action. One not made yet is made by
+/// the first run, in the nearest folder that exists.
 fn state_folder(h: &mut Health, paths: &Paths) {
-    let writable = nix::unistd::access(&paths.state_dir, nix::unistd::AccessFlags::W_OK);
+    let Some(existing) = paths.state_dir.ancestors().find(|d| d.exists()) else {
+        return;
+    };
+    let writable = nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK);
     if let Err(e) = writable {
         h.problems.push(format!(
             "the state folder {} is not writable ({}): every action fails until it is",
