@@ -206,7 +206,11 @@ pub fn start(
 }
 
 fn watch_all(mut watcher: Watcher, roots: &Roots) -> Result<Watcher> {
-    for (dir, mode) in roots.folders() {
+    // Parents first: a folder missing when its turn comes, but made a moment later, is
+    // then heard being made (data_dir replaced while the watcher is rebuilt).
+    let mut folders = roots.folders();
+    folders.sort_by_key(|(_, mode)| *mode == RecursiveMode::Recursive);
+    for (dir, mode) in folders {
         // A source folder the first ingest makes, or data_dir while it is being replaced
         // (it may go between a look and the watch): their parents are watched, and the
         // loop rebuilds the watcher when they appear. Only other failures (the inotify
