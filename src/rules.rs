@@ -195,7 +195,7 @@ impl Rules {
                 "log_keep",
                 defaults::LOG_KEEP_RANGE,
             )?,
-            pause_file: PathBuf::from(raw.pause_file.as_deref().unwrap_or(defaults::PAUSE_FILE)),
+            pause_file: check.pause_file(raw.pause_file.as_ref())?,
             ingest: None,
             retry: None,
             upload: None,
@@ -521,6 +521,30 @@ impl Checker<'_> {
                     ),
                 )
             })
+    }
+
+    /// `pause_file`: a file inside data_dir, relative to it. An empty one named data_dir
+    /// itself (issue 9 case 11: paused for ever), an absolute or `..` one a file the
+    /// watcher does not watch.
+    fn pause_file(&self, value: Option<&Spanned<String>>) -> Result<PathBuf> {
+        let Some(value) = value else {
+            return Ok(PathBuf::from(defaults::PAUSE_FILE));
+        };
+        let path = Path::new(value.get_ref());
+        let inside = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if value.get_ref().is_empty() || !inside {
+            return Err(self.at(
+                value.span(),
+                format!(
+                    "pause_file must name a file inside data_dir, relative to it (like {:?}), found {:?}",
+                    defaults::PAUSE_FILE,
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(path.to_path_buf())
     }
 
     fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {

@@ -544,3 +544,24 @@ fn issue_9_what_memsched_cannot_read_or_write_makes_health_degraded() {
         "a read-only state folder is not named: {health:#}"
     );
 }
+
+/// Issue 9, case 11: `pause_file = ""` named data_dir itself and paused the watcher for
+/// ever; it and any name outside data_dir are refused where they are written.
+#[test]
+fn issue_9_a_pause_file_outside_data_dir_is_refused() {
+    for bad in ["", "../elsewhere", "/tmp/pause", "."] {
+        let env = TestEnv::new();
+        let step = env.step_argv(&["--"]);
+        env.raw_rules(&format!(
+            "pause_file = {bad:?}\n[actions.ingest]\ncommand = {step}\n"
+        ));
+        let out = env.run(&["check"]);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("watch-rules.toml:")
+                && stderr(&out).contains("pause_file must name a file inside data_dir"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
+    }
+}

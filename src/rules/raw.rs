@@ -16,7 +16,7 @@ pub(super) struct RawRules {
     pub max_wait: Option<Spanned<String>>,
     pub tick: Option<Spanned<String>>,
     pub log_keep: Option<Spanned<i64>>,
-    pub pause_file: Option<String>,
+    pub pause_file: Option<Spanned<String>>,
     #[serde(default)]
     pub actions: RawActions,
     #[serde(default)]
