@@ -9,6 +9,7 @@ mod registry;
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use std::thread;
 use crossbeam_channel::{after, select};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
@@ -202,29 +205,19 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         // A step that exits without reading its stdin closes the pipe: not our error.
         thread::spawn(move || pipe.write_all(&bytes));
     }
+    // One thread reads both pipes until they close or the step's leader has exited,
+    // whichever is first: a background process the step leaves behind may hold them open
+    // for ever, and must cost neither a thread nor a descriptor (issue 9 case 5).
     let (tail_tx, tail_rx) = mpsc::channel();
-    for (stream, pipe) in [
-        (
-            0,
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-        (
-            1,
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ),
-    ] {
-        let tx = tail_tx.clone();
-        if let Some(pipe) = pipe {
-            thread::spawn(move || tx.send((stream, tail(pipe))));
-        }
-    }
-    drop(tail_tx);
+    let (leader_gone, exited) = std::io::pipe().map_err(|source| Error::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pipes = [
+        child.stdout.take().map(OwnedFd::from),
+        child.stderr.take().map(OwnedFd::from),
+    ];
+    thread::spawn(move || tail_tx.send(drain(pipes, &leader_gone)));
 
     let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
     thread::spawn(move || exit_tx.send(child.wait()));
@@ -248,16 +241,9 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
     })?;
     let duration = started.elapsed();
 
-    let mut tails = [Vec::new(), Vec::new()];
-    let drain_deadline = Instant::now() + DRAIN_GRACE;
-    for _ in 0..2 {
-        let left = drain_deadline.saturating_duration_since(Instant::now());
-        match tail_rx.recv_timeout(left) {
-            Ok((stream, lines)) => tails[stream] = lines,
-            Err(_) => break,
-        }
-    }
-    let [stdout_tail, stderr_tail] = tails;
+    // The leader is gone: what it wrote is in the pipes; the reader takes that and stops.
+    drop(exited);
+    let [stdout_tail, stderr_tail] = tail_rx.recv_timeout(DRAIN_GRACE).unwrap_or_default();
     Ok(CommandReport {
         argv: shown_argv(&inv.argv),
         exit_code: status.code(),
@@ -355,18 +341,58 @@ impl Tail {
 }
 
 /// Reads a stream to its end in fixed-size chunks, keeping its bounded [`Tail`].
-fn tail(mut pipe: impl Read) -> Vec<String> {
-    let mut tail = Tail::default();
+/// The tails of the step's stdout and stderr: read as they come until both close, or
+/// until `leader_gone` (the read end of a pipe the runner closes once the step's leader
+/// has exited) says so, when what is left in them is taken without waiting. Either way the
+/// pipes are closed on return, whatever still holds their other ends.
+fn drain(pipes: [Option<OwnedFd>; 2], leader_gone: &std::io::PipeReader) -> [Vec<String>; 2] {
+    let mut files: [Option<std::fs::File>; 2] = pipes.map(|p| {
+        p.and_then(|fd| {
+            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
+            Some(std::fs::File::from(fd))
+        })
+    });
+    let mut tails = [Tail::default(), Tail::default()];
     let mut buf = vec![0; READ_CHUNK];
-    loop {
-        match pipe.read(&mut buf) {
-            Ok(0) => break,
+    // Reads what `file` holds now; `false` once it is closed (or broken).
+    let mut take = |file: &mut std::fs::File, tail: &mut Tail| loop {
+        match file.read(&mut buf) {
+            Ok(0) => return false,
             Ok(n) => tail.push(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    };
+    loop {
+        let mut fds = vec![PollFd::new(leader_gone.as_fd(), PollFlags::POLLIN)];
+        let open: Vec<usize> = (0..2).filter(|i| files[*i].is_some()).collect();
+        if open.is_empty() {
+            break;
+        }
+        for i in &open {
+            let file = files[*i].as_ref().expect("open files are some");
+            fds.push(PollFd::new(file.as_fd(), PollFlags::POLLIN));
+        }
+        if poll(&mut fds, PollTimeout::NONE).is_err() {
+            continue;
+        }
+        let gone = fds[0].any().unwrap_or(false);
+        let ready: Vec<bool> = fds[1..].iter().map(|f| f.any().unwrap_or(true)).collect();
+        for (i, ready) in open.iter().zip(ready) {
+            if (ready || gone)
+                && let Some(file) = files[*i].as_mut()
+                && !take(file, &mut tails[*i])
+            {
+                files[*i] = None;
+            }
+        }
+        if gone {
+            break;
         }
     }
-    tail.finish()
+    let [out, err] = tails;
+    [out.finish(), err.finish()]
 }
 
 fn shown_argv(argv: &[OsString]) -> Vec<String> {

@@ -565,3 +565,55 @@ fn issue_9_a_pause_file_outside_data_dir_is_refused() {
         );
     }
 }
+
+/// Issue 9, case 5: a step that leaves a background process holding its output open
+/// (`sleep & exit 0`) cost the watcher a thread and two descriptors per run, two seconds
+/// of waiting, and the run's output tail. Threads and descriptors stay flat now, and the
+/// tail is kept.
+#[test]
+fn issue_9_a_step_leaving_a_background_process_leaks_nothing() {
+    let env = TestEnv::new();
+    let step = r#"["sh", "-c", "sleep 30 & echo ingested \"$#\"; exit 0", "sh", "{files}"]"#;
+    env.raw_rules(&format!(
+        "debounce = \"20ms\"\ntick = \"1h\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    let count = |what: &str| {
+        std::fs::read_dir(format!("/proc/{}/{what}", w.pid()))
+            .unwrap()
+            .count()
+    };
+    let event_runs = || {
+        env.runs()
+            .iter()
+            .filter(|r| r["trigger"] == "event")
+            .count()
+    };
+    let run_once = |i: usize| {
+        env.write(&format!("Data/m{i}.txt"), &format!("memory {i}"));
+        wait_until(
+            "the run is recorded",
+            std::time::Duration::from_secs(20),
+            &|| w.log(),
+            || event_runs() > i,
+        );
+    };
+    run_once(0);
+    let (threads, fds) = (count("task"), count("fd"));
+    for i in 1..10 {
+        run_once(i);
+    }
+    // The loop hears each run finish just after it is recorded.
+    wait_until(
+        "the threads settle",
+        std::time::Duration::from_secs(10),
+        &|| w.log(),
+        || count("task") <= threads + 1 && count("fd") <= fds + 1,
+    );
+    let last = env.runs().pop().unwrap();
+    assert_eq!(
+        last["actions"][0]["commands"][0]["stdout_tail"][0], "ingested 1",
+        "the output tail was lost: {last:#}"
+    );
+}
