@@ -198,12 +198,13 @@ impl Table {
             CHANGES | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW
         };
         let wd = self.watches.add(dir, mask).map_err(|e| add_error(e, dir))?;
-        // The path now names another folder (the old one moved away): forget the old.
-        if let Some(stale) = self.by_path.get(dir).filter(|w| **w != wd).cloned() {
-            self.by_wd.remove(&stale);
-            let _ = self.watches.remove(stale);
+        // Moves not heard yet (the loop adds a watch while the reader is behind): the path
+        // names another folder now, so the old one and its tree are forgotten (the walk
+        // adds what the new one holds); or this folder was known under another path.
+        if self.by_path.get(dir).is_some_and(|w| *w != wd) {
+            // (Not the new folder itself, should it have been known in the old tree.)
+            self.forget_below(dir, Some(&wd));
         }
-        // The folder was known under another path (moved): it is here now.
         if let Some(moved) = self.by_wd.get(&wd).filter(|e| e.path != dir) {
             let moved = moved.path.clone();
             self.by_path.remove(&moved);
@@ -221,15 +222,15 @@ impl Table {
         Ok(())
     }
 
-    /// Stops watching `dir` and every folder below it (removed or moved away).
-    fn forget_below(&mut self, dir: &Path) {
+    /// Stops watching `dir` and every folder below it (removed or moved away), but `keep`.
+    fn forget_below(&mut self, dir: &Path, keep: Option<&WatchDescriptor>) {
         if !self.by_path.contains_key(dir) {
             return;
         }
         let gone: Vec<WatchDescriptor> = self
             .by_wd
             .values()
-            .filter(|e| e.path.starts_with(dir))
+            .filter(|e| e.path.starts_with(dir) && Some(&e.wd) != keep)
             .map(|e| e.wd.clone())
             .collect();
         for wd in gone {
@@ -276,7 +277,7 @@ impl Table {
         };
         let folder = mask.contains(EventMask::ISDIR);
         if folder && mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE) {
-            self.forget_below(&path);
+            self.forget_below(&path, None);
         }
         if mask.contains(EventMask::DELETE_SELF) {
             self.forget(&event.wd);
@@ -575,6 +576,31 @@ mod tests {
         let deadline = Instant::now() + DEADLINE;
         while rx.recv_deadline(deadline).is_ok() {}
         assert!(Instant::now() < deadline, "the thread outlived its watcher");
+    }
+
+    /// The loop may add a watch before the reader has heard a move: the table follows.
+    #[test]
+    fn a_watch_on_a_folder_replaced_unheard_forgets_the_old_tree() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        std::fs::create_dir_all(root.join("sub/deep")).unwrap();
+        let inotify = Inotify::init().unwrap();
+        let mut table = Table {
+            watches: inotify.watches(),
+            by_wd: HashMap::new(),
+            by_path: HashMap::new(),
+        };
+        table.watch(&root, true, true).unwrap();
+        std::fs::rename(root.join("sub"), base.path().join("away")).unwrap();
+        std::fs::create_dir_all(root.join("sub/new")).unwrap();
+        table.watch(&root.join("sub"), true, false).unwrap();
+        let mut paths: Vec<PathBuf> = table.by_path.keys().cloned().collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [root.clone(), root.join("sub"), root.join("sub/new")]
+        );
+        assert_eq!(table.by_wd.len(), 3, "{:#?}", table.by_wd);
     }
 
     #[test]
