@@ -1,19 +1,23 @@
-//! The file-system side of the watcher: notify watching data_dir (recursively), the folders
-//! of the state files and the rules, and the folders upload `sources` name. Events come
-//! straight from notify, one at a time, with no debouncer in between: the scheduler holds
-//! the one debounce, with its other timers, so nothing wakes while nothing is pending.
+//! The file-system side of the watcher: inotify watching data_dir (recursively), the
+//! folders of the state files and the rules, and the folders upload `sources` name. Events
+//! come straight from memsched's own inotify backend ([`InotifyWatcher`], which asks for
+//! changes only, issue 8) as notify events, one at a time, with no debouncer in between:
+//! the scheduler holds the one debounce, with its other timers, so nothing wakes while
+//! nothing is pending.
 //!
-//! notify's thread translates each event ([`change::classify`]), drops what no rule wants
+//! The watcher's thread translates each event ([`change::classify`]), drops what no rule wants
 //! ([`Interest`]) and sends the rest. It never blocks: when the loop falls `capacity`
 //! changes behind, further changes are dropped and one `Overflow` notice goes out instead,
 //! exactly like an inotify queue overflow. The loop answers both with a full reconcile,
 //! which plans from disk, so nothing is lost.
 
 pub mod change;
+pub mod inotify;
 pub mod interest;
 pub mod poll;
 
 pub use change::{Change, Roots, classify, source_folders};
+pub use inotify::InotifyWatcher;
 pub use interest::Interest;
 
 use std::path::Path;
@@ -22,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::RecursiveMode;
 
 use poll::Poller;
 
@@ -39,7 +43,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub enum Notice {
     /// Changes were dropped because the loop fell behind: reconcile everything.
     Overflow,
-    /// notify reported errors (a watch lost, a queue overflow).
+    /// The watcher reported errors (a watch lost, the watch limit reached).
     Errors(Vec<String>),
 }
 
@@ -64,7 +68,7 @@ impl Backlog {
     }
 }
 
-/// Where notify's thread sends what it heard.
+/// Where the watcher's thread sends what it heard.
 #[derive(Debug, Clone)]
 pub struct Outlet {
     pub changes: Sender<Change>,
@@ -74,7 +78,7 @@ pub struct Outlet {
     pub capacity: usize,
 }
 
-/// Forwards notify's events to the loop; never blocks, never panics.
+/// Forwards the watcher's events (notify events) to the loop; never blocks, never panics.
 struct Forward {
     roots: Roots,
     interest: Interest,
@@ -135,7 +139,7 @@ impl notify::EventHandler for Forward {
 
 /// A running watcher; dropping it stops watching.
 pub enum Watcher {
-    Native(RecommendedWatcher),
+    Native(InotifyWatcher),
     Poll(Poller),
 }
 
@@ -181,7 +185,7 @@ pub fn start(
         drop: drop.clone(),
     };
     if kind == WatcherKind::Inotify {
-        let native = RecommendedWatcher::new(forward(), notify::Config::default())
+        let native = InotifyWatcher::new(forward())
             .map(Watcher::Native)
             .map_err(|source| Error::Watch {
                 path: roots.data_dir.clone(),

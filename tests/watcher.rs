@@ -434,3 +434,52 @@ fn a_linked_rules_file_is_followed_through_edits_and_re_pointing() {
         env.sent().contains(&bytes(&file))
     });
 }
+
+/// Context switches of every thread of process `pid` so far: how often it woke.
+fn wakeups(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// Issue 8: the ingest step reads every memory it is given, and so do memsched's own
+/// hashing runs. Reading a file (open, read, close without writing) changes nothing and
+/// must wake no thread of the watcher; notify's backend heard two events per read.
+#[test]
+fn reading_memory_files_wakes_no_thread_of_the_watcher() {
+    let env = TestEnv::new();
+    ingest_rules(&env, &["--"], "200ms");
+    let file = env.data_file("read-me.txt", "read many times, never written");
+    let w = env.watch(&[], &[]);
+    wait_until("read-me.txt is ingested", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&file))
+    });
+    // The startup run's own writes are heard (and dropped) after it is recorded: wait
+    // until the watcher has been still for ten looks in a row.
+    let (mut last, mut still) = (wakeups(w.pid()), 0);
+    wait_until("the watcher falls idle", DEADLINE, &|| w.log(), || {
+        let now = wakeups(w.pid());
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        still >= 10
+    });
+    let reads = 2000;
+    for _ in 0..reads {
+        std::fs::read(&file).unwrap();
+    }
+    let woke = wakeups(w.pid()) - last;
+    assert!(
+        woke < 10,
+        "{reads} reads of a memory file woke the watcher {woke} times\n{}",
+        w.log()
+    );
+}
