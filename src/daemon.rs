@@ -758,7 +758,6 @@ impl Daemon {
                 self.report.rules_error = None;
                 // The rules may name another marker.
                 self.recheck_pause(Instant::now());
-                log::info!("rules reloaded from {}", self.config.file.display());
                 if rebuild {
                     match self.watching.start(self.watching.kind) {
                         // Changes made while no watch was in place are found by a reconcile.
@@ -772,6 +771,9 @@ impl Daemon {
                         ),
                     }
                 }
+                // Said once the watcher watches what the new rules name: an edit that
+                // follows this line is heard.
+                log::info!("rules reloaded from {}", self.config.file.display());
             }
             Err(e) => {
                 log::error!(
