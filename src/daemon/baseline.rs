@@ -3,7 +3,7 @@
 //! when its outstanding uploads changed, and any other state file when its content changed.
 //! A file that does not parse is taken as mid-write: the writer's next event will tell.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,8 @@ pub(super) enum Verdict {
 #[derive(Debug, Default)]
 pub(super) struct Baselines {
     seen: HashMap<PathBuf, u64>,
+    /// The ids of the open (failed or pending) tasks last seen in task_queue.json.
+    open_tasks: HashSet<String>,
 }
 
 impl Baselines {
@@ -39,6 +41,7 @@ impl Baselines {
                 b.seen.insert(path.clone(), fp);
             }
         }
+        b.open_tasks = open_task_ids(&read(&paths.task_queue));
         b
     }
 
@@ -50,7 +53,15 @@ impl Baselines {
             Err(e) => return Verdict::Unreadable(e),
         };
         let before = self.seen.insert(path.to_path_buf(), fp);
-        if atomic::is_own_write(path, &bytes) {
+        let mut new_open_task = false;
+        if path == paths.task_queue {
+            let open = open_task_ids(&bytes);
+            new_open_task = open.iter().any(|id| !self.open_tasks.contains(id));
+            self.open_tasks = open;
+        }
+        // memsched's own rewrite of the queue re-reads it first, so it may carry a task
+        // another writer appended a moment before: judged by content, that is new work.
+        if atomic::is_own_write(path, &bytes) && !new_open_task {
             Verdict::OwnWrite
         } else if before == Some(fp) {
             Verdict::Unchanged(what_matters(paths, path))
@@ -75,6 +86,40 @@ fn what_matters(paths: &Paths, path: &Path) -> &'static str {
     }
 }
 
+/// The ids of the tasks that are failed or pending and due now (no `next_attempt_at`
+/// ahead): work for retry at once. A task retry itself failed again waits for its backoff,
+/// so retry's own rewrites of the queue do not wake it again.
+fn open_task_ids(bytes: &[u8]) -> HashSet<String> {
+    let now = std::time::SystemTime::now();
+    let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
+        return HashSet::new();
+    };
+    let items = match &doc {
+        Value::Array(items) => items.as_slice(),
+        Value::Object(map) => map
+            .get("tasks")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice),
+        _ => &[],
+    };
+    items
+        .iter()
+        .filter(|t| {
+            matches!(
+                t.get("status").and_then(Value::as_str).unwrap_or("pending"),
+                "failed" | "pending"
+            )
+        })
+        .filter(|t| {
+            t.get("next_attempt_at")
+                .and_then(Value::as_str)
+                .and_then(crate::state::parse_time)
+                .is_none_or(|at| at <= now)
+        })
+        .filter_map(|t| t.get("id").map(ToString::to_string))
+        .collect()
+}
+
 /// The part of a state file that matters, hashed.
 fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> {
     let mut h = DefaultHasher::new();
@@ -85,7 +130,7 @@ fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> 
     }
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let (key, status_wanted): (&str, fn(&str) -> bool) = if path == paths.task_queue {
-        ("tasks", |s| s == "failed")
+        ("tasks", |s| s == "failed" || s == "pending")
     } else {
         ("uploads", |s| s != "uploaded")
     };
@@ -162,5 +207,36 @@ mod tests {
         std::fs::write(&f, "1").unwrap();
         assert_eq!(b.judge(&p, &f), Verdict::Changed);
         assert_eq!(b.judge(&p, &f), Verdict::Unchanged("its content"));
+    }
+
+    /// Issue 9 case 12: memsched's own rewrite of the queue re-reads it first, so it can
+    /// carry a task another writer appended a moment before. That task is new work.
+    #[test]
+    fn an_own_write_carrying_a_task_appended_by_another_writer_is_new_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        let q = p.task_queue.clone();
+        atomic::write(&q, br#"{"tasks": [{"id": "a", "status": "failed"}]}"#).unwrap();
+        let mut b = Baselines::capture(&p);
+        atomic::write(
+            &q,
+            br#"{"tasks": [{"id": "a", "status": "running"}, {"id": "b", "status": "pending"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            b.judge(&p, &q),
+            Verdict::Changed,
+            "b was appended by another writer"
+        );
+        atomic::write(
+            &q,
+            br#"{"tasks": [{"id": "a", "status": "failed", "attempts": 2, "next_attempt_at": "2999-01-01T00:00:00Z"}, {"id": "b", "status": "pending"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            b.judge(&p, &q),
+            Verdict::OwnWrite,
+            "nothing new in memsched's own write"
+        );
     }
 }
