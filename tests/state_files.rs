@@ -120,3 +120,40 @@ fn json_output_is_the_run_record() {
     let logged = run.env().state_json("scheduler_log.json")["runs"][0].clone();
     assert_eq!(logged, record);
 }
+
+/// Issue 10 item 6: values memsched compares exactly survive a round trip through a
+/// reader that holds numbers as doubles (jq, JavaScript): the stat cache's nanosecond
+/// mtime is written as a string of digits, so a script that rewrites ingest_hash.json
+/// with such a tool costs no re-read of any file.
+#[test]
+fn the_stat_cache_survives_a_round_trip_through_doubles() {
+    let run = crate::harness::Test::new()
+        .rules(&["--"], "")
+        .data("a.txt", "alpha")
+        .args(&["--once"])
+        .run();
+    let env = run.env();
+    let manifest = env.state("ingest_hash.json");
+    // What jq 1.6 does: every number through a double, integers printed as integers.
+    let as_doubles = "import json, sys\n\
+        p = sys.argv[1]\n\
+        doc = json.load(open(p), parse_int=lambda s: int(float(s)))\n\
+        json.dump(doc, open(p, 'w'))\n";
+    let status = std::process::Command::new("python3")
+        .args(["-c", as_doubles])
+        .arg(&manifest)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ingest = env
+        .test()
+        .args(&["--once", "--json"])
+        .run()
+        .action("ingest");
+    assert_eq!(
+        ingest["counts"]["hashed"],
+        0,
+        "the round trip cost a re-read: {}\n{ingest:#}",
+        std::fs::read_to_string(&manifest).unwrap()
+    );
+}

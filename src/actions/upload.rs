@@ -512,7 +512,8 @@ fn upload_one(
                 fields.insert("next_attempt_at".into(), Value::Null);
                 if let Some(stat) = stat {
                     fields.insert("size".into(), stat.size.into());
-                    fields.insert("mtime_ns".into(), stat.mtime_ns.into());
+                    // A string: as a number it exceeds what jq and JavaScript hold exactly.
+                    fields.insert("mtime_ns".into(), stat.mtime_ns.to_string().into());
                 }
             }
             Some(error) => {

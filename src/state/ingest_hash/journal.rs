@@ -18,9 +18,33 @@ pub(super) struct Line {
     pub key: String,
     pub hash: String,
     pub size: u64,
+    /// A string of digits, as in ingest_hash.json (exact through jq); a number is read too.
+    #[serde(with = "digits")]
     pub mtime_ns: i64,
     pub inode: u64,
     pub ingested_at: String,
+}
+
+/// An integer written as a string of digits, read from either form.
+mod digits {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    // serde's `with` hands the field by reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(super) fn serialize<S: Serializer>(n: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&n.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let value = Value::deserialize(d)?;
+        let n = match &value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        n.ok_or_else(|| serde::de::Error::custom(format!("not an integer: {value}")))
+    }
 }
 
 /// Which file a path named when it was last read or written: a replaced file (a new

@@ -254,7 +254,12 @@ impl Record {
                     .map(|d| self.put_hash(Some(d)))
                     .is_some(),
                 "size" => integer(text).map(|n| size = Some((n, raw))).is_some(),
-                "mtime_ns" => integer(text).map(|n| mtime = Some((n, raw))).is_some(),
+                // Written as a string of digits: as a number it exceeds what jq and
+                // JavaScript hold exactly (issue 10 item 6). Either form is read.
+                "mtime_ns" => integer(text)
+                    .or_else(|| plain_string(text).and_then(integer))
+                    .map(|n| mtime = Some((n, raw)))
+                    .is_some(),
                 "inode" => integer(text).map(|n| inode = Some((n, raw))).is_some(),
                 "ingested_at" => plain_string(text)
                     .and_then(own_time)
@@ -324,7 +329,7 @@ impl Record {
                     field(out, "size");
                     out.extend_from_slice(s.size.to_string().as_bytes());
                     field(out, "mtime_ns");
-                    out.extend_from_slice(s.mtime_ns.to_string().as_bytes());
+                    push_str(out, &s.mtime_ns.to_string());
                     field(out, "inode");
                     out.extend_from_slice(s.inode.to_string().as_bytes());
                 }
@@ -458,7 +463,7 @@ mod tests {
     fn memscheds_own_records_are_typed_and_written_back_the_same() {
         let hash = format!("sha256:{}", "ab".repeat(32));
         let text = format!(
-            r#"{{"hash": "{hash}", "size": 3, "mtime_ns": -5, "inode": 9, "ingested_at": "2026-11-26T03:39:36.115Z"}}"#
+            r#"{{"hash": "{hash}", "size": 3, "mtime_ns": "-5", "inode": 9, "ingested_at": "2026-11-26T03:39:36.115Z"}}"#
         );
         let raw: Box<RawValue> = serde_json::from_str(&text).unwrap();
         let rec = Record::from_raw(&raw);
@@ -466,6 +471,9 @@ mod tests {
         assert_eq!(rec.hash_text().unwrap(), hash);
         assert_eq!(rec.stat().unwrap().mtime_ns, -5);
         assert_eq!(round(&text), text);
+        // The number form older memsched wrote is read, and written as memsched's own.
+        let older = text.replace(r#""-5""#, "-5");
+        assert_eq!(round(&older), text);
     }
 
     #[test]
