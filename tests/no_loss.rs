@@ -264,12 +264,17 @@ fn issue_9_the_watcher_goes_on_after_a_panicking_run() {
 /// A watcher whose only way to hear anything is an event: the tick is an hour away.
 fn eventful_watcher(env: &TestEnv) -> Watcher {
     let ingest = env.step_argv(&["--"]);
+    watcher_rules(env, "debounce = \"50ms\"\ntick = \"1h\"", &ingest);
+    env.watch(&[], &[])
+}
+
+/// Rules for a watcher: `global` settings, the ingest `command` (a TOML argument vector)
+/// with `settle = "0s"`, and one rule sending every .txt in data_dir to ingest.
+fn watcher_rules(env: &TestEnv, global: &str, command: &str) {
     env.raw_rules(&format!(
-        "debounce = \"50ms\"\ntick = \"1h\"\n\
-         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+        "{global}\n[actions.ingest]\ncommand = {command}\nsettle = \"0s\"\n\
          [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
     ));
-    env.watch(&[], &[])
 }
 
 /// Issue 9, case 6: data_dir deleted and made again (a sync tool, a restore): its watches
@@ -372,11 +377,7 @@ fn issue_9_a_reload_naming_another_pause_marker_resumes_and_the_pause_is_reporte
 fn issue_9_a_run_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
     let env = TestEnv::new();
     let ingest = env.step_argv(&["--sleep", "2", "--"]);
-    env.raw_rules(&format!(
-        "debounce = \"50ms\"\ntick = \"1h\"\n\
-         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
-         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
-    ));
+    watcher_rules(&env, "debounce = \"50ms\"\ntick = \"1h\"", &ingest);
     let first = env.data_file("first.txt", "planned by the one-shot run");
     let mut once = env.command(&["--once"]).spawn().unwrap();
     wait_until(
@@ -403,11 +404,11 @@ fn issue_9_a_run_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
 fn issue_9_the_tick_counts_only_what_no_event_announced() {
     let env = TestEnv::new();
     let ingest = env.step_argv(&["--"]);
-    env.raw_rules(&format!(
-        "debounce = \"5s\"\nmax_wait = \"10s\"\ntick = \"1s\"\n\
-         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
-         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
-    ));
+    watcher_rules(
+        &env,
+        "debounce = \"5s\"\nmax_wait = \"10s\"\ntick = \"1s\"",
+        &ingest,
+    );
     let w = env.watch(&[], &[]);
     let file = env.write(
         "Data/announced.txt",
@@ -439,11 +440,7 @@ fn issue_9_the_tick_counts_only_what_no_event_announced() {
 fn issue_9_polling_hears_a_file_replaced_by_an_older_one() {
     let env = TestEnv::new();
     let ingest = env.step_argv(&["--"]);
-    env.raw_rules(&format!(
-        "debounce = \"50ms\"\ntick = \"1h\"\n\
-         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
-         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
-    ));
+    watcher_rules(&env, "debounce = \"50ms\"\ntick = \"1h\"", &ingest);
     let file = env.write("Data/notes.txt", "today's notes");
     let w = env.watch(&["--poll"], &[]);
     assert!(
@@ -574,10 +571,7 @@ fn issue_9_a_pause_file_outside_data_dir_is_refused() {
 fn issue_9_a_step_leaving_a_background_process_leaks_nothing() {
     let env = TestEnv::new();
     let step = r#"["sh", "-c", "sleep 30 & echo ingested \"$#\"; exit 0", "sh", "{files}"]"#;
-    env.raw_rules(&format!(
-        "debounce = \"20ms\"\ntick = \"1h\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n\
-         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
-    ));
+    watcher_rules(&env, "debounce = \"20ms\"\ntick = \"1h\"", step);
     let w = env.watch(&[], &[]);
     let count = |what: &str| {
         std::fs::read_dir(format!("/proc/{}/{what}", w.pid()))

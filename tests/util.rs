@@ -244,15 +244,19 @@ impl Drop for Watcher {
 impl TestEnv {
     /// Starts the watcher with `args` and `env`, and waits for its startup run to be logged.
     pub(crate) fn watch(&self, args: &[&str], env: &[(&str, &str)]) -> Watcher {
-        let log = self.home().join("watcher.log");
+        self.watch_with(&self.home().join("watcher.log"), args, env)
+    }
+
+    /// [`TestEnv::watch`], its log (at debug level) going to `log`.
+    fn watch_with(&self, log: &Path, args: &[&str], env: &[(&str, &str)]) -> Watcher {
         let mut cmd = self.command(args);
         cmd.env("RUST_LOG", "memsched=debug")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(std::fs::File::create(log).unwrap());
         let watcher = Watcher {
             child: cmd.spawn().unwrap(),
-            log,
+            log: log.to_path_buf(),
         };
         wait_until(
             "the startup run is recorded",
@@ -353,20 +357,6 @@ impl TestEnv {
     /// Starts the watcher as [`TestEnv::watch`] does, its log (at debug level) going to
     /// `log` instead: a file inside a watched folder, as a user's `2>>memsched.err` would.
     pub(crate) fn watch_logging_to(&self, log: &Path, args: &[&str]) -> Watcher {
-        let mut cmd = self.command(args);
-        cmd.env("RUST_LOG", "memsched=debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap());
-        let watcher = Watcher {
-            child: cmd.spawn().unwrap(),
-            log: log.to_path_buf(),
-        };
-        wait_until(
-            "the startup run is recorded",
-            Duration::from_secs(20),
-            &|| watcher.log(),
-            || self.runs().iter().any(|r| r["trigger"] == "startup"),
-        );
-        watcher
+        self.watch_with(log, args, &[])
     }
 }
