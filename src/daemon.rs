@@ -160,6 +160,9 @@ struct Worker {
     stop: Arc<AtomicBool>,
     /// The actions of the run in progress that a heard change asked for.
     heard: Vec<Action>,
+    /// The run in progress plans ingest from the changed paths alone: what it says falls
+    /// due covers only those, so it may not clear a timer an earlier run set.
+    partial_ingest: bool,
     /// Actions skipped because another process held their lock, each with a thread
     /// waiting for that lock to be free.
     awaiting_lock: HashSet<Action>,
@@ -422,6 +425,7 @@ impl Daemon {
                 stop: Arc::new(AtomicBool::new(false)),
                 awaiting_lock: HashSet::new(),
                 heard: Vec::new(),
+                partial_ingest: false,
                 manifest: Held::default(),
                 ingest_hash: paths.ingest_hash.clone(),
                 ingest_lock: paths.action_lock(Action::Ingest.name()),
@@ -449,6 +453,8 @@ impl Daemon {
                 };
                 // Only a run that events alone woke may plan from what they named; any
                 // other (a tick, a timer, a rescan) walks all of data_dir.
+                self.worker.partial_ingest =
+                    taken.changed.is_some() && order.trigger == Trigger::Event;
                 let heard_paths: Option<Vec<PathBuf>> = taken
                     .changed
                     .filter(|_| order.trigger == Trigger::Event)
@@ -519,8 +525,16 @@ impl Daemon {
             for reason in &a.reasons {
                 log::debug!("{}: {reason}", a.action);
             }
-            self.sched
-                .set_timer(a.action, a.followup.next_due.map(instant_of));
+            let due = a.followup.next_due.map(instant_of);
+            if a.action == Action::Ingest && self.worker.partial_ingest {
+                // An event run saw only its paths: a file an earlier run left to settle
+                // still needs the timer that run set.
+                if let Some(at) = due {
+                    self.sched.wake_at(a.action, at);
+                }
+            } else {
+                self.sched.set_timer(a.action, due);
+            }
             // What an action a change asked for finds, that change announced.
             if !self.worker.heard.contains(&a.action) {
                 unannounced += a.followup.found;

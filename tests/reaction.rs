@@ -241,3 +241,23 @@ fn files_are_read_as_their_writers_close_them_not_all_after_the_quiet_window() {
         "only {early} of {hashed} files were read before their run: {counts:?}"
     );
 }
+
+/// Found by the benchmark: a file the startup run left to settle must not wait for the
+/// tick because an event run (which looks only at the paths it heard) came first.
+#[test]
+fn a_file_left_to_settle_is_sent_although_an_event_run_came_first() {
+    let env = TestEnv::new();
+    rules(&env, &["--"], "debounce = \"50ms\"", "settle = \"1s\"", "");
+    let early = env.write("Data/early.txt", "written just before the watcher started");
+    let w = env.watch(&[], &[]);
+    let later = env.write("Data/later.txt", "an event run looks only at this one");
+    wait_until("later.txt reaches the step", DEADLINE, &|| w.log(), || {
+        env.sent().contains(&bytes(&later))
+    });
+    wait_until(
+        "early.txt reaches the step once settled",
+        DEADLINE,
+        &|| w.log(),
+        || env.sent().contains(&bytes(&early)),
+    );
+}
