@@ -47,18 +47,22 @@ idle     All tools at once, after a first file has been reacted to and 3 s of qu
          logged.
 scale    100,000 files (20,000 with --quick) in 1,000 folders, shared by every tool, one
          tool at a time. From the moment the process is spawned, the benchmark writes a
-         new probe file every ~10 ms into Data/zz-probes. watchexec is ready when its
-         watches are in place: the write time of the earliest probe its step ever sees
-         (earlier probes are never seen). That measure says nothing about memsched:
-         its startup reconcile walks the Data folder after it starts watching, so it
-         sees every probe, even the first (the row "earliest probe reaching the step"
-         shows it). memsched is ready when its startup run has finished (its record in
-         scheduler_log.json), the moment from which a write gets the watcher's ordinary
-         reaction. Probing stops 0.3 s after the tool is ready; once the tool has been
-         quiet for 1 s, VmRSS and VmHWM (the peak) are read. Then a few single writes,
-         0.5 s apart, give the write -> step start latency in a home that large. memsched
-         is measured from empty state, then (after `memsched --once`, so everything is
-         recorded) again with the state recorded; watchexec has no state and is measured
+         new probe file every 100 ms into Data/zz-probes (every 10 ms was tried: a stream
+         that fast during its startup holds watchexec's first run back by ~10 s in a
+         100,000-file tree, so it measured the stream, not the startup). "Ready to
+         react" is the moment from which a write gets the tool's ordinary reaction:
+         - watchexec: the write time of the earliest probe whose step started within
+           debounce + 100 ms of it (probes before that are never seen, or late);
+         - memsched: when its startup run finished (its record in scheduler_log.json).
+           The probes cannot say it: the startup reconcile walks the Data folder after
+           the watches are set up, so it finds every probe, even the first (the row
+           "earliest probe reaching the step" shows that for both tools), and in the
+           before binary a file written after startup waits for `settle` besides.
+         Probing stops 0.3 s after the tool is ready; once no run has started for 1 s,
+         VmRSS and VmHWM (the peak) are read. Then single writes, 0.5 s apart, give the
+         write -> step start latency in a home that large. memsched is measured from
+         empty state, then (after `memsched --once --mode ingest`, so everything is
+         recorded) with the state recorded; watchexec has no state and is measured
          twice the same way.
 
 The folders live on tmpfs (/dev/shm) when it exists, else under /tmp. Every child runs in
@@ -92,7 +96,8 @@ SECTIONS = ("latency", "storm", "idle", "scale")
 DEBOUNCE_MS = 50
 STORM_FILES = 10_000
 SCALE_FOLDERS = 1_000
-PROBE_EVERY_S = 0.010
+PROBE_EVERY_S = 0.100
+PROMPT_MS = DEBOUNCE_MS + 100  # a reaction this soon after the write is the ordinary one
 OLD = time.time() - 3600  # mtime given to files that must look long settled
 
 # The step both tools run. `date` is forked for the stamp, the same cost for both.
@@ -433,8 +438,10 @@ class Watchexec:
         return Instance(self, variant, home, data, proc, stamps)
 
     def ready_at(self, inst, _spawned_ns, probes):
-        """The write time of the earliest probe its step saw: its watches were in place."""
-        return min((w for p, w in probes if inst.log.carried.get(p)), default=None)
+        """The write time of the earliest probe its step ran for within PROMPT_MS."""
+        prompt = [w for p, w in probes
+                  if (r := inst.log.reaction(p, 0)) is not None and r - w <= PROMPT_MS * 1e6]
+        return min(prompt, default=None)
 
 
 # ---------------------------------------------------------------- statistics
@@ -533,49 +540,59 @@ def section_latency(tools, args, root, table):
 def section_storm(tools, args, root, table):
     rows = collections.defaultdict(dict)
     for tool in tools:
-        home = os.path.join(root, f"storm-{tool.slug}")
-        data = os.path.join(home, "Data")
-        os.makedirs(os.path.join(data, "storm"))
-        if tool.kind == "memsched":
-            tool.prepare(home, data, "main")
-        inst = tool.start(home, data)
         try:
-            inst.warm_up(data)
-            paths = [os.path.join(data, "storm", f"s{i:05}.txt") for i in range(STORM_FILES)]
-            say(f"storm: {tool.column} gets {STORM_FILES:,} files")
-            bodies = [f"storm {p} {time.time_ns()}\n".encode() for p in paths]
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            first = time.time_ns()
-            for path, body in zip(paths, bodies):  # raw syscalls: as fast as Python goes
-                fd = os.open(path, flags, 0o644)
-                os.write(fd, body)
-                os.close(fd)
-            last = time.time_ns()
-            log = inst.log
-            log.quiet_from = last / 1e9
-            # Done when every path was seen and nothing ran for 1.5 s, or nothing ran for
-            # 5 s (a tool that lost paths), or after 2 minutes.
-            log.wait_quiet(1.5, 120, until=lambda: all(log.carried.get(p) for p in paths),
-                           give_up_s=5.0)
-            inst.alive()
-        finally:
-            stop(inst.proc)
-        runs = [t for t in log.runs if t > first]
-        seen = [p for p in paths if log.carried.get(p)]
-        twice = sum(1 for p in seen if len(log.carried[p]) > 1)
-        last_run = max((log.carried[p][-1] for p in seen), default=None)
-        col = tool.column
-        rows["runs"][col] = f"{len(runs)}"
-        rows["paths"][col] = f"{len(seen):,} of {STORM_FILES:,}"
-        rows["twice"][col] = f"{twice:,}"
-        rows["delay"][col] = "—" if last_run is None else fmt_ms((last_run - last) / 1e6)
-        rows["writer"][col] = fmt_ms((last - first) / 1e6)
+            storm_one(tool, root, rows)
+        except BenchError as e:
+            say(f"storm: {e}")
+            rows["runs"][tool.column] = f"failed: {e}"
+            stop_all()
     head = f"storm: 1 process writes {STORM_FILES:,} new files, debounce {DEBOUNCE_MS} ms"
     table.append((f"{head}: step runs started", rows["runs"]))
     table.append(("storm: distinct paths the step saw", rows["paths"]))
     table.append(("storm: paths the step saw in more than one run", rows["twice"]))
     table.append(("storm: last write → start of the last run carrying a storm path", rows["delay"]))
     table.append(("storm: time the writer took (for reference)", rows["writer"]))
+
+
+def storm_one(tool, root, rows):
+    """One tool's storm: its cells go into rows."""
+    home = os.path.join(root, f"storm-{tool.slug}")
+    data = os.path.join(home, "Data")
+    os.makedirs(os.path.join(data, "storm"))
+    if tool.kind == "memsched":
+        tool.prepare(home, data, "main")
+    inst = tool.start(home, data)
+    try:
+        inst.warm_up(data)
+        paths = [os.path.join(data, "storm", f"s{i:05}.txt") for i in range(STORM_FILES)]
+        say(f"storm: {tool.column} gets {STORM_FILES:,} files")
+        bodies = [f"storm {p} {time.time_ns()}\n".encode() for p in paths]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        first = time.time_ns()
+        for path, body in zip(paths, bodies):  # raw syscalls: as fast as Python goes
+            fd = os.open(path, flags, 0o644)
+            os.write(fd, body)
+            os.close(fd)
+        last = time.time_ns()
+        log = inst.log
+        log.quiet_from = last / 1e9
+        # Done when every path was seen and nothing ran for 1.5 s, or nothing ran for
+        # 5 s (a tool that lost paths), or after 2 minutes.
+        log.wait_quiet(1.5, 120, until=lambda: all(log.carried.get(p) for p in paths),
+                       give_up_s=5.0)
+        inst.alive()
+    finally:
+        stop(inst.proc)
+    runs = [t for t in log.runs if t > first]
+    seen = [p for p in paths if log.carried.get(p)]
+    twice = sum(1 for p in seen if len(log.carried[p]) > 1)
+    last_run = max((log.carried[p][-1] for p in seen), default=None)
+    col = tool.column
+    rows["runs"][col] = f"{len(runs)}"
+    rows["paths"][col] = f"{len(seen):,} of {STORM_FILES:,}"
+    rows["twice"][col] = f"{twice:,}"
+    rows["delay"][col] = "—" if last_run is None else fmt_ms((last_run - last) / 1e6)
+    rows["writer"][col] = fmt_ms((last - first) / 1e6)
 
 
 def section_idle(tools, args, root, table):
@@ -703,13 +720,20 @@ def section_scale(tools, args, root, table):
                 say(f"scale: {tool.column} --once")
                 tool.once(home)
             say(f"scale: {tool.column}, {state} state")
-            results[state][tool.column] = measure_ready(tool, home, data, args, f"{tool.slug}-{state}")
+            try:
+                results[state][tool.column] = measure_ready(tool, home, data, args,
+                                                            f"{tool.slug}-{state}")
+            except BenchError as e:
+                say(f"scale: {e}")
+                results[state][tool.column] = {"error": str(e)}
+                stop_all()
             clear_probes(data)
     n = f"{args.files:,} files in {SCALE_FOLDERS:,} folders"
     for state, what in (("recorded", "state recorded (after `--once`)"), ("empty", "empty state")):
-        res = results[state]
+        failed = {c: f"failed: {r['error']}" for c, r in results[state].items() if "error" in r}
+        res = {c: r for c, r in results[state].items() if "error" not in r}
         table.append((f"{n}, {what}: ready to react after",
-                      {c: fmt_ms(r["ready_ms"]) for c, r in res.items()}))
+                      {**failed, **{c: fmt_ms(r["ready_ms"]) for c, r in res.items()}}))
         table.append((f"{n}, {what}: VmRSS after startup (peak VmHWM)",
                       {c: f"{mib(r['rss'])} ({mib(r['hwm'])})" for c, r in res.items()}))
         table.append((f"{n}, {what}: earliest probe reaching the step, written at",
@@ -826,7 +850,12 @@ def main():
             if name in args.skip:
                 continue
             say(f"section {name}")
-            globals()[f"section_{name}"](tools, args, root, table)
+            try:
+                globals()[f"section_{name}"](tools, args, root, table)
+            except BenchError as e:
+                say(f"section {name} failed: {e}")
+                notes.append(f"section {name} failed: {e}")
+                stop_all()
     finally:
         stop_all()
         if args.keep:
