@@ -24,6 +24,8 @@ use crate::walk;
 
 /// Names listed per category in the plan's reasons before the rest are counted.
 const LISTED: usize = 10;
+/// Changed paths one thread looks at, at least, in an event run.
+const PER_THREAD: usize = 1024;
 /// Hashing more files than this shows a progress bar (on a terminal).
 const PROGRESS_FROM: usize = 200;
 
@@ -470,36 +472,31 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>)
     // The watcher reports paths under the canonical data_dir; paths.json may name it
     // through a link.
     let canonical = data_dir.canonicalize().ok();
-    let mut unreadable = Vec::new();
-    let mut gone = Vec::new();
-    for abs in changed {
-        let rel = abs
-            .strip_prefix(data_dir)
-            .ok()
-            .or_else(|| abs.strip_prefix(canonical.as_deref()?).ok());
-        let Some(rel) = rel else { continue };
-        if rel
-            .ancestors()
-            .skip(1)
-            .any(|a| !a.as_os_str().is_empty() && !walk::enters(config, a))
-        {
-            continue;
-        }
-        match std::fs::symlink_metadata(abs) {
-            Ok(meta) if meta.is_dir() => {
-                if rel.as_os_str().is_empty() || walk::enters(config, rel) {
-                    unreadable.extend(walk::memory_files(data_dir, rel, config, &mut visit));
-                }
-            }
-            Ok(meta) if meta.is_file() => {
-                if walk::is_memory(config, rel) {
-                    visit(rel.to_path_buf(), &meta);
-                }
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone.push(rel.to_path_buf()),
-            Err(e) => unreadable.push((file_key::display(rel), e.to_string())),
-        }
+    // A storm names thousands of paths, each a stat and two glob matches: side by side
+    // on every core (issue 8: the storm's run should start within the debounce).
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(changed.len().div_ceil(PER_THREAD))
+        .max(1);
+    let parts: Vec<Looked> = if threads == 1 {
+        vec![look_at(data_dir, canonical.as_deref(), config, changed)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = changed
+                .chunks(changed.len().div_ceil(threads))
+                .map(|chunk| s.spawn(|| look_at(data_dir, canonical.as_deref(), config, chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("looking at paths does not panic"))
+                .collect()
+        })
+    };
+    let (mut unreadable, mut gone) = (Vec::new(), Vec::new());
+    for part in parts {
+        found.extend(part.found);
+        unreadable.extend(part.unreadable);
+        gone.extend(part.gone);
     }
     // A folder and a file in it may both have changed: each file is looked at once.
     found.sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
@@ -511,6 +508,69 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>)
         unreadable,
         gone: Some(gone),
     })
+}
+
+/// What looking at some changed paths found.
+#[derive(Default)]
+struct Looked {
+    found: Vec<Found>,
+    unreadable: Vec<(String, String)>,
+    gone: Vec<PathBuf>,
+}
+
+/// Looks at each of `changed` (absolute, under data_dir or its canonical form): a memory
+/// file is found, a folder walked, a missing path gone.
+fn look_at(
+    data_dir: &Path,
+    canonical: Option<&Path>,
+    config: &IngestConfig,
+    changed: &[PathBuf],
+) -> Looked {
+    let mut looked = Looked::default();
+    let mut found = Vec::new();
+    let mut visit = |rel: PathBuf, meta: &std::fs::Metadata| {
+        found.push(Found {
+            rel,
+            stat: Stat::of(meta),
+        });
+    };
+    for abs in changed {
+        let rel = abs
+            .strip_prefix(data_dir)
+            .ok()
+            .or_else(|| abs.strip_prefix(canonical?).ok());
+        let Some(rel) = rel else { continue };
+        if rel
+            .ancestors()
+            .skip(1)
+            .any(|a| !a.as_os_str().is_empty() && !walk::enters(config, a))
+        {
+            continue;
+        }
+        match std::fs::symlink_metadata(abs) {
+            Ok(meta) if meta.is_dir() => {
+                if rel.as_os_str().is_empty() || walk::enters(config, rel) {
+                    looked
+                        .unreadable
+                        .extend(walk::memory_files(data_dir, rel, config, &mut visit));
+                }
+            }
+            Ok(meta) if meta.is_file() => {
+                if walk::is_memory(config, rel) {
+                    visit(rel.to_path_buf(), &meta);
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                looked.gone.push(rel.to_path_buf());
+            }
+            Err(e) => looked
+                .unreadable
+                .push((file_key::display(rel), e.to_string())),
+        }
+    }
+    looked.found = found;
+    looked
 }
 
 /// What reading a file gave: its content hash, and its stat right after (a file that
