@@ -24,6 +24,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::action::Action;
 use crate::error::{Error, Exit, Result};
+use crate::event_kind::EventKind;
 use crate::interrupt;
 use crate::lock;
 use crate::paths::Paths;
@@ -578,10 +579,14 @@ impl Daemon {
                 rel,
                 kind,
                 settled,
+                folder,
                 ..
             } = &change
             {
                 self.changes.note(rel, *kind, *settled);
+                if *folder == Some(true) && matches!(kind, EventKind::Create | EventKind::Rename) {
+                    self.changes.note_new_folder(rel);
+                }
                 if *settled && self.is_memory(rel) {
                     self.prehasher
                         .closed(rel.clone(), self.watching.roots.data_dir.join(rel));

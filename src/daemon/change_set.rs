@@ -4,7 +4,7 @@
 //! the same in a home of 100,000 files as in one of ten); a complete file need not wait
 //! out `settle`, which, judged by mtime, is for files still open and for `--once`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::event_kind::EventKind;
@@ -16,6 +16,9 @@ const KEPT: usize = 200_000;
 pub(super) struct ChangeSet {
     /// Relative to data_dir: whether the last thing heard of it says it is complete.
     paths: BTreeMap<PathBuf, bool>,
+    /// Folders heard being made (or moved in): the run walks each whole, so the paths
+    /// heard inside them need no look of their own (a storm into a new folder).
+    new_folders: BTreeSet<PathBuf>,
     /// The set cannot name everything that changed (too many paths, or an ingest run
     /// that did not finish its plan): the next run walks all of data_dir.
     incomplete: bool,
@@ -31,6 +34,11 @@ pub(super) struct Taken {
 }
 
 impl ChangeSet {
+    /// `rel`, a folder, was made or moved in.
+    pub(super) fn note_new_folder(&mut self, rel: &Path) {
+        self.new_folders.insert(rel.to_path_buf());
+    }
+
     /// `rel` changed; `settled` when its writer is done with it.
     pub(super) fn note(&mut self, rel: &Path, kind: EventKind, settled: bool) {
         if self.paths.len() >= KEPT && !self.paths.contains_key(rel) {
@@ -51,14 +59,24 @@ impl ChangeSet {
     /// Hands the set to the ingest run about to start, and starts a new one.
     pub(super) fn take(&mut self) -> Taken {
         let paths = std::mem::take(&mut self.paths);
+        let folders = std::mem::take(&mut self.new_folders);
         let incomplete = std::mem::take(&mut self.incomplete);
+        let walked = |path: &Path| path.ancestors().skip(1).any(|a| folders.contains(a));
         Taken {
             settled: paths
                 .iter()
                 .filter(|(_, complete)| **complete)
                 .map(|(path, _)| path.clone())
                 .collect(),
-            changed: (!incomplete).then(|| paths.into_keys().collect()),
+            changed: (!incomplete).then(|| {
+                paths
+                    .into_keys()
+                    .filter(|p| !walked(p))
+                    .chain(folders.iter().filter(|f| !walked(f)).cloned())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            }),
         }
     }
 }
@@ -90,6 +108,26 @@ mod tests {
         let next = set.take();
         assert!(next.settled.is_empty(), "taking starts a new set");
         assert_eq!(next.changed, Some(Vec::new()));
+    }
+
+    #[test]
+    fn paths_inside_a_new_folder_are_left_to_its_walk() {
+        let mut set = ChangeSet::default();
+        set.note(Path::new("storm"), EventKind::Create, false);
+        set.note_new_folder(Path::new("storm"));
+        set.note(Path::new("storm/a.txt"), EventKind::Create, true);
+        set.note(Path::new("storm/deep/b.txt"), EventKind::Create, true);
+        set.note(Path::new("other.txt"), EventKind::Modify, true);
+        let taken = set.take();
+        assert_eq!(
+            taken.changed,
+            Some(vec![PathBuf::from("other.txt"), PathBuf::from("storm")])
+        );
+        assert_eq!(
+            taken.settled.len(),
+            3,
+            "settling is still known file by file"
+        );
     }
 
     #[test]
