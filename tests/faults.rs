@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -52,14 +52,18 @@ impl Moments {
         self.0 ^= self.0 << 17;
         Duration::from_millis(self.0 % max_ms.max(1))
     }
-}
 
-fn sigkill(child: &mut Child) {
-    let _ = kill(
-        Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        Signal::SIGKILL,
-    );
-    let _ = child.wait();
+    /// Kills `child` with SIGKILL at a random moment within `max_ms` and reaps it. The
+    /// pause is the fault's timing, chosen at random on purpose; it waits for no effect
+    /// (what follows checks only what any moment must leave behind).
+    fn kill_within(&mut self, child: &mut Child, max_ms: u64) {
+        std::thread::sleep(self.next(max_ms));
+        let _ = kill(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            Signal::SIGKILL,
+        );
+        let _ = child.wait();
+    }
 }
 
 /// Every state file that exists parses: a kill at any moment leaves the old or the new.
@@ -83,20 +87,17 @@ fn assert_state_readable(env: &TestEnv) {
 /// Runs `--once` with `args` until it exits 0 (a step left running by a killed memsched
 /// holds the action's lock until it ends, so a run may find the action busy).
 fn settle_with_once(env: &TestEnv, args: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = env.run(args);
-        if out.status.code() == Some(0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no clean run within 60 s: {}\n{}",
-            stderr(&out),
-            stdout(&out)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let last = std::cell::RefCell::new(String::new());
+    wait_until(
+        "a clean run",
+        Duration::from_secs(60),
+        &|| last.borrow().clone(),
+        || {
+            let out = env.run(args);
+            *last.borrow_mut() = format!("{}\n{}", stderr(&out), stdout(&out));
+            out.status.code() == Some(0)
+        },
+    );
 }
 
 /// How often the step was given each path.
@@ -137,8 +138,7 @@ fn kill_9_during_ingest_loses_no_file_and_resends_only_what_was_in_flight() {
         let mut trial_kills = 0;
         for _ in 0..3 {
             let mut once = env.command(&["--once"]).spawn().unwrap();
-            std::thread::sleep(moments.next(400));
-            sigkill(&mut once);
+            moments.kill_within(&mut once, 400);
             trial_kills += 1;
             assert_state_readable(&env);
         }
@@ -185,8 +185,7 @@ fn kill_9_during_retry_loses_no_task_and_reruns_only_what_was_in_flight() {
         let (mut trial_kills, mut in_flight) = (0, 0);
         for _ in 0..3 {
             let mut once = env.command(&["--once", "--mode", "retry"]).spawn().unwrap();
-            std::thread::sleep(moments.next(400));
-            sigkill(&mut once);
+            moments.kill_within(&mut once, 400);
             trial_kills += 1;
             assert_state_readable(&env);
             // What was in flight: the group memsched had marked running.
@@ -263,8 +262,7 @@ fn kill_9_during_upload_loses_no_entry_and_reuploads_only_what_was_in_flight() {
                 .command(&["--once", "--mode", "upload"])
                 .spawn()
                 .unwrap();
-            std::thread::sleep(moments.next(400));
-            sigkill(&mut once);
+            moments.kill_within(&mut once, 400);
             trial_kills += 1;
             assert_state_readable(&env);
         }
@@ -326,8 +324,7 @@ fn kill_9_of_the_watcher_in_a_storm_loses_no_file() {
                     written += 1;
                 }
             }
-            std::thread::sleep(moments.next(300));
-            sigkill(&mut watcher);
+            moments.kill_within(&mut watcher, 300);
             trial_kills += 1;
             assert_state_readable(&env);
         }
