@@ -7,8 +7,6 @@
 //! `cargo bench --bench event_run [-- FILES...]` (default 10 100000)
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use memsched::action::Action;
@@ -46,16 +44,9 @@ fn measure(n: usize) {
     let held = Held::default();
     let run = |changed: Option<Vec<PathBuf>>| {
         let request = Request {
-            actions: vec![Action::Ingest],
-            trigger: Trigger::Event,
-            dry_run: false,
-            progress: false,
-            woken_by: Vec::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-            settled: std::collections::HashSet::new(),
-            prehashed: std::collections::HashMap::new(),
             changed,
             manifest: held.clone(),
+            ..Request::new(vec![Action::Ingest], Trigger::Event)
         };
         let began = Instant::now();
         let record = reconcile::run(&paths, &rules, &request);

@@ -17,7 +17,6 @@ use crate::paths::Paths;
 use crate::reconcile::{self, Request};
 use crate::report::exit_of;
 use crate::rules::Rules;
-use crate::state::ingest_hash::Held;
 use crate::{check, daemon, history, interrupt};
 use crate::{status, summary};
 
@@ -165,16 +164,13 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
         log::warn!("{}: Ctrl-C ends memsched at once", e.chain());
     }
     let request = Request {
-        actions: actions_of(&cli.mode),
-        trigger: cli.trigger.unwrap_or(TriggerArg::Manual).into(),
         dry_run: cli.dry_run,
         progress: !cli.json,
-        woken_by: Vec::new(),
         stop: Arc::clone(&stop),
-        settled: std::collections::HashSet::new(),
-        prehashed: std::collections::HashMap::new(),
-        changed: None,
-        manifest: Held::default(),
+        ..Request::new(
+            actions_of(&cli.mode),
+            cli.trigger.unwrap_or(TriggerArg::Manual).into(),
+        )
     };
     let mut record = reconcile::run(paths, rules, &request);
     if stop.load(Ordering::SeqCst) {

@@ -45,6 +45,26 @@ pub struct Request {
     pub manifest: Held,
 }
 
+impl Request {
+    /// A run of `actions` for `trigger` as `--once` makes it: planned from a walk of
+    /// data_dir, with nothing heard, nothing held, no stop asked. Callers set what differs.
+    #[must_use]
+    pub fn new(actions: Vec<Action>, trigger: Trigger) -> Request {
+        Request {
+            actions,
+            trigger,
+            dry_run: false,
+            progress: false,
+            woken_by: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            settled: HashSet::new(),
+            prehashed: crate::actions::Prehashed::new(),
+            changed: None,
+            manifest: Held::default(),
+        }
+    }
+}
+
 /// Runs every requested action once. One action failing does not stop the others.
 #[must_use]
 pub fn run(paths: &Paths, rules: &Rules, request: &Request) -> RunRecord {

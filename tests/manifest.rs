@@ -3,8 +3,6 @@
 //! count is true (issue 11).
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
@@ -163,16 +161,9 @@ fn ingest_run(env: &TestEnv, held: &Held, changed: Option<Vec<PathBuf>>) -> RunR
     let paths = Paths::load(&env.home().join("paths.json")).unwrap();
     let rules = Rules::load(&env.home().join("watch-rules.toml")).unwrap();
     let request = Request {
-        actions: vec![Action::Ingest],
-        trigger: Trigger::Event,
-        dry_run: false,
-        progress: false,
-        woken_by: Vec::new(),
-        stop: Arc::new(AtomicBool::new(false)),
-        settled: std::collections::HashSet::new(),
-        prehashed: std::collections::HashMap::new(),
         changed,
         manifest: held.clone(),
+        ..Request::new(vec![Action::Ingest], Trigger::Event)
     };
     reconcile::run(&paths, &rules, &request)
 }
