@@ -13,7 +13,7 @@ mod routing;
 pub mod scheduler;
 mod self_report;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,40 +215,17 @@ impl Worker {
             let _ = tx.send(Input::LockFree(action));
         });
     }
-}
 
-impl Worker {
-    /// Runs `order` on a thread of its own, then records it and hands it back to the loop.
-    /// `settled`: data files the watcher knows are complete (see [`ChangeSet`]).
-    /// `changed`: the data paths an event run plans from (`None`: walk all of data_dir).
-    fn spawn(
-        &self,
-        paths: &Paths,
-        rules: &Rules,
-        order: RunOrder,
-        settled: HashSet<PathBuf>,
-        changed: Option<Vec<PathBuf>>,
-        prehashed: crate::actions::Prehashed,
-    ) {
-        let names: Vec<&str> = order.actions.iter().map(|a| a.name()).collect();
+    /// Runs `request` on a thread of its own, then records it and hands it back to the
+    /// loop.
+    fn spawn(&self, paths: &Paths, rules: &Rules, request: Request) {
+        let names: Vec<&str> = request.actions.iter().map(|a| a.name()).collect();
         log::info!(
             "run ({}) of {}: woken by {}",
-            order.trigger.name(),
+            request.trigger.name(),
             names.join(", "),
-            order.reasons.join("; ")
+            request.woken_by.join("; ")
         );
-        let request = Request {
-            actions: order.actions,
-            trigger: order.trigger,
-            dry_run: false,
-            progress: false,
-            woken_by: order.reasons,
-            stop: Arc::clone(&self.stop),
-            settled,
-            changed,
-            prehashed,
-            manifest: self.manifest.clone(),
-        };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
             let mut record = reconcile::run(&paths, &rules, &request);
@@ -446,32 +423,7 @@ impl Daemon {
                 self.recheck_pause(now);
             }
             if let Some(order) = self.sched.poll(now) {
-                self.worker.heard.clone_from(&order.heard);
-                let (taken, prehashed) = if order.actions.contains(&Action::Ingest) {
-                    (self.changes.take(), self.prehasher.take())
-                } else {
-                    (change_set::Taken::default(), HashMap::new())
-                };
-                // Only a run that events alone woke may plan from what they named; any
-                // other (a tick, a timer, a rescan) walks all of data_dir.
-                self.worker.partial_ingest =
-                    taken.changed.is_some() && order.trigger == Trigger::Event;
-                let heard_paths: Option<Vec<PathBuf>> = taken
-                    .changed
-                    .filter(|_| order.trigger == Trigger::Event)
-                    .map(|rels| {
-                        rels.iter()
-                            .map(|rel| self.watching.roots.data_dir.join(rel))
-                            .collect()
-                    });
-                self.worker.spawn(
-                    &self.paths,
-                    &self.config.rules,
-                    order,
-                    taken.settled,
-                    heard_paths,
-                    prehashed,
-                );
+                self.start_run(order);
             }
             self.canary(now);
             if self.sched.is_done() {
@@ -504,6 +456,34 @@ impl Daemon {
                 default(wait) => {}
             }
         }
+    }
+
+    /// Starts the run the scheduler ordered. An ingest run takes what the watcher heard
+    /// since the last one: which files are complete, their early hashes, and (for a run
+    /// that events alone woke) the paths to plan from; any other run walks all of data_dir.
+    fn start_run(&mut self, order: RunOrder) {
+        self.worker.heard.clone_from(&order.heard);
+        let mut request = Request {
+            woken_by: order.reasons,
+            stop: Arc::clone(&self.worker.stop),
+            manifest: self.worker.manifest.clone(),
+            ..Request::new(order.actions, order.trigger)
+        };
+        if request.actions.contains(&Action::Ingest) {
+            let taken = self.changes.take();
+            request.settled = taken.settled;
+            request.prehashed = self.prehasher.take();
+            request.changed = taken
+                .changed
+                .filter(|_| request.trigger == Trigger::Event)
+                .map(|rels| {
+                    rels.iter()
+                        .map(|rel| self.watching.roots.data_dir.join(rel))
+                        .collect()
+                });
+        }
+        self.worker.partial_ingest = request.changed.is_some();
+        self.worker.spawn(&self.paths, &self.config.rules, request);
     }
 
     /// Tells systemd the loop still turns, when it watches for that (`WatchdogSec=`): the
@@ -613,7 +593,7 @@ impl Daemon {
             Route::Wake { wakes, deferred } => self.wake(wakes, deferred, now),
             Route::Ignored(why) => log::debug!("ignored {why}"),
             Route::Rules => self.sched.rules_changed(now),
-            Route::Pause { paused, .. } => self.set_paused(paused, now),
+            Route::Pause { paused } => self.set_paused(paused, now),
             Route::Canary => {
                 if self.canary.seen(&mut self.sched) {
                     log::debug!("canary came back: the watcher hears data_dir");
@@ -983,6 +963,27 @@ mod tests {
         d.on_change(&Change::Pause, t0 + LATER * 60);
         let run = d.sched.poll(t0 + LATER * 60).unwrap();
         assert_eq!((run.trigger, run.actions.len()), (Trigger::Resume, 2));
+    }
+
+    #[test]
+    fn touching_the_marker_while_paused_changes_nothing() {
+        let Fixture {
+            _dir,
+            daemon: mut d,
+            t0,
+        } = fixture();
+        std::fs::write(&d.watching.roots.pause_file, "").unwrap();
+        d.on_change(&Change::Pause, t0);
+        assert!(d.report.paused_since.is_some());
+        // A mark no new pause would write: it stays only if this is the same pause.
+        d.report.paused_since = Some("the first pause".to_owned());
+        d.on_change(&Change::Pause, t0 + LATER);
+        assert_eq!(
+            d.report.paused_since.as_deref(),
+            Some("the first pause"),
+            "still the same pause"
+        );
+        assert!(d.sched.is_paused());
     }
 
     #[test]

@@ -31,9 +31,9 @@ pub(super) enum Route {
     Ignored(String),
     /// The rules file was written: reload it.
     Rules,
-    /// The pause marker changed: runs now wait (`paused`) or not; `turned` when that
-    /// differs from before, which is worth a line in the log.
-    Pause { paused: bool, turned: bool },
+    /// The pause marker changed: runs now wait (`paused`) or not. Whether that differs
+    /// from before is the loop's to tell (it also re-reads the marker without an event).
+    Pause { paused: bool },
     /// The watcher's own canary came back.
     Canary,
     /// The watcher lost events: reconcile everything.
@@ -112,7 +112,6 @@ pub(super) fn route(change: &Change, rules: &Rules, facts: &Facts) -> Route {
         Change::Rules => Route::Rules,
         Change::Pause => Route::Pause {
             paused: facts.pause_marker,
-            turned: facts.pause_marker != facts.paused,
         },
         Change::Canary => Route::Canary,
         Change::File {
@@ -402,10 +401,7 @@ mod tests {
                 "the marker appearing pauses, and says so",
                 Change::Pause,
                 marker,
-                Route::Pause {
-                    paused: true,
-                    turned: true,
-                },
+                Route::Pause { paused: true },
             ),
             (
                 "the marker touched while paused changes nothing",
@@ -414,19 +410,13 @@ mod tests {
                     pause_marker: true,
                     ..PAUSED
                 },
-                Route::Pause {
-                    paused: true,
-                    turned: false,
-                },
+                Route::Pause { paused: true },
             ),
             (
                 "the marker gone resumes",
                 Change::Pause,
                 PAUSED,
-                Route::Pause {
-                    paused: false,
-                    turned: true,
-                },
+                Route::Pause { paused: false },
             ),
             (
                 "lost events rescan everything",
