@@ -11,6 +11,19 @@ pub mod watchdog_state;
 
 use std::time::SystemTime;
 
+use serde_json::Value;
+
+/// An integer memsched compares exactly (a nanosecond mtime), read as memsched writes it,
+/// a string of digits (exact through jq and JavaScript), or as a plain number.
+#[must_use]
+pub fn exact_integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Reads an RFC 3339 timestamp as the pipeline's scripts write them: with `Z` or an offset
 /// (`+00:00`, as Python's `isoformat()` gives), or without one, taken as UTC.
 #[must_use]

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::paths::Paths;
 use crate::state::atomic;
+use crate::state::json_file::list_items;
 
 /// What a state file's change amounts to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,15 +95,7 @@ fn open_task_ids(bytes: &[u8]) -> HashSet<String> {
     let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
         return HashSet::new();
     };
-    let items = match &doc {
-        Value::Array(items) => items.as_slice(),
-        Value::Object(map) => map
-            .get("tasks")
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice),
-        _ => &[],
-    };
-    items
+    list_items(&doc, "tasks")
         .iter()
         .filter(|t| {
             matches!(
@@ -134,14 +127,7 @@ fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> 
     } else {
         ("uploads", |s| s != "uploaded")
     };
-    let items = match &doc {
-        Value::Array(items) => items.as_slice(),
-        Value::Object(map) => map
-            .get(key)
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice),
-        _ => &[],
-    };
+    let items = list_items(&doc, key);
     let field = |item: &Value, name: &str| item.get(name).map(Value::to_string).unwrap_or_default();
     let mut relevant: Vec<[String; 4]> = items
         .iter()

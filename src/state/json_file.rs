@@ -77,6 +77,20 @@ pub fn write(path: &Path, value: &Value) -> Result<()> {
 
 /// A state document whose payload is a list: either `{"<key>": [...], ...}` or a bare
 /// `[...]`. Everything else in the document is kept as it was read.
+/// The entries of a list document: a bare list, or the list under `key` (none when the
+/// document is neither).
+#[must_use]
+pub fn list_items<'a>(root: &'a Value, key: &str) -> &'a [Value] {
+    match root {
+        Value::Array(items) => items,
+        Value::Object(map) => map
+            .get(key)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice),
+        _ => &[],
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ListDoc {
     path: PathBuf,
@@ -118,14 +132,7 @@ impl ListDoc {
 
     #[must_use]
     pub fn items(&self) -> &[Value] {
-        match &self.root {
-            Value::Array(items) => items,
-            Value::Object(map) => map
-                .get(self.key)
-                .and_then(Value::as_array)
-                .map_or(&[], Vec::as_slice),
-            _ => &[],
-        }
+        list_items(&self.root, self.key)
     }
 
     pub fn items_mut(&mut self) -> &mut Vec<Value> {

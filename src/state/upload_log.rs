@@ -54,11 +54,7 @@ impl<'a> UploadView<'a> {
     #[must_use]
     pub fn changed_since_upload(self, stat: &Stat) -> bool {
         let size = self.0.get("size").and_then(Value::as_u64);
-        // Written as a string of digits (exact through jq); a number is read too.
-        let mtime_ns = self.0.get("mtime_ns").and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        });
+        let mtime_ns = self.0.get("mtime_ns").and_then(super::exact_integer);
         size != Some(stat.size) || mtime_ns != Some(stat.mtime_ns)
     }
 }

@@ -38,12 +38,8 @@ mod digits {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let value = Value::deserialize(d)?;
-        let n = match &value {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        };
-        n.ok_or_else(|| serde::de::Error::custom(format!("not an integer: {value}")))
+        crate::state::exact_integer(&value)
+            .ok_or_else(|| serde::de::Error::custom(format!("not an integer: {value}")))
     }
 }
 
