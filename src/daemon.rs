@@ -445,8 +445,8 @@ impl Daemon {
                     Ok(Input::Signal(s)) => self.on_signal(s),
                     Ok(Input::Finished(record)) => self.on_finished(&record),
                     Ok(Input::LockFree(action)) => {
-                        // A timer, not an event: the skipped run's changes are gone with
-                        // it, so this run walks everything.
+                        // A timer, not an event: the skipped action plans in full (for
+                        // ingest, the skipped run also marked the change set incomplete).
                         log::debug!("{action} was skipped while another memsched held its lock, now free");
                         self.worker.awaiting_lock.remove(&action);
                         self.sched.wake_at(action, Instant::now());
