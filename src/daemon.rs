@@ -236,6 +236,8 @@ impl Worker {
                 log::error!("the run was not recorded: {}", e.chain());
             }
             let _ = tx.send(Input::Finished(Box::new(record)));
+            // The run's plan, hashes and batches are freed by now; glibc would keep them.
+            crate::allocator::give_back();
         });
     }
 }
@@ -265,6 +267,7 @@ struct Daemon {
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
 /// are errors; everything after is logged and the loop goes on.
 pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) -> Result<Exit> {
+    crate::allocator::settle_for_long_life();
     std::fs::create_dir_all(&paths.state_dir).map_err(|source| Error::StateWrite {
         path: paths.state_dir.clone(),
         source,

@@ -5,6 +5,7 @@
 
 pub mod action;
 pub mod actions;
+pub mod allocator;
 pub mod app;
 pub mod autostart;
 pub mod check;

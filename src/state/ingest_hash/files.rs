@@ -64,6 +64,7 @@ impl Files {
             u32::try_from(key.len()).expect("a key fits in 4 GiB"),
             u32::try_from(self.entries.len()).expect("fewer than 4 billion files"),
         );
+        self.grow_for(key.len());
         self.names.push_str(key);
         self.entries.push(Entry { at, len, rec });
         let hash = self.hasher.hash_one(key);
@@ -72,6 +73,20 @@ impl Files {
             let e = &entries[i as usize];
             hasher.hash_one(&names[e.at as usize..(e.at + e.len) as usize])
         });
+    }
+
+    /// Makes room for one more record. A full list grows by an eighth, not by doubling:
+    /// the watcher holds this for its whole life, and one file saved into a home of
+    /// 100,000 would otherwise leave room for 100,000 more (9 MiB of entries; issue 8).
+    fn grow_for(&mut self, key_len: usize) {
+        let step = |n: usize| (n / 8).max(64);
+        if self.entries.len() == self.entries.capacity() {
+            self.entries.reserve_exact(step(self.entries.len()));
+        }
+        if self.names.capacity() - self.names.len() < key_len {
+            self.names
+                .reserve_exact(step(self.names.len()).max(key_len));
+        }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -132,5 +147,30 @@ mod tests {
         assert_eq!(files.get("d/999.txt").unwrap().stat(), Some(stat(999)));
         assert!(files.get("d/1000.txt").is_none());
         assert_eq!(files.keys().filter(|k| k.starts_with("d/")).count(), 1000);
+    }
+
+    #[test]
+    fn one_more_record_in_a_full_manifest_grows_it_by_an_eighth() {
+        let stat = Stat {
+            size: 1,
+            mtime_ns: 0,
+            inode: 1,
+        };
+        let mut files = Files::default();
+        for i in 0..8000 {
+            let rec = Record::new(Digest([0; 32]), stat, std::time::UNIX_EPOCH);
+            files.insert(&format!("d/{i:05}.txt"), rec);
+        }
+        files.shrink_to_fit();
+        assert_eq!(files.entries.capacity(), 8000);
+        let rec = Record::new(Digest([0; 32]), stat, std::time::UNIX_EPOCH);
+        files.insert("d/new.txt", rec);
+        assert_eq!(files.entries.capacity(), 9000, "not 16,000");
+        assert!(
+            files.names.capacity() <= 9 * 11 * 1000 + 64,
+            "{}",
+            files.names.capacity()
+        );
+        assert_eq!(files.get("d/new.txt").map(Record::stat), Some(Some(stat)));
     }
 }

@@ -227,7 +227,8 @@ impl IngestHash {
             .map_err(|source| state_error(&self.journal, source))?;
         self.journal_id = Some(id);
         self.journal_end = end;
-        self.pending.clear();
+        // Dropped, not cleared: a first run over 100,000 files grew it to megabytes.
+        self.pending = Vec::new();
         Ok(())
     }
 
@@ -266,7 +267,10 @@ impl IngestHash {
             path: self.journal.clone(),
             source,
         })?;
-        self.pending.clear();
+        self.pending = Vec::new();
+        // A manifest that grew record by record (a first run) holds room for twice its
+        // records until now.
+        self.files.shrink_to_fit();
         self.journal_id = None;
         self.journal_end = 0;
         self.seen = std::fs::symlink_metadata(&self.path)
