@@ -11,8 +11,10 @@
 
 /// Large blocks (a plan, a batch, the manifest's lists) get pages of their own, which go
 /// back to the system when freed; the glibc default, kept from rising.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 128 * 1024;
 /// Free memory at the top of a heap beyond this is returned as it is freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_THRESHOLD: i32 = 1024 * 1024;
 
 /// Fixes the allocator's thresholds for a long-lived process; call once, early.

@@ -534,17 +534,27 @@ fn look_at(
             stat: Stat::of(meta),
         });
     };
+    // A storm's paths share a few folders: each folder's globs are matched once, not once
+    // per file in it.
+    let mut last_folder: Option<(&Path, bool)> = None;
     for abs in changed {
         let rel = abs
             .strip_prefix(data_dir)
             .ok()
             .or_else(|| abs.strip_prefix(canonical?).ok());
         let Some(rel) = rel else { continue };
-        if rel
-            .ancestors()
-            .skip(1)
-            .any(|a| !a.as_os_str().is_empty() && !walk::enters(config, a))
-        {
+        let folder = rel.parent().unwrap_or(Path::new(""));
+        let entered = match last_folder {
+            Some((seen, entered)) if seen.as_os_str() == folder.as_os_str() => entered,
+            _ => {
+                let entered = folder
+                    .ancestors()
+                    .all(|a| a.as_os_str().is_empty() || walk::enters(config, a));
+                last_folder = Some((folder, entered));
+                entered
+            }
+        };
+        if !entered {
             continue;
         }
         match std::fs::symlink_metadata(abs) {
