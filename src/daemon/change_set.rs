@@ -4,7 +4,7 @@
 //! the same in a home of 100,000 files as in one of ten); a complete file need not wait
 //! out `settle`, which, judged by mtime, is for files still open and for `--once`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::event_kind::EventKind;
@@ -15,7 +15,9 @@ const KEPT: usize = 200_000;
 #[derive(Debug, Default)]
 pub(super) struct ChangeSet {
     /// Relative to data_dir: whether the last thing heard of it says it is complete.
-    paths: BTreeMap<PathBuf, bool>,
+    /// Hashed, not ordered: a storm notes 30,000 events here while the writer still
+    /// writes, and comparing paths component by component kept the loop behind it.
+    paths: HashMap<PathBuf, bool>,
     /// Folders heard being made (or moved in): the run walks each whole, so the paths
     /// heard inside them need no look of their own (a storm into a new folder).
     new_folders: BTreeSet<PathBuf>,
@@ -41,13 +43,17 @@ impl ChangeSet {
 
     /// `rel` changed; `settled` when its writer is done with it.
     pub(super) fn note(&mut self, rel: &Path, kind: EventKind, settled: bool) {
-        if self.paths.len() >= KEPT && !self.paths.contains_key(rel) {
+        // A removal says nothing about completeness; anything else after a close reopens it.
+        let complete = |was: bool| settled || (kind == EventKind::Remove && was);
+        if let Some(was) = self.paths.get_mut(rel) {
+            *was = complete(*was);
+            return;
+        }
+        if self.paths.len() >= KEPT {
             self.incomplete = true;
             return;
         }
-        // A removal says nothing about completeness; anything else after a close reopens it.
-        let complete = settled || (kind == EventKind::Remove && self.paths.get(rel) == Some(&true));
-        self.paths.insert(rel.to_path_buf(), complete);
+        self.paths.insert(rel.to_path_buf(), complete(false));
     }
 
     /// The last ingest run did not get through its plan (it failed, was skipped or
@@ -61,7 +67,9 @@ impl ChangeSet {
         let paths = std::mem::take(&mut self.paths);
         let folders = std::mem::take(&mut self.new_folders);
         let incomplete = std::mem::take(&mut self.incomplete);
-        let walked = |path: &Path| path.ancestors().skip(1).any(|a| folders.contains(a));
+        let walked = |path: &Path| {
+            !folders.is_empty() && path.ancestors().skip(1).any(|a| folders.contains(a))
+        };
         Taken {
             settled: paths
                 .iter()
@@ -69,13 +77,16 @@ impl ChangeSet {
                 .map(|(path, _)| path.clone())
                 .collect(),
             changed: (!incomplete).then(|| {
-                paths
+                let mut changed: Vec<PathBuf> = paths
                     .into_keys()
                     .filter(|p| !walked(p))
                     .chain(folders.iter().filter(|f| !walked(f)).cloned())
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect()
+                    .collect();
+                // In byte order, as the scan sorts what it finds; a folder that is also a
+                // noted path appears once.
+                changed.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+                changed.dedup();
+                changed
             }),
         }
     }

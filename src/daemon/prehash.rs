@@ -27,6 +27,7 @@ impl Prehasher {
         let done = Arc::new(Mutex::new(HashMap::new()));
         let into = Arc::clone(&done);
         std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
             for (rel, abs) in files {
                 let Ok(before) = std::fs::symlink_metadata(&abs) else {
                     continue;
@@ -35,7 +36,7 @@ impl Prehasher {
                     continue;
                 }
                 // Read only what did not change while it was read, as a plan would.
-                if let Ok((hash, Some(after))) = hash_one(&abs)
+                if let Ok((hash, Some(after))) = hash_one(&abs, &mut buf)
                     && after == crate::state::stat::Stat::of(&before)
                 {
                     let mut done = into.lock().unwrap_or_else(PoisonError::into_inner);
