@@ -25,4 +25,17 @@ impl Stat {
             inode: meta.ino(),
         }
     }
+
+    /// The same from a raw `lstat` (nix's `fstatat`), equal to [`Stat::of`] for one file.
+    #[must_use]
+    pub fn of_raw(st: &nix::sys::stat::FileStat) -> Stat {
+        Stat {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: st
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec),
+            inode: st.st_ino,
+        }
+    }
 }

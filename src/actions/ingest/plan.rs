@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{IsTerminal, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -177,8 +180,9 @@ impl Plan {
 impl Plan {
     /// A file whose content failed before: its task decides (done by retry, given up, or
     /// the retry action's to finish).
-    fn place_by_task(&mut self, candidate: Candidate, shown: String, task: &IngestTask<'_>) {
+    fn place_by_task(&mut self, candidate: Candidate, task: &IngestTask<'_>) {
         let id = task.id.to_owned();
+        let shown = candidate.shown();
         match task.status {
             TaskStatus::Done => self.record_only.push((candidate, Known::DoneByRetry(id))),
             TaskStatus::Dead => self.given_up.push((shown, id)),
@@ -262,20 +266,21 @@ pub fn plan(
     };
     let mut sending: HashMap<Digest, String> = HashMap::new();
     for ((key, file, abs), read) in settled.into_iter().zip(read) {
-        let shown = file_key::display(&file.rel);
+        // Shown names are made only for the lines that show them (a storm sends 10,000).
+        let shown = || file_key::display(&file.rel);
         let hash = match read {
             Ok(Hashed { hash, after }) => {
                 plan.hashed += 1;
                 // A file that changed while it was read is still being written.
                 if after != Some(file.stat) {
                     plan.deferred
-                        .push((shown, "changed while it was read".to_owned()));
+                        .push((shown(), "changed while it was read".to_owned()));
                     continue;
                 }
                 hash
             }
             Err(e) => {
-                plan.unreadable.push((shown, e.to_string()));
+                plan.unreadable.push((shown(), e.to_string()));
                 continue;
             }
         };
@@ -292,7 +297,7 @@ pub fn plan(
         } else if let Some(task) = tasks.get(key.as_str())
             && task.hash.and_then(Digest::parse) == Some(hash)
         {
-            plan.place_by_task(candidate, shown, task);
+            plan.place_by_task(candidate, task);
         } else if let Some(other) = by_hash.get(&hash) {
             // Opt-in (by_hash is empty otherwise): the index is keyed by content, so the
             // copy is already in it.
@@ -453,9 +458,7 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>)
             gone: None,
         });
     };
-    // The watcher reports paths under the canonical data_dir; paths.json may name it
-    // through a link.
-    let canonical = data_dir.canonicalize().ok();
+    let base = Base::new(data_dir);
     // A storm names thousands of paths, each a stat and two glob matches: side by side
     // on every core (issue 8: the storm's run should start within the debounce).
     let threads = std::thread::available_parallelism()
@@ -463,12 +466,12 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>)
         .min(changed.len().div_ceil(PER_THREAD))
         .max(1);
     let parts: Vec<Looked> = if threads == 1 {
-        vec![look_at(data_dir, canonical.as_deref(), config, changed)]
+        vec![look_at(&base, config, changed)]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = changed
                 .chunks(changed.len().div_ceil(threads))
-                .map(|chunk| s.spawn(|| look_at(data_dir, canonical.as_deref(), config, chunk)))
+                .map(|chunk| s.spawn(|| look_at(&base, config, chunk)))
                 .collect();
             handles
                 .into_iter()
@@ -502,18 +505,99 @@ struct Looked {
     gone: Vec<PathBuf>,
 }
 
+/// data_dir as an event run's scan looks into it: the prefixes the changed paths come
+/// with, and the folder itself, open, so each file is looked up by its relative path
+/// (a storm's 10,000 lookups need not walk data_dir's own path 10,000 times).
+struct Base<'a> {
+    data_dir: &'a Path,
+    /// data_dir as paths.json names it and, when that differs, its canonical form (the
+    /// watcher reports paths under the canonical one), each with a trailing `/`.
+    prefixes: Vec<Vec<u8>>,
+    folder: Option<std::fs::File>,
+}
+
+impl<'a> Base<'a> {
+    fn new(data_dir: &'a Path) -> Base<'a> {
+        let with_slash = |p: &Path| {
+            let mut bytes = p.as_os_str().as_bytes().to_vec();
+            if bytes.last() != Some(&b'/') {
+                bytes.push(b'/');
+            }
+            bytes
+        };
+        let mut prefixes = vec![with_slash(data_dir)];
+        if let Ok(canonical) = data_dir.canonicalize() {
+            let canonical = with_slash(&canonical);
+            if canonical != prefixes[0] {
+                prefixes.push(canonical);
+            }
+        }
+        Base {
+            data_dir,
+            prefixes,
+            folder: std::fs::File::open(data_dir).ok(),
+        }
+    }
+
+    /// `abs` relative to data_dir (empty for data_dir itself); `None` outside it.
+    fn relative<'p>(&self, abs: &'p Path) -> Option<&'p Path> {
+        let bytes = abs.as_os_str().as_bytes();
+        self.prefixes.iter().find_map(|prefix| {
+            if bytes.len() + 1 == prefix.len() && prefix.starts_with(bytes) {
+                return Some(Path::new(""));
+            }
+            let rel = bytes.strip_prefix(prefix.as_slice())?;
+            Some(Path::new(OsStr::from_bytes(rel)))
+        })
+    }
+
+    /// The `lstat` of `rel` (not empty), looked up from the open folder.
+    fn lstat(&self, rel: &Path) -> std::io::Result<Looks> {
+        let Some(folder) = &self.folder else {
+            return std::fs::symlink_metadata(self.data_dir.join(rel)).map(|m| Looks::of(&m));
+        };
+        let st = nix::sys::stat::fstatat(
+            Some(folder.as_raw_fd()),
+            rel,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(std::io::Error::from)?;
+        let kind =
+            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+        Ok(match kind {
+            nix::sys::stat::SFlag::S_IFDIR => Looks::Folder,
+            nix::sys::stat::SFlag::S_IFREG => Looks::File(Stat::of_raw(&st)),
+            _ => Looks::Other,
+        })
+    }
+}
+
+/// What a changed path is now.
+enum Looks {
+    Folder,
+    File(Stat),
+    Other,
+}
+
+impl Looks {
+    fn of(meta: &std::fs::Metadata) -> Looks {
+        if meta.is_dir() {
+            Looks::Folder
+        } else if meta.is_file() {
+            Looks::File(Stat::of(meta))
+        } else {
+            Looks::Other
+        }
+    }
+}
+
 /// Looks at each of `changed` (absolute, under data_dir or its canonical form): a memory
 /// file is found, a folder walked, a missing path gone.
-fn look_at(
-    data_dir: &Path,
-    canonical: Option<&Path>,
-    config: &IngestConfig,
-    changed: &[PathBuf],
-) -> Looked {
+fn look_at(base: &Base<'_>, config: &IngestConfig, changed: &[PathBuf]) -> Looked {
     let mut looked = Looked::default();
-    let mut found = Vec::new();
+    let mut in_folders = Vec::new();
     let mut visit = |rel: PathBuf, meta: &std::fs::Metadata| {
-        found.push(Found {
+        in_folders.push(Found {
             rel,
             stat: Stat::of(meta),
         });
@@ -522,11 +606,9 @@ fn look_at(
     // per file in it.
     let mut last_folder: Option<(&Path, bool)> = None;
     for abs in changed {
-        let rel = abs
-            .strip_prefix(data_dir)
-            .ok()
-            .or_else(|| abs.strip_prefix(canonical?).ok());
-        let Some(rel) = rel else { continue };
+        let Some(rel) = base.relative(abs) else {
+            continue;
+        };
         let folder = rel.parent().unwrap_or(Path::new(""));
         let entered = match last_folder {
             Some((seen, entered)) if seen.as_os_str() == folder.as_os_str() => entered,
@@ -541,20 +623,31 @@ fn look_at(
         if !entered {
             continue;
         }
-        match std::fs::symlink_metadata(abs) {
-            Ok(meta) if meta.is_dir() => {
+        let looks = if rel.as_os_str().is_empty() {
+            Ok(Looks::Folder)
+        } else {
+            base.lstat(rel)
+        };
+        match looks {
+            Ok(Looks::Folder) => {
                 if rel.as_os_str().is_empty() || walk::enters(config, rel) {
-                    looked
-                        .unreadable
-                        .extend(walk::memory_files(data_dir, rel, config, &mut visit));
+                    looked.unreadable.extend(walk::memory_files(
+                        base.data_dir,
+                        rel,
+                        config,
+                        &mut visit,
+                    ));
                 }
             }
-            Ok(meta) if meta.is_file() => {
+            Ok(Looks::File(stat)) => {
                 if walk::is_memory(config, rel) {
-                    visit(rel.to_path_buf(), &meta);
+                    looked.found.push(Found {
+                        rel: rel.to_path_buf(),
+                        stat,
+                    });
                 }
             }
-            Ok(_) => {}
+            Ok(Looks::Other) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 looked.gone.push(rel.to_path_buf());
             }
@@ -563,7 +656,7 @@ fn look_at(
                 .push((file_key::display(rel), e.to_string())),
         }
     }
-    looked.found = found;
+    looked.found.extend(in_folders);
     looked
 }
 
@@ -698,4 +791,51 @@ fn progress_bar(ctx: &Context<'_>, len: usize) -> ProgressBar {
             .expect("the template is valid"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_paths_are_made_relative_under_either_spelling_of_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("Data");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let base = Base::new(&link);
+        let canonical = real.canonicalize().unwrap();
+        assert_eq!(
+            base.relative(&link.join("a/b.txt")),
+            Some(Path::new("a/b.txt"))
+        );
+        assert_eq!(
+            base.relative(&canonical.join("c.txt")),
+            Some(Path::new("c.txt"))
+        );
+        assert_eq!(base.relative(&canonical), Some(Path::new("")));
+        assert_eq!(base.relative(&dir.path().join("Database/x.txt")), None);
+        assert_eq!(base.relative(dir.path()), None);
+    }
+
+    #[test]
+    fn a_lookup_from_the_open_folder_sees_what_lstat_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/m.txt"), "memory").unwrap();
+        std::os::unix::fs::symlink("sub/m.txt", dir.path().join("link.txt")).unwrap();
+        let base = Base::new(dir.path());
+        let meta = std::fs::symlink_metadata(dir.path().join("sub/m.txt")).unwrap();
+        assert!(
+            matches!(base.lstat(Path::new("sub/m.txt")), Ok(Looks::File(s)) if s == Stat::of(&meta))
+        );
+        assert!(matches!(base.lstat(Path::new("sub")), Ok(Looks::Folder)));
+        assert!(matches!(
+            base.lstat(Path::new("link.txt")),
+            Ok(Looks::Other)
+        ));
+        let gone = base.lstat(Path::new("sub/gone.txt")).err().unwrap();
+        assert_eq!(gone.kind(), std::io::ErrorKind::NotFound);
+    }
 }
