@@ -44,9 +44,11 @@ pub struct Context<'a> {
 }
 
 /// Content hashes the watcher took as each writer closed its file, by path relative to
-/// data_dir, with the file's stat when it was read. A plan trusts one while the file's
-/// stat is still that one, as it trusts ingest_hash.json's stat cache: a storm of 10,000
-/// new files is mostly hashed during its own quiet window (issue 8).
+/// data_dir, with the file's stat when it was read, each read after the last change the
+/// watcher heard of its file. A plan trusts one while the file's stat is still that one,
+/// as it trusts ingest_hash.json's stat cache, and an event run's scan takes a complete
+/// file's stat from it without looking the file up: a storm of 10,000 new files is read
+/// during its own quiet window (issue 8).
 pub type Prehashed = std::collections::HashMap<PathBuf, (Stat, Digest)>;
 
 impl Context<'_> {

@@ -573,6 +573,12 @@ impl Daemon {
                 if *settled && self.is_memory(rel) {
                     self.prehasher
                         .closed(rel.clone(), self.watching.roots.data_dir.join(rel));
+                } else {
+                    // A folder (or a path that may be one) that moved or went takes
+                    // everything read under it along.
+                    let inside = *folder != Some(false)
+                        && matches!(kind, EventKind::Remove | EventKind::Rename);
+                    self.prehasher.forget(rel, inside);
                 }
             }
             self.on_change(&change, now);
@@ -625,7 +631,7 @@ impl Daemon {
             .rules
             .ingest
             .as_ref()
-            .is_some_and(|i| i.include_set.is_match(rel) && !i.exclude_set.is_match(rel))
+            .is_some_and(|ingest| crate::walk::is_memory(ingest, rel))
     }
 
     /// Runs wait (`paused`) or not from now on; a change is logged and reported.

@@ -261,3 +261,49 @@ fn a_file_left_to_settle_is_sent_although_an_event_run_came_first() {
         || env.sent().contains(&bytes(&early)),
     );
 }
+
+/// An event run takes a closed file's stat from what the watcher read as it was closed
+/// (issue 8, the storm): a folder moved away after that must not leave its files' old
+/// paths looking present. The step gets the files where they are, never where they were.
+#[test]
+fn files_read_before_their_folder_moved_are_sent_where_they_are_now() {
+    let env = TestEnv::new();
+    // The files moved in with e/ were closed under d/, so they settle by age (1 s). The
+    // debounce leaves time to see every file read before d/ moves.
+    rules(&env, &["--"], "debounce = \"3s\"", "settle = \"1s\"", "");
+    std::fs::create_dir_all(env.data().join("d")).unwrap();
+    let trace = [("RUST_LOG", "memsched=debug,memsched::daemon::prehash=trace")];
+    let w = env.watch(&[], &trace);
+    let files: Vec<_> = (0..50)
+        .map(|i| env.write(&format!("Data/d/m{i:02}.txt"), &format!("memory {i}")))
+        .collect();
+    wait_until("the watcher read every file", DEADLINE, &|| w.log(), || {
+        let log = w.log();
+        (0..50).all(|i| log.contains(&format!("read d/m{i:02}.txt as its writer closed it")))
+    });
+    assert!(env.sent().is_empty(), "no run before the move");
+    std::fs::rename(env.data().join("d"), env.data().join("e")).unwrap();
+    let moved: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| bytes(&env.data().join("e").join(f.file_name().unwrap())))
+        .collect();
+    wait_until(
+        "the files reach the step under e/",
+        DEADLINE,
+        &|| w.log(),
+        || {
+            let sent = env.sent();
+            moved.iter().all(|m| sent.contains(m))
+        },
+    );
+    let stale: Vec<String> = env
+        .sent()
+        .iter()
+        .filter(|s| !moved.contains(s))
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "paths that were gone reached the step: {stale:?}"
+    );
+}

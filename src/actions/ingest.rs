@@ -5,7 +5,7 @@ pub mod batches;
 mod plan;
 mod step_result;
 
-pub use plan::{Candidate, Plan, Scan, hash_one, plan, scan};
+pub use plan::{Candidate, Heard, Plan, Scan, hash_one, plan, scan};
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -61,7 +61,11 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     // ingested tree they cost about the same, so they run side by side.
     let (scanned, loaded) = std::thread::scope(|s| {
         let scanning = s.spawn(|| {
-            let scanned = scan(&ctx.paths.data_dir, config, inputs.changed);
+            let heard = Heard {
+                settled: ctx.settled,
+                prehashed: ctx.prehashed,
+            };
+            let scanned = scan(&ctx.paths.data_dir, config, inputs.changed, heard);
             (scanned, started.elapsed())
         });
         let loaded = inputs

@@ -2,7 +2,7 @@
 //! leave (still being written, awaiting retry, given up) and why.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Read};
 use std::os::fd::AsRawFd;
@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
 use crate::action::Action;
-use crate::actions::Context;
+use crate::actions::{Context, Prehashed};
 use crate::error::{Error, Result};
 use crate::file_key;
 use crate::rules::IngestConfig;
@@ -424,7 +424,12 @@ fn open_tasks(queue: &TaskQueue) -> HashMap<&str, IngestTask<'_>> {
 /// take it, a folder is walked, and a path that is gone is checked against the records.
 /// Only a missing data_dir is an error; anything unreadable below it is listed and
 /// skipped.
-pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>) -> Result<Scan> {
+pub fn scan(
+    data_dir: &Path,
+    config: &IngestConfig,
+    changed: Option<&[PathBuf]>,
+    heard: Heard<'_>,
+) -> Result<Scan> {
     match std::fs::metadata(data_dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -466,12 +471,12 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, changed: Option<&[PathBuf]>)
         .min(changed.len().div_ceil(PER_THREAD))
         .max(1);
     let parts: Vec<Looked> = if threads == 1 {
-        vec![look_at(&base, config, changed)]
+        vec![look_at(&base, config, changed, heard)]
     } else {
         std::thread::scope(|s| {
             let handles: Vec<_> = changed
                 .chunks(changed.len().div_ceil(threads))
-                .map(|chunk| s.spawn(|| look_at(&base, config, chunk)))
+                .map(|chunk| s.spawn(|| look_at(&base, config, chunk, heard)))
                 .collect();
             handles
                 .into_iter()
@@ -572,6 +577,26 @@ impl<'a> Base<'a> {
     }
 }
 
+/// What the watcher already knows of the files it heard, for an event run's scan.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    /// Files complete: their writers closed them, or renamed them into place.
+    pub settled: &'a HashSet<PathBuf>,
+    /// Files read since the last change the watcher heard of them.
+    pub prehashed: &'a Prehashed,
+}
+
+impl Heard<'_> {
+    /// The stat of `rel` as the watcher read it, when that is still all it has heard:
+    /// complete, and nothing written, moved or removed since (the prehasher drops what a
+    /// later change makes stale). A change still on its way to the loop may be missed,
+    /// as a change just after a lookup would be; its event brings the next run.
+    fn stat(&self, rel: &Path) -> Option<Stat> {
+        let (stat, _) = self.prehashed.get(rel)?;
+        self.settled.contains(rel).then_some(*stat)
+    }
+}
+
 /// What a changed path is now.
 enum Looks {
     Folder,
@@ -593,7 +618,12 @@ impl Looks {
 
 /// Looks at each of `changed` (absolute, under data_dir or its canonical form): a memory
 /// file is found, a folder walked, a missing path gone.
-fn look_at(base: &Base<'_>, config: &IngestConfig, changed: &[PathBuf]) -> Looked {
+fn look_at(
+    base: &Base<'_>,
+    config: &IngestConfig,
+    changed: &[PathBuf],
+    heard: Heard<'_>,
+) -> Looked {
     let mut looked = Looked::default();
     let mut in_folders = Vec::new();
     let mut visit = |rel: PathBuf, meta: &std::fs::Metadata| {
@@ -623,8 +653,11 @@ fn look_at(base: &Base<'_>, config: &IngestConfig, changed: &[PathBuf]) -> Looke
         if !entered {
             continue;
         }
+        // A storm's files were read as their writers closed them: no second lookup.
         let looks = if rel.as_os_str().is_empty() {
             Ok(Looks::Folder)
+        } else if let Some(stat) = heard.stat(rel) {
+            Ok(Looks::File(stat))
         } else {
             base.lstat(rel)
         };
