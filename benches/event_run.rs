@@ -59,7 +59,7 @@ fn measure(n: usize) {
     for i in 0..SAVES {
         let file = home.join(format!("Data/saved-{i}.txt"));
         std::fs::write(&file, format!("a memory saved at step {i}")).expect("write");
-        let (took, summary) = run(Some(vec![file]));
+        let (took, summary) = run(Some(vec![PathBuf::from(format!("saved-{i}.txt"))]));
         assert!(summary.starts_with("sent 1 file"), "{summary}");
         saves.push(took);
     }

@@ -476,14 +476,7 @@ impl Daemon {
             let taken = self.changes.take();
             request.settled = taken.settled;
             request.prehashed = self.prehasher.take();
-            request.changed = taken
-                .changed
-                .filter(|_| request.trigger == Trigger::Event)
-                .map(|rels| {
-                    rels.iter()
-                        .map(|rel| self.watching.roots.data_dir.join(rel))
-                        .collect()
-                });
+            request.changed = taken.changed.filter(|_| request.trigger == Trigger::Event);
         }
         self.worker.partial_ingest = request.changed.is_some();
         self.worker.spawn(&self.paths, &self.config.rules, request);

@@ -36,7 +36,7 @@ pub struct Request {
     pub settled: HashSet<PathBuf>,
     /// Data files the watcher hashed as their writers closed them.
     pub prehashed: crate::actions::Prehashed,
-    /// The paths the watcher heard change since the last run (absolute, under data_dir:
+    /// The paths the watcher heard change since the last run (relative to data_dir:
     /// files, removed files, new folders): ingest plans from these alone. `None` plans
     /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
     pub changed: Option<Vec<PathBuf>>,

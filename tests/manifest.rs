@@ -2,7 +2,7 @@
 //! mid-line, event runs that plan from the changed paths alone, and summaries whose every
 //! count is true (issue 11).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
@@ -156,10 +156,18 @@ fn issue_11_files_still_being_written_are_not_called_ingested() {
         .run();
 }
 
-/// One run of ingest through the library, as the watcher makes it.
+/// One run of ingest through the library, as the watcher makes it: `changed` paths under
+/// data_dir are handed over relative to it, as the watcher hands them.
 fn ingest_run(env: &TestEnv, held: &Held, changed: Option<Vec<PathBuf>>) -> RunRecord {
     let paths = Paths::load(&env.home().join("paths.json")).unwrap();
     let rules = Rules::load(&env.home().join("watch-rules.toml")).unwrap();
+    let data = env.data();
+    let changed = changed.map(|paths| {
+        paths
+            .into_iter()
+            .map(|p| p.strip_prefix(&data).map(Path::to_path_buf).unwrap_or(p))
+            .collect()
+    });
     let request = Request {
         changed,
         manifest: held.clone(),
@@ -193,6 +201,7 @@ fn issue_8_an_event_run_looks_only_at_the_changed_paths_and_journals_them() {
     let gone = env.data().join("old/m3.txt");
     std::fs::remove_file(&gone).unwrap();
     let unannounced = env.data_file("unannounced.txt", "quiet");
+    // A path that would leave data_dir is never looked at.
     let changed = vec![
         new.clone(),
         env.data().join("folder"),
@@ -200,7 +209,7 @@ fn issue_8_an_event_run_looks_only_at_the_changed_paths_and_journals_them() {
         other,
         gone,
         new.clone(),
-        env.home().join("elsewhere.txt"),
+        PathBuf::from("../elsewhere.txt"),
     ];
     let run = ingest_run(&env, &held, Some(changed));
     let c = counts(&run);

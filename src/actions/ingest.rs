@@ -45,7 +45,7 @@ pub struct Executed {
 /// What a run hands the ingest action besides its context.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
-    /// The paths the watcher heard change (absolute, under data_dir), for an event run;
+    /// The paths the watcher heard change (relative to data_dir), for an event run;
     /// `None` plans from a walk of all of data_dir.
     pub changed: Option<&'a [PathBuf]>,
     /// The manifest, held across a watcher's runs.

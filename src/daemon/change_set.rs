@@ -71,11 +71,16 @@ impl ChangeSet {
             !folders.is_empty() && path.ancestors().skip(1).any(|a| folders.contains(a))
         };
         Taken {
-            settled: paths
-                .iter()
-                .filter(|(_, complete)| **complete)
-                .map(|(path, _)| path.clone())
-                .collect(),
+            settled: {
+                let mut settled = HashSet::with_capacity(paths.len());
+                settled.extend(
+                    paths
+                        .iter()
+                        .filter(|(_, complete)| **complete)
+                        .map(|(path, _)| path.clone()),
+                );
+                settled
+            },
             // In no particular order: the scan sorts what it finds.
             changed: (!incomplete).then(|| {
                 let folders_alone = folders

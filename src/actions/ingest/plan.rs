@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
 use std::io::{IsTerminal, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
@@ -420,7 +419,7 @@ fn open_tasks(queue: &TaskQueue) -> HashMap<&str, IngestTask<'_>> {
 }
 
 /// Finds the memory files to look at: all of data_dir (`changed` is `None`), or only the
-/// changed paths (absolute, under data_dir): a file is looked at when the ingest globs
+/// changed paths (relative to data_dir): a file is looked at when the ingest globs
 /// take it, a folder is walked, and a path that is gone is checked against the records.
 /// Only a missing data_dir is an error; anything unreadable below it is listed and
 /// skipped.
@@ -510,50 +509,20 @@ struct Looked {
     gone: Vec<PathBuf>,
 }
 
-/// data_dir as an event run's scan looks into it: the prefixes the changed paths come
-/// with, and the folder itself, open, so each file is looked up by its relative path
-/// (a storm's 10,000 lookups need not walk data_dir's own path 10,000 times).
+/// data_dir as an event run's scan looks into it: open, so each changed file is looked
+/// up by its relative path (a storm's 10,000 lookups need not walk data_dir's own path
+/// 10,000 times).
 struct Base<'a> {
     data_dir: &'a Path,
-    /// data_dir as paths.json names it and, when that differs, its canonical form (the
-    /// watcher reports paths under the canonical one), each with a trailing `/`.
-    prefixes: Vec<Vec<u8>>,
     folder: Option<std::fs::File>,
 }
 
 impl<'a> Base<'a> {
     fn new(data_dir: &'a Path) -> Base<'a> {
-        let with_slash = |p: &Path| {
-            let mut bytes = p.as_os_str().as_bytes().to_vec();
-            if bytes.last() != Some(&b'/') {
-                bytes.push(b'/');
-            }
-            bytes
-        };
-        let mut prefixes = vec![with_slash(data_dir)];
-        if let Ok(canonical) = data_dir.canonicalize() {
-            let canonical = with_slash(&canonical);
-            if canonical != prefixes[0] {
-                prefixes.push(canonical);
-            }
-        }
         Base {
             data_dir,
-            prefixes,
             folder: std::fs::File::open(data_dir).ok(),
         }
-    }
-
-    /// `abs` relative to data_dir (empty for data_dir itself); `None` outside it.
-    fn relative<'p>(&self, abs: &'p Path) -> Option<&'p Path> {
-        let bytes = abs.as_os_str().as_bytes();
-        self.prefixes.iter().find_map(|prefix| {
-            if bytes.len() + 1 == prefix.len() && prefix.starts_with(bytes) {
-                return Some(Path::new(""));
-            }
-            let rel = bytes.strip_prefix(prefix.as_slice())?;
-            Some(Path::new(OsStr::from_bytes(rel)))
-        })
     }
 
     /// The `lstat` of `rel` (not empty), looked up from the open folder.
@@ -616,8 +585,24 @@ impl Looks {
     }
 }
 
-/// Looks at each of `changed` (absolute, under data_dir or its canonical form): a memory
-/// file is found, a folder walked, a missing path gone.
+/// Whether `rel` names a path under data_dir: relative, with no `..` (the watcher makes
+/// none other; the check costs a scan of its bytes, components only when they hold "..").
+fn stays_inside(rel: &Path) -> bool {
+    let bytes = rel.as_os_str().as_bytes();
+    if bytes.first() == Some(&b'/') {
+        return false;
+    }
+    !bytes.windows(2).any(|w| w == b"..")
+        || rel.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
+/// Looks at each of `changed` (relative to data_dir): a memory file is found, a folder
+/// walked, a missing path gone.
 fn look_at(
     base: &Base<'_>,
     config: &IngestConfig,
@@ -635,10 +620,11 @@ fn look_at(
     // A storm's paths share a few folders: each folder's globs are matched once, not once
     // per file in it.
     let mut last_folder: Option<(&Path, bool)> = None;
-    for abs in changed {
-        let Some(rel) = base.relative(abs) else {
+    for rel in changed {
+        let rel = rel.as_path();
+        if !stays_inside(rel) {
             continue;
-        };
+        }
         let folder = rel.parent().unwrap_or(Path::new(""));
         let entered = match last_folder {
             Some((seen, entered)) if seen.as_os_str() == folder.as_os_str() => entered,
@@ -831,25 +817,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn changed_paths_are_made_relative_under_either_spelling_of_data_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("Data");
-        std::fs::create_dir(&real).unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let base = Base::new(&link);
-        let canonical = real.canonicalize().unwrap();
-        assert_eq!(
-            base.relative(&link.join("a/b.txt")),
-            Some(Path::new("a/b.txt"))
-        );
-        assert_eq!(
-            base.relative(&canonical.join("c.txt")),
-            Some(Path::new("c.txt"))
-        );
-        assert_eq!(base.relative(&canonical), Some(Path::new("")));
-        assert_eq!(base.relative(&dir.path().join("Database/x.txt")), None);
-        assert_eq!(base.relative(dir.path()), None);
+    fn only_paths_under_data_dir_are_looked_at() {
+        for inside in ["a.txt", "d/b.txt", "a..b.txt", "..hidden/c.txt", ""] {
+            assert!(stays_inside(Path::new(inside)), "{inside}");
+        }
+        for outside in ["/etc/passwd", "../x.txt", "d/../../x.txt", "d/.."] {
+            assert!(!stays_inside(Path::new(outside)), "{outside}");
+        }
     }
 
     #[test]
