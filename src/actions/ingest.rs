@@ -52,31 +52,43 @@ pub struct Inputs<'a> {
     pub held: &'a Held,
 }
 
+/// An event run with at most this many changed paths looks at them before loading the
+/// state, on the run's own thread: starting a second thread would cost more.
+const FEW_CHANGED: usize = 64;
+
 /// The whole ingest action: load state, plan, execute (unless a dry run), report.
 #[must_use]
 pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> ActionReport {
     let mut report = ActionReport::new(Action::Ingest, Outcome::NothingToDo, "");
     let started = std::time::Instant::now();
-    // Scanning data_dir and reading the state files are independent: on a large, fully
-    // ingested tree they cost about the same, so they run side by side.
-    let (scanned, loaded) = std::thread::scope(|s| {
-        let scanning = s.spawn(|| {
-            let heard = Heard {
-                settled: ctx.settled,
-                prehashed: ctx.prehashed,
-            };
-            let scanned = scan(&ctx.paths.data_dir, config, inputs.changed, heard);
-            (scanned, started.elapsed())
-        });
+    let scanning = || {
+        let heard = Heard {
+            settled: ctx.settled,
+            prehashed: ctx.prehashed,
+        };
+        let scanned = scan(&ctx.paths.data_dir, config, inputs.changed, heard);
+        (scanned, started.elapsed())
+    };
+    let loading = || {
         let loaded = inputs
             .held
             .lock(&ctx.paths.ingest_hash)
             .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
-        let state_in = started.elapsed();
-        let (scanned, scan_in) = scanning.join().expect("the scan does not panic");
-        (scanned, (loaded, scan_in, state_in))
-    });
-    let (loaded, scan_in, state_in) = loaded;
+        (loaded, started.elapsed())
+    };
+    // Scanning data_dir and reading the state files are independent: on a large, fully
+    // ingested tree they cost about the same, so they run side by side. A few changed
+    // paths cost less than a thread (issue 8: a saved file's latency).
+    let few = inputs.changed.is_some_and(|c| c.len() <= FEW_CHANGED);
+    let ((scanned, scan_in), (loaded, state_in)) = if few {
+        (scanning(), loading())
+    } else {
+        std::thread::scope(|s| {
+            let scanning = s.spawn(scanning);
+            let loaded = loading();
+            (scanning.join().expect("the scan does not panic"), loaded)
+        })
+    };
     // Both state files must parse before anything runs: a failure the queue could not
     // record would be lost.
     let (mut hashes, queue) = match loaded {
