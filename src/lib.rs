@@ -3,6 +3,7 @@
 //! Every run *plans* from the state on disk, then *executes* the pipeline's own steps and
 //! *records* what happened, so a missed or repeated trigger costs time, never a file.
 
+pub mod accounts;
 pub mod action;
 pub mod actions;
 pub mod allocator;

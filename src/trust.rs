@@ -14,7 +14,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
+
+use crate::accounts;
 
 use crate::error::{Error, Result};
 
@@ -96,24 +98,21 @@ fn check(path: &Path, holds: Option<&Path>) -> Result<()> {
 /// Whether `gid` is `uid`'s private group: its primary group, named as the user, with no
 /// other members.
 fn is_private_group(gid: Gid, uid: Uid) -> bool {
-    let (Ok(Some(user)), Ok(Some(group))) = (User::from_uid(uid), Group::from_gid(gid)) else {
+    let (Some(user), Some(group)) = (accounts::user(uid.as_raw()), accounts::group(gid.as_raw()))
+    else {
         return false;
     };
-    user.gid == gid && group.name == user.name && group.mem.iter().all(|m| *m == user.name)
+    user.gid == gid.as_raw()
+        && group.name == user.name
+        && group.members.iter().all(|m| *m == user.name)
 }
 
 fn user_name(uid: Uid) -> String {
-    match User::from_uid(uid) {
-        Ok(Some(user)) => user.name,
-        _ => format!("uid {uid}"),
-    }
+    accounts::user(uid.as_raw()).map_or_else(|| format!("uid {uid}"), |user| user.name)
 }
 
 fn group_name(gid: Gid) -> String {
-    match Group::from_gid(gid) {
-        Ok(Some(group)) => group.name,
-        _ => format!("gid {gid}"),
-    }
+    accounts::group(gid.as_raw()).map_or_else(|| format!("gid {gid}"), |group| group.name)
 }
 
 #[cfg(test)]
