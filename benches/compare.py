@@ -776,10 +776,10 @@ def parse_args():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sections: latency, storm, idle, scale\n"
                "example: benches/compare.py --memsched before=/tmp/memsched-old "
-               "--memsched after=target/release/memsched")
+               "--memsched after=target/x86_64-unknown-linux-gnu/release/memsched")
     ap.add_argument("--memsched", action="append", metavar="LABEL=PATH",
                     help="a memsched binary to measure (repeatable; default "
-                         "now=target/release/memsched)")
+                         "now=target/x86_64-unknown-linux-gnu/release/memsched)")
     ap.add_argument("--watchexec", metavar="PATH",
                     help="watchexec binary (default: on PATH, else ~/.cargo/bin/watchexec)")
     ap.add_argument("--no-watchexec", action="store_true", help="measure memsched alone")
@@ -803,7 +803,7 @@ def parse_args():
 
 
 def memsched_tools(args):
-    specs = args.memsched or [f"now={os.path.join(REPO, 'target', 'release', 'memsched')}"]
+    specs = args.memsched or [f"now={os.path.join(REPO, 'target', 'x86_64-unknown-linux-gnu', 'release', 'memsched')}"]
     tools = []
     for spec in specs:
         label, sep, path = spec.partition("=")

@@ -14,7 +14,7 @@ For each tree size N (files of 4 KiB in N/100 folders) it prints:
             empty state, and its resident memory (VmRSS) then, with the peak (VmHWM).
 
 usage: benches/ingest_noop.py [--files N ...] [--runs R] [--watcher] [--bin PATH]
-(default: 10000 files, 15 runs, target/release/memsched, built first if missing)
+(default: 10000 files, 15 runs, target/x86_64-unknown-linux-gnu/release/memsched, built first if missing)
 """
 import argparse
 import json
@@ -153,7 +153,7 @@ def main():
     ap.add_argument("--files", type=int, nargs="+", default=[10000])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--watcher", action="store_true")
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/memsched"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/memsched"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)

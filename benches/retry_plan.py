@@ -8,7 +8,7 @@ whole run's wall time (reading and parsing the file included), with `python3 -c 
 the process-start baseline measured in the same run.
 
 usage: benches/retry_plan.py [--tasks N] [--runs R] [--bin PATH]
-(default: 100000 tasks, 7 runs, target/release/memsched, built first if missing)
+(default: 100000 tasks, 7 runs, target/x86_64-unknown-linux-gnu/release/memsched, built first if missing)
 """
 import argparse
 import json
@@ -26,7 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=100000)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/memsched"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/memsched"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)

@@ -10,7 +10,7 @@ time of each (user + system, with every child process) is compared: on a machine
 with other work, wall time mostly measures the neighbours.
 
 usage: benches/retry_run.py [--tasks N] [--runs R] [--bin PATH]
-(default: 10000 tasks, 5 runs, target/release/memsched, built first if missing)
+(default: 10000 tasks, 5 runs, target/x86_64-unknown-linux-gnu/release/memsched, built first if missing)
 """
 import argparse
 import json
@@ -48,7 +48,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/memsched"))
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/memsched"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
