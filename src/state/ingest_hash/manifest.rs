@@ -268,8 +268,8 @@ impl IngestHash {
             source,
         })?;
         self.pending = Vec::new();
-        // A manifest that grew record by record (a first run) holds room for twice its
-        // records until now.
+        // A manifest that grew record by record (a first run) holds room for up to an
+        // eighth more records than it has (see `Files::insert`) until now.
         self.files.shrink_to_fit();
         self.journal_id = None;
         self.journal_end = 0;
