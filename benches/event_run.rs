@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use memsched::action::Action;
-use memsched::paths::Paths;
+use memsched::config::paths::Paths;
+use memsched::config::rules::Rules;
+use memsched::model::action::Action;
+use memsched::model::trigger::Trigger;
 use memsched::reconcile::{self, Request};
-use memsched::rules::Rules;
 use memsched::state::ingest_hash::Held;
-use memsched::trigger::Trigger;
 
 const SAVES: usize = 25;
 

@@ -4,6 +4,7 @@ pub mod ingest;
 pub mod retry;
 pub mod retry_policy;
 pub mod upload;
+pub mod walk;
 pub mod watchdog;
 
 use std::collections::HashSet;
@@ -12,10 +13,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use crate::action::Action;
-use crate::clock::Clock;
-use crate::paths::Paths;
-use crate::rules::Rules;
+use crate::config::paths::Paths;
+use crate::config::rules::Rules;
+use crate::model::action::Action;
+use crate::model::clock::Clock;
 use crate::state::ingest_hash::Digest;
 use crate::state::stat::Stat;
 

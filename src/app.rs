@@ -6,19 +6,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::action::Action;
-use crate::autostart;
+use crate::commands::autostart;
+use crate::model::action::Action;
 use clap::CommandFactory;
 
 use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TriggerArg};
+use crate::commands::output;
+use crate::commands::{check, history, status, summary};
+use crate::config::paths::Paths;
+use crate::config::rules::Rules;
+use crate::daemon;
 use crate::error::{Error, Exit, Result};
-use crate::output;
-use crate::paths::Paths;
 use crate::reconcile::{self, Request};
-use crate::report::exit_of;
-use crate::rules::Rules;
-use crate::{check, daemon, history, interrupt};
-use crate::{status, summary};
+use crate::run::interrupt;
+use crate::run::report::exit_of;
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::trigger::Trigger;
+use crate::model::trigger::Trigger;
 
 const AFTER_LONG_HELP: &str = "\
 Examples:

@@ -22,22 +22,22 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, select, unbounded};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::action::Action;
+use crate::config::paths::Paths;
+use crate::config::rules::Rules;
 use crate::error::{Error, Exit, Result};
-use crate::event_kind::EventKind;
-use crate::interrupt;
-use crate::lock;
-use crate::paths::Paths;
+use crate::model::action::Action;
+use crate::model::event_kind::EventKind;
+use crate::model::scope::Scope;
+use crate::model::trigger::Trigger;
+use crate::model::watcher_kind::WatcherKind;
+use crate::os::lock;
+use crate::os::sd_notify::Notifier;
 use crate::reconcile::{self, Request};
-use crate::report::{Outcome, RunRecord};
-use crate::rules::Rules;
-use crate::runner;
-use crate::scope::Scope;
-use crate::sd_notify::Notifier;
+use crate::run::interrupt;
+use crate::run::report::{Outcome, RunRecord};
+use crate::run::runner;
 use crate::state::ingest_hash::Held;
-use crate::trigger::Trigger;
 use crate::watch::{self, CANARY_PREFIX, Change, Interest, Notice, Outlet, Roots, Watcher};
-use crate::watcher_kind::WatcherKind;
 use baseline::Baselines;
 use canary::Canary;
 use change_set::ChangeSet;
@@ -237,7 +237,7 @@ impl Worker {
             }
             let _ = tx.send(Input::Finished(Box::new(record)));
             // The run's plan, hashes and batches are freed by now; glibc would keep them.
-            crate::allocator::give_back();
+            crate::os::allocator::give_back();
         });
     }
 }
@@ -267,7 +267,7 @@ struct Daemon {
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
 /// are errors; everything after is logged and the loop goes on.
 pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) -> Result<Exit> {
-    crate::allocator::settle_for_long_life();
+    crate::os::allocator::settle_for_long_life();
     std::fs::create_dir_all(&paths.state_dir).map_err(|source| Error::StateWrite {
         path: paths.state_dir.clone(),
         source,
@@ -495,7 +495,8 @@ impl Daemon {
 
     fn on_finished(&mut self, record: &RunRecord) {
         self.sched.run_finished();
-        self.systemd.status(&crate::summary::status_line(record));
+        self.systemd
+            .status(&crate::commands::summary::status_line(record));
         let mut unannounced = 0;
         for a in &record.actions {
             log::info!("{}: {}: {}", a.action, a.outcome.label(), a.summary);
@@ -624,7 +625,7 @@ impl Daemon {
             .rules
             .ingest
             .as_ref()
-            .is_some_and(|ingest| crate::walk::is_memory(ingest, rel))
+            .is_some_and(|ingest| crate::actions::walk::is_memory(ingest, rel))
     }
 
     /// Runs wait (`paused`) or not from now on; a change is logged and reported.
@@ -831,8 +832,8 @@ mod tests {
     //! The loop's translation of changes into runs, on the test thread: fake changes in,
     //! scheduler decisions out. No watcher, no threads, no sleeping.
     use super::*;
-    use crate::event_kind::EventKind;
-    use crate::scope::Scope;
+    use crate::model::event_kind::EventKind;
+    use crate::model::scope::Scope;
     use crate::state::atomic;
 
     struct Fixture {

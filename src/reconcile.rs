@@ -7,17 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::action::Action;
 use crate::actions::{Context, ingest, retry, upload, watchdog};
-use crate::clock::{Clock, SystemClock};
+use crate::config::paths::Paths;
+use crate::config::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
 use crate::error::{Error, Result, holder_text};
-use crate::lock;
-use crate::paths::Paths;
-use crate::report::{ActionReport, Outcome, RunRecord, exit_of};
-use crate::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
+use crate::model::action::Action;
+use crate::model::clock::{Clock, SystemClock};
+use crate::model::trigger::Trigger;
+use crate::os::lock;
+use crate::run::report::{ActionReport, Outcome, RunRecord, exit_of};
 use crate::state::ingest_hash::Held;
 use crate::state::{scheduler_log, timestamp};
-use crate::trigger::Trigger;
 
 /// What a run was asked to do.
 #[derive(Debug, Clone)]

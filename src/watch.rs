@@ -31,7 +31,7 @@ use notify::RecursiveMode;
 use poll::Poller;
 
 use crate::error::{Error, LIMIT_HINT, Result};
-use crate::watcher_kind::WatcherKind;
+use crate::model::watcher_kind::WatcherKind;
 
 /// Name prefix of the liveness canary the watcher writes into data_dir.
 pub const CANARY_PREFIX: &str = ".memsched-canary-";

@@ -11,7 +11,7 @@ fn a_held_action_lock_skips_the_action_naming_the_holder() {
     env.rules(&["--"], "");
     env.data_file("a.txt", "a");
     std::fs::create_dir_all(env.home().join("state")).unwrap();
-    let _held = memsched::lock::try_acquire(&env.state("ingest.lock")).unwrap();
+    let _held = memsched::os::lock::try_acquire(&env.state("ingest.lock")).unwrap();
 
     env.test()
         .args(&["--once", "--mode", "ingest"])

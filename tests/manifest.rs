@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use memsched::action::Action;
-use memsched::paths::Paths;
+use memsched::config::paths::Paths;
+use memsched::config::rules::Rules;
+use memsched::model::action::Action;
+use memsched::model::trigger::Trigger;
 use memsched::reconcile::{self, Request};
-use memsched::report::RunRecord;
-use memsched::rules::Rules;
+use memsched::run::report::RunRecord;
 use memsched::state::ingest_hash::Held;
-use memsched::trigger::Trigger;
 
 use crate::harness::Test;
 use crate::util::*;

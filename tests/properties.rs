@@ -8,8 +8,8 @@ use std::path::Path;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use memsched::paths::Paths;
-use memsched::rules::Rules;
+use memsched::config::paths::Paths;
+use memsched::config::rules::Rules;
 use memsched::state::ingest_hash::IngestHash;
 use memsched::state::json_file::ListDoc;
 use memsched::state::stat::Stat;

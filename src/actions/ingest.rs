@@ -13,15 +13,15 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::Context;
-use crate::action::Action;
+use crate::config::rules::{IngestConfig, PassFiles};
 use crate::error::{Error, Result};
-use crate::report::{ActionReport, FailedItem, Outcome};
-use crate::rules::{IngestConfig, PassFiles};
-use crate::runner::{self, CommandReport, Invocation, Vars};
+use crate::model::action::Action;
+use crate::model::task_status::TaskStatus;
+use crate::run::report::{ActionReport, FailedItem, Outcome};
+use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::ingest_hash::{Held, HeldGuard, IngestHash};
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
-use crate::task_status::TaskStatus;
 use batches::Piece;
 use step_result::{StepResult, UnusableReport, Verdict};
 
@@ -325,7 +325,7 @@ pub fn execute(
     let total = batches::batch_count(&pieces);
     // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files in
     // 313 batches ran 20 s with nothing on screen).
-    let mut bar = crate::progress::Batches::new(plan.send.len(), total, ctx.progress);
+    let mut bar = crate::run::progress::Batches::new(plan.send.len(), total, ctx.progress);
     for piece in pieces {
         let batch = match piece {
             Piece::Batch(range) => &plan.send[range],

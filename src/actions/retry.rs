@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 
 use super::Context;
 use super::retry_policy;
-use crate::action::Action;
+use crate::config::rules::RetryConfig;
 use crate::error::Result;
-use crate::report::{ActionReport, FailedItem, Outcome};
-use crate::rules::RetryConfig;
+use crate::model::action::Action;
+use crate::model::task_status::TaskStatus;
+use crate::run::report::{ActionReport, FailedItem, Outcome};
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
-use crate::task_status::TaskStatus;
 use breaker::Tracker;
 use group::{Executed, TaskTurn, Turn};
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::rules::Backoff;
+use crate::config::rules::Backoff;
 
 /// What becomes of an item after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,17 +10,18 @@ use serde_json::{Map, Value};
 
 use super::Context;
 use super::retry_policy::{self, AfterFailure};
-use crate::action::Action;
+use crate::actions::walk;
+use crate::config::rules::UploadConfig;
 use crate::error::Result;
-use crate::file_key;
-use crate::report::{ActionReport, FailedItem, Outcome};
-use crate::rules::UploadConfig;
-use crate::runner::{self, Invocation, Vars};
+use crate::model::action::Action;
+use crate::model::file_key;
+use crate::model::upload_status::UploadStatus;
+use crate::model::words;
+use crate::run::report::{ActionReport, FailedItem, Outcome};
+use crate::run::runner::{self, Invocation, Vars};
 use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
-use crate::upload_status::UploadStatus;
-use crate::{walk, words};
 
 /// An entry to upload now.
 #[derive(Debug, Clone)]
@@ -188,10 +189,10 @@ pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> Upload
     let allowed = allowed_roots(home, config);
     let mut plan = UploadPlan::default();
     if !config.sources.is_empty() {
-        let folders = crate::sources::folders(&config.sources);
+        let folders = crate::config::sources::folders(&config.sources);
         let found = walk::files(
             home,
-            &|rel| crate::sources::must_enter(&folders, rel),
+            &|rel| crate::config::sources::must_enter(&folders, rel),
             &|rel| config.source_set.is_match(rel),
         );
         for file in found.files {

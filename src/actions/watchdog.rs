@@ -4,13 +4,13 @@
 use std::ffi::OsString;
 
 use super::Context;
-use crate::action::Action;
+use crate::model::action::Action;
 pub mod health;
 pub mod notify;
 
-use crate::report::{ActionReport, Outcome};
-use crate::rules::WatchdogConfig;
-use crate::runner::{self, Invocation, Vars};
+use crate::config::rules::WatchdogConfig;
+use crate::run::report::{ActionReport, Outcome};
+use crate::run::runner::{self, Invocation, Vars};
 use crate::state::{json_file, watchdog_state};
 
 /// The whole watchdog action. `earlier` are this run's reports so far.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::paths::Paths;
+use crate::config::paths::Paths;
 use crate::state::atomic;
 use crate::state::json_file::list_items;
 

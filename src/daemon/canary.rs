@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::scheduler::Scheduler;
-use crate::watcher_kind::WatcherKind;
+use crate::model::watcher_kind::WatcherKind;
 
 /// What a missed canary calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +110,8 @@ impl Canary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::Action;
     use crate::daemon::scheduler::Settings;
+    use crate::model::action::Action;
     use std::time::Duration;
 
     #[test]

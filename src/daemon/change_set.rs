@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::event_kind::EventKind;
+use crate::model::event_kind::EventKind;
 
 /// Paths kept: past this, the next run walks all of data_dir instead.
 const KEPT: usize = 200_000;

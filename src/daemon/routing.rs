@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use super::baseline::Verdict;
-use crate::action::Action;
-use crate::event_kind::EventKind;
-use crate::file_key;
-use crate::rules::Rules;
-use crate::scope::Scope;
+use crate::config::rules::Rules;
+use crate::model::action::Action;
+use crate::model::event_kind::EventKind;
+use crate::model::file_key;
+use crate::model::scope::Scope;
 use crate::watch::Change;
 
 /// One action to wake, and why.

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::action::Action;
-use crate::trigger::Trigger;
+use crate::model::action::Action;
+use crate::model::trigger::Trigger;
 
 /// Reasons kept per pending action (a storm of 10,000 files needs only a sample).
 const REASONS_KEPT: usize = 20;

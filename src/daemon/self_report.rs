@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::model::watcher_kind::WatcherKind;
 use crate::state::{timestamp, watchdog_state};
-use crate::watcher_kind::WatcherKind;
 
 /// How the last canary went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

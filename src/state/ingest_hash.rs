@@ -1,5 +1,5 @@
 //! ingest_hash.json: what has been ingested. `{"version": 1, "files": {key: record}}`, where
-//! key is the path relative to data_dir (see [`crate::file_key`]) and a record holds the
+//! key is the path relative to data_dir (see [`crate::model::file_key`]) and a record holds the
 //! content `hash` plus `size`, `mtime_ns` and `inode`, the stat cache that spares unchanged
 //! files a re-hash. Only memsched writes it, under `ingest.lock`.
 //!

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::config::paths::Paths;
 use crate::error::{Error, Result, json_message};
-use crate::lock;
-use crate::paths::Paths;
+use crate::os::lock;
 
 /// How long a writer of a shared state file waits for another writer to finish.
 const LOCK_PATIENCE: Duration = Duration::from_secs(30);

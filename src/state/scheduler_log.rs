@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use super::json_file::ListDoc;
+use crate::config::paths::Paths;
 use crate::error::Result;
-use crate::paths::Paths;
 
 /// Appends `record` under the log's lock, dropping the oldest records beyond `keep`.
 /// A log that does not parse is left untouched and the error returned.

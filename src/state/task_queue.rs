@@ -11,15 +11,15 @@ use serde_json::{Map, Value};
 
 use super::atomic;
 use super::json_file::{DocView, ListDoc};
+use crate::config::paths::Paths;
 use crate::error::Result;
-use crate::lock;
-use crate::paths::Paths;
+use crate::os::lock;
 
 /// How long a writer waits for another writer of the queue to finish (as every shared
 /// state file's writer does, see json_file.rs).
 const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+use crate::model::task_status::TaskStatus;
 use crate::state::parse_time;
-use crate::task_status::TaskStatus;
 
 /// Marks a task memsched itself set running (`"running_by": "memsched"`). Its step then
 /// runs under retry.lock (steps inherit it), so whoever holds that lock knows such a task

@@ -10,7 +10,7 @@ use super::json_file::{DocView, ListDoc};
 use super::parse_time;
 use super::stat::Stat;
 use crate::error::Result;
-use crate::upload_status::UploadStatus;
+use crate::model::upload_status::UploadStatus;
 
 /// The upload log as read; unknown fields and the document shape are kept.
 #[derive(Debug, Clone)]

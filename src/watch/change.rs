@@ -7,8 +7,8 @@ use globset::GlobSet;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind as NotifyKind, RecursiveMode};
 
-use crate::event_kind::EventKind;
-use crate::scope::Scope;
+use crate::model::event_kind::EventKind;
+use crate::model::scope::Scope;
 
 /// One thing a notify event means for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl Roots {
 /// The folders a set of `sources` globs (relative to `home`) can match in, as watches.
 #[must_use]
 pub fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveMode)> {
-    crate::sources::folders(globs)
+    crate::config::sources::folders(globs)
         .into_iter()
         .map(|f| {
             let mode = if f.recursive {

@@ -6,9 +6,9 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::change::Change;
-use crate::event_kind::EventKind;
-use crate::rules::Rules;
-use crate::scope::Scope;
+use crate::config::rules::Rules;
+use crate::model::event_kind::EventKind;
+use crate::model::scope::Scope;
 
 /// The rules in force, shared with the loop, which replaces them on a reload.
 #[derive(Debug, Clone)]

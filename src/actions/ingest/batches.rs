@@ -14,10 +14,10 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 
 use super::plan::Candidate;
-use crate::action::Action;
 use crate::actions::Context;
-use crate::rules::{IngestConfig, PassFiles};
-use crate::runner::{self, Vars};
+use crate::config::rules::{IngestConfig, PassFiles};
+use crate::model::action::Action;
+use crate::run::runner::{self, Vars};
 
 /// The longest single argument Linux passes, its NUL included (`MAX_ARG_STRLEN`, 32 pages
 /// of 4 KiB, fixed whatever the page size).

@@ -13,16 +13,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 
-use crate::action::Action;
+use crate::actions::walk;
 use crate::actions::{Context, Prehashed};
+use crate::config::rules::IngestConfig;
 use crate::error::{Error, Result};
-use crate::file_key;
-use crate::rules::IngestConfig;
+use crate::model::action::Action;
+use crate::model::file_key;
+use crate::model::task_status::TaskStatus;
 use crate::state::ingest_hash::{Digest, IngestHash, Record};
 use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
-use crate::task_status::TaskStatus;
-use crate::walk;
 
 /// Names listed per category in the plan's reasons before the rest are counted.
 const LISTED: usize = 10;

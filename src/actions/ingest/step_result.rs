@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::plan::Candidate;
 use crate::actions::Context;
 use crate::error::json_message;
-use crate::file_key;
-use crate::runner::CommandReport;
+use crate::model::file_key;
+use crate::run::runner::CommandReport;
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct Reported {

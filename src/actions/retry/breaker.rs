@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use crate::rules::BreakerConfig;
-use crate::runner::CommandReport;
+use crate::config::rules::BreakerConfig;
+use crate::run::runner::CommandReport;
 use crate::state::{parse_time, timestamp};
 
 /// Characters of the last output line that make up an error class.

@@ -24,17 +24,17 @@ use serde_json::Value;
 
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
-use crate::action::Action;
 use crate::actions::Context;
 use crate::actions::retry_policy::{self, AfterFailure};
+use crate::config::rules::RetryConfig;
+use crate::config::trust;
 use crate::error::{Error, Result};
-use crate::rules::RetryConfig;
-use crate::runner::{self, CommandReport, Invocation, Vars};
+use crate::model::action::Action;
+use crate::model::task_status::TaskStatus;
+use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
 use crate::state::task_queue::{RUNNER, RUNNING_BY};
 use crate::state::timestamp;
-use crate::task_status::TaskStatus;
-use crate::trust;
 
 /// About how much work a group may hold: what a kill can make run again.
 pub(super) const BUDGET: Duration = Duration::from_secs(1);

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::breaker::OpenBreaker;
-use crate::rules::RetryConfig;
+use crate::config::rules::RetryConfig;
+use crate::model::task_status::TaskStatus;
 use crate::state::task_queue::{Priority, TaskQueue, TaskView};
 use crate::state::timestamp;
-use crate::task_status::TaskStatus;
 
 /// Places listed in the plan's reasons before the rest are counted.
 const LISTED: usize = 100;
@@ -255,7 +255,7 @@ fn due(task: TaskView<'_>, id: &str, step: String, config: &RetryConfig, max_att
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Rules;
+    use crate::config::rules::Rules;
     use std::path::Path;
     use std::time::Duration;
 

@@ -8,22 +8,24 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::action::Action;
 use crate::actions::retry::{OpenBreaker, open_from_log};
+use crate::actions::walk;
+use crate::config::paths::Paths;
+use crate::config::rules::{Rules, defaults};
 use crate::error::Error;
-use crate::file_key;
-use crate::paths::Paths;
-use crate::report::ActionReport;
-use crate::rules::{Rules, defaults};
+use crate::model::action::Action;
+use crate::model::file_key;
+use crate::model::task_status::TaskStatus;
+use crate::model::upload_status::UploadStatus;
+use crate::model::words;
+use crate::os::lock;
+use crate::run::report::ActionReport;
 use crate::state::ingest_hash::{IngestHash, Record};
 use crate::state::json_file::{self, ListDoc};
 use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
-use crate::task_status::TaskStatus;
-use crate::upload_status::UploadStatus;
-use crate::{lock, walk, words};
 
 /// Items listed by id before the rest are counted.
 const LISTED: usize = 50;

@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use super::health::{Health, Status};
-use crate::rules::defaults;
-use crate::runner::{self, Invocation};
+use crate::config::rules::defaults;
+use crate::model::words;
+use crate::run::runner::{self, Invocation};
 use crate::state::{parse_time, timestamp};
-use crate::words;
 
 /// How long a notifier may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);

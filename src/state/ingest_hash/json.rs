@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::record::{Name, Record, push_str};
 use crate::error::{Error, Result, json_message};
-use crate::lock;
+use crate::os::lock;
 
 pub(super) use super::files::Files;
 

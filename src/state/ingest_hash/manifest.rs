@@ -12,7 +12,7 @@ use super::journal::{self, FileId, Line};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
-use crate::lock;
+use crate::os::lock;
 use crate::state::stat::Stat;
 
 /// A journal larger than this (and than a quarter of ingest_hash.json) is compacted at

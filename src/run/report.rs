@@ -6,11 +6,11 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::action::Action;
 use crate::error::{Error, Exit};
-use crate::runner::CommandReport;
+use crate::model::action::Action;
+use crate::model::trigger::Trigger;
+use crate::run::runner::CommandReport;
 use crate::state::timestamp;
-use crate::trigger::Trigger;
 
 /// How an action's turn in a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -193,7 +193,7 @@ impl RunRecord {
     }
 
     /// Marks the run as ended early by SIGINT or SIGTERM (exit status 130): actions whose
-    /// step [`crate::runner::abort_all`] ended become [`Outcome::Interrupted`], keeping the
+    /// step [`crate::run::runner::abort_all`] ended become [`Outcome::Interrupted`], keeping the
     /// counts they gathered.
     pub fn mark_interrupted(&mut self) {
         for action in &mut self.actions {

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::pass_files::PassFiles;
-use crate::event_kind::EventKind;
-use crate::scope::Scope;
+use crate::model::event_kind::EventKind;
+use crate::model::scope::Scope;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,12 +14,12 @@ use std::time::Duration;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
-use crate::action::Action;
+use crate::config::trust;
 use crate::error::{Error, Result, line_col};
-use crate::event_kind::EventKind;
-use crate::placeholder::{self, Placeholder};
-use crate::scope::Scope;
-use crate::trust;
+use crate::model::action::Action;
+use crate::model::event_kind::EventKind;
+use crate::model::placeholder::{self, Placeholder};
+use crate::model::scope::Scope;
 pub use pass_files::PassFiles;
 use raw::RawRules;
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config::trust;
 use crate::error::{Error, Result};
-use crate::trust;
 
 /// The keys memsched reads from paths.json. Every other key belongs to the rest of the
 /// pipeline and is ignored.

@@ -27,8 +27,8 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::lock;
-use crate::placeholder::{self, Placeholder};
+use crate::model::placeholder::{self, Placeholder};
+use crate::os::lock;
 pub use registry::{Running, abort_all, aborted, running};
 
 /// Lines of stdout and of stderr kept for the log.

@@ -9,8 +9,8 @@
 use std::fs::{DirEntry, Metadata};
 use std::path::{Path, PathBuf};
 
-use crate::file_key;
-use crate::rules::IngestConfig;
+use crate::config::rules::IngestConfig;
+use crate::model::file_key;
 
 /// A regular file found by the walk.
 #[derive(Debug)]

@@ -2,19 +2,33 @@
 //! (--color, NO_COLOR), and journald priorities (`<3>` …) when stderr is the journal, so
 //! `journalctl --user -u memsched -p warning` shows warnings and errors only.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
 use log::{Level, LevelFilter};
 
-use crate::cli::Cli;
+/// How the command line asks the log to look.
+pub struct LogOptions {
+    /// The watcher narrates what it does (info); one-shot runs print a summary instead.
+    pub watching: bool,
+    /// -v count.
+    pub verbose: u8,
+    /// -q count.
+    pub quiet: u8,
+    /// Whether to colour stderr (--color against whether it is a terminal).
+    pub color: bool,
+}
 
-/// Sets up the logger for this command line.
-pub fn init(cli: &Cli) {
-    // The watcher narrates what it does; one-shot runs print a summary instead.
-    let watching = cli.command.is_none() && !cli.once;
+/// Sets up the logger.
+pub fn init(options: &LogOptions) {
+    let LogOptions {
+        watching,
+        verbose,
+        quiet,
+        color,
+    } = *options;
     let default = if watching { "info" } else { "warn" };
-    let mut builder = match level(cli.verbose, cli.quiet) {
+    let mut builder = match level(verbose, quiet) {
         Some(level) => {
             let mut b = env_logger::Builder::new();
             b.filter_level(level);
@@ -29,7 +43,7 @@ pub fn init(cli: &Cli) {
         builder
             .format(|buf, record| writeln!(buf, "<{}>{}", priority(record.level()), record.args()));
         builder.write_style(env_logger::WriteStyle::Never);
-    } else if cli.color.colors(std::io::stderr().is_terminal()) {
+    } else if color {
         builder.write_style(env_logger::WriteStyle::Always);
     } else {
         builder.write_style(env_logger::WriteStyle::Never);

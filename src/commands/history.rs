@@ -6,10 +6,10 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use crate::action::Action;
+use crate::commands::output;
+use crate::config::paths::Paths;
 use crate::error::{Error, Exit, Result};
-use crate::output;
-use crate::paths::Paths;
+use crate::model::action::Action;
 use crate::state::scheduler_log;
 
 /// The version of `log --json`'s shape.

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::report::{Outcome, RunRecord};
+use crate::run::report::{Outcome, RunRecord};
 
 /// Failed items listed under an action before the rest are counted.
 const LISTED_FAILURES: usize = 10;
@@ -118,9 +118,9 @@ pub fn status_line(run: &RunRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::Action;
-    use crate::report::ActionReport;
-    use crate::trigger::Trigger;
+    use crate::model::action::Action;
+    use crate::model::trigger::Trigger;
+    use crate::run::report::ActionReport;
 
     #[test]
     fn the_status_line_says_when_and_what_failed() {

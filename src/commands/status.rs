@@ -6,11 +6,11 @@ use std::io::{self, Write};
 use std::time::SystemTime;
 
 use crate::actions::watchdog::health::{self, Health, Status, TaskLine};
+use crate::commands::output;
+use crate::config::paths::Paths;
+use crate::config::rules::Rules;
 use crate::error::{Error, Exit};
-use crate::output;
-use crate::paths::Paths;
-use crate::rules::Rules;
-use crate::words;
+use crate::model::words;
 
 /// Prints the health; ok exits 0, degraded or failing 1. `rules` is what the rules file
 /// gave: when it does not load, the health is judged with built-in defaults (no action

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::error::{Error, Exit, Result};
-use crate::runner::{self, Running};
+use crate::run::runner::{self, Running};
 
 /// Installs the handlers for a one-shot run: `stop` is set by the first signal.
 pub fn install(stop: Arc<AtomicBool>) -> Result<()> {

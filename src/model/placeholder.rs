@@ -2,7 +2,7 @@
 //! which, and where they sit in an argument. The one definition the rules check against
 //! and the runner fills.
 
-use crate::action::Action;
+use crate::model::action::Action;
 
 /// One `{name}` slot of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

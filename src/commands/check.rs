@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::action::Action;
+use crate::commands::output;
+use crate::config::paths::Paths;
+use crate::config::rules::{Backoff, CommandSpec, Rules};
 use crate::error::{Exit, Result};
-use crate::output;
-use crate::paths::Paths;
-use crate::rules::{Backoff, CommandSpec, Rules};
-use crate::scope::Scope;
+use crate::model::action::Action;
+use crate::model::scope::Scope;
 use crate::state::json_file;
 
 /// The version of `check --json`'s shape.

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use nix::unistd::{Gid, Uid};
 
-use crate::accounts;
+use crate::os::accounts;
 
 use crate::error::{Error, Result};
 

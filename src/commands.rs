@@ -1,0 +1,8 @@
+//! Subcommands that read the state files and print: status, log, check, autostart, and the run summary.
+
+pub mod autostart;
+pub mod check;
+pub mod history;
+pub mod output;
+pub mod status;
+pub mod summary;

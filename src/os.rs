@@ -1,0 +1,7 @@
+//! Glue to the operating system: locks, the allocator, logging, systemd, accounts.
+
+pub mod accounts;
+pub mod allocator;
+pub mod lock;
+pub mod logging;
+pub mod sd_notify;
