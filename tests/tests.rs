@@ -16,6 +16,7 @@ mod example;
 mod faults;
 mod history;
 mod hostile;
+mod hostile3;
 mod ingest;
 mod interrupt;
 mod locks;

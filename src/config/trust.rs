@@ -16,6 +16,7 @@ use std::path::Path;
 
 use nix::unistd::{Gid, Uid};
 
+use crate::config::acl::{self, Kind};
 use crate::os::accounts;
 
 use crate::error::{Error, Result};
@@ -92,7 +93,58 @@ fn check(path: &Path, holds: Option<&Path>) -> Result<()> {
             format!("chmod go-w {target}"),
         ));
     }
+    // With an ACL the mode's group bits are only its mask: the entries say who can write.
+    if let Some(acl) = acl::writers(path, Kind::Access)
+        && let Some((why, entry)) = acl_writer(&acl, me)
+    {
+        return Err(untrusted(
+            format!("{what} is writable by {why} through an ACL entry"),
+            format!("setfacl -x {entry} {target}"),
+        ));
+    }
+    // A folder's default ACL is what every file memsched writes there (atomically, so as
+    // a new file) will carry.
+    if meta.is_dir()
+        && let Some(acl) = acl::writers(path, Kind::Default)
+    {
+        let writer = acl_writer(&acl, me).map(|(why, _)| why);
+        if let Some(why) = writer.or_else(|| acl.others.then(|| "others".to_owned())) {
+            let folder = match holds {
+                None => "this folder".to_owned(),
+                Some(_) => format!("the folder holding it, {target},"),
+            };
+            return Err(untrusted(
+                format!("files created in {folder} would be writable by {why} (its default ACL)"),
+                format!("setfacl -k {target}"),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The first writer an ACL names that is neither the user, root, nor the user's private
+/// group, as ("user NAME", "u:NAME") or ("group NAME", "g:NAME"): words and setfacl entry.
+fn acl_writer(acl: &acl::Writers, me: Uid) -> Option<(String, String)> {
+    let user = acl
+        .users
+        .iter()
+        .map(|&uid| Uid::from_raw(uid))
+        .find(|&uid| uid != me && !uid.is_root())
+        .map(|uid| {
+            let entry = accounts::user(uid.as_raw()).map_or(uid.to_string(), |u| u.name);
+            (format!("user {}", user_name(uid)), format!("u:{entry}"))
+        });
+    let group = || {
+        acl.groups
+            .iter()
+            .map(|&gid| Gid::from_raw(gid))
+            .find(|&gid| !is_private_group(gid, me))
+            .map(|gid| {
+                let entry = accounts::group(gid.as_raw()).map_or(gid.to_string(), |g| g.name);
+                (format!("group {}", group_name(gid)), format!("g:{entry}"))
+            })
+    };
+    user.or_else(group)
 }
 
 /// Whether `gid` is `uid`'s private group: its primary group, named as the user, with no
