@@ -4,4 +4,5 @@ pub mod accounts;
 pub mod allocator;
 pub mod lock;
 pub mod logging;
+pub mod regular_file;
 pub mod sd_notify;

@@ -44,7 +44,11 @@ impl Paths {
     /// [`trust`]): commands run in the folders it names.
     pub fn load(file: &Path) -> Result<Paths> {
         trust::check_file(file)?;
-        let text = match std::fs::read_to_string(file) {
+        let read = crate::os::regular_file::read(file).and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        });
+        let text = match read {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::PathsMissing {

@@ -162,10 +162,7 @@ pub fn wait_until_free(path: &Path) -> Result<()> {
 #[must_use]
 pub fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(path)
+    crate::os::regular_file::open(path, crate::os::regular_file::options().read(true))
         .ok()?
         .take(64)
         .read_to_string(&mut text)

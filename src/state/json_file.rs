@@ -1,8 +1,6 @@
 //! Strict reads and atomic writes of JSON state files, and list documents whose shape
 //! (an object holding a list, or a bare list) survives every rewrite.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,13 +45,7 @@ pub fn read(path: &Path) -> Result<Option<Value>> {
 /// The bytes of `path`, refusing a link there (issue 10: a state file is never read or
 /// written through a link).
 fn read_no_link(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    crate::os::regular_file::read(path)
 }
 
 /// Writes `value` pretty-printed, atomically.

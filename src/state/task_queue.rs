@@ -333,7 +333,8 @@ impl TaskQueue {
             return false;
         };
         Identity::of(path) == Some(written)
-            && std::fs::read(path).is_ok_and(|bytes| atomic::is_own_write(path, &bytes))
+            && crate::os::regular_file::read(path)
+                .is_ok_and(|bytes| atomic::is_own_write(path, &bytes))
     }
 
     /// Tasks no one can act on safely, one sentence each: a task without an id (nothing

@@ -4,12 +4,12 @@
 //! ingest_hash.json (atomic replace) and removes it. A line cut short by a crash has no
 //! newline and is ignored on load, and cut off before the next append.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::OFlag;
+use crate::os::regular_file;
 use serde::{Deserialize, Serialize};
 
 /// One line: a file recorded as ingested.
@@ -103,21 +103,19 @@ pub(super) fn read(path: &Path, from: u64) -> std::io::Result<Tail> {
 }
 
 fn open_read(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(path)
+    regular_file::open(path, regular_file::options().read(true))
 }
 
 /// Appends `bytes` (whole lines) after the last whole line, `end`, cutting off whatever a
 /// crash left beyond it, and flushes them to disk. Returns the file and its new end.
 pub(super) fn append(path: &Path, end: u64, bytes: &[u8]) -> std::io::Result<(FileId, u64)> {
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(OFlag::O_NOFOLLOW.bits())
-        .open(path)?;
+    let mut file = regular_file::open(
+        path,
+        regular_file::options()
+            .append(true)
+            .create(true)
+            .mode(0o600),
+    )?;
     let meta = file.metadata()?;
     if meta.len() != end {
         file.set_len(end)?;

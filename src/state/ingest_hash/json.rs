@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Deserializer as _;
@@ -23,10 +22,7 @@ pub(super) type Top = Vec<(Box<str>, Option<Box<RawValue>>)>;
 /// The bytes of ingest_hash.json and its metadata, read without following a link there
 /// (issue 10); `None` when it does not exist.
 pub(super) fn read(path: &Path) -> Result<Option<(Vec<u8>, std::fs::Metadata)>> {
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
+    let opened = crate::os::regular_file::open(path, crate::os::regular_file::options().read(true))
         .and_then(|mut file| {
             let meta = file.metadata()?;
             let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
