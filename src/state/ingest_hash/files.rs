@@ -89,6 +89,26 @@ impl Files {
         }
     }
 
+    /// Removes the record of `key`. The last record takes its place in the list; its key's
+    /// bytes stay in `names` until the manifest is next loaded (removals are rare).
+    pub(super) fn remove(&mut self, key: &str) -> Option<Record> {
+        let i = self.find(key)?;
+        let hash = self.hasher.hash_one(key);
+        let index = u32::try_from(i).expect("fewer than 4 billion files");
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == index) {
+            found.remove();
+        }
+        let last = self.entries.len() - 1;
+        if i != last {
+            let moved = self.hasher.hash_one(self.name(&self.entries[last]));
+            let last = u32::try_from(last).expect("fewer than 4 billion files");
+            if let Some(slot) = self.table.find_mut(moved, |&j| j == last) {
+                *slot = index;
+            }
+        }
+        Some(self.entries.swap_remove(i).rec)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -12,7 +12,35 @@ use std::path::{Path, PathBuf};
 use crate::os::regular_file;
 use serde::{Deserialize, Serialize};
 
-/// One line: a file recorded as ingested.
+/// One line of the journal: what happened to one record.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Entry {
+    /// The file was recorded as ingested (a gone mark it had is cleared).
+    Recorded(Line),
+    /// memsched found the file gone: its removal is pending.
+    Gone(Gone),
+    /// The removal was confirmed (or forgotten by hand): the record is dropped.
+    Removed(Removed),
+}
+
+/// A record marked as a pending removal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Gone {
+    pub key: String,
+    pub gone_at: String,
+}
+
+/// A record dropped.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Removed {
+    pub key: String,
+    pub removed_at: String,
+}
+
+/// A file recorded as ingested.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Line {
     pub key: String,
@@ -61,7 +89,7 @@ pub(super) fn path_for(ingest_hash: &Path) -> PathBuf {
 /// What a read of the journal from some offset found.
 #[derive(Debug, Default)]
 pub(super) struct Tail {
-    pub lines: Vec<Line>,
+    pub lines: Vec<Entry>,
     pub id: Option<FileId>,
     /// Where the last whole line ends: the next read, or append, starts here.
     pub end: u64,
@@ -93,7 +121,7 @@ pub(super) fn read(path: &Path, from: u64) -> std::io::Result<Tail> {
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Line>(line) {
+        match serde_json::from_slice::<Entry>(line) {
             Ok(l) => tail.lines.push(l),
             Err(_) => tail.bad += 1,
         }
@@ -192,7 +220,11 @@ mod tests {
             .unwrap()
             .lines
             .into_iter()
-            .map(|l| l.key)
+            .map(|entry| match entry {
+                Entry::Recorded(l) => l.key,
+                Entry::Gone(g) => g.key,
+                Entry::Removed(r) => r.key,
+            })
             .collect();
         assert_eq!(keys, ["a", "c"]);
         assert_eq!(read(&path, end).unwrap().lines.len(), 1);

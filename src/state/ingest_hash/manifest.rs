@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use super::journal::{self, FileId, Line};
+use super::journal::{self, Entry, FileId, Gone, Line, Removed};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
@@ -87,13 +87,25 @@ impl IngestHash {
                 tail.bad
             );
         }
-        for line in tail.lines {
-            let stat = Stat {
-                size: line.size,
-                mtime_ns: line.mtime_ns,
-                inode: line.inode,
-            };
-            self.put(&line.key, &line.hash, stat, &line.ingested_at);
+        for entry in tail.lines {
+            match entry {
+                Entry::Recorded(line) => {
+                    let stat = Stat {
+                        size: line.size,
+                        mtime_ns: line.mtime_ns,
+                        inode: line.inode,
+                    };
+                    self.put(&line.key, &line.hash, stat, &line.ingested_at);
+                }
+                Entry::Gone(gone) => {
+                    if let Some(rec) = self.files.get_mut(&gone.key) {
+                        rec.set_gone(&gone.gone_at);
+                    }
+                }
+                Entry::Removed(removed) => {
+                    self.files.remove(&removed.key);
+                }
+            }
         }
         self.journal_id = tail.id;
         self.journal_end = tail.end;
@@ -197,6 +209,39 @@ impl IngestHash {
         self.pending.push(b'\n');
         let hash = hash.digest().ok_or(&*line.hash);
         self.put_parsed(key, hash, stat, now);
+    }
+
+    /// Marks `key`'s file as found gone at `now`: a pending removal, until the removal is
+    /// confirmed ([`remove`](Self::remove)) or the file is recorded again. Journaled like
+    /// [`record`](Self::record); a record already marked keeps its first time.
+    pub fn mark_gone(&mut self, key: &str, now: &str) {
+        let Some(rec) = self.files.get_mut(key) else {
+            return;
+        };
+        if rec.gone_at().is_some() {
+            return;
+        }
+        rec.set_gone(now);
+        self.journal_line(&Entry::Gone(Gone {
+            key: key.to_owned(),
+            gone_at: now.to_owned(),
+        }));
+    }
+
+    /// Drops `key`'s record: the step confirmed its removal, or a person forgot it.
+    /// Journaled like [`record`](Self::record).
+    pub fn remove(&mut self, key: &str, now: &str) {
+        if self.files.remove(key).is_some() {
+            self.journal_line(&Entry::Removed(Removed {
+                key: key.to_owned(),
+                removed_at: now.to_owned(),
+            }));
+        }
+    }
+
+    fn journal_line(&mut self, entry: &Entry) {
+        serde_json::to_writer(&mut self.pending, entry).expect("a journal line always serialises");
+        self.pending.push(b'\n');
     }
 
     fn put(&mut self, key: &str, hash: &str, stat: Stat, at: &str) {
@@ -372,6 +417,47 @@ mod tests {
             "2026-11-18T11:06:40.123Z"
         );
         assert_eq!(doc["files"]["a.txt"]["hash"], Digest([1; 32]).text());
+    }
+
+    #[test]
+    fn a_gone_mark_and_a_removal_reach_the_journal_then_the_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest_hash.json");
+        let mut h = IngestHash::load(&path).unwrap();
+        for (i, key) in ["a.txt", "b.txt", "c.txt", "d.txt"].iter().enumerate() {
+            let n = u8::try_from(i).unwrap();
+            h.record(
+                key,
+                &Digest([n; 32]),
+                stat(u64::from(n)),
+                "2026-12-01T00:00:00Z",
+            );
+        }
+        h.mark_gone("a.txt", "2026-12-02T00:00:00Z");
+        h.mark_gone("a.txt", "2026-12-03T00:00:00Z");
+        h.mark_gone("b.txt", "2026-12-02T00:00:00Z");
+        h.remove("b.txt", "2026-12-02T00:00:01Z");
+        h.mark_gone("c.txt", "2026-12-02T00:00:00Z");
+        // c.txt came back and was recorded again: no longer a pending removal.
+        h.record("c.txt", &Digest([9; 32]), stat(9), "2026-12-02T00:00:02Z");
+        h.flush().unwrap();
+        for back in [IngestHash::load(&path).unwrap(), {
+            h.save().unwrap();
+            IngestHash::load(&path).unwrap()
+        }] {
+            assert_eq!(
+                back.get("a.txt").unwrap().gone_at().as_deref(),
+                Some("2026-12-02T00:00:00Z"),
+                "the first time it was found gone stays"
+            );
+            assert!(back.get("b.txt").is_none());
+            assert_eq!(back.get("c.txt").unwrap().gone_at(), None);
+            assert_eq!(back.get("d.txt").unwrap().hash(), Some(Digest([3; 32])));
+            assert_eq!(back.len(), 3);
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(doc["files"]["a.txt"]["gone_at"], "2026-12-02T00:00:00Z");
     }
 
     #[test]

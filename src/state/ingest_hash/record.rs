@@ -94,7 +94,12 @@ pub struct Record {
 }
 
 /// The names memsched owns in a record; everything else is extra.
-pub(super) const KNOWN: [&str; 5] = ["hash", "size", "mtime_ns", "inode", "ingested_at"];
+/// `gone_at` (when memsched first found the file gone) is kept as written, like any
+/// extra field, but a new record of the file clears it: the file is back.
+pub(super) const KNOWN: [&str; 6] = ["hash", "size", "mtime_ns", "inode", "ingested_at", GONE_AT];
+
+/// The field that marks a record whose file memsched found gone: a pending removal.
+const GONE_AT: &str = "gone_at";
 
 impl Record {
     /// A record memsched makes.
@@ -153,6 +158,26 @@ impl Record {
         }
         let raw = self.extra_raw("hash")?;
         serde_json::from_str::<String>(raw.get()).ok()
+    }
+
+    /// When memsched first found this record's file gone (a pending removal), as written.
+    #[must_use]
+    pub fn gone_at(&self) -> Option<String> {
+        let raw = self.extra_raw(GONE_AT)?;
+        serde_json::from_str::<String>(raw.get()).ok()
+    }
+
+    /// Marks the record's file as found gone at `at` (kept if it was marked already).
+    pub(super) fn set_gone(&mut self, at: &str) {
+        if self.extra_raw(GONE_AT).is_some() || self.shape != Shape::Object {
+            return;
+        }
+        let raw =
+            RawValue::from_string(serde_json::to_string(at).expect("a string always serialises"))
+                .expect("a serialised string is JSON");
+        self.extra
+            .get_or_insert_with(Box::default)
+            .push((GONE_AT.into(), raw));
     }
 
     #[must_use]
