@@ -92,7 +92,10 @@ fn man() -> Result<Exit> {
         // A closed stdout (`| head`) is not a failure.
         Ok(()) => Ok(Exit::Ok),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),
-        Err(e) => Err(Error::Usage(format!("cannot write the manual page: {e}"))),
+        Err(source) => Err(Error::Output {
+            what: "manual page",
+            source,
+        }),
     }
 }
 

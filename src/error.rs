@@ -11,7 +11,8 @@ pub const LIMIT_HINT: &str = "raise the inotify limits, e.g. \
 pub enum Exit {
     /// Every requested action ran or had nothing to do.
     Ok,
-    /// At least one action failed.
+    /// At least one action failed, or a file or stream memsched needed could not be read
+    /// or written (an I/O failure).
     ActionFailed,
     /// Bad usage or configuration (clap uses 2 as well).
     Usage,
@@ -136,6 +137,14 @@ pub enum Error {
         why: String,
         fix: String,
     },
+    /// What a subcommand prints (the manual page) could not be written to stdout: an I/O
+    /// failure, not bad usage.
+    #[error("cannot write the {what}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Usage(String),
 }
@@ -173,7 +182,8 @@ impl Error {
             | Error::Scan { .. }
             | Error::StepReport { .. }
             | Error::Signals { .. }
-            | Error::OwnExecutable { .. } => Exit::ActionFailed,
+            | Error::OwnExecutable { .. }
+            | Error::Output { .. } => Exit::ActionFailed,
         }
     }
 

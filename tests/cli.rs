@@ -25,6 +25,27 @@ fn issue_11_completions_and_the_manual_page_need_no_pipeline() {
     }
 }
 
+/// A manual page that cannot be written (a full disk: /dev/full) is an I/O failure, exit 1
+/// as every other one, not bad usage (issue 16).
+#[test]
+fn issue_16_a_manual_page_that_cannot_be_written_is_an_io_failure_not_bad_usage() {
+    let env = TestEnv::new();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = env.bare_command();
+    cmd.current_dir(env.data()).arg("man").stdout(full);
+    let out = cmd.output().unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out)
+            .contains("memsched: error: cannot write the manual page: No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn issue_11_flags_that_make_no_sense_together_are_refused() {
     for (args, said) in [

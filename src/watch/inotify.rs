@@ -7,34 +7,24 @@
 //! would have sent, so [`super::change::classify`] reads both alike. The watch table is
 //! shared: the loop adds watches from its own thread, under the same lock the reader holds
 //! while it translates, so no event of a new watch is read before its folder is known.
+//! This room holds the watcher and its reading thread; `table` the watch-descriptor table
+//! and what each kernel event does to it, `kinds` what a kernel mask means in notify's words.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
+mod kinds;
+mod table;
+
 use std::io::{self, PipeWriter};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ::inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use ::inotify::Inotify;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use notify::event::{
-    AccessKind, AccessMode, CreateKind, DataChange, Flag, MetadataKind, ModifyKind, RemoveKind,
-    RenameMode,
-};
-use notify::{Event, EventHandler, EventKind, RecursiveMode};
+use notify::{EventHandler, RecursiveMode};
 
-/// What every watch asks for: the changes `classify` reads, nothing a reader causes.
-const CHANGES: WatchMask = WatchMask::ATTRIB
-    .union(WatchMask::CREATE)
-    .union(WatchMask::DELETE)
-    .union(WatchMask::CLOSE_WRITE)
-    .union(WatchMask::MODIFY)
-    .union(WatchMask::MOVED_FROM)
-    .union(WatchMask::MOVED_TO);
-/// What a folder asked for by name adds: its own removal or move (data_dir going away).
-/// Folders found below it are not asked, as in notify: their parent reports them.
-const SELF: WatchMask = WatchMask::DELETE_SELF.union(WatchMask::MOVE_SELF);
+use table::Table;
+
 /// A storm drains in few reads: an event is 16 bytes plus its name.
 const BUFFER: usize = 64 * 1024;
 
@@ -52,36 +42,13 @@ pub struct InotifyWatcher {
     _stop: PipeWriter,
 }
 
-/// One watched folder.
-#[derive(Debug)]
-struct Entry {
-    path: PathBuf,
-    wd: WatchDescriptor,
-    /// Folders made or moved in below it are watched too.
-    recursive: bool,
-    /// Asked for by name (not found below another): its own removal is reported.
-    named: bool,
-}
-
-/// The watches, by descriptor and by path.
-#[derive(Debug)]
-struct Table {
-    watches: Watches,
-    by_wd: HashMap<WatchDescriptor, Entry>,
-    by_path: HashMap<PathBuf, WatchDescriptor>,
-}
-
 impl InotifyWatcher {
     /// Starts the thread that hands `handler` what inotify reports. Fails when no inotify
     /// instance can be had (the per-user instance limit, EMFILE).
     pub fn new<F: EventHandler>(handler: F) -> notify::Result<InotifyWatcher> {
         let inotify = Inotify::init().map_err(notify::Error::io)?;
         let (stop_rx, stop) = io::pipe().map_err(notify::Error::io)?;
-        let table = Arc::new(Mutex::new(Table {
-            watches: inotify.watches(),
-            by_wd: HashMap::new(),
-            by_path: HashMap::new(),
-        }));
+        let table = Arc::new(Mutex::new(Table::new(inotify.watches())));
         let shared = table.clone();
         std::thread::Builder::new()
             .name("memsched-inotify".to_owned())
@@ -151,233 +118,6 @@ fn run<F: EventHandler>(
     }
 }
 
-impl Table {
-    /// Watches `dir` (and, `recursive`, every folder below it). `named`: asked for by
-    /// name, so a missing folder is an error and its own removal is reported.
-    fn watch(&mut self, dir: &Path, recursive: bool, named: bool) -> notify::Result<()> {
-        self.add(dir, recursive, named)?;
-        if !recursive {
-            return Ok(());
-        }
-        // A folder is watched before its contents are listed, so a folder made meanwhile
-        // is either listed here or reported by its parent's watch.
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(folder) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&folder) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                // The entry's own type: a link to a folder is not followed.
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let path = entry.path();
-                    match self.add(&path, true, false) {
-                        Ok(()) => stack.push(path),
-                        // Past the watch limit no folder below is heard: the caller polls.
-                        Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                            return Err(e);
-                        }
-                        // Gone between the listing and the watch (its parent reported
-                        // that), or unreadable: the rest of the tree is still heard.
-                        Err(e) => log::debug!("not watched: {e}"),
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds (or widens) the watch of one folder.
-    fn add(&mut self, dir: &Path, recursive: bool, named: bool) -> notify::Result<()> {
-        let old = self.by_path.get(dir).and_then(|wd| self.by_wd.get(wd));
-        let recursive = recursive || old.is_some_and(|e| e.recursive);
-        let named = named || old.is_some_and(|e| e.named);
-        let mask = if named {
-            CHANGES | SELF
-        } else {
-            // Found below a watched folder: it must be a folder, and not through a link.
-            CHANGES | WatchMask::ONLYDIR | WatchMask::DONT_FOLLOW
-        };
-        let wd = self.watches.add(dir, mask).map_err(|e| add_error(e, dir))?;
-        // Moves not heard yet (the loop adds a watch while the reader is behind): the path
-        // names another folder now, so the old one and its tree are forgotten (the walk
-        // adds what the new one holds); or this folder was known under another path.
-        if self.by_path.get(dir).is_some_and(|w| *w != wd) {
-            // (Not the new folder itself, should it have been known in the old tree.)
-            self.forget_below(dir, Some(&wd));
-        }
-        if let Some(moved) = self.by_wd.get(&wd).filter(|e| e.path != dir) {
-            let moved = moved.path.clone();
-            self.by_path.remove(&moved);
-        }
-        self.by_path.insert(dir.to_path_buf(), wd.clone());
-        self.by_wd.insert(
-            wd.clone(),
-            Entry {
-                path: dir.to_path_buf(),
-                wd,
-                recursive,
-                named,
-            },
-        );
-        Ok(())
-    }
-
-    /// Stops watching `dir` and every folder below it (removed or moved away), but `keep`.
-    fn forget_below(&mut self, dir: &Path, keep: Option<&WatchDescriptor>) {
-        if !self.by_path.contains_key(dir) {
-            return;
-        }
-        let gone: Vec<WatchDescriptor> = self
-            .by_wd
-            .values()
-            .filter(|e| e.path.starts_with(dir) && Some(&e.wd) != keep)
-            .map(|e| e.wd.clone())
-            .collect();
-        for wd in gone {
-            self.forget(&wd);
-            // A removed folder's watch is gone already; a moved one's must go.
-            let _ = self.watches.remove(wd);
-        }
-    }
-
-    /// Drops one watch's bookkeeping (the kernel dropped the watch: IN_IGNORED).
-    fn forget(&mut self, wd: &WatchDescriptor) {
-        if let Some(entry) = self.by_wd.remove(wd)
-            && self.by_path.get(&entry.path) == Some(wd)
-        {
-            self.by_path.remove(&entry.path);
-        }
-    }
-
-    /// What one kernel event means, as notify's inotify backend says it, into `out`. A
-    /// folder made or moved in below a recursive watch is watched before it is reported,
-    /// so whoever hears of it hears of the files made in it from then on.
-    fn translate(
-        &mut self,
-        event: &::inotify::Event<&OsStr>,
-        out: &mut Vec<notify::Result<Event>>,
-    ) {
-        let mask = event.mask;
-        if mask.contains(EventMask::Q_OVERFLOW) {
-            out.push(Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)));
-            return;
-        }
-        let Some(entry) = self.by_wd.get(&event.wd) else {
-            // A watch forgotten already (removed, moved away): its last events.
-            return;
-        };
-        if mask.contains(EventMask::IGNORED) {
-            self.forget(&event.wd);
-            return;
-        }
-        let recursive = entry.recursive;
-        let path = match event.name {
-            Some(name) => entry.path.join(name),
-            None => entry.path.clone(),
-        };
-        let folder = mask.contains(EventMask::ISDIR);
-        if folder && mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE) {
-            self.forget_below(&path, None);
-        }
-        if mask.contains(EventMask::DELETE_SELF) {
-            self.forget(&event.wd);
-        }
-        if folder && recursive && mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-            match self.watch(&path, true, false) {
-                Ok(()) => {}
-                Err(e) if matches!(e.kind, notify::ErrorKind::PathNotFound) => {}
-                Err(e) => out.push(Err(e)),
-            }
-        }
-        let renamed = mask.intersects(EventMask::MOVED_FROM | EventMask::MOVED_TO);
-        for kind in kinds(mask) {
-            let mut event_out = Event::new(kind).add_path(path.clone());
-            if renamed {
-                event_out = event_out.set_tracker(event.cookie as usize);
-            }
-            out.push(Ok(event_out));
-        }
-    }
-}
-
-/// The notify kinds one kernel event stands for, in the order notify's backend sends them.
-/// Each half of a rename stands alone: `classify` ignores the pair.
-fn kinds(mask: EventMask) -> Vec<EventKind> {
-    let folder = mask.contains(EventMask::ISDIR);
-    let table = [
-        (
-            EventMask::MOVED_FROM,
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-        ),
-        (
-            EventMask::MOVED_TO,
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-        ),
-        (
-            EventMask::MOVE_SELF,
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-        ),
-        (
-            EventMask::CREATE,
-            EventKind::Create(if folder {
-                CreateKind::Folder
-            } else {
-                CreateKind::File
-            }),
-        ),
-        (
-            EventMask::DELETE,
-            EventKind::Remove(if folder {
-                RemoveKind::Folder
-            } else {
-                RemoveKind::File
-            }),
-        ),
-        // Only folders asked for by name report their own removal.
-        (
-            EventMask::DELETE_SELF,
-            EventKind::Remove(RemoveKind::Folder),
-        ),
-        (
-            EventMask::MODIFY,
-            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-        ),
-        (
-            EventMask::CLOSE_WRITE,
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-        ),
-        (
-            EventMask::ATTRIB,
-            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
-        ),
-        // Never asked for (see CHANGES), but said as notify says them should a mask ask.
-        (
-            EventMask::CLOSE_NOWRITE,
-            EventKind::Access(AccessKind::Close(AccessMode::Read)),
-        ),
-        (
-            EventMask::OPEN,
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-        ),
-    ];
-    table
-        .into_iter()
-        .filter(|(bit, _)| mask.contains(*bit))
-        .map(|(_, kind)| kind)
-        .collect()
-}
-
-/// A failed inotify_add_watch as notify says it: the watch limit (ENOSPC) is
-/// `MaxFilesWatch`, a folder that is not there (or is no folder now) `PathNotFound`.
-fn add_error(error: io::Error, dir: &Path) -> notify::Error {
-    let kind = match error.raw_os_error().map(Errno::from_raw) {
-        Some(Errno::ENOSPC) => notify::ErrorKind::MaxFilesWatch,
-        Some(Errno::ENOENT | Errno::ENOTDIR) => notify::ErrorKind::PathNotFound,
-        _ => notify::ErrorKind::Io(error),
-    };
-    notify::Error::new(kind).add_path(dir.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     //! The backend against the real kernel, in temp folders. "Nothing happened" is proved
@@ -385,6 +125,10 @@ mod tests {
 
     use super::*;
     use crossbeam_channel::{Receiver, unbounded};
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+    };
+    use notify::{Event, EventKind};
     use std::time::{Duration, Instant};
 
     const DEADLINE: Duration = Duration::from_secs(10);
@@ -576,54 +320,5 @@ mod tests {
         let deadline = Instant::now() + DEADLINE;
         while rx.recv_deadline(deadline).is_ok() {}
         assert!(Instant::now() < deadline, "the thread outlived its watcher");
-    }
-
-    /// The loop may add a watch before the reader has heard a move: the table follows.
-    #[test]
-    fn a_watch_on_a_folder_replaced_unheard_forgets_the_old_tree() {
-        let base = tempfile::tempdir().unwrap();
-        let root = base.path().join("root");
-        std::fs::create_dir_all(root.join("sub/deep")).unwrap();
-        let inotify = Inotify::init().unwrap();
-        let mut table = Table {
-            watches: inotify.watches(),
-            by_wd: HashMap::new(),
-            by_path: HashMap::new(),
-        };
-        table.watch(&root, true, true).unwrap();
-        std::fs::rename(root.join("sub"), base.path().join("away")).unwrap();
-        std::fs::create_dir_all(root.join("sub/new")).unwrap();
-        table.watch(&root.join("sub"), true, false).unwrap();
-        let mut paths: Vec<PathBuf> = table.by_path.keys().cloned().collect();
-        paths.sort();
-        assert_eq!(
-            paths,
-            [root.clone(), root.join("sub"), root.join("sub/new")]
-        );
-        assert_eq!(table.by_wd.len(), 3, "{:#?}", table.by_wd);
-    }
-
-    #[test]
-    fn kernel_masks_map_to_notify_kinds() {
-        assert_eq!(
-            kinds(EventMask::CREATE | EventMask::ISDIR),
-            [EventKind::Create(CreateKind::Folder)]
-        );
-        assert_eq!(
-            kinds(EventMask::DELETE),
-            [EventKind::Remove(RemoveKind::File)]
-        );
-        assert_eq!(
-            kinds(EventMask::ATTRIB),
-            [EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any))]
-        );
-        assert_eq!(
-            kinds(EventMask::MOVE_SELF),
-            [EventKind::Modify(ModifyKind::Name(RenameMode::From))]
-        );
-        assert_eq!(
-            kinds(EventMask::OPEN),
-            [EventKind::Access(AccessKind::Open(AccessMode::Any))]
-        );
     }
 }

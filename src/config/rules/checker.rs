@@ -1,0 +1,238 @@
+//! [`Checker`]: turns one raw value of watch-rules.toml (a duration, a count, globs, a
+//! command, a backoff, the pause file) into a checked one, or into an error that points at
+//! its file, line and column. The sections are put together from these in `parse`.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use toml::Spanned;
+
+use super::defaults;
+use super::raw;
+use super::tables::{Backoff, CommandSpec};
+use crate::error::{Error, Result, line_col};
+use crate::model::action::Action;
+use crate::model::placeholder::{self, Placeholder};
+
+/// Turns raw values into checked ones, reporting problems at their place in the text.
+pub(super) struct Checker<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Checker<'_> {
+    /// `msg` as an error at the start of `span` in the text.
+    pub(super) fn at(&self, span: Range<usize>, msg: String) -> Error {
+        let (line, col) = line_col(self.text, span.start);
+        Error::ConfigInvalid {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            msg,
+        }
+    }
+
+    /// A duration within `(low, high)`, both included. humantime refuses what does not
+    /// fit a `Duration`; the range keeps every later `Instant` or `SystemTime` addition
+    /// far from overflow.
+    pub(super) fn duration(
+        &self,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        key: &str,
+        (low, high): (Duration, Duration),
+    ) -> Result<Duration> {
+        let Some(v) = value else { return Ok(default) };
+        let d = humantime::parse_duration(v.get_ref()).map_err(|e| {
+            self.at(
+                v.span(),
+                format!(
+                    "{key} = {:?} is not a valid duration ({e}); write it like \"200ms\", \"30s\" or \"15m\"",
+                    v.get_ref()
+                ),
+            )
+        })?;
+        if (low..=high).contains(&d) {
+            Ok(d)
+        } else {
+            Err(self.at(
+                v.span(),
+                format!(
+                    "{key} = {:?} is out of range: it must be between {} and {}",
+                    v.get_ref(),
+                    humantime::format_duration(low),
+                    humantime::format_duration(high)
+                ),
+            ))
+        }
+    }
+
+    pub(super) fn backoff(&self, raw: &raw::RawBackoff) -> Result<Backoff> {
+        let fraction =
+            |v: Option<&Spanned<f64>>, default: f64, ok: fn(f64) -> bool, what: &str| match v {
+                None => Ok(default),
+                Some(v) if ok(*v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(self.at(v.span(), format!("{what}, found {}", v.get_ref()))),
+            };
+        Ok(Backoff {
+            initial: self.duration(
+                raw.initial.as_ref(),
+                defaults::BACKOFF_INITIAL,
+                "initial",
+                defaults::BACKOFF_RANGE,
+            )?,
+            factor: fraction(
+                raw.factor.as_ref(),
+                defaults::BACKOFF_FACTOR,
+                |f| (1.0..=100.0).contains(&f),
+                "factor must be between 1 and 100",
+            )?,
+            max: self.duration(
+                raw.max.as_ref(),
+                defaults::BACKOFF_MAX,
+                "max",
+                defaults::BACKOFF_RANGE,
+            )?,
+            jitter: fraction(
+                raw.jitter.as_ref(),
+                defaults::BACKOFF_JITTER,
+                |j| (0.0..1.0).contains(&j),
+                "jitter must be at least 0 and below 1",
+            )?,
+        })
+    }
+
+    /// A count within `(low, high)`, both included.
+    pub(super) fn count(
+        &self,
+        value: Option<&Spanned<i64>>,
+        default: usize,
+        key: &str,
+        (low, high): (usize, usize),
+    ) -> Result<usize> {
+        let Some(v) = value else { return Ok(default) };
+        usize::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (low..=high).contains(n))
+            .ok_or_else(|| {
+                self.at(
+                    v.span(),
+                    format!(
+                        "{key} = {} is out of range: it must be between {low} and {high}",
+                        v.get_ref()
+                    ),
+                )
+            })
+    }
+
+    /// `pause_file`: a file inside data_dir, relative to it. An empty one named data_dir
+    /// itself (issue 9 case 11: paused for ever), an absolute or `..` one a file the
+    /// watcher does not watch.
+    pub(super) fn pause_file(&self, value: Option<&Spanned<String>>) -> Result<PathBuf> {
+        let Some(value) = value else {
+            return Ok(PathBuf::from(defaults::PAUSE_FILE));
+        };
+        let path = Path::new(value.get_ref());
+        let inside = path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if value.get_ref().is_empty() || !inside {
+            return Err(self.at(
+                value.span(),
+                format!(
+                    "pause_file must name a file inside data_dir, relative to it (like {:?}), found {:?}",
+                    defaults::PAUSE_FILE,
+                    value.get_ref()
+                ),
+            ));
+        }
+        Ok(path.to_path_buf())
+    }
+
+    pub(super) fn attempts(&self, value: Option<&Spanned<i64>>) -> Result<u32> {
+        let n = self.count(
+            value,
+            defaults::MAX_ATTEMPTS as usize,
+            "max_attempts",
+            defaults::MAX_ATTEMPTS_RANGE,
+        )?;
+        Ok(u32::try_from(n).expect("MAX_ATTEMPTS_RANGE fits in u32"))
+    }
+
+    pub(super) fn globs(
+        &self,
+        values: Option<&[Spanned<String>]>,
+        default: &[&str],
+    ) -> Result<Vec<String>> {
+        let Some(values) = values else {
+            return Ok(default.iter().map(|s| (*s).to_owned()).collect());
+        };
+        values
+            .iter()
+            .map(|v| {
+                glob(v.get_ref()).map(|_| v.get_ref().clone()).map_err(|e| {
+                    self.at(
+                        v.span(),
+                        format!("invalid glob {:?}: {}", v.get_ref(), e.kind()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn command(
+        &self,
+        argv: &Spanned<Vec<String>>,
+        timeout: Option<&Spanned<String>>,
+        default_timeout: Duration,
+        action: Action,
+    ) -> Result<CommandSpec> {
+        if argv.get_ref().first().is_none_or(String::is_empty) {
+            return Err(self.at(
+                argv.span(),
+                format!("[actions.{action}] command is empty; give the program and its arguments as a list"),
+            ));
+        }
+        let known = Placeholder::of(action);
+        for arg in argv.get_ref() {
+            for (_, name) in placeholder::slots(arg) {
+                let Some(found) = Placeholder::from_name(name).filter(|p| known.contains(p)) else {
+                    return Err(self.at(
+                        argv.span(),
+                        format!(
+                            "unknown placeholder {{{name}}} in [actions.{action}] command; known here: {}",
+                            known.iter().map(|k| k.slot()).collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                };
+                if found == Placeholder::Files && *arg != found.slot() {
+                    return Err(self.at(
+                        argv.span(),
+                        "{files} must be a whole argument: it expands to one argument per file"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(CommandSpec {
+            argv: argv.get_ref().clone(),
+            timeout: self.duration(timeout, default_timeout, "timeout", defaults::TIMEOUT_RANGE)?,
+        })
+    }
+}
+
+/// Builds the glob set of already-validated patterns.
+pub(super) fn glob_set(patterns: &[String]) -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        builder.add(glob(p).expect("patterns were validated by Checker::globs"));
+    }
+    builder.build().expect("a set of valid globs always builds")
+}
+
+/// `*` stays within one path segment; `**` crosses them.
+fn glob(pattern: &str) -> std::result::Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}

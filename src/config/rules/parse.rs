@@ -1,0 +1,548 @@
+//! [`Rules::parse`]: the text of watch-rules.toml to validated [`Rules`], one section at a
+//! time, each checked by its own function. The order is fixed (settings, ingest, retry,
+//! upload, watchdog, then each `[[rules]]` entry): of several problems, the first one met
+//! is the one reported.
+
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::checker::{Checker, glob_set};
+use super::pass_files::PassFiles;
+use super::raw::{self, RawRules};
+use super::tables::{BreakerConfig, IngestConfig, RetryConfig, UploadConfig, WatchdogConfig};
+use super::{Rule, Rules, defaults, suggest};
+use crate::error::{Error, Result, line_col};
+use crate::model::action::Action;
+use crate::model::event_kind::EventKind;
+use crate::model::placeholder::Placeholder;
+
+impl Rules {
+    /// Validates the text of a rules file; `path` is used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Rules> {
+        let raw: RawRules = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
+        let check = Checker { path, text };
+        let mut rules = settings(&check, &raw)?;
+        if let Some(i) = &raw.actions.ingest {
+            rules.ingest = Some(ingest(&check, i)?);
+        }
+        if let Some(r) = raw.actions.retry {
+            rules.retry = Some(retry(&check, r)?);
+        }
+        if let Some(u) = raw.actions.upload {
+            rules.upload = Some(upload(&check, u)?);
+        }
+        if let Some(w) = &raw.actions.watchdog {
+            rules.watchdog = Some(watchdog(&check, w)?);
+        }
+        for r in raw.rules {
+            rules.rules.push(rule(&check, r)?);
+        }
+        Ok(rules)
+    }
+}
+
+/// A TOML or shape error in the same `file:line:col: message` form as every other error
+/// (toml's own text spans several lines with a caret), with a "did you mean" for a
+/// misspelt key or value.
+fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    // One line: toml puts what it expected on a line of its own.
+    let msg = e.message().trim_end().replace('\n', ": ");
+    let hint = suggest::for_message(&msg).unwrap_or_default();
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            Error::ConfigInvalid {
+                path: path.to_path_buf(),
+                line,
+                col,
+                msg: format!("{msg}{hint}"),
+            }
+        }
+        None => Error::ConfigParse {
+            path: path.to_path_buf(),
+            msg: format!("{msg}{hint}"),
+        },
+    }
+}
+
+/// The top-level settings (no action or rule yet): each within its range, and `max_wait`
+/// at least `debounce`.
+fn settings(check: &Checker, raw: &RawRules) -> Result<Rules> {
+    let rules = Rules {
+        file: Some(check.path.to_path_buf()),
+        debounce: check.duration(
+            raw.debounce.as_ref(),
+            defaults::DEBOUNCE,
+            "debounce",
+            defaults::DEBOUNCE_RANGE,
+        )?,
+        max_wait: check.duration(
+            raw.max_wait.as_ref(),
+            defaults::MAX_WAIT,
+            "max_wait",
+            defaults::MAX_WAIT_RANGE,
+        )?,
+        tick: check.duration(
+            raw.tick.as_ref(),
+            defaults::TICK,
+            "tick",
+            defaults::TICK_RANGE,
+        )?,
+        log_keep: check.count(
+            raw.log_keep.as_ref(),
+            defaults::LOG_KEEP,
+            "log_keep",
+            defaults::LOG_KEEP_RANGE,
+        )?,
+        pause_file: check.pause_file(raw.pause_file.as_ref())?,
+        ingest: None,
+        retry: None,
+        upload: None,
+        watchdog: None,
+        rules: Vec::new(),
+    };
+    if rules.max_wait < rules.debounce {
+        let span = raw.max_wait.as_ref().map_or(0..0, Spanned::span);
+        return Err(check.at(
+            span,
+            format!(
+                "max_wait must be at least debounce ({}), found {}",
+                humantime::format_duration(rules.debounce),
+                humantime::format_duration(rules.max_wait)
+            ),
+        ));
+    }
+    Ok(rules)
+}
+
+/// `[actions.ingest]`: its command must carry the placeholder that passes the files the way
+/// `pass_files` says.
+fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
+    let pass_files = i.pass_files.unwrap_or(PassFiles::Args);
+    let command = check.command(
+        &i.command,
+        i.timeout.as_ref(),
+        defaults::INGEST_TIMEOUT,
+        Action::Ingest,
+    )?;
+    let required = match pass_files {
+        PassFiles::Args => Some(Placeholder::Files.slot()),
+        PassFiles::ListFile => Some(Placeholder::List.slot()),
+        PassFiles::StdinLines | PassFiles::StdinNul => None,
+    };
+    if let Some(placeholder) = required
+        && !command.argv.iter().any(|a| a.contains(&placeholder))
+    {
+        return Err(check.at(
+            i.command.span(),
+            format!("[actions.ingest] command needs {placeholder} to pass the files"),
+        ));
+    }
+    let include = check.globs(i.include.as_deref(), defaults::INGEST_INCLUDE)?;
+    let exclude = check.globs(i.exclude.as_deref(), defaults::INGEST_EXCLUDE)?;
+    Ok(IngestConfig {
+        command,
+        include_set: glob_set(&include),
+        exclude_set: glob_set(&exclude),
+        include,
+        exclude,
+        batch_size: check.count(
+            i.batch_size.as_ref(),
+            defaults::BATCH_SIZE,
+            "batch_size",
+            defaults::BATCH_SIZE_RANGE,
+        )?,
+        pass_files,
+        settle: check.duration(
+            i.settle.as_ref(),
+            defaults::SETTLE,
+            "settle",
+            defaults::SETTLE_RANGE,
+        )?,
+        skip_known_content: i.skip_known_content.unwrap_or(false),
+    })
+}
+
+/// `[actions.retry]`.
+fn retry(check: &Checker, r: raw::RawRetry) -> Result<RetryConfig> {
+    let breaker = r.breaker.unwrap_or_default();
+    Ok(RetryConfig {
+        command: check.command(
+            &r.command,
+            r.timeout.as_ref(),
+            defaults::RETRY_TIMEOUT,
+            Action::Retry,
+        )?,
+        max_attempts: check.attempts(r.max_attempts.as_ref())?,
+        parallel: check.count(
+            r.parallel.as_ref(),
+            defaults::PARALLEL,
+            "parallel",
+            defaults::PARALLEL_RANGE,
+        )?,
+        weights: r.weights.unwrap_or_default(),
+        backoff: check.backoff(&r.backoff.unwrap_or_default())?,
+        stuck_after: check.duration(
+            r.stuck_after.as_ref(),
+            defaults::STUCK_AFTER,
+            "stuck_after",
+            defaults::STUCK_AFTER_RANGE,
+        )?,
+        breaker: BreakerConfig {
+            failures: check.count(
+                breaker.failures.as_ref(),
+                defaults::BREAKER_FAILURES,
+                "failures",
+                defaults::BREAKER_FAILURES_RANGE,
+            )?,
+            cooldown: check.duration(
+                breaker.cooldown.as_ref(),
+                defaults::BREAKER_COOLDOWN,
+                "cooldown",
+                defaults::COOLDOWN_RANGE,
+            )?,
+        },
+    })
+}
+
+/// `[actions.upload]`.
+fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig> {
+    let sources = check.globs(u.sources.as_deref(), &[])?;
+    Ok(UploadConfig {
+        command: check.command(
+            &u.command,
+            u.timeout.as_ref(),
+            defaults::UPLOAD_TIMEOUT,
+            Action::Upload,
+        )?,
+        remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
+        max_attempts: check.attempts(u.max_attempts.as_ref())?,
+        backoff: check.backoff(&u.backoff.unwrap_or_default())?,
+        source_set: glob_set(&sources),
+        sources,
+        allow: u
+            .allow
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+    })
+}
+
+/// `[actions.watchdog]`: its command is optional (the watchdog judges health without one),
+/// and so is what goes with it: a timeout without a command is not looked at.
+fn watchdog(check: &Checker, w: &raw::RawWatchdog) -> Result<WatchdogConfig> {
+    let command = match &w.command {
+        Some(c) => Some(check.command(
+            c,
+            w.timeout.as_ref(),
+            defaults::WATCHDOG_TIMEOUT,
+            Action::Watchdog,
+        )?),
+        None => None,
+    };
+    Ok(WatchdogConfig {
+        command,
+        notify: w.notify.unwrap_or(defaults::NOTIFY),
+    })
+}
+
+/// One `[[rules]]` entry: valid globs and known action names (with a "did you mean" for a
+/// typo); no `on` means every kind of change.
+fn rule(check: &Checker, r: raw::RawRule) -> Result<Rule> {
+    let paths = check.globs(Some(&r.paths), &[])?;
+    let mut run = Vec::new();
+    for name in &r.run {
+        let action = Action::from_name(name.get_ref()).ok_or_else(|| {
+            check.at(
+                name.span(),
+                format!(
+                    "unknown action {:?} in rule {:?}; known: ingest, retry, upload, watchdog{}",
+                    name.get_ref(),
+                    r.name,
+                    suggest::closest(name.get_ref(), Action::ALL.map(Action::name))
+                        .map_or(String::new(), |a| format!("; did you mean {a:?}?"))
+                ),
+            )
+        })?;
+        run.push(action);
+    }
+    Ok(Rule {
+        name: r.name,
+        scope: r.scope,
+        path_set: glob_set(&paths),
+        paths,
+        on: r.on.unwrap_or_else(|| EventKind::ALL.to_vec()),
+        run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each section's check, table-driven: a snippet of watch-rules.toml, and whether it is
+    //! accepted or the exact error it gives, so moving a check between rooms changes no text.
+
+    use super::*;
+
+    type Case = (&'static str, std::result::Result<(), &'static str>);
+
+    /// Every case whose outcome differs, all reported at once.
+    fn check_all(cases: &[Case]) {
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(text, expected)| {
+                let got = Rules::parse(Path::new("rules.toml"), text)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let expected = expected.map_err(str::to_owned);
+                (got != expected)
+                    .then(|| format!("{text:?}\n  expected {expected:?}\n  got      {got:?}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    const SETTINGS: &[Case] = &[
+        (
+            "debounce = \"2s\"\nmax_wait = \"1s\"\n",
+            Err("rules.toml:2:12: max_wait must be at least debounce (2s), found 1s"),
+        ),
+        (
+            "max_wait = \"100ms\"\n",
+            Err("rules.toml:1:12: max_wait must be at least debounce (500ms), found 100ms"),
+        ),
+        ("debounce = \"1s\"\n", Ok(())),
+        (
+            "debounce = \"2h\"\n",
+            Err("rules.toml:1:12: debounce = \"2h\" is out of range: it must be between 0s and 1h"),
+        ),
+        (
+            "tick = \"0s\"\n",
+            Err("rules.toml:1:8: tick = \"0s\" is out of range: it must be between 1s and 1day"),
+        ),
+        (
+            "log_keep = 0\n",
+            Err("rules.toml:1:12: log_keep = 0 is out of range: it must be between 1 and 100000"),
+        ),
+        (
+            "pause_file = \"\"\n",
+            Err(
+                "rules.toml:1:14: pause_file must name a file inside data_dir, relative to it (like \".memsched-pause\"), found \"\"",
+            ),
+        ),
+        (
+            "pause_file = \"/tmp/p\"\n",
+            Err(
+                "rules.toml:1:14: pause_file must name a file inside data_dir, relative to it (like \".memsched-pause\"), found \"/tmp/p\"",
+            ),
+        ),
+        (
+            "pause_file = \"../p\"\n",
+            Err(
+                "rules.toml:1:14: pause_file must name a file inside data_dir, relative to it (like \".memsched-pause\"), found \"../p\"",
+            ),
+        ),
+        ("pause_file = \"sub/p\"\n", Ok(())),
+    ];
+
+    #[test]
+    fn the_settings_are_checked_each_in_its_range_and_max_wait_after_debounce() {
+        check_all(SETTINGS);
+    }
+
+    const INGEST: &[Case] = &[
+        (
+            "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-lines\"\n",
+            Ok(()),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"list-file\"\n",
+            Err("rules.toml:2:11: [actions.ingest] command needs {list} to pass the files"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nbatch_size = 0\n",
+            Err("rules.toml:3:14: batch_size = 0 is out of range: it must be between 1 and 100000"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nsettle = \"2h\"\n",
+            Err("rules.toml:3:10: settle = \"2h\" is out of range: it must be between 0s and 1h"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nexclude = [\"b[\"]\n",
+            Err("rules.toml:3:12: invalid glob \"b[\": unclosed character class; missing ']'"),
+        ),
+    ];
+
+    #[test]
+    fn the_ingest_table_is_checked() {
+        check_all(INGEST);
+    }
+
+    const RETRY: &[Case] = &[
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nparallel = 65\n",
+            Err("rules.toml:3:12: parallel = 65 is out of range: it must be between 1 and 64"),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nbackoff = { factor = 0.5 }\n",
+            Err("rules.toml:3:22: factor must be between 1 and 100, found 0.5"),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nbackoff = { jitter = 1.0 }\n",
+            Err("rules.toml:3:22: jitter must be at least 0 and below 1, found 1"),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nbackoff = { initial = \"31d\" }\n",
+            Err(
+                "rules.toml:3:23: initial = \"31d\" is out of range: it must be between 0s and 30days",
+            ),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nbreaker = { failures = 0 }\n",
+            Err("rules.toml:3:24: failures = 0 is out of range: it must be between 1 and 10000"),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nbreaker = { cooldown = \"31d\" }\n",
+            Err(
+                "rules.toml:3:24: cooldown = \"31d\" is out of range: it must be between 0s and 30days",
+            ),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nmax_attempts = 0\n",
+            Err(
+                "rules.toml:3:16: max_attempts = 0 is out of range: it must be between 1 and 10000",
+            ),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"r\"]\nstuck_after = \"0s\"\n",
+            Err(
+                "rules.toml:3:15: stuck_after = \"0s\" is out of range: it must be between 1s and 11months 30days 3h 50m 24s",
+            ),
+        ),
+        (
+            "[actions.retry]\ncommand = [\"\"]\n",
+            Err(
+                "rules.toml:2:11: [actions.retry] command is empty; give the program and its arguments as a list",
+            ),
+        ),
+    ];
+
+    #[test]
+    fn the_retry_table_is_checked() {
+        check_all(RETRY);
+    }
+
+    const UPLOAD: &[Case] = &[
+        (
+            "[actions.upload]\ncommand = [\"u\"]\nsources = [\"[\"]\n",
+            Err("rules.toml:3:12: invalid glob \"[\": unclosed character class; missing ']'"),
+        ),
+        (
+            "[actions.upload]\ncommand = [\"u\"]\nmax_attempts = 10001\n",
+            Err(
+                "rules.toml:3:16: max_attempts = 10001 is out of range: it must be between 1 and 10000",
+            ),
+        ),
+        (
+            "[actions.upload]\ncommand = [\"u\", \"{files}\"]\n",
+            Err(
+                "rules.toml:2:11: unknown placeholder {files} in [actions.upload] command; known here: {path}, {relpath}, {remote}",
+            ),
+        ),
+        (
+            "[actions.upload]\ncommand = [\"u\"]\nbackoff = { max = \"x\" }\n",
+            Err(
+                "rules.toml:3:19: max = \"x\" is not a valid duration (expected number at 0); write it like \"200ms\", \"30s\" or \"15m\"",
+            ),
+        ),
+        (
+            "[actions.upload]\ncommand = [\"u\"]\ntimeout = \"10ms\"\n",
+            Err(
+                "rules.toml:3:11: timeout = \"10ms\" is out of range: it must be between 100ms and 7days",
+            ),
+        ),
+    ];
+
+    #[test]
+    fn the_upload_table_is_checked() {
+        check_all(UPLOAD);
+    }
+
+    const WATCHDOG: &[Case] = &[
+        ("[actions.watchdog]\n", Ok(())),
+        (
+            "[actions.watchdog]\ncommand = []\n",
+            Err(
+                "rules.toml:2:11: [actions.watchdog] command is empty; give the program and its arguments as a list",
+            ),
+        ),
+        (
+            "[actions.watchdog]\ncommand = [\"w\", \"{files}\"]\n",
+            Err(
+                "rules.toml:2:11: unknown placeholder {files} in [actions.watchdog] command; known here: ",
+            ),
+        ),
+        (
+            "[actions.watchdog]\ncommand = [\"w\"]\ntimeout = \"50ms\"\n",
+            Err(
+                "rules.toml:3:11: timeout = \"50ms\" is out of range: it must be between 100ms and 7days",
+            ),
+        ),
+        ("[actions.watchdog]\ntimeout = \"soon\"\n", Ok(())),
+        ("[actions.watchdog]\nnotify = false\n", Ok(())),
+    ];
+
+    #[test]
+    fn the_watchdog_table_is_checked_only_where_it_has_a_command() {
+        check_all(WATCHDOG);
+    }
+
+    const RULES: &[Case] = &[
+        (
+            "[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingset\"]\n",
+            Err(
+                "rules.toml:5:8: unknown action \"ingset\" in rule \"r\"; known: ingest, retry, upload, watchdog; did you mean \"ingest\"?",
+            ),
+        ),
+        (
+            "[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"a[\"]\nrun = [\"ingest\"]\n",
+            Err("rules.toml:4:10: invalid glob \"a[\": unclosed character class; missing ']'"),
+        ),
+        (
+            "[[rules]]\nname = \"r\"\nin = \"data\"\npaths = []\nrun = []\n",
+            Ok(()),
+        ),
+    ];
+
+    #[test]
+    fn a_rule_is_checked() {
+        check_all(RULES);
+    }
+
+    #[test]
+    fn a_watchdog_without_a_command_still_notifies_unless_told_not_to() {
+        let parse = |text| Rules::parse(Path::new("rules.toml"), text).unwrap();
+        let quiet = parse("[actions.watchdog]\nnotify = false\n")
+            .watchdog
+            .unwrap();
+        assert!(quiet.command.is_none() && !quiet.notify);
+        let plain = parse("[actions.watchdog]\n").watchdog.unwrap();
+        assert!(plain.command.is_none() && plain.notify);
+        let timed = parse("[actions.watchdog]\ncommand = [\"w\"]\ntimeout = \"5s\"\n");
+        let command = timed.watchdog.unwrap().command.unwrap();
+        assert_eq!(command.argv, ["w"]);
+        assert_eq!(command.timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_rule_without_on_hears_every_kind_of_change() {
+        let rules = Rules::parse(
+            Path::new("rules.toml"),
+            "[[rules]]\nname = \"r\"\nin = \"data\"\npaths = [\"*.txt\"]\nrun = [\"ingest\", \"upload\"]\n",
+        )
+        .unwrap();
+        assert_eq!(rules.rules[0].on, EventKind::ALL);
+        assert_eq!(rules.rules[0].run, [Action::Ingest, Action::Upload]);
+    }
+}

@@ -1,0 +1,87 @@
+//! The typed action tables of watch-rules.toml (`[actions.ingest]`, `[actions.retry]`,
+//! `[actions.upload]`, `[actions.watchdog]`), as the actions read them once checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use globset::GlobSet;
+
+use super::pass_files::PassFiles;
+
+/// A configured command: an argument vector with placeholders, and its timeout.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub command: CommandSpec,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub include_set: GlobSet,
+    pub exclude_set: GlobSet,
+    pub batch_size: usize,
+    pub pass_files: PassFiles,
+    /// A file modified more recently than this is still being written and waits.
+    pub settle: Duration,
+    /// Record a file whose content is already ingested under another path without
+    /// sending it (only for indexes keyed by content; an index keyed by path would never
+    /// hold the copy under its own name).
+    pub skip_known_content: bool,
+}
+
+/// When a failed item may be tried again: `initial * factor^(attempts - 1)`, capped at
+/// `max`, then spread by up to `jitter` (a fraction) either way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor: f64,
+    pub max: Duration,
+    pub jitter: f64,
+}
+
+/// Pauses a step's retries after `failures` consecutive failures with one error class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    pub failures: usize,
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub command: CommandSpec,
+    pub max_attempts: u32,
+    /// Tasks run at the same time.
+    pub parallel: usize,
+    /// Step name -> weight; higher runs first within a priority.
+    pub weights: BTreeMap<String, i64>,
+    pub backoff: Backoff,
+    /// A task `running` for longer than this is taken as crashed and returned to failed.
+    pub stuck_after: Duration,
+    pub breaker: BreakerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    pub command: CommandSpec,
+    pub remote: String,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Globs relative to the pipeline home: matching files are queued when new or changed.
+    pub sources: Vec<String>,
+    pub source_set: GlobSet,
+    /// Folders outside the pipeline home whose files may be uploaded (absolute, or
+    /// relative to the home). Every other entry must resolve inside the home (issue 10).
+    pub allow: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchdogConfig {
+    pub command: Option<CommandSpec>,
+    /// Desktop notifications on health getting worse and on tasks dying (needs a session
+    /// bus; rate-limited).
+    pub notify: bool,
+}
