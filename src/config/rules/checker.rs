@@ -189,10 +189,23 @@ impl Checker<'_> {
         default_timeout: Duration,
         action: Action,
     ) -> Result<CommandSpec> {
+        self.command_named(argv, timeout, default_timeout, action, "command")
+    }
+
+    /// [`command`](Self::command) for a command under another key (`remove`), which the
+    /// errors name.
+    pub(super) fn command_named(
+        &self,
+        argv: &Spanned<Vec<String>>,
+        timeout: Option<&Spanned<String>>,
+        default_timeout: Duration,
+        action: Action,
+        key: &str,
+    ) -> Result<CommandSpec> {
         if argv.get_ref().first().is_none_or(String::is_empty) {
             return Err(self.at(
                 argv.span(),
-                format!("[actions.{action}] command is empty; give the program and its arguments as a list"),
+                format!("[actions.{action}] {key} is empty; give the program and its arguments as a list"),
             ));
         }
         let known = Placeholder::of(action);
@@ -202,7 +215,7 @@ impl Checker<'_> {
                     return Err(self.at(
                         argv.span(),
                         format!(
-                            "unknown placeholder {{{name}}} in [actions.{action}] command; known here: {}",
+                            "unknown placeholder {{{name}}} in [actions.{action}] {key}; known here: {}",
                             known.iter().map(|k| k.slot()).collect::<Vec<_>>().join(", ")
                         ),
                     ));

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use super::tables::RemoveLimit;
+
 const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
 }
@@ -39,6 +41,8 @@ pub const INGEST_EXCLUDE: &[&str] = &[
 pub const BATCH_SIZE: usize = 64;
 /// A file modified more recently than this is still being written and waits.
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// Half the memories at once is no everyday deletion; a vanished folder is all of them.
+pub const MAX_REMOVE: RemoveLimit = RemoveLimit::Percent(50);
 
 pub const RETRY_TIMEOUT: Duration = minutes(10);
 /// Attempts of a task or an upload before it is dead or given up.

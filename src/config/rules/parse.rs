@@ -10,7 +10,9 @@ use toml::Spanned;
 use super::checker::{Checker, glob_set};
 use super::pass_files::PassFiles;
 use super::raw::{self, RawRules};
-use super::tables::{BreakerConfig, IngestConfig, RetryConfig, UploadConfig, WatchdogConfig};
+use super::tables::{
+    BreakerConfig, IngestConfig, RemoveLimit, RetryConfig, UploadConfig, WatchdogConfig,
+};
 use super::{Rule, Rules, defaults, suggest};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
@@ -161,7 +163,69 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
             defaults::SETTLE_RANGE,
         )?,
         skip_known_content: i.skip_known_content.unwrap_or(false),
+        remove: remove_command(check, i, pass_files)?,
+        max_remove: max_remove(check, i.max_remove.as_ref())?,
     })
+}
+
+/// `[actions.ingest] remove`: checked as `command` is (the same placeholders and the
+/// same way of passing files); it shares the command's timeout.
+fn remove_command(
+    check: &Checker,
+    i: &raw::RawIngest,
+    pass_files: PassFiles,
+) -> Result<Option<Vec<String>>> {
+    let Some(argv) = &i.remove else {
+        return Ok(None);
+    };
+    let spec = check.command_named(
+        argv,
+        None,
+        defaults::INGEST_TIMEOUT,
+        Action::Ingest,
+        "remove",
+    )?;
+    let required = match pass_files {
+        PassFiles::Args => Some(Placeholder::Files.slot()),
+        PassFiles::ListFile => Some(Placeholder::List.slot()),
+        PassFiles::StdinLines | PassFiles::StdinNul => None,
+    };
+    if let Some(placeholder) = required
+        && !spec.argv.iter().any(|a| a.contains(&placeholder))
+    {
+        return Err(check.at(
+            argv.span(),
+            format!("[actions.ingest] remove needs {placeholder} to pass the gone files"),
+        ));
+    }
+    Ok(Some(spec.argv))
+}
+
+/// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories
+/// (`"25%"`).
+fn max_remove(check: &Checker, limit: Option<&Spanned<raw::RawLimit>>) -> Result<RemoveLimit> {
+    let Some(limit) = limit else {
+        return Ok(defaults::MAX_REMOVE);
+    };
+    let bad = || {
+        check.at(
+            limit.span(),
+            "max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"
+                .to_owned(),
+        )
+    };
+    match limit.get_ref() {
+        raw::RawLimit::Count(n) => usize::try_from(*n)
+            .map(RemoveLimit::Count)
+            .map_err(|_| bad()),
+        raw::RawLimit::Share(text) => text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<u8>().ok())
+            .filter(|p| *p <= 100)
+            .map(RemoveLimit::Percent)
+            .ok_or_else(bad),
+    }
 }
 
 /// `[actions.retry]`.
@@ -352,6 +416,26 @@ mod tests {
     }
 
     const INGEST: &[Case] = &[
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nremove = [\"r\", \"{files}\"]\nmax_remove = \"25%\"\n",
+            Ok(()),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nremove = [\"r\"]\n",
+            Err("rules.toml:3:10: [actions.ingest] remove needs {files} to pass the gone files"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nremove = [\"r\", \"{file}\"]\n",
+            Err("rules.toml:3:10: unknown placeholder {file} in [actions.ingest] remove; known here: {files}, {list}"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nmax_remove = \"120%\"\n",
+            Err("rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nmax_remove = -1\n",
+            Err("rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"),
+        ),
         (
             "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-lines\"\n",
             Ok(()),

@@ -43,6 +43,16 @@ pub(super) struct RawIngest {
     pub pass_files: Option<PassFiles>,
     pub settle: Option<Spanned<String>>,
     pub skip_known_content: Option<bool>,
+    pub remove: Option<Spanned<Vec<String>>>,
+    pub max_remove: Option<Spanned<RawLimit>>,
+}
+
+/// A limit given as a count (`20`) or a share (`"25%"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawLimit {
+    Count(i64),
+    Share(String),
 }
 
 #[derive(Debug, Deserialize)]

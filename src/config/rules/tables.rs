@@ -31,6 +31,41 @@ pub struct IngestConfig {
     /// sending it (only for indexes keyed by content; an index keyed by path would never
     /// hold the copy under its own name).
     pub skip_known_content: bool,
+    /// Told the memories that are gone (their records are pending removals); `None`:
+    /// the records stay and are reported, and the index is not told.
+    pub remove: Option<Vec<String>>,
+    /// Removals beyond this in one run are held back until a person confirms them (a
+    /// vanished or emptied Data folder deletes nothing).
+    pub max_remove: RemoveLimit,
+}
+
+/// How many of the recorded memories one run may remove without a person confirming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveLimit {
+    /// At most this many.
+    Count(usize),
+    /// At most this share (in percent) of the recorded memories.
+    Percent(u8),
+}
+
+impl RemoveLimit {
+    /// Whether `removals` of `recorded` memories may go without a confirmation.
+    #[must_use]
+    pub fn allows(self, removals: usize, recorded: usize) -> bool {
+        match self {
+            RemoveLimit::Count(n) => removals <= n,
+            RemoveLimit::Percent(p) => removals * 100 <= recorded * usize::from(p),
+        }
+    }
+}
+
+impl std::fmt::Display for RemoveLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RemoveLimit::Count(n) => write!(f, "{n}"),
+            RemoveLimit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
 }
 
 /// When a failed item may be tried again: `initial * factor^(attempts - 1)`, capped at
@@ -84,4 +119,31 @@ pub struct WatchdogConfig {
     /// Desktop notifications on health getting worse and on tasks dying (needs a session
     /// bus; rate-limited).
     pub notify: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remove_limit_allows_up_to_its_count_or_share() {
+        // (limit, removals, recorded, allowed)
+        let cases = [
+            (RemoveLimit::Count(2), 2, 100, true),
+            (RemoveLimit::Count(2), 3, 100, false),
+            (RemoveLimit::Count(0), 1, 1, false),
+            (RemoveLimit::Percent(50), 1, 2, true),
+            (RemoveLimit::Percent(50), 2, 2, false),
+            (RemoveLimit::Percent(50), 3, 6, true),
+            (RemoveLimit::Percent(100), 6, 6, true),
+            (RemoveLimit::Percent(0), 1, 1000, false),
+        ];
+        for (limit, removals, recorded, allowed) in cases {
+            assert_eq!(
+                limit.allows(removals, recorded),
+                allowed,
+                "{limit}: {removals} of {recorded}"
+            );
+        }
+    }
 }
