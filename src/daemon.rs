@@ -228,11 +228,8 @@ impl Worker {
         );
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
-            let mut record = reconcile::run(&paths, &rules, &request);
-            if request.stop.load(Ordering::SeqCst) {
-                record.mark_interrupted();
-            }
-            if let Err(e) = reconcile::record(&paths, &rules, &record) {
+            let (record, logged) = reconcile::run_and_record(&paths, &rules, &request);
+            if let Err(e) = logged {
                 log::error!("the run was not recorded: {}", e.chain());
             }
             let _ = tx.send(Input::Finished(Box::new(record)));
