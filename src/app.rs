@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use crate::commands::autostart;
 use crate::model::action::Action;
@@ -176,11 +176,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
             cli.trigger.unwrap_or(TriggerArg::Manual).into(),
         )
     };
-    let mut record = reconcile::run(paths, rules, &request);
-    if stop.load(Ordering::SeqCst) {
-        record.mark_interrupted();
-    }
-    let logged = reconcile::record(paths, rules, &record);
+    let (record, logged) = reconcile::run_and_record(paths, rules, &request);
     // A closed stdout (`| head`) is not a failure of the run.
     let _ = output::print(cli.json, &record, |out, record| {
         summary::write(out, record, color)

@@ -146,6 +146,19 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
     scheduler_log::append(paths, value, rules.log_keep)
 }
 
+/// Runs `request`, marks the record interrupted when a signal asked it to stop, and
+/// appends it to scheduler_log.json: what `--once` and the watcher both do with a run.
+/// The record comes back whether or not it was logged; the caller says how to report a
+/// log that failed.
+pub fn run_and_record(paths: &Paths, rules: &Rules, request: &Request) -> (RunRecord, Result<()>) {
+    let mut record = run(paths, rules, request);
+    if request.stop.load(std::sync::atomic::Ordering::SeqCst) {
+        record.mark_interrupted();
+    }
+    let logged = self::record(paths, rules, &record);
+    (record, logged)
+}
+
 /// Runs one action; a panic in it (a bug) becomes that action's failure, so the run is
 /// still recorded, the other actions still run, and a watcher's loop never waits for a run
 /// that will not finish.

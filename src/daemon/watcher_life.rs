@@ -1,0 +1,109 @@
+//! The file-system watcher across its life: where it looks (the [`Roots`] built at
+//! startup), started, rebuilt when data_dir is replaced, when its canary goes missing or
+//! when new rules name other folders, and widened as the upload sources' folders appear.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::paths::Paths;
+use crate::config::rules::Rules;
+use crate::error::{Error, Result};
+use crate::model::watcher_kind::WatcherKind;
+use crate::watch::{self, CANARY_PREFIX, Interest, Outlet, Roots, Watcher};
+
+/// The file-system watcher, where it looks, what it lets through, and where it sends.
+pub(super) struct Watching {
+    /// `None` only while it is being replaced, or after a replacement failed.
+    watcher: Option<Watcher>,
+    /// The kind of the watcher last started; a failed replacement leaves it as it was.
+    pub(super) kind: WatcherKind,
+    pub(super) roots: Roots,
+    /// The rules notify's thread filters by; replaced on a reload.
+    pub(super) interest: Interest,
+    pub(super) outlet: Outlet,
+}
+
+impl Watching {
+    /// Where a watcher will look, and where it will send; none runs until [`Self::start`].
+    pub(super) fn new(roots: Roots, interest: Interest, outlet: Outlet) -> Watching {
+        Watching {
+            watcher: None,
+            kind: WatcherKind::default(),
+            roots,
+            interest,
+            outlet,
+        }
+    }
+
+    /// Starts a watcher of `kind` (it may fall back to polling), replacing the running one.
+    pub(super) fn start(&mut self, kind: WatcherKind) -> Result<()> {
+        // The old watcher goes first, so its inotify watches are free for the new one.
+        self.watcher = None;
+        let watcher = watch::start(&self.roots, &self.interest, &self.outlet, kind)?;
+        self.kind = watcher.kind();
+        self.watcher = Some(watcher);
+        Ok(())
+    }
+
+    /// Watches the source folders that exist now and were missing when the watcher started.
+    pub(super) fn add_source_folders(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for (dir, mode) in &self.roots.source_dirs {
+            if dir.is_dir()
+                && let Err(e) = watcher.watch(dir, *mode)
+            {
+                log::warn!(
+                    "cannot watch the upload sources in {}: {}",
+                    dir.display(),
+                    e.chain()
+                );
+            }
+        }
+    }
+}
+
+/// Where the watcher looks for `rules`, read from `rules_file`: the folders resolved, so
+/// the paths it reports compare with them.
+pub(super) fn roots(paths: &Paths, rules_file: &Path, rules: &Rules) -> Result<Roots> {
+    let canonical = |p: &Path| {
+        p.canonicalize().map_err(|source| Error::Scan {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let data_dir = canonical(&paths.data_dir)?;
+    let home = canonical(&paths.home)?;
+    let (source_dirs, sources) = sources_of(&home, rules);
+    Ok(Roots {
+        pause_file: data_dir.join(&rules.pause_file),
+        canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
+        state_dir: canonical(&paths.state_dir)?,
+        rules_file: canonical(rules_file)?,
+        rules_link: rules_link(rules_file),
+        data_dir,
+        home,
+        source_dirs,
+        sources,
+    })
+}
+
+/// The rules path, absolute, when it is a link.
+fn rules_link(rules_file: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(rules_file).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| std::path::absolute(rules_file).unwrap_or_else(|_| rules_file.to_path_buf()))
+}
+
+/// The roots of the upload sources the rules name.
+pub(super) fn sources_of(
+    home: &Path,
+    rules: &Rules,
+) -> (Vec<(PathBuf, notify::RecursiveMode)>, globset::GlobSet) {
+    match &rules.upload {
+        Some(u) if !u.sources.is_empty() => (
+            watch::source_folders(home, &u.sources),
+            u.source_set.clone(),
+        ),
+        _ => (Vec::new(), globset::GlobSet::empty()),
+    }
+}
