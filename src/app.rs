@@ -12,7 +12,7 @@ use clap::CommandFactory;
 
 use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TriggerArg};
 use crate::commands::output;
-use crate::commands::{check, history, status, summary};
+use crate::commands::{check, forget, history, status, summary};
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::daemon;
@@ -57,6 +57,11 @@ pub fn run(cli: &Cli) -> Result<Exit> {
             stdout_colors,
         )),
         Some(Command::Check) => check::print(&paths, &rules?, cli.json),
+        Some(Command::Forget {
+            memories: targets,
+            all,
+            dry_run,
+        }) => forget::run(&paths, targets, *all, *dry_run, cli.json),
 
         Some(
             Command::Log { .. }

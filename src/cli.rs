@@ -118,6 +118,19 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20, value_name = "N")]
         limit: usize,
     },
+    /// Acknowledge memories that are gone: drop their records, so they stop being pending
+    /// removals (for pipelines without a `remove` command, or removals memsched held back)
+    Forget {
+        /// Gone memories, relative to data_dir (or absolute inside it)
+        #[arg(value_name = "PATH", required_unless_present = "all")]
+        memories: Vec<PathBuf>,
+        /// Every recorded memory whose file is gone
+        #[arg(long, conflicts_with = "memories")]
+        all: bool,
+        /// Show what would be forgotten; write nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Start the watcher with your desktop session (XDG autostart or a systemd user unit)
     Autostart {
         #[command(subcommand)]
@@ -267,6 +280,7 @@ impl Command {
             Command::Check => "check",
             Command::Status => "status",
             Command::Log { .. } => "log",
+            Command::Forget { .. } => "forget",
             Command::Autostart { .. } => "autostart",
             Command::Completions { .. } => "completions",
             Command::Man => "man",

@@ -2,6 +2,7 @@
 
 pub mod autostart;
 pub mod check;
+pub mod forget;
 pub mod history;
 pub mod output;
 pub mod status;
