@@ -10,6 +10,7 @@ use crate::commands::output;
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::{Error, Exit};
+use crate::model::task_status::TaskStatus;
 use crate::model::words;
 
 /// Prints the health; ok exits 0, degraded or failing 1. `rules` is what the rules file
@@ -95,7 +96,7 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         writeln!(
             out,
             "  {label:<10} {action:<9} {} at {}: {}",
-            run.outcome.replace('-', " "),
+            run.outcome.label(),
             run.at,
             run.summary
         )?;
@@ -148,7 +149,7 @@ fn task_line(t: &TaskLine, now: SystemTime) -> String {
         "{} {}{step}, attempt {} of {}: {error}",
         t.status, t.id, t.attempts, t.max_attempts
     );
-    if t.status == "failed" {
+    if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),
             None => line.push_str("; next retry on the next run"),

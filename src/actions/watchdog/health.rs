@@ -15,17 +15,18 @@ use crate::config::rules::{Rules, defaults};
 use crate::error::Error;
 use crate::model::action::Action;
 use crate::model::file_key;
+use crate::model::outcome::Outcome;
 use crate::model::task_status::TaskStatus;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::os::lock;
 use crate::run::report::ActionReport;
 use crate::state::ingest_hash::{IngestHash, Record};
-use crate::state::json_file::{self, ListDoc};
+use crate::state::json_file;
 use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
-use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
+use crate::state::{scheduler_log, timestamp};
 
 /// Items listed by id before the rest are counted.
 const LISTED: usize = 50;
@@ -65,7 +66,7 @@ pub struct UploadHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct LastRun {
     pub at: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub summary: String,
 }
 
@@ -189,16 +190,18 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         Ok(state) => watcher(&mut h, state.as_ref().and_then(|s| s.get("watcher"))),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
-    let mut runs = match ListDoc::load(&paths.scheduler_log, "runs") {
-        Ok(doc) => doc.items().to_vec(),
-        Err(e) => {
-            h.unreadable_files.push(unreadable(&e));
-            Vec::new()
-        }
-    };
-    runs.push(json!({"started_at": timestamp(now), "actions": current}));
-    last_runs(&mut h, &runs);
-    h.breakers = open_from_log(&runs, now)
+    let runs = scheduler_log::read(paths).unwrap_or_else(|e| {
+        h.unreadable_files.push(unreadable(&e));
+        Vec::new()
+    });
+    // This run's reports so far are the newest, though not in the log yet.
+    let this_run = timestamp(now);
+    let logged = runs
+        .iter()
+        .map(|r| (r.started_at.as_str(), r.actions.as_slice()));
+    last_runs(&mut h, logged.chain([(this_run.as_str(), current)]));
+    let reports = runs.iter().map(|r| r.actions.as_slice());
+    h.breakers = open_from_log(reports.chain([current]), now)
         .iter()
         .map(OpenBreaker::to_json)
         .collect();
@@ -397,32 +400,20 @@ fn is_memsched(pid: u64) -> bool {
     std::fs::read_to_string(format!("{proc}/comm")).is_ok_and(|c| c.trim() == "memsched")
 }
 
-fn last_runs(h: &mut Health, runs: &[Value]) {
-    for run in runs {
-        let at = run.get("started_at").and_then(Value::as_str).unwrap_or("");
-        for a in run
-            .get("actions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let outcome = a.get("outcome").and_then(Value::as_str).unwrap_or("");
-            let Some(action) = a.get("action").and_then(Value::as_str) else {
-                continue;
-            };
-            if outcome == "skipped" || outcome == "would-run" {
+/// Each action's newest turn that did something (not skipped, not a dry run), from
+/// `runs` given oldest first as (when it started, its reports).
+fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [ActionReport])>) {
+    for (at, reports) in runs {
+        for a in reports {
+            if matches!(a.outcome, Outcome::Skipped | Outcome::WouldRun) {
                 continue;
             }
             h.last_runs.insert(
-                action.to_owned(),
+                a.action.name().to_owned(),
                 LastRun {
                     at: at.to_owned(),
-                    outcome: outcome.to_owned(),
-                    summary: a
-                        .get("summary")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
+                    outcome: a.outcome,
+                    summary: a.summary.clone(),
                 },
             );
         }
@@ -510,7 +501,7 @@ fn judge(h: &mut Health) {
         ));
     }
     for (action, run) in &h.last_runs {
-        if run.outcome == "failed" {
+        if run.outcome == Outcome::Failed {
             degraded.push(format!(
                 "the last {action} run failed at {}: {}",
                 run.at, run.summary
