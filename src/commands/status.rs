@@ -11,6 +11,7 @@ use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::{Error, Exit};
 use crate::model::task_status::TaskStatus;
+use crate::model::watcher_kind::WatcherKind;
 use crate::model::words;
 
 /// Prints the health; ok exits 0, degraded or failing 1. `rules` is what the rules file
@@ -120,12 +121,14 @@ fn watcher_line(h: &Health) -> String {
         None => "not running".to_owned(),
         Some(w) if w.running => {
             let mut parts = vec![format!("pid {}", w.pid)];
-            if let Some(kind) = &w.kind {
-                parts.push(if kind == "poll" {
-                    "polling".to_owned()
-                } else {
-                    kind.clone()
-                });
+            if let Some(kind) = w.kind {
+                parts.push(
+                    match kind {
+                        WatcherKind::Poll => "polling",
+                        WatcherKind::Inotify => "inotify",
+                    }
+                    .to_owned(),
+                );
             }
             if let Some(since) = &w.since {
                 parts.push(format!("since {since}"));
