@@ -41,7 +41,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
     {
         let filter = history::Filter {
             action: action.map(|a| actions_of(&[a])),
-            outcome: outcome.map(OutcomeArg::written),
+            outcome: outcome.map(OutcomeArg::outcome),
             limit: *limit,
         };
         return history::print(&paths, *run, &filter, cli.json, stdout_colors);

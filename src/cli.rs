@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::model::outcome::Outcome;
 use crate::model::trigger::Trigger;
 
 const AFTER_LONG_HELP: &str = "\
@@ -179,15 +180,15 @@ pub enum OutcomeArg {
 }
 
 impl OutcomeArg {
-    /// The outcome as scheduler_log.json writes it.
+    /// The outcome it names, as the run record types it.
     #[must_use]
-    pub fn written(self) -> &'static str {
+    pub fn outcome(self) -> Outcome {
         match self {
-            OutcomeArg::Ran => "ran",
-            OutcomeArg::NothingToDo => "nothing-to-do",
-            OutcomeArg::Skipped => "skipped",
-            OutcomeArg::Failed => "failed",
-            OutcomeArg::Interrupted => "interrupted",
+            OutcomeArg::Ran => Outcome::Ran,
+            OutcomeArg::NothingToDo => Outcome::NothingToDo,
+            OutcomeArg::Skipped => Outcome::Skipped,
+            OutcomeArg::Failed => Outcome::Failed,
+            OutcomeArg::Interrupted => Outcome::Interrupted,
         }
     }
 }

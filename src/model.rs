@@ -4,6 +4,7 @@ pub mod action;
 pub mod clock;
 pub mod event_kind;
 pub mod file_key;
+pub mod outcome;
 pub mod placeholder;
 pub mod scope;
 pub mod task_status;

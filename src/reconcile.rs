@@ -142,8 +142,7 @@ pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
     if run.dry_run {
         return Ok(());
     }
-    let value = serde_json::to_value(run).expect("a run record always serialises");
-    scheduler_log::append(paths, value, rules.log_keep)
+    scheduler_log::append(paths, run, rules.log_keep)
 }
 
 /// Runs `request`, marks the record interrupted when a signal asked it to stop, and

@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod ingest_hash;
 pub mod json_file;
+pub mod run_record;
 pub mod scheduler_log;
 pub mod stat;
 pub mod task_queue;

@@ -10,7 +10,9 @@ use crate::commands::output;
 use crate::config::paths::Paths;
 use crate::error::{Error, Exit, Result};
 use crate::model::action::Action;
-use crate::state::scheduler_log;
+use crate::model::outcome::Outcome;
+use crate::run::report::{ActionReport, RunRecord, count, detail};
+use crate::state::scheduler_log::{self, Logged};
 
 /// The version of `log --json`'s shape.
 const LOG_VERSION: u32 = 1;
@@ -22,33 +24,35 @@ const WOKEN_CHARS: usize = 40;
 pub struct Filter {
     /// Runs in which one of these actions ran, failed or was interrupted.
     pub action: Option<Vec<Action>>,
-    /// Runs in which some action ended so (as written: "failed", "nothing-to-do").
-    pub outcome: Option<&'static str>,
+    /// Runs in which some action ended so.
+    pub outcome: Option<Outcome>,
     /// The newest this many of what is left.
     pub limit: usize,
 }
 
 impl Filter {
-    fn keeps(&self, run: &Value) -> bool {
+    fn keeps(&self, run: Option<&RunRecord>) -> bool {
         let actions = actions(run);
         let by_action = self.action.as_ref().is_none_or(|wanted| {
             actions.iter().any(|a| {
-                wanted.iter().any(|w| a["action"] == w.name())
-                    && !matches!(a["outcome"].as_str(), Some("skipped" | "nothing-to-do"))
+                wanted.contains(&a.action)
+                    && !matches!(a.outcome, Outcome::Skipped | Outcome::NothingToDo)
             })
         });
         let by_outcome = self
             .outcome
-            .is_none_or(|o| actions.iter().any(|a| a["outcome"] == o));
+            .is_none_or(|o| actions.iter().any(|a| a.outcome == o));
         by_action && by_outcome
     }
 }
 
-fn actions(run: &Value) -> &[Value] {
-    run["actions"].as_array().map_or(&[], Vec::as_slice)
+/// A run's action reports; none for a slot that does not read as a run.
+fn actions(run: Option<&RunRecord>) -> &[ActionReport] {
+    run.map_or(&[], |r| r.actions.as_slice())
 }
 
-/// Prints the table, or run `number`'s full record.
+/// Prints the table, or run `number`'s full record. `--json` prints the records as the
+/// log holds them.
 pub fn print(
     paths: &Paths,
     number: Option<usize>,
@@ -56,30 +60,32 @@ pub fn print(
     json: bool,
     color: bool,
 ) -> Result<Exit> {
-    let runs = scheduler_log::read(paths)?;
+    let runs = scheduler_log::read_logged(paths)?;
     if let Some(n) = number {
-        let Some(run) = n.checked_sub(1).and_then(|i| runs.get(i)) else {
+        let Some(slot) = n.checked_sub(1).and_then(|i| runs.get(i)) else {
             return Err(Error::Usage(format!(
                 "no run {n} in {}: it keeps runs 1 to {} (see `memsched log`)",
                 paths.scheduler_log.display(),
                 runs.len()
             )));
         };
-        let _ = output::print(json, run, |out, run| write_record(out, n, run, color));
+        let _ = output::print(json, &slot.written, |out, _| {
+            write_record(out, n, slot, color)
+        });
         return Ok(Exit::Ok);
     }
-    let mut shown: Vec<(usize, &Value)> = runs
+    let mut shown: Vec<(usize, &Logged)> = runs
         .iter()
         .enumerate()
         .map(|(i, r)| (i + 1, r))
-        .filter(|(_, r)| filter.keeps(r))
+        .filter(|(_, r)| filter.keeps(r.record.as_ref().ok()))
         .collect();
     let excess = shown.len().saturating_sub(filter.limit);
     shown.drain(..excess);
     let doc = json!({
         "version": LOG_VERSION,
         "runs": shown.iter().map(|(n, r)| {
-            let mut r = (*r).clone();
+            let mut r = r.written.clone();
             if let Some(map) = r.as_object_mut() {
                 map.insert("number".into(), (*n).into());
             }
@@ -104,29 +110,23 @@ fn when(at: &str) -> String {
     at.get(..19).unwrap_or(at).replace('T', " ")
 }
 
-fn count(a: &Value, keys: &[&str]) -> u64 {
-    keys.iter().filter_map(|k| a["counts"][k].as_u64()).sum()
-}
-
 /// One action's cell: its outcome and what it got done ("ran 4 ok", "FAILED 3 ok 1 bad").
-fn cell(a: Option<&Value>) -> (String, &'static str) {
+fn cell(a: Option<&ActionReport>) -> (String, &'static str) {
     let Some(a) = a else {
         return ("·".to_owned(), "2");
     };
-    let outcome = a["outcome"].as_str().unwrap_or("?");
-    let ok = count(a, &["done", "uploaded"]);
-    let bad = count(a, &["failed", "failed_again", "dead"]);
-    let (word, code) = match outcome {
-        "ran" => ("ran", "32"),
-        "nothing-to-do" => ("none", "2"),
-        "would-run" => ("would", "36"),
-        "skipped" => ("skipped", "33"),
-        "failed" => ("FAILED", "31;1"),
-        "interrupted" => ("INTERRUPTED", "31;1"),
-        other => (other, ""),
+    let ok = a.count_of(&count::OK);
+    let bad = a.count_of(&count::BAD);
+    let (word, code) = match a.outcome {
+        Outcome::Ran => ("ran", "32"),
+        Outcome::NothingToDo => ("none", "2"),
+        Outcome::WouldRun => ("would", "36"),
+        Outcome::Skipped => ("skipped", "33"),
+        Outcome::Failed => ("FAILED", "31;1"),
+        Outcome::Interrupted => ("INTERRUPTED", "31;1"),
     };
     let mut text = word.to_owned();
-    if let Some(status) = a["details"]["status"].as_str() {
+    if let Some(status) = a.details.get(detail::STATUS).and_then(Value::as_str) {
         text.push(' ');
         text.push_str(status);
     } else if ok + bad > 0 {
@@ -147,21 +147,28 @@ fn paint(text: &str, width: usize, code: &str, color: bool) -> String {
     }
 }
 
+/// `action`'s report in `run`, if it took part.
+fn report_of(run: Option<&RunRecord>, action: Action) -> Option<&ActionReport> {
+    actions(run).iter().find(|a| a.action == action)
+}
+
 fn write_table(
     out: &mut (impl Write + ?Sized),
-    runs: &[(usize, &Value)],
+    runs: &[(usize, &Logged)],
     color: bool,
 ) -> io::Result<()> {
     if runs.is_empty() {
         return writeln!(out, "no runs recorded (or none that match)");
     }
+    let records: Vec<(usize, Option<&RunRecord>)> = runs
+        .iter()
+        .map(|(n, slot)| (*n, slot.record.as_ref().ok()))
+        .collect();
     // Each action's column is as wide as its widest cell.
     let widths = Action::ALL.map(|action| {
-        runs.iter()
-            .map(|(_, run)| {
-                let a = actions(run).iter().find(|a| a["action"] == action.name());
-                cell(a).0.chars().count()
-            })
+        records
+            .iter()
+            .map(|(_, run)| cell(report_of(*run, action)).0.chars().count())
             .chain([action.name().len()])
             .max()
             .unwrap_or(0)
@@ -175,24 +182,29 @@ fn write_table(
         write!(out, "  {:<width$}", action.name())?;
     }
     writeln!(out, "  woken by")?;
-    for (n, run) in runs {
+    for (n, run) in &records {
+        // A slot that does not read as a run shows as one that says nothing.
+        let (started, trigger, ms, woken) = match run {
+            Some(r) => (
+                r.started_at.as_str(),
+                r.trigger.name(),
+                r.duration_ms,
+                r.woken_by.as_slice(),
+            ),
+            None => ("", "?", 0, &[][..]),
+        };
         write!(
             out,
             "{n:>4}  {:<19}  {:<8}  {:>8}",
-            when(run["started_at"].as_str().unwrap_or("")),
-            run["trigger"].as_str().unwrap_or("?"),
-            took(run["duration_ms"].as_u64().unwrap_or(0)),
+            when(started),
+            trigger,
+            took(ms),
         )?;
         for (action, width) in Action::ALL.iter().zip(widths) {
-            let a = actions(run).iter().find(|a| a["action"] == action.name());
-            let (text, code) = cell(a);
+            let (text, code) = cell(report_of(*run, *action));
             write!(out, "  {}", paint(&text, width, code, color))?;
         }
-        let woken: Vec<&str> = run["woken_by"]
-            .as_array()
-            .map(|w| w.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let mut woke = woken.first().copied().unwrap_or("-").to_owned();
+        let mut woke = woken.first().map_or("-", String::as_str).to_owned();
         if woke.chars().count() > WOKEN_CHARS {
             woke = woke.chars().take(WOKEN_CHARS - 1).collect::<String>() + "…";
         }
@@ -207,21 +219,20 @@ fn write_table(
 fn write_record(
     out: &mut (impl Write + ?Sized),
     n: usize,
-    run: &Value,
+    slot: &Logged,
     color: bool,
 ) -> io::Result<()> {
-    let s = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-    let modes: Vec<String> = run["modes"]
-        .as_array()
-        .map(|m| m.iter().map(s).collect())
-        .unwrap_or_default();
+    let run = match &slot.record {
+        Ok(run) => run,
+        Err(e) => return writeln!(out, "run {n}: not a run record memsched reads ({e})"),
+    };
     writeln!(
         out,
         "run {n}: {} {}run of {}{}",
-        s(&run["trigger"]),
-        if run["dry_run"] == true { "dry " } else { "" },
-        modes.join(", "),
-        if run["interrupted"] == true {
+        run.trigger.name(),
+        if run.dry_run { "dry " } else { "" },
+        run.modes.join(", "),
+        if run.interrupted() {
             " (interrupted)"
         } else {
             ""
@@ -230,58 +241,49 @@ fn write_record(
     writeln!(
         out,
         "  started {}  finished {}  took {}  pid {}  exit {}",
-        s(&run["started_at"]),
-        s(&run["finished_at"]),
-        took(run["duration_ms"].as_u64().unwrap_or(0)),
-        s(&run["pid"]),
-        s(&run["exit_code"])
+        run.started_at,
+        run.finished_at,
+        took(run.duration_ms),
+        run.pid,
+        run.exit_code
     )?;
-    for w in run["woken_by"].as_array().into_iter().flatten() {
-        writeln!(out, "  woken by {}", s(w))?;
+    for w in &run.woken_by {
+        writeln!(out, "  woken by {w}")?;
     }
-    for a in actions(run) {
+    for a in &run.actions {
         let (text, code) = cell(Some(a));
         writeln!(
             out,
             "  {:<9} {} {}",
-            s(&a["action"]),
+            a.action.name(),
             paint(&text, 15, code, color),
-            s(&a["summary"])
+            a.summary
         )?;
-        if let Some(e) = a["error"].as_str() {
+        if let Some(e) = &a.error {
             writeln!(out, "      error: {e}")?;
         }
-        for f in a["failed_items"].as_array().into_iter().flatten() {
-            writeln!(out, "      failed {}: {}", s(&f["item"]), s(&f["error"]))?;
+        for f in &a.failed_items {
+            writeln!(out, "      failed {}: {}", f.item, f.error)?;
         }
-        for c in a["commands"].as_array().into_iter().flatten() {
-            let argv: Vec<String> = c["argv"]
-                .as_array()
-                .map(|a| a.iter().map(s).collect())
-                .unwrap_or_default();
+        for c in &a.commands {
+            // `null` when a signal ended it, as the record says.
+            let exit = c
+                .exit_code
+                .map_or_else(|| "null".to_owned(), |code| code.to_string());
             writeln!(
                 out,
-                "      command {}  (exit {}, {} ms{}{})",
-                argv.join(" "),
-                s(&c["exit_code"]),
-                s(&c["duration_ms"]),
-                if c["timed_out"] == true {
-                    ", timed out"
-                } else {
-                    ""
-                },
-                if c["interrupted"] == true {
-                    ", interrupted"
-                } else {
-                    ""
-                }
+                "      command {}  (exit {exit}, {} ms{}{})",
+                c.argv.join(" "),
+                c.duration_ms,
+                if c.timed_out { ", timed out" } else { "" },
+                if c.interrupted { ", interrupted" } else { "" }
             )?;
-            for line in c["stderr_tail"].as_array().into_iter().flatten() {
-                writeln!(out, "        stderr: {}", s(line))?;
+            for line in &c.stderr_tail {
+                writeln!(out, "        stderr: {line}")?;
             }
         }
-        for r in a["reasons"].as_array().into_iter().flatten() {
-            writeln!(out, "      {}", s(r))?;
+        for r in &a.reasons {
+            writeln!(out, "      {r}")?;
         }
     }
     Ok(())

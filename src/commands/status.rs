@@ -10,6 +10,8 @@ use crate::commands::output;
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::{Error, Exit};
+use crate::model::task_status::TaskStatus;
+use crate::model::watcher_kind::WatcherKind;
 use crate::model::words;
 
 /// Prints the health; ok exits 0, degraded or failing 1. `rules` is what the rules file
@@ -95,7 +97,7 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         writeln!(
             out,
             "  {label:<10} {action:<9} {} at {}: {}",
-            run.outcome.replace('-', " "),
+            run.outcome.label(),
             run.at,
             run.summary
         )?;
@@ -119,12 +121,14 @@ fn watcher_line(h: &Health) -> String {
         None => "not running".to_owned(),
         Some(w) if w.running => {
             let mut parts = vec![format!("pid {}", w.pid)];
-            if let Some(kind) = &w.kind {
-                parts.push(if kind == "poll" {
-                    "polling".to_owned()
-                } else {
-                    kind.clone()
-                });
+            if let Some(kind) = w.kind {
+                parts.push(
+                    match kind {
+                        WatcherKind::Poll => "polling",
+                        WatcherKind::Inotify => "inotify",
+                    }
+                    .to_owned(),
+                );
             }
             if let Some(since) = &w.since {
                 parts.push(format!("since {since}"));
@@ -148,7 +152,7 @@ fn task_line(t: &TaskLine, now: SystemTime) -> String {
         "{} {}{step}, attempt {} of {}: {error}",
         t.status, t.id, t.attempts, t.max_attempts
     );
-    if t.status == "failed" {
+    if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),
             None => line.push_str("; next retry on the next run"),

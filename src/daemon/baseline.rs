@@ -7,11 +7,15 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::paths::Paths;
+use crate::model::task_status::TaskStatus;
+use crate::model::upload_status::UploadStatus;
 use crate::state::atomic;
 use crate::state::json_file::list_items;
+use crate::state::task_queue::TaskView;
+use crate::state::upload_log::UploadView;
 
 /// What a state file's change amounts to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,30 @@ fn what_matters(paths: &Paths, path: &Path) -> &'static str {
     }
 }
 
+/// Whether a task is work for retry: failed, or pending (a task with no status, or one
+/// that is not a string, is pending).
+fn is_open(task: TaskView<'_>) -> bool {
+    matches!(
+        task.status(),
+        None | Some(TaskStatus::Failed | TaskStatus::Pending)
+    )
+}
+
+/// Whether an upload entry is still to do: anything not uploaded (a missing status is
+/// pending).
+fn is_outstanding(entry: UploadView<'_>) -> bool {
+    entry.status() != UploadStatus::Uploaded
+}
+
+/// The tasks of task_queue.json's text (none when it does not parse), read as the queue's
+/// own reader reads them.
+fn tasks(doc: &Value) -> impl Iterator<Item = TaskView<'_>> {
+    list_items(doc, "tasks")
+        .iter()
+        .filter_map(Value::as_object)
+        .map(TaskView)
+}
+
 /// The ids of the tasks that are failed or pending and due now (no `next_attempt_at`
 /// ahead): work for retry at once. A task retry itself failed again waits for its backoff,
 /// so retry's own rewrites of the queue do not wake it again.
@@ -95,25 +123,16 @@ fn open_task_ids(bytes: &[u8]) -> HashSet<String> {
     let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
         return HashSet::new();
     };
-    list_items(&doc, "tasks")
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.get("status").and_then(Value::as_str).unwrap_or("pending"),
-                "failed" | "pending"
-            )
-        })
-        .filter(|t| {
-            t.get("next_attempt_at")
-                .and_then(Value::as_str)
-                .and_then(crate::state::parse_time)
-                .is_none_or(|at| at <= now)
-        })
-        .filter_map(|t| t.get("id").map(ToString::to_string))
+    tasks(&doc)
+        .filter(|&t| is_open(t))
+        .filter(|t| t.next_attempt_at().is_none_or(|at| at <= now))
+        // The id as written (a number stays one), so no id is lost to its type.
+        .filter_map(|t| t.0.get("id").map(ToString::to_string))
         .collect()
 }
 
-/// The part of a state file that matters, hashed.
+/// The part of a state file that matters, hashed: for the shared files, the identity and
+/// schedule of each open task or outstanding upload, as written.
 fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> {
     let mut h = DefaultHasher::new();
     let shared = path == paths.task_queue || path == paths.upload_log;
@@ -122,16 +141,22 @@ fn fingerprint(paths: &Paths, path: &Path, bytes: &[u8]) -> Result<u64, String> 
         return Ok(h.finish());
     }
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let (key, status_wanted): (&str, fn(&str) -> bool) = if path == paths.task_queue {
-        ("tasks", |s| s == "failed" || s == "pending")
+    let open: Vec<&Map<String, Value>> = if path == paths.task_queue {
+        tasks(&doc).filter(|&t| is_open(t)).map(|t| t.0).collect()
     } else {
-        ("uploads", |s| s != "uploaded")
+        list_items(&doc, "uploads")
+            .iter()
+            .filter_map(Value::as_object)
+            .map(UploadView)
+            .filter(|&u| is_outstanding(u))
+            .map(|u| u.0)
+            .collect()
     };
-    let items = list_items(&doc, key);
-    let field = |item: &Value, name: &str| item.get(name).map(Value::to_string).unwrap_or_default();
-    let mut relevant: Vec<[String; 4]> = items
-        .iter()
-        .filter(|i| status_wanted(i.get("status").and_then(Value::as_str).unwrap_or("pending")))
+    let field = |item: &Map<String, Value>, name: &str| {
+        item.get(name).map(Value::to_string).unwrap_or_default()
+    };
+    let mut relevant: Vec<[String; 4]> = open
+        .into_iter()
         .map(|i| {
             [
                 field(i, "id"),

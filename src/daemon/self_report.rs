@@ -1,44 +1,19 @@
 //! The watcher's self-report: what it says about itself in watchdog_state.json under
 //! "watcher" (which watcher hears data_dir, how its last canary went, a rules file it could
 //! not load, how often it lost events), so the watchdog and `status` can tell a deaf or
-//! stuck watcher from a healthy one. The keys are a format other programs read.
+//! stuck watcher from a healthy one. The keys are a format other programs read: the
+//! report's type, [`WatcherReport`], lives beside the file, where its readers find it.
 
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
 use crate::model::watcher_kind::WatcherKind;
-use crate::state::{timestamp, watchdog_state};
-
-/// How the last canary went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum CanaryStatus {
-    /// It came back: the watcher hears data_dir.
-    Ok,
-    /// It never came back: the watcher was rebuilt or replaced by polling.
-    Missed,
-}
-
-/// The last canary's outcome and when it was known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(super) struct CanaryMark {
-    status: CanaryStatus,
-    at: String,
-}
-
-impl CanaryMark {
-    #[must_use]
-    pub(super) fn new(status: CanaryStatus, at: SystemTime) -> CanaryMark {
-        CanaryMark {
-            status,
-            at: timestamp(at),
-        }
-    }
-}
+use crate::state::timestamp;
+use crate::state::watchdog_state::{self, WatcherReport};
+pub(super) use crate::state::watchdog_state::{CanaryMark, CanaryStatus};
 
 /// What the loop has learnt about its own health since it started.
 #[derive(Debug, Clone, Default)]
@@ -56,43 +31,26 @@ pub(super) struct SelfReport {
     pub(super) unannounced: Option<u64>,
 }
 
-/// The "watcher" object as written; field order is the order of the keys in the file.
-#[derive(Serialize)]
-struct Written<'a> {
-    pid: u32,
-    started_at: Option<&'a str>,
-    kind: WatcherKind,
-    canary: Option<&'a CanaryMark>,
-    paused_since: Option<&'a str>,
-    rules_error: Option<&'a str>,
-    rescans: u64,
-    unannounced_last_tick: Option<u64>,
-    updated_at: String,
-}
-
-#[derive(Serialize)]
-struct Document<'a> {
-    watcher: Written<'a>,
-}
-
 impl SelfReport {
-    /// The fields this report replaces in watchdog_state.json. Pure: the watcher's kind,
-    /// pid and the time come in.
+    /// The report as watchdog_state.json keeps it (and health reads it back). Pure: the
+    /// watcher's kind, pid and the time come in.
+    fn to_report(&self, kind: WatcherKind, pid: u32, now: SystemTime) -> WatcherReport {
+        WatcherReport {
+            pid,
+            started_at: self.started_at.clone(),
+            kind: Some(kind),
+            canary: self.canary.clone(),
+            paused_since: self.paused_since.clone(),
+            rules_error: self.rules_error.clone(),
+            rescans: self.rescans,
+            unannounced_last_tick: self.unannounced,
+            updated_at: Some(timestamp(now)),
+        }
+    }
+
+    /// The fields this report replaces in watchdog_state.json.
     fn to_json(&self, kind: WatcherKind, pid: u32, now: SystemTime) -> Value {
-        let doc = Document {
-            watcher: Written {
-                pid,
-                started_at: self.started_at.as_deref(),
-                kind,
-                canary: self.canary.as_ref(),
-                paused_since: self.paused_since.as_deref(),
-                rules_error: self.rules_error.as_deref(),
-                rescans: self.rescans,
-                unannounced_last_tick: self.unannounced,
-                updated_at: timestamp(now),
-            },
-        };
-        serde_json::to_value(doc).expect("strings, numbers and unit enums always serialize")
+        watchdog_state::watcher_fields(&self.to_report(kind, pid, now))
     }
 
     /// Records the report in `watchdog_state`, keeping the fields others wrote there.

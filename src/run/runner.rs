@@ -24,11 +24,11 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::placeholder::{self, Placeholder};
 use crate::os::lock;
+pub use crate::state::run_record::CommandReport;
 pub use registry::{Running, abort_all, aborted, running};
 
 /// Lines of stdout and of stderr kept for the log.
@@ -124,21 +124,7 @@ impl Invocation {
     }
 }
 
-/// How a command ended, for the run log.
-#[derive(Debug, Clone, Serialize)]
-pub struct CommandReport {
-    pub argv: Vec<String>,
-    pub exit_code: Option<i32>,
-    pub signal: Option<i32>,
-    pub timed_out: bool,
-    /// Ended by [`abort_all`] (a second Ctrl-C, say), not by itself or its timeout.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
-    pub duration_ms: u64,
-    pub stdout_tail: Vec<String>,
-    pub stderr_tail: Vec<String>,
-}
-
+/// What a command's ending means; the record itself lives beside the log that keeps it.
 impl CommandReport {
     #[must_use]
     pub fn success(&self) -> bool {

@@ -6,9 +6,13 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::rules::BreakerConfig;
+use crate::model::action::Action;
+use crate::model::outcome::Outcome;
+use crate::run::report::{ActionReport, detail};
 use crate::run::runner::CommandReport;
 use crate::state::{parse_time, timestamp};
 
@@ -24,33 +28,59 @@ pub struct OpenBreaker {
     pub until: SystemTime,
 }
 
+/// A breaker as the retry report's `details.breakers` keeps it; field order is key order.
+#[derive(Serialize, Deserialize)]
+struct Written {
+    step: String,
+    class: String,
+    until: String,
+}
+
 impl OpenBreaker {
     #[must_use]
     pub fn to_json(&self) -> Value {
-        json!({"step": self.step, "class": self.class, "until": timestamp(self.until)})
+        let written = Written {
+            step: self.step.clone(),
+            class: self.class.clone(),
+            until: timestamp(self.until),
+        };
+        serde_json::to_value(written).expect("strings always serialise")
     }
 
+    /// One kept breaker; `None` when it is not one (a hand edit), which is passed over.
     fn from_json(v: &Value) -> Option<OpenBreaker> {
+        let written = Written::deserialize(v).ok()?;
         Some(OpenBreaker {
-            step: v.get("step")?.as_str()?.to_owned(),
-            class: v.get("class")?.as_str()?.to_owned(),
-            until: parse_time(v.get("until")?.as_str()?)?,
+            until: parse_time(&written.until)?,
+            step: written.step,
+            class: written.class,
         })
     }
 }
 
-/// The breakers still open at `now`, from the newest run record that has a retry report.
+/// The breakers still open at `now`, from the newest run that has a retry report (one
+/// not skipped: a skipped retry decided nothing). `runs` come oldest first, each as its
+/// action reports (a [`crate::run::report::RunRecord`] from the log, or this run's
+/// reports so far).
 #[must_use]
-pub fn open_from_log(runs: &[Value], now: SystemTime) -> Vec<OpenBreaker> {
-    let newest_retry = runs.iter().rev().find_map(|run| {
-        run.get("actions")?.as_array()?.iter().find(|a| {
-            a.get("action").and_then(Value::as_str) == Some("retry")
-                && a.get("outcome").and_then(Value::as_str) != Some("skipped")
-        })
+pub fn open_from_log<R, I>(runs: I, now: SystemTime) -> Vec<OpenBreaker>
+where
+    R: AsRef<[ActionReport]>,
+    I: IntoIterator<Item = R>,
+    I::IntoIter: DoubleEndedIterator,
+{
+    let kept = runs.into_iter().rev().find_map(|run| {
+        let retry = run
+            .as_ref()
+            .iter()
+            .find(|a| a.action == Action::Retry && a.outcome != Outcome::Skipped)?;
+        let kept = retry
+            .details
+            .get(detail::BREAKERS)
+            .and_then(Value::as_array);
+        Some(kept.cloned().unwrap_or_default())
     });
-    newest_retry
-        .and_then(|r| r.pointer("/details/breakers")?.as_array().cloned())
-        .unwrap_or_default()
+    kept.unwrap_or_default()
         .iter()
         .filter_map(OpenBreaker::from_json)
         .filter(|b| b.until > now)
@@ -155,6 +185,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::time::Duration;
 
     #[test]
@@ -184,19 +215,54 @@ mod tests {
     #[test]
     fn open_breakers_come_back_from_the_newest_retry_report() {
         let now = parse_time("2026-11-26T12:00:00Z").unwrap();
+        let retry = |outcome: Outcome, breakers: Value| {
+            let mut report = ActionReport::new(Action::Retry, outcome, "");
+            report.details.insert(detail::BREAKERS.into(), breakers);
+            report
+        };
         let runs = vec![
-            json!({"actions": [{"action": "retry", "outcome": "ran", "details": {"breakers": [
-                {"step": "old", "class": "x", "until": "2026-11-26T13:00:00Z"}]}}]}),
-            json!({"actions": [{"action": "retry", "outcome": "ran", "details": {"breakers": [
+            vec![retry(
+                Outcome::Ran,
+                json!([
+                {"step": "old", "class": "x", "until": "2026-11-26T13:00:00Z"}]),
+            )],
+            vec![retry(
+                Outcome::Ran,
+                json!([
                 {"step": "upload", "class": "x", "until": "2026-11-26T12:10:00Z"},
-                {"step": "expired", "class": "x", "until": "2026-11-26T11:00:00Z"}]}}]}),
-            json!({"actions": [{"action": "ingest", "outcome": "ran"}, {"action": "retry", "outcome": "skipped"}]}),
+                {"step": "expired", "class": "x", "until": "2026-11-26T11:00:00Z"},
+                {"step": "no time", "class": "x"}]),
+            )],
+            vec![
+                ActionReport::new(Action::Ingest, Outcome::Ran, ""),
+                ActionReport::new(Action::Retry, Outcome::Skipped, ""),
+            ],
         ];
         let open = open_from_log(&runs, now);
         assert_eq!(
             open.iter().map(|b| b.step.as_str()).collect::<Vec<_>>(),
             ["upload"]
         );
+        // A retry that ran and kept no breakers closes the older ones.
+        let closed = [
+            runs[0].clone(),
+            vec![ActionReport::new(Action::Retry, Outcome::NothingToDo, "")],
+        ];
+        assert!(open_from_log(&closed, now).is_empty());
+    }
+
+    #[test]
+    fn a_breaker_is_kept_in_the_shape_it_is_read() {
+        let breaker = OpenBreaker {
+            step: "upload".into(),
+            class: "exit 1: quota".into(),
+            until: parse_time("2026-11-26T12:10:00Z").unwrap(),
+        };
+        assert_eq!(
+            breaker.to_json(),
+            json!({"step": "upload", "class": "exit 1: quota", "until": "2026-11-26T12:10:00.000Z"})
+        );
+        assert_eq!(OpenBreaker::from_json(&breaker.to_json()), Some(breaker));
     }
 
     #[test]

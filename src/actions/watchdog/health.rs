@@ -15,17 +15,19 @@ use crate::config::rules::{Rules, defaults};
 use crate::error::Error;
 use crate::model::action::Action;
 use crate::model::file_key;
+use crate::model::outcome::Outcome;
 use crate::model::task_status::TaskStatus;
 use crate::model::upload_status::UploadStatus;
+use crate::model::watcher_kind::WatcherKind;
 use crate::model::words;
 use crate::os::lock;
 use crate::run::report::ActionReport;
 use crate::state::ingest_hash::{IngestHash, Record};
-use crate::state::json_file::{self, ListDoc};
 use crate::state::stat::Stat;
 use crate::state::task_queue::TaskQueue;
-use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
+use crate::state::watchdog_state::{self, CanaryStatus, WatcherReport};
+use crate::state::{scheduler_log, timestamp};
 
 /// Items listed by id before the rest are counted.
 const LISTED: usize = 50;
@@ -65,7 +67,7 @@ pub struct UploadHealth {
 #[derive(Debug, Clone, Serialize)]
 pub struct LastRun {
     pub at: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub summary: String,
 }
 
@@ -91,7 +93,7 @@ pub struct WatcherSeen {
     pub running: bool,
     pub pid: u64,
     /// `inotify` or `poll`.
-    pub kind: Option<String>,
+    pub kind: Option<WatcherKind>,
     /// When it started (`started_at` of its report, when it writes one).
     pub since: Option<String>,
     /// When it last wrote its report.
@@ -129,7 +131,7 @@ pub struct Health {
     pub locks: BTreeMap<String, u32>,
     /// The running watcher's own report, if one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub watcher: Option<Value>,
+    pub watcher: Option<WatcherReport>,
     /// The last watcher that reported itself, and whether it still runs; `None` when no
     /// watcher ever wrote its report.
     pub watcher_process: Option<WatcherSeen>,
@@ -185,20 +187,22 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         Ok(hashes) => unindexed(&mut h, paths, rules, &hashes),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
-    match json_file::read(&paths.watchdog_state) {
-        Ok(state) => watcher(&mut h, state.as_ref().and_then(|s| s.get("watcher"))),
+    match watchdog_state::read_watcher(&paths.watchdog_state) {
+        Ok(report) => watcher(&mut h, report),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
     }
-    let mut runs = match ListDoc::load(&paths.scheduler_log, "runs") {
-        Ok(doc) => doc.items().to_vec(),
-        Err(e) => {
-            h.unreadable_files.push(unreadable(&e));
-            Vec::new()
-        }
-    };
-    runs.push(json!({"started_at": timestamp(now), "actions": current}));
-    last_runs(&mut h, &runs);
-    h.breakers = open_from_log(&runs, now)
+    let runs = scheduler_log::read(paths).unwrap_or_else(|e| {
+        h.unreadable_files.push(unreadable(&e));
+        Vec::new()
+    });
+    // This run's reports so far are the newest, though not in the log yet.
+    let this_run = timestamp(now);
+    let logged = runs
+        .iter()
+        .map(|r| (r.started_at.as_str(), r.actions.as_slice()));
+    last_runs(&mut h, logged.chain([(this_run.as_str(), current)]));
+    let reports = runs.iter().map(|r| r.actions.as_slice());
+    h.breakers = open_from_log(reports.chain([current]), now)
         .iter()
         .map(OpenBreaker::to_json)
         .collect();
@@ -351,37 +355,36 @@ fn state_folder(h: &mut Health, paths: &Paths) {
 
 /// What the watcher last said about itself (see `daemon`): its problems count while it
 /// still runs; a report left by a watcher that is gone is shown as stale.
-fn watcher(h: &mut Health, watcher: Option<&Value>) {
-    let Some(w) = watcher else { return };
-    let Some(pid) = w.get("pid").and_then(Value::as_u64) else {
-        return;
-    };
-    let text = |key: &str| w.get(key).and_then(Value::as_str).map(str::to_owned);
+fn watcher(h: &mut Health, report: Option<WatcherReport>) {
+    let Some(w) = report else { return };
+    let pid = u64::from(w.pid);
     let alive = is_memsched(pid);
     h.watcher_process = Some(WatcherSeen {
         running: alive,
         pid,
-        kind: text("kind"),
-        since: text("started_at"),
-        updated_at: text("updated_at"),
+        kind: w.kind,
+        since: w.started_at.clone(),
+        updated_at: w.updated_at.clone(),
     });
     if !alive {
         return;
     }
-    if let Some(e) = w.get("rules_error").and_then(Value::as_str) {
+    if let Some(e) = &w.rules_error {
         h.problems
             .push(format!("the watcher keeps its last good rules: {e}"));
     }
-    if w.pointer("/canary/status").and_then(Value::as_str) == Some("missed") {
+    if let Some(canary) = w
+        .canary
+        .as_ref()
+        .filter(|c| c.status == CanaryStatus::Missed)
+    {
         h.problems.push(format!(
             "the watcher missed its liveness canary at {} and was rebuilt ({} now)",
-            w.pointer("/canary/at")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            w.get("kind").and_then(Value::as_str).unwrap_or("?")
+            canary.at,
+            w.kind.map_or("?", WatcherKind::name)
         ));
     }
-    h.watcher = Some(w.clone());
+    h.watcher = Some(w);
 }
 
 /// Whether `pid` is a live memsched process (not a pid reused by another program since
@@ -397,32 +400,20 @@ fn is_memsched(pid: u64) -> bool {
     std::fs::read_to_string(format!("{proc}/comm")).is_ok_and(|c| c.trim() == "memsched")
 }
 
-fn last_runs(h: &mut Health, runs: &[Value]) {
-    for run in runs {
-        let at = run.get("started_at").and_then(Value::as_str).unwrap_or("");
-        for a in run
-            .get("actions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let outcome = a.get("outcome").and_then(Value::as_str).unwrap_or("");
-            let Some(action) = a.get("action").and_then(Value::as_str) else {
-                continue;
-            };
-            if outcome == "skipped" || outcome == "would-run" {
+/// Each action's newest turn that did something (not skipped, not a dry run), from
+/// `runs` given oldest first as (when it started, its reports).
+fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [ActionReport])>) {
+    for (at, reports) in runs {
+        for a in reports {
+            if matches!(a.outcome, Outcome::Skipped | Outcome::WouldRun) {
                 continue;
             }
             h.last_runs.insert(
-                action.to_owned(),
+                a.action.name().to_owned(),
                 LastRun {
                     at: at.to_owned(),
-                    outcome: outcome.to_owned(),
-                    summary: a
-                        .get("summary")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
+                    outcome: a.outcome,
+                    summary: a.summary.clone(),
                 },
             );
         }
@@ -510,7 +501,7 @@ fn judge(h: &mut Health) {
         ));
     }
     for (action, run) in &h.last_runs {
-        if run.outcome == "failed" {
+        if run.outcome == Outcome::Failed {
             degraded.push(format!(
                 "the last {action} run failed at {}: {}",
                 run.at, run.summary
