@@ -426,15 +426,21 @@ mod tests {
         ),
         (
             "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nremove = [\"r\", \"{file}\"]\n",
-            Err("rules.toml:3:10: unknown placeholder {file} in [actions.ingest] remove; known here: {files}, {list}"),
+            Err(
+                "rules.toml:3:10: unknown placeholder {file} in [actions.ingest] remove; known here: {files}, {list}",
+            ),
         ),
         (
             "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nmax_remove = \"120%\"\n",
-            Err("rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"),
+            Err(
+                "rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")",
+            ),
         ),
         (
             "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nmax_remove = -1\n",
-            Err("rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"),
+            Err(
+                "rules.toml:3:14: max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")",
+            ),
         ),
         (
             "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-lines\"\n",
