@@ -2,24 +2,32 @@
 //! the ingest step in batches, record what it finished and queue what it failed on.
 
 pub mod batches;
+mod decide;
+mod hash;
+mod hints;
 mod plan;
+mod scan;
 mod step_result;
 
-pub use plan::{Candidate, Heard, Plan, Scan, hash_one, plan, scan};
+pub use hash::hash_one;
+pub use hints::{Prehashed, WatcherHints};
+pub use plan::{Candidate, Known, Plan, plan};
+pub use scan::{Scan, scan};
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use super::Context;
 use crate::config::rules::{IngestConfig, PassFiles};
 use crate::error::{Error, Result};
 use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
+use crate::model::words;
+use crate::run::context::Context;
 use crate::run::report::{ActionReport, FailedItem, Outcome};
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
-use crate::state::ingest_hash::{Held, HeldGuard, IngestHash};
+use crate::state::ingest_hash::{HeldGuard, IngestHash};
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 use batches::Piece;
@@ -42,36 +50,22 @@ pub struct Executed {
     pub notes: Vec<String>,
 }
 
-/// What a run hands the ingest action besides its context.
-#[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
-    /// The paths the watcher heard change (relative to data_dir), for an event run;
-    /// `None` plans from a walk of all of data_dir.
-    pub changed: Option<&'a [PathBuf]>,
-    /// The manifest, held across a watcher's runs.
-    pub held: &'a Held,
-}
-
 /// An event run with at most this many changed paths looks at them before loading the
 /// state, on the run's own thread: starting a second thread would cost more.
 const FEW_CHANGED: usize = 64;
 
 /// The whole ingest action: load state, plan, execute (unless a dry run), report.
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> ActionReport {
+pub fn perform(ctx: &Context<'_>, config: &IngestConfig, hints: &WatcherHints) -> ActionReport {
     let mut report = ActionReport::new(Action::Ingest, Outcome::NothingToDo, "");
     let started = std::time::Instant::now();
     let scanning = || {
-        let heard = Heard {
-            settled: ctx.settled,
-            prehashed: ctx.prehashed,
-        };
-        let scanned = scan(&ctx.paths.data_dir, config, inputs.changed, heard);
+        let scanned = scan(&ctx.paths.data_dir, config, hints);
         (scanned, started.elapsed())
     };
     let loading = || {
-        let loaded = inputs
-            .held
+        let loaded = hints
+            .manifest
             .lock(&ctx.paths.ingest_hash)
             .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
         (loaded, started.elapsed())
@@ -79,7 +73,10 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     // Scanning data_dir and reading the state files are independent: on a large, fully
     // ingested tree they cost about the same, so they run side by side. A few changed
     // paths cost less than a thread (issue 8: a saved file's latency).
-    let few = inputs.changed.is_some_and(|c| c.len() <= FEW_CHANGED);
+    let few = hints
+        .changed
+        .as_ref()
+        .is_some_and(|c| c.len() <= FEW_CHANGED);
     let ((scanned, scan_in), (loaded, state_in)) = if few {
         (scanning(), loading())
     } else {
@@ -100,7 +97,7 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
         Err(e) => return report.fail(&e),
     };
     let read_in = started.elapsed();
-    let plan = plan(ctx, config, scanned, &mut hashes, &queue);
+    let plan = plan(ctx, config, scanned, &mut hashes, &queue, hints);
     drop(queue);
     log::debug!(
         "ingest: scanned {} in {scan_in:?}, held {} records in {state_in:?} (side by side), planned in {:?}",
@@ -128,7 +125,7 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
         } else {
             report.summary = nothing_text(&plan, &waiting);
         }
-        return compact(ctx, &inputs, hashes, report);
+        return compact(ctx, hints, hashes, report);
     }
     let mut executed = Executed::default();
     let result = execute(ctx, config, &plan, &mut hashes, &mut executed);
@@ -157,11 +154,11 @@ pub fn perform(ctx: &Context<'_>, config: &IngestConfig, inputs: Inputs<'_>) -> 
     if failed > 0 {
         report.error = Some(format!(
             "the ingest step failed on {}",
-            plural(failed, "file")
+            words::count(failed, "file", "files")
         ));
     }
     report.summary = ran_text(&plan, &executed, &waiting);
-    compact(ctx, &inputs, hashes, report)
+    compact(ctx, hints, hashes, report)
 }
 
 /// The line of a run that executed: what it sent, what it recorded without sending.
@@ -171,8 +168,8 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
     if !plan.send.is_empty() {
         let mut summary = format!(
             "sent {} in {}: {} done, {} failed{}",
-            plural(plan.send.len() - executed.unsent, "file"),
-            plural(executed.batches, "batch"),
+            words::count(plan.send.len() - executed.unsent, "file", "files"),
+            words::count(executed.batches, "batch", "batches"),
             executed.done,
             failed - executed.unsent,
             batches::unsent_text(executed.unsent),
@@ -185,7 +182,7 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
     if executed.recorded_only > 0 {
         parts.push(format!(
             "recorded {} with known content",
-            plural(executed.recorded_only, "file")
+            words::count(executed.recorded_only, "file", "files")
         ));
     }
     format!("{}{waiting}", parts.join("; "))
@@ -196,11 +193,11 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
 /// has grown large; an event run otherwise leaves the other records alone.
 fn compact(
     ctx: &Context<'_>,
-    inputs: &Inputs<'_>,
+    hints: &WatcherHints,
     mut hashes: HeldGuard<'_>,
     report: ActionReport,
 ) -> ActionReport {
-    let due = hashes.has_journal() && (inputs.changed.is_none() || hashes.journal_is_large());
+    let due = hashes.has_journal() && (hints.changed.is_none() || hashes.journal_is_large());
     if ctx.dry_run || !due {
         return report;
     }
@@ -216,12 +213,12 @@ fn compact(
 /// "4 files, all ingested (0 read)", "6 files: 5 ingested, 1 awaiting retry (1 read)",
 /// "1 changed file, ingested (1 read)": every count true, every noun agreeing with its number.
 fn nothing_text(plan: &Plan, waiting: &str) -> String {
-    let noun = if plan.changed_only {
-        "changed file"
+    let (one, many) = if plan.changed_only {
+        ("changed file", "changed files")
     } else {
-        "file"
+        ("file", "files")
     };
-    let files = plural(plan.scanned, noun);
+    let files = words::count(plan.scanned, one, many);
     let ingested = plan.ingested();
     let read = format!("({} read)", plan.hashed);
     if ingested == plan.scanned {
@@ -252,8 +249,8 @@ fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &s
         let unsent = pieces.len() - batches::batch_count(&pieces);
         parts.push(format!(
             "would send {} in {}{}",
-            plural(plan.send.len() - unsent, "file"),
-            plural(batches::batch_count(&pieces), "batch"),
+            words::count(plan.send.len() - unsent, "file", "files"),
+            words::count(batches::batch_count(&pieces), "batch", "batches"),
             batches::unsent_text(unsent),
         ));
     }
@@ -266,19 +263,10 @@ fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &s
             } else {
                 "record"
             },
-            plural(known, "file")
+            words::count(known, "file", "files")
         ));
     }
     format!("{}{waiting}", parts.join(", "))
-}
-
-/// "1 file", "3 files", "2 batches".
-fn plural(n: usize, noun: &str) -> String {
-    match (n, noun.ends_with('h')) {
-        (1, _) => format!("1 {noun}"),
-        (_, true) => format!("{n} {noun}es"),
-        (_, false) => format!("{n} {noun}s"),
-    }
 }
 
 /// "; 2 still being written, 1 awaiting retry" or "".
@@ -344,7 +332,7 @@ pub fn execute(
             out.notes.push(format!(
                 "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
                 out.batches,
-                plural(total, "batch")
+                words::count(total, "batch", "batches")
             ));
             break;
         }

@@ -14,12 +14,12 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::Context;
 use super::retry_policy;
 use crate::config::rules::RetryConfig;
 use crate::error::Result;
 use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
+use crate::run::context::Context;
 use crate::run::report::{ActionReport, FailedItem, Outcome};
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::Context;
 use super::retry_policy::{self, AfterFailure};
 use crate::actions::walk;
 use crate::config::rules::UploadConfig;
@@ -17,6 +16,7 @@ use crate::model::action::Action;
 use crate::model::file_key;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
+use crate::run::context::Context;
 use crate::run::report::{ActionReport, FailedItem, Outcome};
 use crate::run::runner::{self, Invocation, Vars};
 use crate::state::stat::Stat;

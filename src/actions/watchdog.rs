@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 
-use super::Context;
 use crate::model::action::Action;
+use crate::run::context::Context;
 pub mod health;
 pub mod notify;
 
