@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod interrupt;
+pub mod job;
 pub mod progress;
 pub mod report;
 pub mod runner;

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::breaker::OpenBreaker;
 use crate::config::rules::RetryConfig;
+use crate::model::clock::Clock;
 use crate::model::task_status::TaskStatus;
 use crate::state::task_queue::{Priority, TaskQueue, TaskView};
 use crate::state::timestamp;
@@ -136,14 +137,15 @@ pub(super) fn tasks(n: usize, kind: &str) -> String {
     }
 }
 
-/// Builds the retry plan.
+/// Builds the retry plan against the one instant `clock` tells.
 #[must_use]
 pub fn plan(
     queue: &TaskQueue,
     config: &RetryConfig,
     open: &[OpenBreaker],
-    now: SystemTime,
+    clock: &dyn Clock,
 ) -> RetryPlan {
+    let now = clock.now();
     let mut plan = RetryPlan {
         malformed: queue.malformed(),
         ..RetryPlan::default()
@@ -256,6 +258,7 @@ fn due(task: TaskView<'_>, id: &str, step: String, config: &RetryConfig, max_att
 mod tests {
     use super::*;
     use crate::config::rules::Rules;
+    use crate::model::clock::Frozen;
     use std::path::Path;
     use std::time::Duration;
 
@@ -290,7 +293,7 @@ mod tests {
             {"id": "critical-other", "step": "other", "status": "failed", "priority": "critical"},
             {"id": "done", "step": "ingest", "status": "done"},
         ]));
-        let p = plan(&q, &config(), &[], now());
+        let p = plan(&q, &config(), &[], &Frozen(now()));
         let order: Vec<&str> = p.due.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(
             order,
@@ -325,7 +328,7 @@ mod tests {
             class: "exit 1".into(),
             until: now() + Duration::from_secs(60),
         }];
-        let p = plan(&q, &config(), &open, now());
+        let p = plan(&q, &config(), &open, &Frozen(now()));
         assert_eq!(
             p.due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             ["own-limit"]
