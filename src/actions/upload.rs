@@ -2,9 +2,11 @@
 //! exists, is under max attempts and is due), after queueing new or changed files that
 //! match the `sources` globs. One command per file; the result recorded per entry.
 
+mod disk;
 mod plan;
 
-pub use plan::{Disk, DueUpload, RealDisk, UploadPlan, plan};
+pub use disk::{Disk, RealDisk};
+pub use plan::{DueUpload, UploadPlan, plan};
 
 use std::time::SystemTime;
 

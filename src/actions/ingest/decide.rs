@@ -167,3 +167,177 @@ fn mtime_of(stat: Stat) -> SystemTime {
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::clock::Frozen;
+
+    fn digest(n: u8) -> Digest {
+        Digest([n; 32])
+    }
+
+    fn task(status: TaskStatus, hash: &str) -> IngestTask<'_> {
+        IngestTask {
+            id: "ingest:a.txt",
+            status,
+            hash: Some(hash),
+        }
+    }
+
+    #[test]
+    fn a_read_file_is_sent_recorded_or_left() {
+        let (this, other) = (digest(1), digest(2));
+        let (this_text, other_text) = (this.text(), other.text());
+        let failed = task(TaskStatus::Failed, &this_text);
+        let done = task(TaskStatus::Done, &this_text);
+        let dead = task(TaskStatus::Dead, &this_text);
+        let stale = task(TaskStatus::Failed, &other_text);
+        let id = || "ingest:a.txt".to_owned();
+        let none = Seen::default();
+        let recorded = |hash| Seen {
+            has_record: true,
+            recorded: Some(hash),
+            ..Seen::default()
+        };
+        // (case, what is known, decision)
+        let cases: Vec<(&str, Seen<'_>, Decision)> = vec![
+            ("new content", none, Decision::Send { modified: false }),
+            (
+                "content changed since its record",
+                recorded(other),
+                Decision::Send { modified: true },
+            ),
+            (
+                "a record whose hash does not parse",
+                Seen {
+                    has_record: true,
+                    ..none
+                },
+                Decision::Send { modified: true },
+            ),
+            (
+                "only its stat changed",
+                recorded(this),
+                Decision::Record(Known::Unmodified),
+            ),
+            (
+                "its own record decides before a task",
+                Seen {
+                    task: Some(&failed),
+                    ..recorded(this)
+                },
+                Decision::Record(Known::Unmodified),
+            ),
+            (
+                "failed before: retry's",
+                Seen {
+                    task: Some(&failed),
+                    ..none
+                },
+                Decision::LeaveToRetry(id()),
+            ),
+            (
+                "retry finished it",
+                Seen {
+                    task: Some(&done),
+                    ..none
+                },
+                Decision::Record(Known::DoneByRetry(id())),
+            ),
+            (
+                "its task is dead",
+                Seen {
+                    task: Some(&dead),
+                    ..none
+                },
+                Decision::LeaveGivenUp(id()),
+            ),
+            (
+                "a task for other content",
+                Seen {
+                    task: Some(&stale),
+                    ..none
+                },
+                Decision::Send { modified: false },
+            ),
+            (
+                "the same content recorded elsewhere",
+                Seen {
+                    recorded_as: Some("b.txt"),
+                    sending_as: Some("c.txt"),
+                    ..none
+                },
+                Decision::Record(Known::SameContentAs("b.txt".to_owned())),
+            ),
+            (
+                "a twin sent in this run",
+                Seen {
+                    sending_as: Some("c.txt"),
+                    ..none
+                },
+                Decision::RecordAfter("c.txt".to_owned()),
+            ),
+        ];
+        for (case, seen, expected) in cases {
+            assert_eq!(decide(this, &seen), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_young_file_waits_unless_its_writer_closed_it() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let clock = Frozen(now);
+        let settle = Duration::from_secs(2);
+        let modified = |secs_ago: u64| Stat {
+            size: 1,
+            mtime_ns: i64::try_from((1_000 - secs_ago) * 1_000_000_000).unwrap(),
+            inode: 1,
+        };
+        // (case, mtime, writer heard closing it, waits)
+        let cases = [
+            ("old enough", modified(5), false, false),
+            ("just settled", modified(2), false, false),
+            ("too young", modified(1), false, true),
+            ("too young but closed", modified(1), true, false),
+            ("an mtime ahead of the clock", modified(0), false, true),
+        ];
+        for (case, stat, closed, waits_expected) in cases {
+            let why = waits(&clock, stat, settle, closed);
+            assert_eq!(why.is_some(), waits_expected, "{case}: {why:?}");
+        }
+        assert_eq!(
+            waits(&clock, modified(1), settle, false).as_deref(),
+            Some("modified 1s ago, waits until it is 2s old")
+        );
+    }
+
+    #[test]
+    fn a_read_gives_the_hash_only_when_the_file_held_still() {
+        let stat = Stat {
+            size: 3,
+            mtime_ns: 7,
+            inode: 9,
+        };
+        let grown = Stat { size: 4, ..stat };
+        let read = |after| {
+            Ok(Hashed {
+                hash: digest(1),
+                after,
+            })
+        };
+        assert_eq!(read_outcome(stat, read(Some(stat))), Ok(digest(1)));
+        assert_eq!(
+            read_outcome(stat, read(Some(grown))),
+            Err(Unread::ChangedWhileRead)
+        );
+        assert_eq!(
+            read_outcome(stat, read(None)),
+            Err(Unread::ChangedWhileRead)
+        );
+        let denied = read_outcome(stat, Err(std::io::ErrorKind::PermissionDenied.into()));
+        assert!(matches!(denied, Err(Unread::Failed(_))), "{denied:?}");
+    }
+}

@@ -147,3 +147,162 @@ pub(super) fn list(ids: &[String]) -> String {
     }
     shown
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("t{i}")).collect()
+    }
+
+    #[test]
+    fn what_loses_data_or_needs_a_person_fails() {
+        let dead = ids(2);
+        let stuck = ids(1);
+        let unreadable = [json!({"file": "q.json", "error": "bad json"})];
+        // (case, evidence, status, the first problem)
+        let cases: Vec<(&str, Evidence<'_>, Status, Option<&str>)> = vec![
+            ("nothing wrong", Evidence::default(), Status::Ok, None),
+            (
+                "a state file that does not parse",
+                Evidence {
+                    unreadable_files: &unreadable,
+                    ..Evidence::default()
+                },
+                Status::Failing,
+                Some("state file does not parse: bad json"),
+            ),
+            (
+                "dead tasks",
+                Evidence {
+                    dead_tasks: &dead,
+                    ..Evidence::default()
+                },
+                Status::Failing,
+                Some("2 dead tasks (out of attempts): t1, t2"),
+            ),
+            (
+                "a stuck task",
+                Evidence {
+                    stuck_tasks: &stuck,
+                    ..Evidence::default()
+                },
+                Status::Failing,
+                Some("1 task stuck running: t1"),
+            ),
+            (
+                "uploads that failed every attempt",
+                Evidence {
+                    uploads_given_up: 1,
+                    ..Evidence::default()
+                },
+                Status::Failing,
+                Some("1 upload failed every attempt"),
+            ),
+        ];
+        for (case, evidence, status, first) in cases {
+            let judged = judge(&evidence, Vec::new());
+            assert_eq!(judged.status, status, "{case}");
+            assert_eq!(judged.problems.first().map(String::as_str), first, "{case}");
+        }
+    }
+
+    #[test]
+    fn what_waits_for_a_retry_degrades() {
+        let breaker =
+            [json!({"step": "ingest", "until": "2026-11-26T12:05:00Z", "class": "exit 1"})];
+        let refused = ["/etc/passwd".to_owned()];
+        let cases: Vec<(&str, Evidence<'_>, Status, Option<&str>)> = vec![
+            (
+                "failed tasks waiting",
+                Evidence {
+                    failed_tasks: 3,
+                    ..Evidence::default()
+                },
+                Status::Degraded,
+                Some("3 failed tasks wait for a retry"),
+            ),
+            (
+                "a refused upload",
+                Evidence {
+                    uploads_refused: 1,
+                    refused_paths: &refused,
+                    ..Evidence::default()
+                },
+                Status::Degraded,
+                Some(
+                    "1 upload entry refused (outside the pipeline home, a NUL in the path, or an unsafe remote): /etc/passwd",
+                ),
+            ),
+            (
+                "an upload waiting",
+                Evidence {
+                    uploads_failed: 1,
+                    ..Evidence::default()
+                },
+                Status::Degraded,
+                Some("1 upload failed and waits for a retry"),
+            ),
+            (
+                "an open breaker",
+                Evidence {
+                    breakers: &breaker,
+                    ..Evidence::default()
+                },
+                Status::Degraded,
+                Some(
+                    "retries of step ingest paused until 2026-11-26T12:05:00Z (circuit breaker: exit 1)",
+                ),
+            ),
+            (
+                "a failed last run",
+                Evidence {
+                    failed_runs: vec![("upload", "2026-11-26T11:00:00Z", "exit 1")],
+                    ..Evidence::default()
+                },
+                Status::Degraded,
+                Some("the last upload run failed at 2026-11-26T11:00:00Z: exit 1"),
+            ),
+        ];
+        for (case, evidence, status, first) in cases {
+            let judged = judge(&evidence, Vec::new());
+            assert_eq!(judged.status, status, "{case}");
+            assert_eq!(judged.problems.first().map(String::as_str), first, "{case}");
+        }
+    }
+
+    #[test]
+    fn problems_read_alone_degrade_and_come_last() {
+        let noticed = vec!["data_dir /x does not exist".to_owned()];
+        let judged = judge(&Evidence::default(), noticed.clone());
+        assert_eq!(judged.status, Status::Degraded);
+        assert_eq!(judged.problems, noticed);
+
+        let dead = ids(1);
+        let evidence = Evidence {
+            dead_tasks: &dead,
+            failed_tasks: 1,
+            ..Evidence::default()
+        };
+        let judged = judge(&evidence, noticed);
+        assert_eq!(judged.status, Status::Failing);
+        assert_eq!(
+            judged.problems,
+            [
+                "1 dead task (out of attempts): t1",
+                "1 failed task waits for a retry",
+                "data_dir /x does not exist"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut_after_fifty() {
+        assert_eq!(list(&ids(3)), "t1, t2, t3");
+        let long = list(&ids(LISTED + 7));
+        assert!(long.ends_with(&format!("t{LISTED} and 7 more")), "{long}");
+    }
+}
