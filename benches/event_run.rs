@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use memsched::actions::ingest::WatcherHints;
 use memsched::config::paths::Paths;
 use memsched::config::rules::Rules;
 use memsched::model::action::Action;
@@ -44,8 +45,11 @@ fn measure(n: usize) {
     let held = Held::default();
     let run = |changed: Option<Vec<PathBuf>>| {
         let request = Request {
-            changed,
-            manifest: held.clone(),
+            ingest_hints: WatcherHints {
+                changed,
+                manifest: held.clone(),
+                ..WatcherHints::default()
+            },
             ..Request::new(vec![Action::Ingest], Trigger::Event)
         };
         let began = Instant::now();

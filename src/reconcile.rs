@@ -1,13 +1,12 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::actions::{Context, ingest, retry, upload, watchdog};
+use crate::actions::ingest::{self, WatcherHints};
+use crate::actions::{retry, upload, watchdog};
 use crate::config::paths::Paths;
 use crate::config::rules::{IngestConfig, RetryConfig, Rules, UploadConfig, WatchdogConfig};
 use crate::error::{Error, Result, holder_text};
@@ -15,8 +14,8 @@ use crate::model::action::Action;
 use crate::model::clock::{Clock, SystemClock};
 use crate::model::trigger::Trigger;
 use crate::os::lock;
+use crate::run::context::Context;
 use crate::run::report::{ActionReport, Outcome, RunRecord, exit_of};
-use crate::state::ingest_hash::Held;
 use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
@@ -31,18 +30,9 @@ pub struct Request {
     pub woken_by: Vec<String>,
     /// Set by SIGINT or SIGTERM: the step that runs finishes, no other starts.
     pub stop: Arc<AtomicBool>,
-    /// Data files (relative to data_dir) the watcher heard their writers finish: closed
-    /// after their last write, or renamed into place. They need not wait out `settle`.
-    pub settled: HashSet<PathBuf>,
-    /// Data files the watcher hashed as their writers closed them.
-    pub prehashed: crate::actions::Prehashed,
-    /// The paths the watcher heard change since the last run (relative to data_dir:
-    /// files, removed files, new folders): ingest plans from these alone. `None` plans
-    /// from a walk of all of data_dir (startup, tick, rescan, timer, manual, `--once`).
-    pub changed: Option<Vec<PathBuf>>,
-    /// The ingest manifest: one handle held across a watcher's runs, a fresh one per
-    /// `--once`.
-    pub manifest: Held,
+    /// What the watcher hands the ingest action, and it alone: the paths it heard change,
+    /// the files it heard closed, their early hashes, the manifest it holds.
+    pub ingest_hints: WatcherHints,
 }
 
 impl Request {
@@ -57,10 +47,7 @@ impl Request {
             progress: false,
             woken_by: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
-            settled: HashSet::new(),
-            prehashed: crate::actions::Prehashed::new(),
-            changed: None,
-            manifest: Held::default(),
+            ingest_hints: WatcherHints::default(),
         }
     }
 }
@@ -89,8 +76,6 @@ pub fn run_with_clock(
         dry_run: request.dry_run,
         progress: request.progress,
         stop: &request.stop,
-        settled: &request.settled,
-        prehashed: &request.prehashed,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or
@@ -251,13 +236,7 @@ fn run_action(
     };
     match job {
         Job::Retry(config) => retry::perform(ctx, config),
-        Job::Ingest(config) => {
-            let inputs = ingest::Inputs {
-                changed: request.changed.as_deref(),
-                held: &request.manifest,
-            };
-            ingest::perform(ctx, config, inputs)
-        }
+        Job::Ingest(config) => ingest::perform(ctx, config, &request.ingest_hints),
         Job::Upload(config) => upload::perform(ctx, config),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
+use memsched::actions::ingest::WatcherHints;
 use memsched::config::paths::Paths;
 use memsched::config::rules::Rules;
 use memsched::model::action::Action;
@@ -169,8 +170,11 @@ fn ingest_run(env: &TestEnv, held: &Held, changed: Option<Vec<PathBuf>>) -> RunR
             .collect()
     });
     let request = Request {
-        changed,
-        manifest: held.clone(),
+        ingest_hints: WatcherHints {
+            changed,
+            manifest: held.clone(),
+            ..WatcherHints::default()
+        },
         ..Request::new(vec![Action::Ingest], Trigger::Event)
     };
     reconcile::run(&paths, &rules, &request)

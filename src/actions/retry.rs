@@ -14,60 +14,111 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use super::Context;
 use super::retry_policy;
 use crate::config::rules::RetryConfig;
 use crate::error::Result;
 use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
-use crate::run::report::{ActionReport, FailedItem, Outcome};
+use crate::run::context::Context;
+use crate::run::job::{self, Job, Ran};
+use crate::run::report::{ActionReport, FailedItem};
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
 use breaker::Tracker;
 use group::{Executed, TaskTurn, Turn};
 
-/// The whole retry action: load, plan, repair, run, record, report.
+/// The whole retry action, through the job skeleton (see [`RetryJob`]).
 #[must_use]
 pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
-    let mut report = ActionReport::new(Action::Retry, Outcome::NothingToDo, "");
-    let queue = match TaskQueue::load(&ctx.paths.task_queue) {
-        Ok(q) => q,
-        Err(e) => return report.fail(&e),
-    };
-    // A log that does not parse only costs the memory of open breakers; say so.
-    let runs = scheduler_log::read(ctx.paths).unwrap_or_else(|e| {
-        report
-            .reasons
-            .push(format!("open circuit breakers unknown: {}", e.chain()));
-        Vec::new()
-    });
-    let open = open_from_log(&runs, ctx.now);
-    let planning = Instant::now();
-    let plan = plan(&queue, config, &open, ctx.now);
-    let plan_ms = u64::try_from(planning.elapsed().as_micros()).unwrap_or(u64::MAX) / 1000;
-    drop(queue);
-    report.reasons.extend(plan.reasons());
-    report.counts = plan_counts(&plan, plan_ms);
-    report.set_found(plan.due.len());
-    report.details.insert(
-        "breakers".into(),
-        Value::Array(open.iter().map(OpenBreaker::to_json).collect()),
-    );
-    let paused_until = open
-        .iter()
-        .filter(|_| !plan.paused.is_empty())
-        .map(|b| b.until);
-    if let Some(next) = plan.next_due.into_iter().chain(paused_until).min() {
-        report.set_next_due(next);
+    job::perform(&RetryJob { config }, ctx)
+}
+
+/// The retry action with its rules.
+pub struct RetryJob<'a> {
+    pub config: &'a RetryConfig,
+}
+
+/// What retry reads before it plans.
+pub struct Loaded {
+    /// The queue, dropped once planned.
+    queue: Option<TaskQueue>,
+    /// The circuit breakers scheduler_log.json shows open.
+    open: Vec<OpenBreaker>,
+    /// How long planning took, for the counts.
+    plan_ms: u64,
+}
+
+/// What an execution did, with the breakers as it left them.
+pub struct Done {
+    executed: Executed,
+    tracker: Tracker,
+}
+
+impl Job for RetryJob<'_> {
+    const ACTION: Action = Action::Retry;
+    type State = Loaded;
+    type Plan = RetryPlan;
+    type Done = Done;
+
+    fn load(&self, ctx: &Context<'_>, report: &mut ActionReport) -> Result<Loaded> {
+        let queue = TaskQueue::load(&ctx.paths.task_queue)?;
+        // A log that does not parse only costs the memory of open breakers; say so.
+        let runs = scheduler_log::read(ctx.paths).unwrap_or_else(|e| {
+            report
+                .reasons
+                .push(format!("open circuit breakers unknown: {}", e.chain()));
+            Vec::new()
+        });
+        Ok(Loaded {
+            queue: Some(queue),
+            open: open_from_log(&runs, ctx.now),
+            plan_ms: 0,
+        })
     }
 
-    let failed_total = plan
-        .by_status
-        .get(TaskStatus::Failed.name())
-        .copied()
-        .unwrap_or(0);
-    if !plan.has_work() {
-        report.summary = match (failed_total, plan.next_due) {
+    fn plan(&self, ctx: &Context<'_>, state: &mut Loaded) -> RetryPlan {
+        let planning = Instant::now();
+        let queue = state.queue.take().expect("a turn plans once");
+        let plan = plan(&queue, self.config, &state.open, &ctx.plan_clock());
+        state.plan_ms = u64::try_from(planning.elapsed().as_micros()).unwrap_or(u64::MAX) / 1000;
+        plan
+    }
+
+    fn describe(
+        &self,
+        _: &Context<'_>,
+        state: &Loaded,
+        plan: &RetryPlan,
+        report: &mut ActionReport,
+    ) {
+        report.reasons.extend(plan.reasons());
+        report.counts = plan_counts(plan, state.plan_ms);
+        report.set_found(plan.due.len());
+        report.details.insert(
+            "breakers".into(),
+            Value::Array(state.open.iter().map(OpenBreaker::to_json).collect()),
+        );
+        let paused_until = state
+            .open
+            .iter()
+            .filter(|_| !plan.paused.is_empty())
+            .map(|b| b.until);
+        if let Some(next) = plan.next_due.into_iter().chain(paused_until).min() {
+            report.set_next_due(next);
+        }
+    }
+
+    fn has_work(plan: &RetryPlan) -> bool {
+        plan.has_work()
+    }
+
+    fn nothing_text(&self, plan: &RetryPlan) -> String {
+        let failed_total = plan
+            .by_status
+            .get(TaskStatus::Failed.name())
+            .copied()
+            .unwrap_or(0);
+        let mut summary = match (failed_total, plan.next_due) {
             (0, _) => "no failed tasks".to_owned(),
             (n, Some(next)) => format!(
                 "{}, none due; the next at {}",
@@ -77,57 +128,78 @@ pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
             (n, None) => format!("{}, none due", tasks(n, "failed")),
         };
         if !plan.paused.is_empty() {
-            report.summary.push_str(&format!(
+            summary.push_str(&format!(
                 "; {} paused by an open circuit breaker",
                 plan.paused.len()
             ));
         }
-        return report;
+        summary
     }
-    if ctx.dry_run {
-        report.outcome = Outcome::WouldRun;
-        report.summary = format!(
+
+    fn would_text(&self, _: &Context<'_>, plan: &RetryPlan) -> String {
+        format!(
             "would run {} in ranked order{}",
             tasks(plan.due.len(), "due"),
-            repairs(&plan)
+            repairs(plan)
+        )
+    }
+
+    fn execute(
+        &self,
+        ctx: &Context<'_>,
+        plan: &RetryPlan,
+        state: &mut Loaded,
+    ) -> Result<job::Executed<Done>> {
+        repair(ctx, self.config, plan)?;
+        let mut tracker = Tracker::new(self.config.breaker, std::mem::take(&mut state.open));
+        let mut executed = group::execute(ctx, self.config, plan, &mut tracker);
+        let stopped_by = executed.error.take();
+        Ok(job::Executed {
+            done: Done { executed, tracker },
+            stopped_by,
+        })
+    }
+
+    fn record(
+        &self,
+        ctx: &Context<'_>,
+        plan: &RetryPlan,
+        done: Done,
+        report: &mut ActionReport,
+    ) -> Ran {
+        let Done {
+            executed:
+                Executed {
+                    turns,
+                    commands,
+                    groups,
+                    handed_back,
+                    error: _,
+                },
+            tracker,
+        } = done;
+        report.counts.insert("groups".into(), groups.into());
+        report
+            .counts
+            .insert("handed_back".into(), handed_back.into());
+        report.commands = commands;
+        let now = ctx.clock.now();
+        report.details.insert(
+            "breakers".into(),
+            Value::Array(
+                tracker
+                    .open_at(now)
+                    .iter()
+                    .map(OpenBreaker::to_json)
+                    .collect(),
+            ),
         );
-        return report;
+        let ran = summarise(report, plan, &turns, &tracker, now);
+        if let Some(next) = next_due(plan, &turns, &tracker, now) {
+            report.set_next_due(next);
+        }
+        ran
     }
-    if let Err(e) = repair(ctx, config, &plan) {
-        return report.fail(&e);
-    }
-    let mut tracker = Tracker::new(config.breaker, open);
-    let Executed {
-        turns,
-        commands,
-        groups,
-        handed_back,
-        error,
-    } = group::execute(ctx, config, &plan, &mut tracker);
-    report.counts.insert("groups".into(), groups.into());
-    report
-        .counts
-        .insert("handed_back".into(), handed_back.into());
-    report.commands = commands;
-    let now = ctx.clock.now();
-    report.details.insert(
-        "breakers".into(),
-        Value::Array(
-            tracker
-                .open_at(now)
-                .iter()
-                .map(OpenBreaker::to_json)
-                .collect(),
-        ),
-    );
-    summarise(&mut report, &plan, &turns, &tracker, now);
-    if let Some(next) = next_due(&plan, &turns, &tracker, now) {
-        report.set_next_due(next);
-    }
-    if let Some(e) = error {
-        return report.fail(&e);
-    }
-    report
 }
 
 /// When this action has work again: a task's backoff ends or a breaker closes. The
@@ -165,13 +237,14 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
     counts
 }
 
+/// Writes the turns' failed items and counts into `report`, and says how the run ended.
 fn summarise(
     report: &mut ActionReport,
     plan: &RetryPlan,
     turns: &[TaskTurn],
     tracker: &Tracker,
     now: SystemTime,
-) {
+) -> Ran {
     let count = |f: fn(&Turn) -> bool| turns.iter().filter(|t| f(&t.turn)).count();
     let done = count(|t| matches!(t, Turn::Done));
     let failed = count(|t| matches!(t, Turn::Failed { dead: false, .. }));
@@ -200,15 +273,6 @@ fn summarise(
         report.counts.insert(key.into(), n.into());
     }
     let ran = done + failed + dead;
-    // A step that failed on anything fails the action (exit 1), as it does for ingest and
-    // upload; the tasks themselves are recorded for the next attempt either way.
-    report.outcome = if failed + dead > 0 {
-        Outcome::Failed
-    } else if ran > 0 || !repairs(plan).is_empty() {
-        Outcome::Ran
-    } else {
-        Outcome::NothingToDo
-    };
     let mut summary = format!(
         "ran {}: {done} done, {failed} failed again, {dead} dead{}",
         tasks(ran, "due"),
@@ -228,7 +292,14 @@ fn summarise(
     if gone > 0 {
         summary.push_str(&format!("; {gone} changed by another writer, left alone"));
     }
-    report.summary = summary;
+    // A step that failed on anything fails the action (exit 1), as it does for ingest and
+    // upload; the tasks themselves are recorded for the next attempt either way.
+    Ran {
+        failed: failed + dead,
+        acted: ran > 0 || !repairs(plan).is_empty(),
+        summary,
+        error: None,
+    }
 }
 
 /// "; repaired 1 stuck task, 2 exhausted tasks, restamped 1 task" (only what there is),

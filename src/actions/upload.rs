@@ -2,324 +2,103 @@
 //! exists, is under max attempts and is due), after queueing new or changed files that
 //! match the `sources` globs. One command per file; the result recorded per entry.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+mod disk;
+mod plan;
+
+pub use disk::{Disk, RealDisk};
+pub use plan::{DueUpload, UploadPlan, plan};
+
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::Context;
 use super::retry_policy::{self, AfterFailure};
-use crate::actions::walk;
 use crate::config::rules::UploadConfig;
 use crate::error::Result;
 use crate::model::action::Action;
-use crate::model::file_key;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
-use crate::run::report::{ActionReport, FailedItem, Outcome};
-use crate::run::runner::{self, Invocation, Vars};
+use crate::run::context::Context;
+use crate::run::job::{self, Job, Ran};
+use crate::run::report::{ActionReport, FailedItem};
+use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
+use plan::{resolve, shown};
 
-/// An entry to upload now.
-#[derive(Debug, Clone)]
-pub struct DueUpload {
-    /// The entry's `path`, as written in the log.
-    pub entry: String,
-    pub abs: PathBuf,
-    pub relpath: PathBuf,
-    pub remote: String,
-}
-
-#[derive(Debug, Default)]
-pub struct UploadPlan {
-    /// Source files to queue as pending: (entry path, why).
-    pub enqueue: Vec<(String, &'static str)>,
-    pub due: Vec<DueUpload>,
-    /// Outstanding entries whose file is gone: marked skipped, not retried.
-    pub missing: Vec<String>,
-    /// Entries already skipped whose file is still gone.
-    pub still_missing: usize,
-    /// Failed entries out of attempts: (entry, attempts).
-    pub given_up: Vec<(String, u64)>,
-    /// Entries memsched will not upload, with the reason: marked `refused`.
-    pub refused: Vec<(String, String)>,
-    pub waiting: usize,
-    pub next_due: Option<SystemTime>,
-    pub uploaded: usize,
-}
-
-impl UploadPlan {
-    #[must_use]
-    pub fn has_work(&self) -> bool {
-        !self.due.is_empty()
-            || !self.missing.is_empty()
-            || !self.enqueue.is_empty()
-            || !self.refused.is_empty()
-    }
-
-    #[must_use]
-    pub fn reasons(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .enqueue
-            .iter()
-            .map(|(p, why)| format!("queue {p}: {why}"))
-            .collect();
-        out.extend(
-            self.due
-                .iter()
-                .map(|d| format!("upload {} -> {}", d.entry, d.remote)),
-        );
-        out.extend(self.missing.iter().map(|p| {
-            format!("skip {p}: the file is gone; it is not retried unless it comes back")
-        }));
-        out.extend(
-            self.refused
-                .iter()
-                .map(|(p, why)| format!("refuse {}: {why}", shown(p))),
-        );
-        out.extend(self.given_up.iter().map(|(p, n)| {
-            let n = usize::try_from(*n).unwrap_or(usize::MAX);
-            format!(
-                "leave {p}: failed {}, given up",
-                words::count(n, "attempt", "attempts")
-            )
-        }));
-        if let Some(next) = self.next_due {
-            out.push(format!(
-                "{} for their backoff; the next is due at {}",
-                words::count(self.waiting, "upload waits", "uploads wait"),
-                timestamp(next)
-            ));
-        }
-        out
-    }
-}
-
-/// Where an entry's file is: absolute, a file key, or relative to the pipeline home.
-/// `None` for a key that does not decode (an odd NUL-plus-hex form).
-fn resolve(home: &Path, entry: &str) -> Option<PathBuf> {
-    let path = file_key::path(entry)?;
-    Some(if path.is_absolute() {
-        path
-    } else {
-        home.join(path)
-    })
-}
-
-/// An entry's path for messages: NULs and other bytes a terminal would act on shown
-/// escaped, since the text comes from a file anyone with access to the log wrote.
-fn shown(entry: &str) -> String {
-    entry.escape_debug().to_string()
-}
-
-/// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
-/// regular file that resolves, after following every link, inside the pipeline home or one
-/// of the folders the rules allow, and hold no NUL. `Ok` carries the canonical path and the
-/// folder it lies in.
-fn confine(
-    home: &Path,
-    allowed: &[PathBuf],
-    entry: &str,
-) -> std::result::Result<(PathBuf, PathBuf), String> {
-    let Some(abs) = resolve(home, entry) else {
-        return Err("the path is neither a file name nor a file key memsched wrote".to_owned());
-    };
-    let bytes = abs.as_os_str().as_bytes();
-    if bytes.contains(&0) {
-        return Err("the path contains a NUL byte".to_owned());
-    }
-    if abs == home || entry.is_empty() {
-        return Err("the path is empty: it names no file".to_owned());
-    }
-    let canonical = std::fs::canonicalize(&abs)
-        .map_err(|e| format!("cannot resolve {}: {e}", abs.display()))?;
-    let Some(root) = allowed.iter().find(|root| canonical.starts_with(root)) else {
-        return Err(format!(
-            "{} lies outside the pipeline home {} and the folders [actions.upload] allow lists",
-            canonical.display(),
-            allowed.first().map_or(home, PathBuf::as_path).display()
-        ));
-    };
-    match std::fs::metadata(&canonical) {
-        Ok(meta) if meta.is_file() => Ok((canonical.clone(), root.clone())),
-        Ok(_) => Err(format!("{} is not a regular file", canonical.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", canonical.display())),
-    }
-}
-
-/// Why a remote may not be used, if it may not: one starting with `-` would be read as an
-/// option by the upload command (`--config=evil.conf`), and a `..` component climbs out of
-/// the remote folder.
-fn check_remote(remote: &str) -> std::result::Result<(), String> {
-    if remote.starts_with('-') {
-        return Err(format!(
-            "the remote {} starts with '-', which the upload command would take for an option",
-            shown(remote)
-        ));
-    }
-    if remote.contains('\0') {
-        return Err("the remote contains a NUL byte".to_owned());
-    }
-    if remote.split(['/', ':', '\\']).any(|part| part == "..") {
-        return Err(format!(
-            "the remote {} has a '..' component, which climbs out of its folder",
-            shown(remote)
-        ));
-    }
-    Ok(())
-}
-
-/// The folders uploads may come from: the pipeline home first, then the rules' `allow`
-/// list (relative entries against the home), each with its links resolved. A folder that
-/// does not exist allows nothing.
-fn allowed_roots(home: &Path, config: &UploadConfig) -> Vec<PathBuf> {
-    std::iter::once(home.to_path_buf())
-        .chain(config.allow.iter().map(|a| home.join(a)))
-        .filter_map(|root| std::fs::canonicalize(root).ok())
-        .collect()
-}
-
-/// Builds the upload plan from the log and the source files.
-#[must_use]
-pub fn plan(ctx: &Context<'_>, config: &UploadConfig, log: &UploadLog) -> UploadPlan {
-    let home = &ctx.paths.home;
-    let allowed = allowed_roots(home, config);
-    let mut plan = UploadPlan::default();
-    if !config.sources.is_empty() {
-        let folders = crate::config::sources::folders(&config.sources);
-        let found = walk::files(
-            home,
-            &|rel| crate::config::sources::must_enter(&folders, rel),
-            &|rel| config.source_set.is_match(rel),
-        );
-        for file in found.files {
-            let entry = file_key::key(&file.rel);
-            let stat = Stat::of(&file.meta);
-            match log.get(&entry) {
-                None => plan.enqueue.push((entry, "new file matching sources")),
-                Some(e)
-                    if e.status() == UploadStatus::Uploaded && e.changed_since_upload(&stat) =>
-                {
-                    plan.enqueue.push((entry, "changed since its upload"));
-                }
-                Some(_) => {}
-            }
-        }
-        for (entry, _) in &plan.enqueue {
-            match due(home, &allowed, config, entry, None) {
-                Ok(item) => plan.due.push(item),
-                Err(why) => plan.refused.push((entry.clone(), why)),
-            }
-        }
-    }
-    for e in log.entries() {
-        let Some(entry) = e.path() else { continue };
-        let status = e.status();
-        if status == UploadStatus::Uploaded {
-            plan.uploaded += 1;
-            continue;
-        }
-        if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
-            continue;
-        }
-        // Following links: a dangling link is a missing file. An entry that does not
-        // decode or holds a NUL is not missing: confine refuses it below.
-        let missing = match resolve(home, entry) {
-            Some(abs) if !abs.as_os_str().as_bytes().contains(&0) => {
-                std::fs::metadata(abs).is_err()
-            }
-            _ => false,
-        };
-        if missing {
-            if status == UploadStatus::Skipped {
-                plan.still_missing += 1;
-            } else {
-                plan.missing.push(entry.to_owned());
-            }
-            continue;
-        }
-        if status == UploadStatus::Failed && e.attempts() >= u64::from(config.max_attempts) {
-            plan.given_up.push((entry.to_owned(), e.attempts()));
-            continue;
-        }
-        match e.next_attempt_at().filter(|at| *at > ctx.now) {
-            Some(at) => {
-                plan.waiting += 1;
-                plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
-            }
-            None => match due(home, &allowed, config, entry, e.remote()) {
-                Ok(item) => plan.due.push(item),
-                Err(why) => plan.refused.push((entry.to_owned(), why)),
-            },
-        }
-    }
-    plan
-}
-
-/// The upload of `entry`, or why it is refused.
-fn due(
-    home: &Path,
-    allowed: &[PathBuf],
-    config: &UploadConfig,
-    entry: &str,
-    remote: Option<&str>,
-) -> std::result::Result<DueUpload, String> {
-    let (canonical, root) = confine(home, allowed, entry)?;
-    let abs = resolve(home, entry).expect("confine resolved it");
-    // Relative to the folder it was found in (the home, or an allowed folder), from the
-    // resolved path, so `Data/../Data/x` cannot smuggle a `..` into `{relpath}`.
-    let relpath = canonical
-        .strip_prefix(&root)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let remote = remote.map_or_else(
-        || {
-            config
-                .remote
-                .replace("{relpath}", &relpath.to_string_lossy())
-        },
-        str::to_owned,
-    );
-    check_remote(&remote)?;
-    Ok(DueUpload {
-        entry: entry.to_owned(),
-        abs,
-        relpath,
-        remote,
-    })
-}
-
-/// The whole upload action.
+/// The whole upload action, through the job skeleton (see [`UploadJob`]).
 #[must_use]
 pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
-    let mut report = ActionReport::new(Action::Upload, Outcome::NothingToDo, "");
-    let log = match UploadLog::load(&ctx.paths.upload_log) {
-        Ok(log) => log,
-        Err(e) => return report.fail(&e),
-    };
-    let plan = plan(ctx, config, &log);
-    drop(log);
-    report.reasons = plan.reasons();
-    report.set_found(plan.due.len());
-    for (k, v) in [
-        ("queued", plan.enqueue.len()),
-        ("due", plan.due.len()),
-        ("missing", plan.missing.len() + plan.still_missing),
-        ("given_up", plan.given_up.len()),
-        ("refused", plan.refused.len()),
-        ("waiting", plan.waiting),
-        ("uploaded_before", plan.uploaded),
-    ] {
-        report.counts.insert(k.into(), v.into());
+    job::perform(&UploadJob { config }, ctx)
+}
+
+/// The upload action with its rules.
+pub struct UploadJob<'a> {
+    pub config: &'a UploadConfig,
+}
+
+/// What uploading the due entries did.
+#[derive(Default)]
+pub struct Done {
+    uploaded: usize,
+    failed: Vec<FailedItem>,
+    commands: Vec<CommandReport>,
+    /// Notes worth showing (stopped early by a signal).
+    notes: Vec<String>,
+    /// When the next upload is due, once every due one was tried.
+    next_due: Option<SystemTime>,
+}
+
+impl Job for UploadJob<'_> {
+    const ACTION: Action = Action::Upload;
+    /// The log, dropped once planned.
+    type State = Option<UploadLog>;
+    type Plan = UploadPlan;
+    type Done = Done;
+
+    fn load(&self, ctx: &Context<'_>, _: &mut ActionReport) -> Result<Option<UploadLog>> {
+        UploadLog::load(&ctx.paths.upload_log).map(Some)
     }
-    if let Some(next) = plan.next_due {
-        report.set_next_due(next);
+
+    fn plan(&self, ctx: &Context<'_>, log: &mut Option<UploadLog>) -> UploadPlan {
+        let log = log.take().expect("a turn plans once");
+        let home = &ctx.paths.home;
+        let disk = RealDisk::new(home, self.config);
+        plan(home, &disk, self.config, &log, &ctx.plan_clock())
     }
-    if !plan.has_work() {
-        report.summary = format!(
+
+    fn describe(
+        &self,
+        _: &Context<'_>,
+        _: &Option<UploadLog>,
+        plan: &UploadPlan,
+        report: &mut ActionReport,
+    ) {
+        report.reasons = plan.reasons();
+        report.set_found(plan.due.len());
+        for (k, v) in [
+            ("queued", plan.enqueue.len()),
+            ("due", plan.due.len()),
+            ("missing", plan.missing.len() + plan.still_missing),
+            ("given_up", plan.given_up.len()),
+            ("refused", plan.refused.len()),
+            ("waiting", plan.waiting),
+            ("uploaded_before", plan.uploaded),
+        ] {
+            report.counts.insert(k.into(), v.into());
+        }
+        if let Some(next) = plan.next_due {
+            report.set_next_due(next);
+        }
+    }
+
+    fn has_work(plan: &UploadPlan) -> bool {
+        plan.has_work()
+    }
+
+    fn nothing_text(&self, plan: &UploadPlan) -> String {
+        format!(
             "{} uploaded, none outstanding and due{}",
             plan.uploaded,
             if plan.given_up.is_empty() {
@@ -327,98 +106,115 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
             } else {
                 format!("; {} given up", plan.given_up.len())
             }
-        );
-        return report;
+        )
     }
-    if ctx.dry_run {
-        report.outcome = Outcome::WouldRun;
-        report.summary = format!(
+
+    fn would_text(&self, _: &Context<'_>, plan: &UploadPlan) -> String {
+        format!(
             "would upload {} ({} newly queued), mark {} missing as skipped, refuse {}",
             words::count(plan.due.len(), "file", "files"),
             plan.enqueue.len(),
             plan.missing.len(),
             plan.refused.len()
+        )
+    }
+
+    fn execute(
+        &self,
+        ctx: &Context<'_>,
+        plan: &UploadPlan,
+        _: &mut Option<UploadLog>,
+    ) -> Result<job::Executed<Done>> {
+        queue_and_skip(ctx, plan)?;
+        Ok(upload_due(ctx, self.config, plan))
+    }
+
+    fn record(
+        &self,
+        _: &Context<'_>,
+        plan: &UploadPlan,
+        done: Done,
+        report: &mut ActionReport,
+    ) -> Ran {
+        report.reasons.extend(done.notes);
+        report.commands.extend(done.commands);
+        report.failed_items.extend(done.failed);
+        if let Some(next) = done.next_due {
+            report.set_next_due(next);
+        }
+        let (uploaded, failed) = (done.uploaded, report.failed_items.len());
+        report.counts.insert("uploaded".into(), uploaded.into());
+        report.counts.insert("failed".into(), failed.into());
+        let mut summary = format!(
+            "uploaded {uploaded} of {}",
+            words::count(plan.due.len(), "file", "files")
         );
-        return report;
+        if failed > 0 {
+            summary.push_str(&format!(", {failed} failed (retried after backoff)"));
+        }
+        if !plan.missing.is_empty() {
+            summary.push_str(&format!(
+                "; {} marked skipped",
+                words::count(plan.missing.len(), "missing file", "missing files")
+            ));
+        }
+        if !plan.refused.is_empty() {
+            summary.push_str(&format!(
+                "; {} refused (see their error in upload_log.json)",
+                words::count(plan.refused.len(), "entry", "entries")
+            ));
+        }
+        Ran {
+            failed,
+            acted: true,
+            summary,
+            error: Some(job::step_failed_on(Action::Upload, failed)),
+        }
     }
-    if let Err(e) = queue_and_skip(ctx, &plan) {
-        return report.fail(&e);
-    }
-    let uploaded = match upload_due(ctx, config, &plan, &mut report) {
-        Ok(n) => n,
-        Err(e) => return report.fail(&e),
-    };
-    let failed = report.failed_items.len();
-    report.counts.insert("uploaded".into(), uploaded.into());
-    report.counts.insert("failed".into(), failed.into());
-    report.outcome = if failed > 0 {
-        Outcome::Failed
-    } else {
-        Outcome::Ran
-    };
-    report.summary = format!(
-        "uploaded {uploaded} of {}",
-        words::count(plan.due.len(), "file", "files")
-    );
-    if failed > 0 {
-        report
-            .summary
-            .push_str(&format!(", {failed} failed (retried after backoff)"));
-    }
-    if !plan.missing.is_empty() {
-        report.summary.push_str(&format!(
-            "; {} marked skipped",
-            words::count(plan.missing.len(), "missing file", "missing files")
-        ));
-    }
-    if !plan.refused.is_empty() {
-        report.summary.push_str(&format!(
-            "; {} refused (see their error in upload_log.json)",
-            words::count(plan.refused.len(), "entry", "entries")
-        ));
-    }
-    if failed > 0 {
-        report.error = Some(format!(
-            "the upload step failed on {}",
-            words::count(failed, "file", "files")
-        ));
-    }
-    report
 }
 
-/// Uploads the due entries in order, until done or a signal asks to stop; returns how many
-/// were uploaded. Commands, failures and the next due time go into `report`.
-fn upload_due(
-    ctx: &Context<'_>,
-    config: &UploadConfig,
-    plan: &UploadPlan,
-    report: &mut ActionReport,
-) -> Result<usize> {
-    let mut uploaded = 0;
+/// Uploads the due entries in order, until done or a signal asks to stop. An upload whose
+/// result cannot be recorded stops the rest.
+fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> job::Executed<Done> {
+    let mut done = Done::default();
     let mut next_due = plan.next_due;
     for item in &plan.due {
         if ctx.stopping() {
-            report.reasons.push(
+            done.notes.push(
                 "stopped early: a signal asked memsched to stop; the rest waits for the next run"
                     .to_owned(),
             );
             break;
         }
-        let (command, error, next) = upload_one(ctx, config, item)?;
-        next_due = next_due.into_iter().chain(next).min();
-        report.commands.extend(command);
-        match error {
-            None => uploaded += 1,
-            Some(error) => report.failed_items.push(FailedItem {
+        let tried = match upload_one(ctx, config, item) {
+            Ok(tried) => tried,
+            Err(e) => {
+                return job::Executed {
+                    done,
+                    stopped_by: Some(e),
+                };
+            }
+        };
+        next_due = next_due.into_iter().chain(tried.next).min();
+        done.commands.extend(tried.command);
+        match tried.error {
+            None => done.uploaded += 1,
+            Some(error) => done.failed.push(FailedItem {
                 item: item.entry.clone(),
                 error,
             }),
         }
     }
-    if let Some(next) = next_due {
-        report.set_next_due(next);
-    }
-    Ok(uploaded)
+    done.next_due = next_due;
+    job::Executed::whole(done)
+}
+
+/// One upload tried: its command (none when it could not start), its error, and when the
+/// entry is due again after a failure.
+struct Tried {
+    command: Option<CommandReport>,
+    error: Option<String>,
+    next: Option<SystemTime>,
 }
 
 /// Queues new and changed source files, and marks entries whose file is gone as skipped.
@@ -463,15 +259,7 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
 }
 
 /// Runs the upload command for one entry and records the result.
-fn upload_one(
-    ctx: &Context<'_>,
-    config: &UploadConfig,
-    item: &DueUpload,
-) -> Result<(
-    Option<runner::CommandReport>,
-    Option<String>,
-    Option<SystemTime>,
-)> {
+fn upload_one(ctx: &Context<'_>, config: &UploadConfig, item: &DueUpload) -> Result<Tried> {
     let vars = Vars {
         path: Some(&item.abs),
         relpath: Some(&item.relpath),
@@ -543,5 +331,9 @@ fn upload_one(
         log.upsert(&item.entry, fields);
         (true, ())
     })?;
-    Ok((command, error, next))
+    Ok(Tried {
+        command,
+        error,
+        next,
+    })
 }

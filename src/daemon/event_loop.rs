@@ -208,16 +208,17 @@ impl Daemon {
         let mut request = Request {
             woken_by: order.reasons,
             stop: Arc::clone(&self.worker.stop),
-            manifest: self.worker.manifest.clone(),
             ..Request::new(order.actions, order.trigger)
         };
+        let hints = &mut request.ingest_hints;
+        hints.manifest = self.worker.manifest.clone();
         if request.actions.contains(&Action::Ingest) {
             let taken = self.changes.take();
-            request.settled = taken.settled;
-            request.prehashed = self.prehasher.take();
-            request.changed = taken.changed.filter(|_| request.trigger == Trigger::Event);
+            hints.closed = taken.settled;
+            hints.prehashed = self.prehasher.take();
+            hints.changed = taken.changed.filter(|_| request.trigger == Trigger::Event);
         }
-        self.worker.partial_ingest = request.changed.is_some();
+        self.worker.partial_ingest = request.ingest_hints.changed.is_some();
         self.worker.spawn(&self.paths, &self.config.rules, request);
     }
 

@@ -18,3 +18,14 @@ impl Clock for SystemClock {
         SystemTime::now()
     }
 }
+
+/// A clock that stands still: a plan decides against the one instant its run started,
+/// and a test holds time where it wants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frozen(pub SystemTime);
+
+impl Clock for Frozen {
+    fn now(&self) -> SystemTime {
+        self.0
+    }
+}

@@ -14,9 +14,9 @@ use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 
 use super::plan::Candidate;
-use crate::actions::Context;
 use crate::config::rules::{IngestConfig, PassFiles};
 use crate::model::action::Action;
+use crate::run::context::Context;
 use crate::run::runner::{self, Vars};
 
 /// The longest single argument Linux passes, its NUL included (`MAX_ARG_STRLEN`, 32 pages

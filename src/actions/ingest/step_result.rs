@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::plan::Candidate;
-use crate::actions::Context;
 use crate::error::json_message;
 use crate::model::file_key;
+use crate::run::context::Context;
 use crate::run::runner::CommandReport;
 
 #[derive(Debug, Default, Deserialize)]

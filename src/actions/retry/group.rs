@@ -24,13 +24,13 @@ use serde_json::Value;
 
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
-use crate::actions::Context;
 use crate::actions::retry_policy::{self, AfterFailure};
 use crate::config::rules::RetryConfig;
 use crate::config::trust;
 use crate::error::{Error, Result};
 use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
+use crate::run::context::Context;
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::task_queue::TaskQueue;
 use crate::state::task_queue::{RUNNER, RUNNING_BY};

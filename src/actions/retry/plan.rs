@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use super::breaker::OpenBreaker;
 use crate::config::rules::RetryConfig;
+use crate::model::clock::Clock;
 use crate::model::task_status::TaskStatus;
 use crate::state::task_queue::{Priority, TaskQueue, TaskView};
 use crate::state::timestamp;
@@ -136,14 +137,15 @@ pub(super) fn tasks(n: usize, kind: &str) -> String {
     }
 }
 
-/// Builds the retry plan.
+/// Builds the retry plan against the one instant `clock` tells.
 #[must_use]
 pub fn plan(
     queue: &TaskQueue,
     config: &RetryConfig,
     open: &[OpenBreaker],
-    now: SystemTime,
+    clock: &dyn Clock,
 ) -> RetryPlan {
+    let now = clock.now();
     let mut plan = RetryPlan {
         malformed: queue.malformed(),
         ..RetryPlan::default()
@@ -256,6 +258,7 @@ fn due(task: TaskView<'_>, id: &str, step: String, config: &RetryConfig, max_att
 mod tests {
     use super::*;
     use crate::config::rules::Rules;
+    use crate::model::clock::Frozen;
     use std::path::Path;
     use std::time::Duration;
 
@@ -290,7 +293,7 @@ mod tests {
             {"id": "critical-other", "step": "other", "status": "failed", "priority": "critical"},
             {"id": "done", "step": "ingest", "status": "done"},
         ]));
-        let p = plan(&q, &config(), &[], now());
+        let p = plan(&q, &config(), &[], &Frozen(now()));
         let order: Vec<&str> = p.due.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(
             order,
@@ -325,7 +328,7 @@ mod tests {
             class: "exit 1".into(),
             until: now() + Duration::from_secs(60),
         }];
-        let p = plan(&q, &config(), &open, now());
+        let p = plan(&q, &config(), &open, &Frozen(now()));
         assert_eq!(
             p.due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             ["own-limit"]
@@ -359,5 +362,110 @@ mod tests {
         assert_eq!(p.paused, [("paused".to_owned(), "upload".to_owned())]);
         assert_eq!(p.waiting, 1);
         assert_eq!(p.next_due, crate::state::parse_time("2026-11-26T12:05:00Z"));
+    }
+
+    /// A failed task as a ranking case gives it: (id, step, priority, day it was created).
+    type Failed<'a> = (&'a str, &'a str, &'a str, Option<u32>);
+
+    #[test]
+    fn the_ranking_is_priority_then_weight_then_age_then_id() {
+        use serde_json::json;
+        let at = |day: u32| format!("2026-11-{day:02}T00:00:00Z");
+        // (case, tasks as (id, step, priority, created day), run order)
+        let cases: &[(&str, &[Failed<'_>], &[&str])] = &[
+            (
+                "priority beats weight",
+                &[
+                    ("u", "upload", "high", Some(1)),
+                    ("i", "ingest", "normal", Some(1)),
+                ],
+                &["u", "i"],
+            ),
+            (
+                "weight beats age",
+                &[
+                    ("old-u", "upload", "normal", Some(1)),
+                    ("new-i", "ingest", "normal", Some(20)),
+                ],
+                &["new-i", "old-u"],
+            ),
+            (
+                "older first",
+                &[
+                    ("b", "ingest", "normal", Some(9)),
+                    ("a", "ingest", "normal", Some(3)),
+                ],
+                &["a", "b"],
+            ),
+            (
+                "an unknown age goes last",
+                &[
+                    ("x", "ingest", "normal", None),
+                    ("y", "ingest", "normal", Some(25)),
+                ],
+                &["y", "x"],
+            ),
+            (
+                "an unknown step weighs nothing",
+                &[
+                    ("s", "other", "normal", Some(1)),
+                    ("u", "upload", "normal", Some(9)),
+                ],
+                &["u", "s"],
+            ),
+            (
+                "a tie goes by id",
+                &[
+                    ("z", "ingest", "low", Some(5)),
+                    ("m", "ingest", "low", Some(5)),
+                ],
+                &["m", "z"],
+            ),
+            (
+                "critical first of all",
+                &[
+                    ("l", "ingest", "low", Some(1)),
+                    ("c", "other", "critical", None),
+                    ("n", "ingest", "normal", Some(1)),
+                ],
+                &["c", "n", "l"],
+            ),
+        ];
+        for (case, tasks, order) in cases {
+            let tasks: Vec<serde_json::Value> = tasks
+                .iter()
+                .map(|(id, step, priority, day)| {
+                    let mut t =
+                        json!({"id": id, "step": step, "status": "failed", "priority": priority});
+                    if let Some(day) = day {
+                        t["created_at"] = at(*day).into();
+                    }
+                    t
+                })
+                .collect();
+            let p = plan(&queue(&json!(tasks)), &config(), &[], &Frozen(now()));
+            let got: Vec<&str> = p.due.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!(got, *order, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_task_falls_due_when_the_clock_reaches_its_next_attempt() {
+        let q = queue(&serde_json::json!([
+            {"id": "soon", "step": "ingest", "status": "failed", "attempts": 1, "next_attempt_at": "2026-11-26T12:05:00Z"},
+            {"id": "fresh", "step": "ingest", "status": "pending"},
+        ]));
+        // (minutes after NOW, due tasks in order, tasks still waiting)
+        let cases: [(u64, &[&str], usize); 3] = [
+            (0, &["fresh"], 1),
+            (4, &["fresh"], 1),
+            (5, &["fresh", "soon"], 0),
+        ];
+        for (minutes, due, waiting) in cases {
+            let clock = Frozen(now() + Duration::from_secs(minutes * 60));
+            let p = plan(&q, &config(), &[], &clock);
+            let got: Vec<&str> = p.due.iter().map(|d| d.id.as_str()).collect();
+            assert_eq!((got.as_slice(), p.waiting), (due, waiting), "{minutes} min");
+        }
     }
 }

@@ -8,6 +8,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use super::judge::Status;
+use super::judge::{Evidence, LISTED, list};
 use crate::actions::retry::{OpenBreaker, open_from_log};
 use crate::actions::walk;
 use crate::config::paths::Paths;
@@ -28,28 +30,6 @@ use crate::state::task_queue::TaskQueue;
 use crate::state::upload_log::UploadLog;
 use crate::state::watchdog_state::{self, CanaryStatus, WatcherReport};
 use crate::state::{scheduler_log, timestamp};
-
-/// Items listed by id before the rest are counted.
-const LISTED: usize = 50;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    Degraded,
-    Failing,
-}
-
-impl Status {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Degraded => "degraded",
-            Status::Failing => "failing",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UploadHealth {
@@ -427,95 +407,26 @@ fn live_holder(path: &Path) -> Option<u32> {
     (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
 }
 
-fn list(ids: &[String]) -> String {
-    let mut shown = ids
-        .iter()
-        .take(LISTED)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if ids.len() > LISTED {
-        shown.push_str(&format!(" and {} more", ids.len() - LISTED));
-    }
-    shown
-}
-
+/// Judges what was read (see [`super::judge`]): the status, and every problem worst first.
 fn judge(h: &mut Health) {
-    let mut failing = Vec::new();
-    let mut degraded = Vec::new();
-    for u in &h.unreadable_files {
-        failing.push(format!(
-            "state file does not parse: {}",
-            u["error"].as_str().unwrap_or("")
-        ));
-    }
-    if !h.dead_tasks.is_empty() {
-        failing.push(format!(
-            "{} (out of attempts): {}",
-            words::count(h.dead_tasks.len(), "dead task", "dead tasks"),
-            list(&h.dead_tasks)
-        ));
-    }
-    if !h.stuck_tasks.is_empty() {
-        failing.push(format!(
-            "{} stuck running: {}",
-            words::count(h.stuck_tasks.len(), "task", "tasks"),
-            list(&h.stuck_tasks)
-        ));
-    }
-    if h.uploads.given_up > 0 {
-        failing.push(format!(
-            "{} failed every attempt",
-            words::count(h.uploads.given_up, "upload", "uploads")
-        ));
-    }
-    if let Some(n) = h.tasks.get(TaskStatus::Failed.name()).filter(|n| **n > 0) {
-        degraded.push(format!(
-            "{} for a retry",
-            words::count(*n, "failed task waits", "failed tasks wait")
-        ));
-    }
-    if h.uploads.refused > 0 {
-        degraded.push(format!(
-            "{} refused (outside the pipeline home, a NUL in the path, or an unsafe remote): {}",
-            words::count(h.uploads.refused, "upload entry", "upload entries"),
-            list(&h.uploads.refused_paths)
-        ));
-    }
-    if h.uploads.failed > 0 {
-        degraded.push(format!(
-            "{} for a retry",
-            words::count(
-                h.uploads.failed,
-                "upload failed and waits",
-                "uploads failed and wait"
-            )
-        ));
-    }
-    for b in &h.breakers {
-        degraded.push(format!(
-            "retries of step {} paused until {} (circuit breaker: {})",
-            b["step"].as_str().unwrap_or(""),
-            b["until"].as_str().unwrap_or(""),
-            b["class"].as_str().unwrap_or("")
-        ));
-    }
-    for (action, run) in &h.last_runs {
-        if run.outcome == Outcome::Failed {
-            degraded.push(format!(
-                "the last {action} run failed at {}: {}",
-                run.at, run.summary
-            ));
-        }
-    }
-    h.status = if !failing.is_empty() {
-        Status::Failing
-    } else if !degraded.is_empty() || !h.problems.is_empty() {
-        Status::Degraded
-    } else {
-        Status::Ok
+    let evidence = Evidence {
+        unreadable_files: &h.unreadable_files,
+        dead_tasks: &h.dead_tasks,
+        stuck_tasks: &h.stuck_tasks,
+        failed_tasks: h.tasks.get(TaskStatus::Failed.name()).copied().unwrap_or(0),
+        uploads_given_up: h.uploads.given_up,
+        uploads_refused: h.uploads.refused,
+        refused_paths: &h.uploads.refused_paths,
+        uploads_failed: h.uploads.failed,
+        breakers: &h.breakers,
+        failed_runs: h
+            .last_runs
+            .iter()
+            .filter(|(_, run)| run.outcome == Outcome::Failed)
+            .map(|(action, run)| (action.as_str(), run.at.as_str(), run.summary.as_str()))
+            .collect(),
     };
-    failing.append(&mut degraded);
-    failing.append(&mut h.problems);
-    h.problems = failing;
+    let judged = super::judge::judge(&evidence, std::mem::take(&mut h.problems));
+    h.status = judged.status;
+    h.problems = judged.problems;
 }

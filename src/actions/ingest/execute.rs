@@ -1,0 +1,272 @@
+//! Ingest's execution: record known content, send the rest to the step in batches,
+//! record what it finished and queue what it failed on.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::batches::{self, Piece};
+use super::plan::{Candidate, Plan};
+use super::step_result::{self, StepResult, UnusableReport, Verdict};
+use crate::config::rules::{IngestConfig, PassFiles};
+use crate::error::{Error, Result};
+use crate::model::action::Action;
+use crate::model::task_status::TaskStatus;
+use crate::model::words;
+use crate::run::context::Context;
+use crate::run::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::ingest_hash::IngestHash;
+use crate::state::task_queue::TaskQueue;
+use crate::state::timestamp;
+
+/// What one execution of an ingest plan did.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// Files the step finished, now recorded.
+    pub done: usize,
+    /// Files recorded without running the step (known content).
+    pub recorded_only: usize,
+    /// Files the step failed on, each now a failed `ingest` task: (file, error).
+    pub failed: Vec<(String, String)>,
+    pub batches: usize,
+    /// Files never sent: their names fit in no batch of arguments (among `failed`).
+    pub unsent: usize,
+    pub commands: Vec<CommandReport>,
+    /// Notes worth showing (paths the step reported that it was not given, say).
+    pub notes: Vec<String>,
+}
+
+/// Runs `plan`: records known content, sends the rest in batches, records after each batch
+/// so a crash loses at most the batch in flight. Stops at the first error that would make
+/// a record impossible (a step that cannot start, a state file that cannot be written).
+pub fn execute(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    plan: &Plan,
+    hashes: &mut IngestHash,
+    out: &mut Executed,
+) -> Result<()> {
+    let now = timestamp(ctx.now);
+    if !plan.record_only.is_empty() {
+        for (candidate, _) in &plan.record_only {
+            hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
+        }
+        hashes.flush()?;
+        out.recorded_only = plan.record_only.len();
+    }
+    // Split by bytes as well as by count when the names go in argv (issue 8): a batch
+    // past ARG_MAX could never start.
+    let pieces = batches::plan(ctx, config, &plan.send);
+    let total = batches::batch_count(&pieces);
+    // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files in
+    // 313 batches ran 20 s with nothing on screen).
+    let mut bar = crate::run::progress::Batches::new(plan.send.len(), total, ctx.progress);
+    for piece in pieces {
+        let batch = match piece {
+            Piece::Batch(range) => &plan.send[range],
+            Piece::TooLong { index, why } => {
+                // Fits in no batch: a failed task naming why, with no command of its own
+                // (it could not start either); the rest of the run goes on.
+                let candidate = &plan.send[index];
+                let error = format!("not sent: {why}");
+                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                out.unsent += 1;
+                out.failed.push((candidate.shown(), error));
+                continue;
+            }
+        };
+        if ctx.stopping() {
+            out.notes.push(format!(
+                "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
+                out.batches,
+                words::count(total, "batch", "batches")
+            ));
+            break;
+        }
+        out.batches += 1;
+        let (report, result) = run_batch(ctx, config, batch)?;
+        let by_path = step_result::index_batch(ctx, batch);
+        let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
+        let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
+        let verdicts = verdicts.map_err(|UnusableReport(msg)| Error::StepReport { msg });
+        out.commands.push(report);
+        let verdicts = verdicts?;
+
+        let mut done_keys = Vec::new();
+        let mut failures = Vec::new();
+        for (candidate, verdict) in batch.iter().zip(verdicts) {
+            match verdict {
+                Verdict::Done => {
+                    hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
+                    done_keys.push(candidate.key.as_str());
+                }
+                Verdict::Failed(error) => failures.push((candidate, error)),
+            }
+        }
+        // Copies of content the step just finished need no run of their own.
+        for (copy, original) in &plan.after_send {
+            if done_keys.contains(&original.as_str()) {
+                hashes.record(&copy.key, &copy.hash, copy.stat, &now);
+                out.recorded_only += 1;
+            }
+        }
+        if !done_keys.is_empty() {
+            hashes.flush()?;
+        }
+        out.done += done_keys.len();
+        bar.sent(done_keys.len(), failures.len());
+        record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
+        out.failed
+            .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
+    }
+    Ok(())
+}
+
+/// Runs the step on one batch and reads what it reported.
+fn run_batch(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    batch: &[Candidate],
+) -> Result<(CommandReport, StepResult)> {
+    let scratch = tempfile::Builder::new()
+        .prefix("memsched-ingest-")
+        .tempdir()
+        .map_err(|source| Error::StateWrite {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let result_path = scratch.path().join("result.json");
+    let list_path = scratch.path().join("files.txt");
+    let files: Vec<PathBuf> = batch.iter().map(|c| c.abs.clone()).collect();
+    let joined = |end: u8| {
+        let mut bytes = Vec::new();
+        for f in &files {
+            bytes.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str()));
+            bytes.push(end);
+        }
+        bytes
+    };
+    let (stdin, list) = match config.pass_files {
+        PassFiles::Args => (None, None),
+        PassFiles::StdinLines => (Some(joined(b'\n')), None),
+        PassFiles::StdinNul => (Some(joined(0)), None),
+        PassFiles::ListFile => {
+            std::fs::File::create(&list_path)
+                .and_then(|mut f| f.write_all(&joined(b'\n')))
+                .map_err(|source| Error::StateWrite {
+                    path: list_path.clone(),
+                    source,
+                })?;
+            (None, Some(list_path.as_path()))
+        }
+    };
+    let vars = Vars {
+        files: if config.pass_files == PassFiles::Args {
+            &files
+        } else {
+            &[]
+        },
+        list,
+        ..Vars::default()
+    };
+    let invocation = Invocation {
+        argv: runner::expand(&config.command.argv, &vars),
+        cwd: ctx.paths.home.clone(),
+        env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
+        stdin,
+        timeout: config.command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
+    };
+    let report = runner::run(&invocation)?;
+    let result = StepResult::read(&result_path);
+    Ok((report, result))
+}
+
+/// Failed files become failed `ingest` tasks (one per file, updated in place when the file
+/// fails again); files finished now close any task they had.
+fn record_tasks(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    done: &[&str],
+    failures: &[(&Candidate, String)],
+    now: &str,
+    own_command: bool,
+) -> Result<()> {
+    if failures.is_empty() && done.is_empty() {
+        return Ok(());
+    }
+    TaskQueue::update(ctx.paths, |queue| {
+        let mut changed = false;
+        for key in done {
+            let id = task_id(key);
+            if queue
+                .get(&id)
+                .is_some_and(|t| t.status() != Some(TaskStatus::Done))
+            {
+                let mut fields = Map::new();
+                fields.insert("status".into(), TaskStatus::Done.into());
+                fields.insert("updated_at".into(), now.into());
+                queue.upsert(&id, fields);
+                changed = true;
+            }
+        }
+        for (candidate, error) in failures {
+            let id = task_id(&candidate.key);
+            let existing = queue.get(&id);
+            // Content that changed since the last failure starts its attempts afresh.
+            let attempts = match existing {
+                Some(t) if t.hash() == Some(candidate.hash.text().as_str()) => t.attempts() + 1,
+                _ => 1,
+            };
+            let is_new = existing.is_none();
+            let mut fields = Map::new();
+            fields.insert("step".into(), "ingest".into());
+            fields.insert("status".into(), TaskStatus::Failed.into());
+            fields.insert("attempts".into(), attempts.into());
+            if is_new {
+                fields.insert("priority".into(), "normal".into());
+                fields.insert("created_at".into(), now.into());
+            }
+            fields.insert("updated_at".into(), now.into());
+            fields.insert("next_attempt_at".into(), now.into());
+            fields.insert("last_error".into(), error.as_str().into());
+            fields.insert("file".into(), candidate.key.as_str().into());
+            fields.insert("hash".into(), candidate.hash.text().into());
+            if let Some(command) = single_file_command(config, candidate).filter(|_| own_command) {
+                fields.insert("command".into(), command);
+            }
+            queue.upsert(&id, fields);
+            changed = true;
+        }
+        (changed, ())
+    })
+}
+
+/// The id of the task for an ingest failure of `key`.
+#[must_use]
+pub fn task_id(key: &str) -> String {
+    format!("ingest:{key}")
+}
+
+/// The ingest command for this one file, when it can be written down in JSON: files passed
+/// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
+/// file from the task's `file`.
+fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
+    if config.pass_files != PassFiles::Args {
+        return None;
+    }
+    let files = [candidate.abs.clone()];
+    let argv = runner::expand(
+        &config.command.argv,
+        &Vars {
+            files: &files,
+            ..Vars::default()
+        },
+    );
+    let argv: Option<Vec<Value>> = argv
+        .into_iter()
+        .map(|a| a.into_string().ok().map(Value::from))
+        .collect();
+    argv.map(Value::Array)
+}

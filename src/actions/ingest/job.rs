@@ -1,0 +1,346 @@
+//! Ingest in the job skeleton: load the scan and the state side by side, plan, and the
+//! lines and counts its report shows.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::batches;
+use super::execute::{Executed, execute};
+use super::hints::WatcherHints;
+use super::plan::{Plan, plan};
+use super::scan::{Scan, scan};
+use crate::config::rules::IngestConfig;
+use crate::error::Result;
+use crate::model::action::Action;
+use crate::model::words;
+use crate::run::context::Context;
+use crate::run::job::{self, Job, Ran};
+use crate::run::report::{ActionReport, FailedItem};
+use crate::state::ingest_hash::HeldGuard;
+use crate::state::task_queue::TaskQueue;
+
+/// An event run with at most this many changed paths looks at them before loading the
+/// state, on the run's own thread: starting a second thread would cost more.
+const FEW_CHANGED: usize = 64;
+
+/// The ingest action with its rules and what the watcher handed it.
+pub struct IngestJob<'a> {
+    pub config: &'a IngestConfig,
+    pub hints: &'a WatcherHints,
+}
+
+/// What ingest reads before it plans.
+pub struct Loaded<'a> {
+    /// The manifest, held for the whole turn.
+    hashes: HeldGuard<'a>,
+    /// The queue, dropped once planned.
+    queue: Option<TaskQueue>,
+    scan: Scan,
+    /// When loading began, and how long the scan and the state took, for the log.
+    started: Instant,
+    scan_in: Duration,
+    state_in: Duration,
+}
+
+impl<'a> Job for IngestJob<'a> {
+    const ACTION: Action = Action::Ingest;
+    type State = Loaded<'a>;
+    type Plan = Plan;
+    type Done = Executed;
+
+    fn load(&self, ctx: &Context<'_>, _report: &mut ActionReport) -> Result<Loaded<'a>> {
+        let (config, hints) = (self.config, self.hints);
+        let started = Instant::now();
+        let scanning = || {
+            let scanned = scan(&ctx.paths.data_dir, config, hints);
+            (scanned, started.elapsed())
+        };
+        let loading = || {
+            let loaded = hints
+                .manifest
+                .lock(&ctx.paths.ingest_hash)
+                .and_then(|h| Ok((h, TaskQueue::load(&ctx.paths.task_queue)?)));
+            (loaded, started.elapsed())
+        };
+        // Scanning data_dir and reading the state files are independent: on a large, fully
+        // ingested tree they cost about the same, so they run side by side. A few changed
+        // paths cost less than a thread (issue 8: a saved file's latency).
+        let few = hints
+            .changed
+            .as_ref()
+            .is_some_and(|c| c.len() <= FEW_CHANGED);
+        let ((scanned, scan_in), (loaded, state_in)) = if few {
+            (scanning(), loading())
+        } else {
+            std::thread::scope(|s| {
+                let scanning = s.spawn(scanning);
+                let loaded = loading();
+                (scanning.join().expect("the scan does not panic"), loaded)
+            })
+        };
+        // Both state files must parse before anything runs: a failure the queue could not
+        // record would be lost.
+        let (hashes, queue) = loaded?;
+        Ok(Loaded {
+            hashes,
+            queue: Some(queue),
+            scan: scanned?,
+            started,
+            scan_in,
+            state_in,
+        })
+    }
+
+    fn plan(&self, ctx: &Context<'_>, state: &mut Loaded<'a>) -> Plan {
+        let read_in = state.started.elapsed();
+        let queue = state.queue.take().expect("a turn plans once");
+        let scanned = std::mem::take(&mut state.scan);
+        let plan = plan(
+            ctx,
+            self.config,
+            scanned,
+            &mut state.hashes,
+            &queue,
+            self.hints,
+        );
+        drop(queue);
+        log::debug!(
+            "ingest: scanned {} in {:?}, held {} records in {:?} (side by side), planned in {:?}",
+            if plan.changed_only {
+                "the changed paths"
+            } else {
+                "data_dir"
+            },
+            state.scan_in,
+            state.hashes.len(),
+            state.state_in,
+            state.started.elapsed().saturating_sub(read_in)
+        );
+        plan
+    }
+
+    fn describe(&self, ctx: &Context<'_>, _: &Loaded<'a>, plan: &Plan, report: &mut ActionReport) {
+        report.reasons = plan.reasons();
+        report.set_found(plan.send.len() + plan.record_only.len() + plan.after_send.len());
+        if !plan.deferred.is_empty() {
+            // Files still being written are worth another look once they have settled.
+            report.set_next_due(ctx.now + self.config.settle);
+        }
+        report.counts = counts(plan, None);
+    }
+
+    fn has_work(plan: &Plan) -> bool {
+        plan.has_work()
+    }
+
+    fn nothing_text(&self, plan: &Plan) -> String {
+        nothing_text(plan, &waiting_text(plan))
+    }
+
+    fn would_text(&self, ctx: &Context<'_>, plan: &Plan) -> String {
+        would_text(ctx, self.config, plan, &waiting_text(plan))
+    }
+
+    fn execute(
+        &self,
+        ctx: &Context<'_>,
+        plan: &Plan,
+        state: &mut Loaded<'a>,
+    ) -> Result<job::Executed<Executed>> {
+        let mut executed = Executed::default();
+        let result = execute(ctx, self.config, plan, &mut state.hashes, &mut executed);
+        Ok(job::Executed {
+            done: executed,
+            stopped_by: result.err(),
+        })
+    }
+
+    fn record(
+        &self,
+        _: &Context<'_>,
+        plan: &Plan,
+        mut executed: Executed,
+        report: &mut ActionReport,
+    ) -> Ran {
+        report.counts = counts(plan, Some(&executed));
+        report.reasons.extend(executed.notes.iter().cloned());
+        report.failed_items = executed
+            .failed
+            .iter()
+            .map(|(item, error)| FailedItem {
+                item: item.clone(),
+                error: error.clone(),
+            })
+            .collect();
+        report.commands = std::mem::take(&mut executed.commands);
+        let failed = executed.failed.len();
+        Ran {
+            failed,
+            acted: true,
+            summary: ran_text(plan, &executed, &waiting_text(plan)),
+            error: Some(job::step_failed_on(Action::Ingest, failed)),
+        }
+    }
+
+    /// Folds the journal into ingest_hash.json after a walk of all of data_dir (startup,
+    /// tick, rescan, `--once`: so the file is never more than a tick behind), or once the
+    /// journal has grown large; an event run otherwise leaves the other records alone.
+    fn finish(&self, ctx: &Context<'_>, state: Loaded<'a>, report: ActionReport) -> ActionReport {
+        let mut hashes = state.hashes;
+        let due =
+            hashes.has_journal() && (self.hints.changed.is_none() || hashes.journal_is_large());
+        if ctx.dry_run || !due {
+            return report;
+        }
+        match hashes.save() {
+            Ok(()) => report,
+            Err(e) => {
+                hashes.forget();
+                report.fail(&e)
+            }
+        }
+    }
+
+    /// What is held may be ahead of what reached disk: the next run reads it again.
+    fn abandon(&self, state: Loaded<'a>) {
+        state.hashes.forget();
+    }
+}
+
+/// The line of a run that executed: what it sent, what it recorded without sending.
+fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
+    let failed = executed.failed.len();
+    let mut parts = Vec::new();
+    if !plan.send.is_empty() {
+        let mut summary = format!(
+            "sent {} in {}: {} done, {} failed{}",
+            words::count(plan.send.len() - executed.unsent, "file", "files"),
+            words::count(executed.batches, "batch", "batches"),
+            executed.done,
+            failed - executed.unsent,
+            batches::unsent_text(executed.unsent),
+        );
+        if failed > 0 {
+            summary.push_str(" (queued in task_queue.json for retry)");
+        }
+        parts.push(summary);
+    }
+    if executed.recorded_only > 0 {
+        parts.push(format!(
+            "recorded {} with known content",
+            words::count(executed.recorded_only, "file", "files")
+        ));
+    }
+    format!("{}{waiting}", parts.join("; "))
+}
+
+/// "4 files, all ingested (0 read)", "6 files: 5 ingested, 1 awaiting retry (1 read)",
+/// "1 changed file, ingested (1 read)": every count true, every noun agreeing with its number.
+fn nothing_text(plan: &Plan, waiting: &str) -> String {
+    let (one, many) = if plan.changed_only {
+        ("changed file", "changed files")
+    } else {
+        ("file", "files")
+    };
+    let files = words::count(plan.scanned, one, many);
+    let ingested = plan.ingested();
+    let read = format!("({} read)", plan.hashed);
+    if ingested == plan.scanned {
+        let all = match plan.scanned {
+            0 => return format!("{files}{waiting}"),
+            1 => "ingested",
+            2 => "both ingested",
+            _ => "all ingested",
+        };
+        format!("{files}, {all} {read}{waiting}")
+    } else {
+        // The files not ingested are what `waiting` lists; the read count closes the line.
+        let rest = waiting.strip_prefix("; ").unwrap_or(waiting);
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(", {rest}")
+        };
+        format!("{files}: {ingested} ingested{rest} {read}")
+    }
+}
+
+/// The dry run's line: what a run would do.
+fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &str) -> String {
+    let mut parts = Vec::new();
+    if !plan.send.is_empty() {
+        let pieces = batches::plan(ctx, config, &plan.send);
+        let unsent = pieces.len() - batches::batch_count(&pieces);
+        parts.push(format!(
+            "would send {} in {}{}",
+            words::count(plan.send.len() - unsent, "file", "files"),
+            words::count(batches::batch_count(&pieces), "batch", "batches"),
+            batches::unsent_text(unsent),
+        ));
+    }
+    let known = plan.record_only.len() + plan.after_send.len();
+    if known > 0 {
+        parts.push(format!(
+            "{} {} with known content",
+            if parts.is_empty() {
+                "would record"
+            } else {
+                "record"
+            },
+            words::count(known, "file", "files")
+        ));
+    }
+    format!("{}{waiting}", parts.join(", "))
+}
+
+/// "; 2 still being written, 1 awaiting retry" or "".
+fn waiting_text(plan: &Plan) -> String {
+    let parts: Vec<String> = [
+        (plan.deferred.len(), "still being written"),
+        (plan.awaiting_retry.len(), "awaiting retry"),
+        (plan.given_up.len(), "given up (dead task)"),
+        (plan.removed.len(), "removed from data_dir"),
+        (plan.unreadable.len(), "unreadable"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
+}
+
+/// Counts for the report, in the order a reader wants them.
+#[must_use]
+fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
+    let mut c = Map::new();
+    let mut put = |k: &str, v: usize| {
+        c.insert(k.to_owned(), Value::from(v));
+    };
+    put("scanned", plan.scanned);
+    put("unchanged", plan.unchanged);
+    put("hashed", plan.hashed);
+    put("read_by_watcher", plan.prehashed);
+    put("to_send", plan.send.len());
+    put("modified", plan.modified);
+    put(
+        "known_content",
+        plan.record_only.len() + plan.after_send.len(),
+    );
+    put("deferred", plan.deferred.len());
+    put("awaiting_retry", plan.awaiting_retry.len());
+    put("given_up", plan.given_up.len());
+    put("removed", plan.removed.len());
+    put("unreadable", plan.unreadable.len());
+    if let Some(e) = executed {
+        put("done", e.done);
+        put("failed", e.failed.len());
+        put("recorded_only", e.recorded_only);
+        put("batches", e.batches);
+    }
+    c
+}
