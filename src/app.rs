@@ -174,6 +174,7 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
     }
     let request = Request {
         dry_run: cli.dry_run,
+        confirm_removals: cli.confirm_removals,
         progress: !cli.json,
         stop: Arc::clone(&stop),
         ..Request::new(

@@ -77,6 +77,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Let this run send every removal it finds, beyond [actions.ingest] max_remove (with
+    /// --once): you have checked that those memories are really gone
+    #[arg(long, requires = "once")]
+    pub confirm_removals: bool,
+
     /// Watch by polling every 2 s instead of inotify (network file systems need this)
     #[arg(long, conflicts_with = "once")]
     pub poll: bool,

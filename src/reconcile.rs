@@ -33,6 +33,8 @@ pub struct Request {
     /// What the watcher hands the ingest action, and it alone: the paths it heard change,
     /// the files it heard closed, their early hashes, the manifest it holds.
     pub ingest_hints: WatcherHints,
+    /// A person confirmed the removals this run finds (`--confirm-removals`).
+    pub confirm_removals: bool,
 }
 
 impl Request {
@@ -48,6 +50,7 @@ impl Request {
             woken_by: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             ingest_hints: WatcherHints::default(),
+            confirm_removals: false,
         }
     }
 }
@@ -236,7 +239,9 @@ fn run_action(
     };
     match job {
         Job::Retry(config) => retry::perform(ctx, config),
-        Job::Ingest(config) => ingest::perform(ctx, config, &request.ingest_hints),
+        Job::Ingest(config) => {
+            ingest::perform(ctx, config, &request.ingest_hints, request.confirm_removals)
+        }
         Job::Upload(config) => upload::perform(ctx, config),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }

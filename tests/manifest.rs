@@ -232,8 +232,17 @@ fn issue_8_an_event_run_looks_only_at_the_changed_paths_and_journals_them() {
         std::fs::read(env.state("ingest_hash.json")).unwrap(),
         manifest
     );
+    // So was the removed file's mark as a pending removal (issue 17).
     let journal = std::fs::read_to_string(env.state("ingest_hash.json.journal")).unwrap();
-    assert_eq!(journal.lines().count(), 2, "{journal}");
+    assert_eq!(journal.lines().count(), 3, "{journal}");
+    assert!(
+        journal
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(r#"{"key":"old/m3.txt","gone_at":"#),
+        "{journal}"
+    );
 
     // An event run for a path already recorded reads nothing and says so.
     let again = ingest_run(&env, &held, Some(vec![new]));

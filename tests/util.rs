@@ -24,6 +24,8 @@ pub(crate) struct Call {
     pub(crate) stdin: Vec<u8>,
     pub(crate) env: Value,
     pub(crate) cwd: PathBuf,
+    /// What `--tag` named, telling one configured step's calls from another's.
+    pub(crate) tag: Option<String>,
 }
 
 impl TestEnv {
@@ -184,6 +186,7 @@ impl TestEnv {
                     stdin: unhex(v["stdin"].as_str().unwrap()),
                     env: v["env"].clone(),
                     cwd: PathBuf::from(v["cwd"].as_str().unwrap()),
+                    tag: v["tag"].as_str().map(str::to_owned),
                 }
             })
             .collect()

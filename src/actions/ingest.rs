@@ -24,6 +24,16 @@ use crate::run::report::ActionReport;
 
 /// The whole ingest action, through the job skeleton (see [`IngestJob`]).
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &IngestConfig, hints: &WatcherHints) -> ActionReport {
-    crate::run::job::perform(&IngestJob { config, hints }, ctx)
+pub fn perform(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    hints: &WatcherHints,
+    confirm_removals: bool,
+) -> ActionReport {
+    let job = IngestJob {
+        config,
+        hints,
+        confirm_removals,
+    };
+    crate::run::job::perform(&job, ctx)
 }

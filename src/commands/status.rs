@@ -81,9 +81,15 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
     }
     match (h.data_files, h.unindexed_files) {
         (Some(files), Some(stale)) => {
+            let removals = match h.pending_removals {
+                Some(n) if n > 0 => {
+                    format!(", {} pending", words::count(n, "removal", "removals"))
+                }
+                _ => String::new(),
+            };
             writeln!(
                 out,
-                "  data       {}, {stale} not yet indexed",
+                "  data       {}, {stale} not yet indexed{removals}",
                 words::count(files, "file", "files")
             )?;
         }

@@ -2,7 +2,7 @@
 """Test double for a pipeline step: records exactly what it was given, then behaves as told.
 
 usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--fail-while FILE]
-                       [--bad-result] [--result JSON] [--exclusive FILE] [-- ARGS...]
+                       [--bad-result] [--result JSON] [--exclusive FILE] [--tag NAME] [-- ARGS...]
 
 Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
 (byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
@@ -10,7 +10,7 @@ files whose name contains SUBSTRING as failed through MEMSCHED_RESULT; --bad-res
 a result file that does not parse; --result writes JSON as the result file, as given;
 --fail-while exits 1 while FILE exists. --exclusive FILE proves no two calls overlap: the
 call holds FILE (created exclusively) while it runs and writes FILE.overlap if it was
-already there.
+already there. --tag NAME is recorded with the call (to tell one step's calls from another's).
 """
 import json
 import os
@@ -21,6 +21,7 @@ import time
 def main(argv):
     logdir, rest = argv[0], argv[1:]
     code, pause, fail, bad_result, literal, exclusive = 0, 0.0, [], False, None, None
+    tag = None
     files = []
     while rest:
         arg = rest.pop(0)
@@ -42,6 +43,8 @@ def main(argv):
             bad_result = True
         elif arg == "--result":
             literal = rest.pop(0)
+        elif arg == "--tag":
+            tag = rest.pop(0)
         else:
             raise SystemExit(f"record.py: unknown option {arg}")
     if exclusive:
@@ -57,6 +60,7 @@ def main(argv):
         "env": {k: v for k, v in os.environ.items() if k.startswith("MEMSCHED_")},
         "cwd": os.getcwd(),
         "pid": os.getpid(),
+        "tag": tag,
     }
     os.makedirs(logdir, exist_ok=True)
     name = os.path.join(logdir, f"{time.time_ns()}-{os.getpid()}.json")

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::hash::Hashed;
+use crate::config::rules::RemoveLimit;
 use crate::model::action::Action;
 use crate::model::clock::Clock;
 use crate::model::task_status::TaskStatus;
@@ -47,6 +48,65 @@ pub enum Known {
     SameContentAs(String),
     /// The retry action re-ran its failed ingest and the task (this id) is done.
     DoneByRetry(String),
+    /// Its removal was pending (not yet confirmed by the step, so the index still holds
+    /// it) and it came back as it was: kept, nothing sent, nothing removed.
+    Back,
+}
+
+/// What a file whose record is a pending removal (its file was found gone) means when it
+/// is found again with the recorded content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Back {
+    /// A `remove` step is configured and has not confirmed the removal: the index still
+    /// holds the memory, so it is kept as it is.
+    Kept,
+    /// No `remove` step: the index was never told, but one that drops the chunks of gone
+    /// files may have lost it; a restored memory is sent again rather than lost.
+    Resend,
+}
+
+/// What to do with the memories a run found gone (records whose file is not there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Removals {
+    /// No `remove` command: report them, leave the records (until `memsched forget`).
+    LeaveAlone,
+    /// Tell the `remove` step.
+    Tell,
+    /// Hold them back until a person confirms, and why.
+    Hold(String),
+}
+
+/// The removal policy for `gone` of `recorded` memories, `net` of them beyond the paths
+/// new in this run (a rename is no loss): a `remove` step is told them unless they are more than `limit`
+/// allows, or the whole of data_dir looks empty (`emptied`: a walk found no memory at
+/// all), which only a person's `confirmed` lets through. Syncthing's folder marker and
+/// rsync's `--max-delete` are the models.
+pub(super) fn removals(
+    gone: usize,
+    net: usize,
+    recorded: usize,
+    emptied: bool,
+    remove_configured: bool,
+    limit: RemoveLimit,
+    confirmed: bool,
+) -> Removals {
+    if !remove_configured || gone == 0 {
+        return Removals::LeaveAlone;
+    }
+    if confirmed {
+        return Removals::Tell;
+    }
+    if emptied {
+        return Removals::Hold(format!(
+            "data_dir holds no memory at all, so all {gone} recorded look gone: is a disk unmounted or a sync tool emptying it?"
+        ));
+    }
+    if !limit.allows(net, recorded) {
+        return Removals::Hold(format!(
+            "{gone} of {recorded} recorded memories are gone at once, more than max_remove ({limit}) allows"
+        ));
+    }
+    Removals::Tell
 }
 
 /// The `ingest` task a file's earlier failure made.
@@ -120,13 +180,20 @@ pub(super) struct Seen<'a> {
     /// The key of a file with this content this plan already sends (only with
     /// `skip_known_content`).
     pub(super) sending_as: Option<&'a str>,
+    /// Set when the record is a pending removal (its file was found gone): what finding
+    /// the file again with its recorded content means.
+    pub(super) back: Option<Back>,
 }
 
 /// The decision for a file read whole with content `hash`. Its own record decides first,
 /// then a task for the same content, then the same content elsewhere.
 pub(super) fn decide(hash: Digest, seen: &Seen<'_>) -> Decision {
     if seen.recorded == Some(hash) {
-        return Decision::Record(Known::Unmodified);
+        return match seen.back {
+            None => Decision::Record(Known::Unmodified),
+            Some(Back::Kept) => Decision::Record(Known::Back),
+            Some(Back::Resend) => Decision::Send { modified: false },
+        };
     }
     if let Some(task) = seen
         .task
@@ -188,6 +255,8 @@ mod tests {
     }
 
     #[test]
+    // One row per case: the table is the test.
+    #[allow(clippy::too_many_lines)]
     fn a_read_file_is_sent_recorded_or_left() {
         let (this, other) = (digest(1), digest(2));
         let (this_text, other_text) = (this.text(), other.text());
@@ -205,6 +274,30 @@ mod tests {
         // (case, what is known, decision)
         let cases: Vec<(&str, Seen<'_>, Decision)> = vec![
             ("new content", none, Decision::Send { modified: false }),
+            (
+                "a pending removal back as it was, a remove step configured",
+                Seen {
+                    back: Some(Back::Kept),
+                    ..recorded(this)
+                },
+                Decision::Record(Known::Back),
+            ),
+            (
+                "a pending removal back as it was, no remove step",
+                Seen {
+                    back: Some(Back::Resend),
+                    ..recorded(this)
+                },
+                Decision::Send { modified: false },
+            ),
+            (
+                "a pending removal back with other content",
+                Seen {
+                    back: Some(Back::Kept),
+                    ..recorded(other)
+                },
+                Decision::Send { modified: true },
+            ),
             (
                 "content changed since its record",
                 recorded(other),
@@ -339,5 +432,116 @@ mod tests {
         );
         let denied = read_outcome(stat, Err(std::io::ErrorKind::PermissionDenied.into()));
         assert!(matches!(denied, Err(Unread::Failed(_))), "{denied:?}");
+    }
+
+    #[test]
+    // One row per case: the table is the test.
+    #[allow(clippy::too_many_lines)]
+    fn gone_memories_are_told_held_or_left_alone() {
+        let half = RemoveLimit::Percent(50);
+        let hold = |why: &str| Removals::Hold(why.to_owned());
+        // (case, gone, net of new paths, recorded, emptied, remove configured, limit,
+        // confirmed, policy)
+        let cases = [
+            (
+                "nothing gone",
+                0,
+                0,
+                5,
+                false,
+                true,
+                half,
+                false,
+                Removals::LeaveAlone,
+            ),
+            (
+                "no remove step",
+                1,
+                1,
+                5,
+                false,
+                false,
+                half,
+                false,
+                Removals::LeaveAlone,
+            ),
+            (
+                "one of five",
+                1,
+                1,
+                5,
+                false,
+                true,
+                half,
+                false,
+                Removals::Tell,
+            ),
+            (
+                "a rename of the only memory",
+                1,
+                0,
+                1,
+                false,
+                true,
+                half,
+                false,
+                Removals::Tell,
+            ),
+            (
+                "three of five",
+                3,
+                3,
+                5,
+                false,
+                true,
+                half,
+                false,
+                hold(
+                    "3 of 5 recorded memories are gone at once, more than max_remove (50%) allows",
+                ),
+            ),
+            (
+                "data_dir emptied",
+                2,
+                2,
+                2,
+                true,
+                true,
+                RemoveLimit::Percent(100),
+                false,
+                hold(
+                    "data_dir holds no memory at all, so all 2 recorded look gone: is a disk unmounted or a sync tool emptying it?",
+                ),
+            ),
+            (
+                "emptied, confirmed",
+                2,
+                2,
+                2,
+                true,
+                true,
+                half,
+                true,
+                Removals::Tell,
+            ),
+            (
+                "over a count, confirmed",
+                9,
+                9,
+                10,
+                false,
+                true,
+                RemoveLimit::Count(2),
+                true,
+                Removals::Tell,
+            ),
+        ];
+        for (case, gone, net, recorded, emptied, configured, limit, confirmed, policy) in cases {
+            assert_eq!(
+                removals(gone, net, recorded, emptied, configured, limit, confirmed),
+                policy,
+                "{case}"
+            );
+        }
     }
 }

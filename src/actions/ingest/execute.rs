@@ -35,6 +35,11 @@ pub struct Executed {
     pub commands: Vec<CommandReport>,
     /// Notes worth showing (paths the step reported that it was not given, say).
     pub notes: Vec<String>,
+    /// Gone memories the remove step confirmed: their records are dropped.
+    pub removed: usize,
+    /// Gone memories the remove step failed on: (file, error). Their records stay
+    /// pending removals, tried again by the next run that finds them gone.
+    pub removals_failed: Vec<(String, String)>,
 }
 
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
@@ -85,7 +90,7 @@ pub fn execute(
             break;
         }
         out.batches += 1;
-        let (report, result) = run_batch(ctx, config, batch)?;
+        let (report, result) = run_batch(ctx, config, &config.command.argv, batch)?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -120,13 +125,71 @@ pub fn execute(
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
+    // Removals come after the additions: a renamed memory is searchable under its new
+    // name before its old one goes.
+    if let Some(argv) = &config.remove {
+        remove_gone(ctx, config, argv, &plan.remove, hashes, out, &now)?;
+    }
     Ok(())
 }
 
-/// Runs the step on one batch and reads what it reported.
+/// Tells the `remove` step the memories that are gone, in batches as files are sent; a
+/// record is dropped once the step confirms its removal.
+fn remove_gone(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    argv: &[String],
+    gone: &[Candidate],
+    hashes: &mut IngestHash,
+    out: &mut Executed,
+    now: &str,
+) -> Result<()> {
+    for piece in batches::plan(ctx, config, gone) {
+        let batch = match piece {
+            Piece::Batch(range) => &gone[range],
+            Piece::TooLong { index, why } => {
+                out.removals_failed
+                    .push((gone[index].shown(), format!("not sent: {why}")));
+                continue;
+            }
+        };
+        if ctx.stopping() {
+            out.notes.push(
+                "removals not sent: a signal asked memsched to stop; they wait for the next run"
+                    .to_owned(),
+            );
+            break;
+        }
+        out.batches += 1;
+        let (report, result) = run_batch(ctx, config, argv, batch)?;
+        let by_path = step_result::index_batch(ctx, batch);
+        let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
+        let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
+        let verdicts = verdicts.map_err(|UnusableReport(msg)| Error::StepReport { msg });
+        out.commands.push(report);
+        let mut confirmed = 0;
+        for (candidate, verdict) in batch.iter().zip(verdicts?) {
+            match verdict {
+                Verdict::Done => {
+                    hashes.remove(&candidate.key, now);
+                    confirmed += 1;
+                }
+                Verdict::Failed(error) => out.removals_failed.push((candidate.shown(), error)),
+            }
+        }
+        if confirmed > 0 {
+            hashes.flush()?;
+        }
+        out.removed += confirmed;
+    }
+    Ok(())
+}
+
+/// Runs `argv` (the ingest or the remove command) on one batch and reads what it reported.
 fn run_batch(
     ctx: &Context<'_>,
     config: &IngestConfig,
+    argv: &[String],
     batch: &[Candidate],
 ) -> Result<(CommandReport, StepResult)> {
     let scratch = tempfile::Builder::new()
@@ -171,7 +234,7 @@ fn run_batch(
         ..Vars::default()
     };
     let invocation = Invocation {
-        argv: runner::expand(&config.command.argv, &vars),
+        argv: runner::expand(argv, &vars),
         cwd: ctx.paths.home.clone(),
         env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
         stdin,

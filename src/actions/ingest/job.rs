@@ -28,6 +28,9 @@ const FEW_CHANGED: usize = 64;
 pub struct IngestJob<'a> {
     pub config: &'a IngestConfig,
     pub hints: &'a WatcherHints,
+    /// A person confirmed the removals this run finds (`--confirm-removals`): none is
+    /// held back.
+    pub confirm_removals: bool,
 }
 
 /// What ingest reads before it plans.
@@ -37,6 +40,11 @@ pub struct Loaded<'a> {
     /// The queue, dropped once planned.
     queue: Option<TaskQueue>,
     scan: Scan,
+    /// Records whose files the plan found gone for the first time, marked as pending
+    /// removals once the run is over.
+    newly_gone: Vec<String>,
+    /// Why removals were held back, and how many: the run fails saying so.
+    held: Option<(usize, String)>,
     /// When loading began, and how long the scan and the state took, for the log.
     started: Instant,
     scan_in: Duration,
@@ -86,6 +94,8 @@ impl<'a> Job for IngestJob<'a> {
             hashes,
             queue: Some(queue),
             scan: scanned?,
+            newly_gone: Vec::new(),
+            held: None,
             started,
             scan_in,
             state_in,
@@ -103,8 +113,13 @@ impl<'a> Job for IngestJob<'a> {
             &mut state.hashes,
             &queue,
             self.hints,
+            self.confirm_removals,
         );
         drop(queue);
+        state.newly_gone.clone_from(&plan.newly_gone);
+        if !plan.held.is_empty() {
+            state.held = Some((plan.held.len(), plan.held_why.clone()));
+        }
         log::debug!(
             "ingest: scanned {} in {:?}, held {} records in {:?} (side by side), planned in {:?}",
             if plan.changed_only {
@@ -174,7 +189,18 @@ impl<'a> Job for IngestJob<'a> {
             })
             .collect();
         report.commands = std::mem::take(&mut executed.commands);
-        let failed = executed.failed.len();
+        report
+            .failed_items
+            .extend(
+                executed
+                    .removals_failed
+                    .iter()
+                    .map(|(item, error)| FailedItem {
+                        item: item.clone(),
+                        error: format!("removal: {error}"),
+                    }),
+            );
+        let failed = executed.failed.len() + executed.removals_failed.len();
         Ran {
             failed,
             acted: true,
@@ -187,7 +213,29 @@ impl<'a> Job for IngestJob<'a> {
     /// tick, rescan, `--once`: so the file is never more than a tick behind), or once the
     /// journal has grown large; an event run otherwise leaves the other records alone.
     fn finish(&self, ctx: &Context<'_>, state: Loaded<'a>, report: ActionReport) -> ActionReport {
+        let mut report = report;
+        if let Some((held, why)) = state.held.as_ref().filter(|_| !ctx.dry_run) {
+            // Held-back removals need a person: the run fails, saying what to do.
+            report.outcome = crate::model::outcome::Outcome::Failed;
+            let held = held_text(*held, why);
+            report.summary = if report.summary.is_empty() {
+                held.clone()
+            } else {
+                format!("{}; {held}", report.summary)
+            };
+            report.error = Some(held);
+        }
         let mut hashes = state.hashes;
+        if !ctx.dry_run && !state.newly_gone.is_empty() {
+            let now = crate::state::timestamp(ctx.now);
+            for key in &state.newly_gone {
+                hashes.mark_gone(key, &now);
+            }
+            if let Err(e) = hashes.flush() {
+                hashes.forget();
+                return report.fail(&e);
+            }
+        }
         let due =
             hashes.has_journal() && (self.hints.changed.is_none() || hashes.journal_is_large());
         if ctx.dry_run || !due {
@@ -206,6 +254,14 @@ impl<'a> Job for IngestJob<'a> {
     fn abandon(&self, state: Loaded<'a>) {
         state.hashes.forget();
     }
+}
+
+/// What a run that held removals back says, and what a person does about it.
+fn held_text(held: usize, why: &str) -> String {
+    format!(
+        "held back {}: {why}. If they are really gone, run `memsched --once --mode ingest --confirm-removals`; if not, bring data_dir back (nothing was removed)",
+        words::count(held, "removal", "removals")
+    )
 }
 
 /// The line of a run that executed: what it sent, what it recorded without sending.
@@ -230,6 +286,19 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
         parts.push(format!(
             "recorded {} with known content",
             words::count(executed.recorded_only, "file", "files")
+        ));
+    }
+    if !plan.remove.is_empty() {
+        let failed = executed.removals_failed.len();
+        parts.push(format!(
+            "told the remove step {} gone: {} removed, {failed} failed{}",
+            words::count(plan.remove.len(), "memory", "memories"),
+            executed.removed,
+            if failed > 0 {
+                " (still pending: tried again next run)"
+            } else {
+                ""
+            }
         ));
     }
     format!("{}{waiting}", parts.join("; "))
@@ -277,6 +346,12 @@ fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &s
             words::count(plan.send.len() - unsent, "file", "files"),
             words::count(batches::batch_count(&pieces), "batch", "batches"),
             batches::unsent_text(unsent),
+        ));
+    }
+    if !plan.remove.is_empty() {
+        parts.push(format!(
+            "would tell the remove step {} gone",
+            words::count(plan.remove.len(), "memory", "memories")
         ));
     }
     let known = plan.record_only.len() + plan.after_send.len();
@@ -334,13 +409,16 @@ fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
     put("deferred", plan.deferred.len());
     put("awaiting_retry", plan.awaiting_retry.len());
     put("given_up", plan.given_up.len());
-    put("removed", plan.removed.len());
+    put("removed", plan.gone());
+    put("removals_held", plan.held.len());
     put("unreadable", plan.unreadable.len());
     if let Some(e) = executed {
         put("done", e.done);
         put("failed", e.failed.len());
         put("recorded_only", e.recorded_only);
         put("batches", e.batches);
+        put("removals_done", e.removed);
+        put("removals_failed", e.removals_failed.len());
     }
     c
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use super::decide::Known;
-use super::decide::{self, Decision, Seen, Unread};
+use super::decide::{self, Back, Decision, Removals, Seen, Unread};
 use super::hash::{self, ToRead};
 use super::hints::WatcherHints;
 use super::scan::Scan;
@@ -68,8 +68,19 @@ pub struct Plan {
     pub awaiting_retry: Vec<(String, String)>,
     /// Files whose task is dead: (file, task id). Changing the file sends it again.
     pub given_up: Vec<(String, String)>,
-    /// Recorded files no longer in data_dir. Reported only: memsched deletes nothing.
+    /// Recorded files no longer in data_dir, with no `remove` command to tell: reported,
+    /// their records kept (until `memsched forget`).
     pub removed: Vec<String>,
+    /// Memories gone from data_dir, for the `remove` step (its records carry the hash and
+    /// stat they were recorded with); dropped once the step confirms each.
+    pub remove: Vec<Candidate>,
+    /// Memories gone, held back from the `remove` step until a person confirms
+    /// (`--confirm-removals`), and why.
+    pub held: Vec<Candidate>,
+    pub held_why: String,
+    /// Keys of records whose file this run found gone for the first time: marked as
+    /// pending removals (`gone_at`), so a restored file is never taken as indexed.
+    pub newly_gone: Vec<String>,
     /// Files or folders that could not be read: (path, error).
     pub unreadable: Vec<(String, String)>,
 }
@@ -84,7 +95,13 @@ impl Plan {
     /// Whether there is anything to execute.
     #[must_use]
     pub fn has_work(&self) -> bool {
-        !self.send.is_empty() || !self.record_only.is_empty()
+        !self.send.is_empty() || !self.record_only.is_empty() || !self.remove.is_empty()
+    }
+
+    /// Every memory found gone: told, held back, or left alone.
+    #[must_use]
+    pub fn gone(&self) -> usize {
+        self.removed.len() + self.remove.len() + self.held.len()
     }
 
     /// One line per decision worth explaining, capped per category.
@@ -113,6 +130,10 @@ impl Plan {
             Known::DoneByRetry(id) => {
                 format!("record {}: ingested by the retry of task {id}", c.shown())
             }
+            Known::Back => format!(
+                "record {}: back as it was before its removal was confirmed; kept",
+                c.shown()
+            ),
             Known::SameContentAs(other) => format!(
                 "record {}: same content as {}, not sent again",
                 c.shown(),
@@ -143,8 +164,21 @@ impl Plan {
             &mut self
                 .removed
                 .iter()
-                .map(|f| format!("removed {f}: recorded but gone from data_dir; left alone")),
+                .map(|f| format!("removed {f}: recorded but gone from data_dir; no remove command tells the index (memsched forget acknowledges it)")),
         );
+        list(
+            &mut self
+                .remove
+                .iter()
+                .map(|c| format!("remove {}: gone from data_dir", c.shown())),
+        );
+        list(&mut self.held.iter().map(|c| {
+            format!(
+                "hold {}: gone from data_dir, but {}",
+                c.shown(),
+                self.held_why
+            )
+        }));
         list(
             &mut self
                 .unreadable
@@ -167,6 +201,41 @@ impl Plan {
             Decision::RecordAfter(original) => self.after_send.push((candidate, original)),
             Decision::LeaveToRetry(id) => self.awaiting_retry.push((candidate.shown(), id)),
             Decision::LeaveGivenUp(id) => self.given_up.push((candidate.shown(), id)),
+        }
+    }
+
+    /// Puts the memories found gone where the removal policy says: for the `remove` step,
+    /// held back, or (no `remove` command) left alone; those found gone for the first
+    /// time are marked as pending removals.
+    fn place_gone(
+        &mut self,
+        config: &IngestConfig,
+        hashes: &IngestHash,
+        gone: Vec<Candidate>,
+        new_paths: usize,
+        emptied: bool,
+        confirmed: bool,
+    ) {
+        self.newly_gone = gone
+            .iter()
+            .filter(|c| hashes.get(&c.key).is_some_and(|r| r.gone_at().is_none()))
+            .map(|c| c.key.clone())
+            .collect();
+        match decide::removals(
+            gone.len(),
+            gone.len().saturating_sub(new_paths),
+            hashes.len(),
+            emptied,
+            config.remove.is_some(),
+            config.max_remove,
+            confirmed,
+        ) {
+            Removals::LeaveAlone => self.removed = gone.iter().map(Candidate::shown).collect(),
+            Removals::Tell => self.remove = gone,
+            Removals::Hold(why) => {
+                self.held = gone;
+                self.held_why = why;
+            }
         }
     }
 
@@ -194,6 +263,7 @@ pub fn plan(
     hashes: &mut IngestHash,
     queue: &TaskQueue,
     hints: &WatcherHints,
+    confirm_removals: bool,
 ) -> Plan {
     let mut plan = Plan {
         changed_only: scan.gone.is_some(),
@@ -209,13 +279,24 @@ pub fn plan(
             Some(generation) => hashes.mark(&key, generation),
             None => hashes.get(&key),
         };
-        if recorded.and_then(Record::stat) == Some(file.stat) {
+        // A pending removal's file found again is looked at whatever its stat: whether it
+        // is kept or sent again depends on its content.
+        let pending_removal = recorded.is_some_and(|r| r.gone_at().is_some());
+        if recorded.and_then(Record::stat) == Some(file.stat) && !pending_removal {
             plan.unchanged += 1;
         } else {
             to_hash.push((key.into_owned(), file));
         }
     }
-    plan.removed = removed(ctx, hashes, walk, scan.gone.as_deref());
+    let gone = removed(ctx, hashes, walk, scan.gone.as_deref());
+    // Paths new to the manifest offset as many gone ones: a renamed folder is no folder
+    // vanishing.
+    let new_paths = to_hash
+        .iter()
+        .filter(|(key, _)| hashes.get(key).is_none())
+        .count();
+    let emptied = walk.is_some() && plan.scanned == 0 && plan.unreadable.is_empty();
+    plan.place_gone(config, hashes, gone, new_paths, emptied, confirm_removals);
     if to_hash.is_empty() {
         return plan;
     }
@@ -265,6 +346,12 @@ pub fn plan(
             task: tasks.get(key.as_str()),
             recorded_as: by_hash.get(&hash).copied(),
             sending_as: sending.get(&hash).map(String::as_str),
+            back: recorded
+                .filter(|r| r.gone_at().is_some())
+                .map(|_| match config.remove {
+                    Some(_) => Back::Kept,
+                    None => Back::Resend,
+                }),
         };
         let decision = decide::decide(hash, &seen);
         if config.skip_known_content && matches!(decision, Decision::Send { .. }) {
@@ -283,28 +370,44 @@ pub fn plan(
 }
 
 /// Recorded files that are gone: of all records, those the walk `generation` did not find
-/// (and that are not merely excluded); of an event run's changed paths, those gone.
+/// (and that are not merely excluded); of an event run's changed paths, those gone. Each
+/// with the hash and stat its record holds, in path order.
 fn removed(
     ctx: &Context<'_>,
     hashes: &IngestHash,
     walk: Option<u32>,
     gone: Option<&[PathBuf]>,
-) -> Vec<String> {
-    if let Some(generation) = walk {
-        let mut removed: Vec<String> = hashes
-            .unmarked(generation)
-            .filter_map(file_key::path)
-            .filter(|rel| std::fs::symlink_metadata(ctx.paths.data_dir.join(rel)).is_err())
-            .map(|rel| file_key::display(&rel))
-            .collect();
-        removed.sort_unstable();
-        return removed;
-    }
-    gone.unwrap_or_default()
-        .iter()
-        .filter(|rel| hashes.get(&key_of(rel)).is_some())
-        .map(|rel| file_key::display(rel))
-        .collect()
+) -> Vec<Candidate> {
+    let data_dir = &ctx.paths.data_dir;
+    let keys: Vec<String> = match walk {
+        Some(generation) => hashes.unmarked(generation).map(str::to_owned).collect(),
+        None => gone
+            .unwrap_or_default()
+            .iter()
+            .map(|rel| key_of(rel).into_owned())
+            .filter(|key| hashes.get(key).is_some())
+            .collect(),
+    };
+    let mut out: Vec<Candidate> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let rel = file_key::path(&key)?;
+            let abs = data_dir.join(&rel);
+            if std::fs::symlink_metadata(&abs).is_ok() {
+                return None;
+            }
+            let record = hashes.get(&key)?;
+            Some(Candidate {
+                key: key.clone(),
+                rel,
+                abs,
+                stat: record.stat().unwrap_or_default(),
+                hash: record.hash().unwrap_or(Digest([0; 32])),
+            })
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
+    out
 }
 
 /// The key of a relative path, borrowed when the name is UTF-8 (nearly always): a walk

@@ -13,7 +13,7 @@ use super::judge::{Evidence, LISTED, list};
 use crate::actions::retry::{OpenBreaker, open_from_log};
 use crate::actions::walk;
 use crate::config::paths::Paths;
-use crate::config::rules::{Rules, defaults};
+use crate::config::rules::{IngestConfig, Rules, defaults};
 use crate::error::Error;
 use crate::model::action::Action;
 use crate::model::file_key;
@@ -103,6 +103,9 @@ pub struct Health {
     /// Data files whose stat does not match ingest_hash.json (new, changed or touched).
     pub unindexed_files: Option<usize>,
     pub data_files: Option<usize>,
+    /// Records whose file ingest found gone and whose removal no step has confirmed yet
+    /// (a remove step failed on them, or held them back, or none is configured).
+    pub pending_removals: Option<usize>,
     pub last_runs: BTreeMap<String, LastRun>,
     pub breakers: Vec<Value>,
     /// State files that do not parse: (file, error).
@@ -137,6 +140,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         uploads_configured: rules.upload.is_some(),
         unindexed_files: None,
         data_files: None,
+        pending_removals: None,
         last_runs: BTreeMap::new(),
         breakers: Vec::new(),
         unreadable_files: Vec::new(),
@@ -301,6 +305,7 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         });
     h.data_files = Some(files);
     h.unindexed_files = Some(stale);
+    pending_removals(h, config, hashes);
     // A folder or file memsched cannot read holds memories no run can send (issue 9
     // case 8): health says so, naming them, instead of counting around them.
     if !unreadable.is_empty() {
@@ -312,6 +317,32 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
             "cannot read {} in data_dir: {}",
             words::count(unreadable.len(), "entry", "entries"),
             list(&named)
+        ));
+    }
+}
+
+/// Counts the pending removals, and says what needs a person: a remove step that has not
+/// confirmed them, or (without one) more gone at once than `max_remove` allows, which is
+/// what an unmounted disk or a sync tool emptying data_dir looks like.
+fn pending_removals(h: &mut Health, config: &IngestConfig, hashes: &IngestHash) {
+    let pending = hashes
+        .keys()
+        .filter(|k| hashes.get(k).is_some_and(|r| r.gone_at().is_some()))
+        .count();
+    h.pending_removals = Some(pending);
+    if pending == 0 {
+        return;
+    }
+    let memories = words::count(pending, "memory", "memories");
+    if config.remove.is_some() {
+        h.problems.push(format!(
+            "{memories} gone from data_dir still in the index: the remove step failed on them or they were held back as too many at once (memsched log says which; `memsched --once --mode ingest --confirm-removals` sends held ones)"
+        ));
+    } else if !config.max_remove.allows(pending, hashes.len()) {
+        h.problems.push(format!(
+            "{memories} of {} recorded are gone from data_dir, more than max_remove ({}): is a disk unmounted or a sync tool emptying it? (`memsched forget --all` acknowledges them)",
+            hashes.len(),
+            config.max_remove
         ));
     }
 }

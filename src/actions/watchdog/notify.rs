@@ -223,6 +223,7 @@ mod tests {
             uploads_configured: false,
             unindexed_files: None,
             data_files: None,
+            pending_removals: None,
             last_runs: std::collections::BTreeMap::new(),
             breakers: Vec::new(),
             unreadable_files: Vec::new(),
