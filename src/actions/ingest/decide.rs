@@ -97,13 +97,14 @@ pub(super) fn removals(
         return Removals::Tell;
     }
     if emptied {
-        return Removals::Hold(format!(
-            "data_dir holds no memory at all, so all {gone} recorded look gone: is a disk unmounted or a sync tool emptying it?"
-        ));
+        return Removals::Hold(
+            "data_dir holds no memory at all (a disk unmounted, or a sync tool emptying it?)"
+                .to_owned(),
+        );
     }
     if !limit.allows(net, recorded) {
         return Removals::Hold(format!(
-            "{gone} of {recorded} recorded memories are gone at once, more than max_remove ({limit}) allows"
+            "{gone} of {recorded} recorded memories are gone at once, more than max_remove ({limit})"
         ));
     }
     Removals::Tell
@@ -496,9 +497,7 @@ mod tests {
                 true,
                 half,
                 false,
-                hold(
-                    "3 of 5 recorded memories are gone at once, more than max_remove (50%) allows",
-                ),
+                hold("3 of 5 recorded memories are gone at once, more than max_remove (50%)"),
             ),
             (
                 "data_dir emptied",
@@ -510,7 +509,7 @@ mod tests {
                 RemoveLimit::Percent(100),
                 false,
                 hold(
-                    "data_dir holds no memory at all, so all 2 recorded look gone: is a disk unmounted or a sync tool emptying it?",
+                    "data_dir holds no memory at all (a disk unmounted, or a sync tool emptying it?)",
                 ),
             ),
             (

@@ -259,7 +259,7 @@ impl<'a> Job for IngestJob<'a> {
 /// What a run that held removals back says, and what a person does about it.
 fn held_text(held: usize, why: &str) -> String {
     format!(
-        "held back {}: {why}. If they are really gone, run `memsched --once --mode ingest --confirm-removals`; if not, bring data_dir back (nothing was removed)",
+        "held back {}: {why}; nothing was removed (if they are really gone: memsched --once --confirm-removals)",
         words::count(held, "removal", "removals")
     )
 }
