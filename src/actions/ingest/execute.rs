@@ -67,6 +67,9 @@ pub fn execute(
     // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files in
     // 313 batches ran 20 s with nothing on screen).
     let mut bar = crate::run::progress::Batches::new(plan.send.len(), total, ctx.progress);
+    // Content the step failed on in this run: a gone memory with that content was
+    // renamed, and its old path stays in the index until the new one is in.
+    let mut failed_content = std::collections::HashSet::new();
     for piece in pieces {
         let batch = match piece {
             Piece::Batch(range) => &plan.send[range],
@@ -106,7 +109,13 @@ pub fn execute(
                     hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
                     done_keys.push(candidate.key.as_str());
                 }
-                Verdict::Failed(error) => failures.push((candidate, error)),
+                Verdict::Failed(error) => {
+                    // The step may have dropped the old chunks before it failed on the
+                    // new content: the old record no longer proves what is indexed.
+                    hashes.mark_stale(&candidate.key, &now);
+                    failed_content.insert(candidate.hash);
+                    failures.push((candidate, error));
+                }
             }
         }
         // Copies of content the step just finished need no run of their own.
@@ -116,9 +125,7 @@ pub fn execute(
                 out.recorded_only += 1;
             }
         }
-        if !done_keys.is_empty() {
-            hashes.flush()?;
-        }
+        hashes.flush()?;
         out.done += done_keys.len();
         bar.sent(done_keys.len(), failures.len());
         record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
@@ -128,7 +135,18 @@ pub fn execute(
     // Removals come after the additions: a renamed memory is searchable under its new
     // name before its old one goes.
     if let Some(argv) = &config.remove {
-        remove_gone(ctx, config, argv, &plan.remove, hashes, out, &now)?;
+        let (keep, gone): (Vec<Candidate>, Vec<Candidate>) = plan
+            .remove
+            .iter()
+            .cloned()
+            .partition(|c| failed_content.contains(&c.hash));
+        for kept in &keep {
+            out.notes.push(format!(
+                "kept {} in the index: its content failed to go in under its new name",
+                kept.shown()
+            ));
+        }
+        remove_gone(ctx, config, argv, &gone, hashes, out, &now)?;
     }
     Ok(())
 }
@@ -144,6 +162,15 @@ fn remove_gone(
     out: &mut Executed,
     now: &str,
 ) -> Result<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    // Written ahead: once a removal is sent, whether the index still holds the memory is
+    // unknown until the step confirms, even if memsched is killed meanwhile.
+    for candidate in gone {
+        hashes.mark_stale(&candidate.key, now);
+    }
+    hashes.flush()?;
     for piece in batches::plan(ctx, config, gone) {
         let batch = match piece {
             Piece::Batch(range) => &gone[range],

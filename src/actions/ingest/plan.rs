@@ -281,23 +281,17 @@ pub fn plan(
         };
         // A pending removal's file found again is looked at whatever its stat: whether it
         // is kept or sent again depends on its content.
-        let pending_removal = recorded.is_some_and(|r| r.gone_at().is_some());
-        if recorded.and_then(Record::stat) == Some(file.stat) && !pending_removal {
+        let unsure = recorded.is_some_and(|r| r.gone_at().is_some() || r.stale_at().is_some());
+        if recorded.and_then(Record::stat) == Some(file.stat) && !unsure {
             plan.unchanged += 1;
         } else {
             to_hash.push((key.into_owned(), file));
         }
     }
-    let gone = removed(ctx, hashes, walk, scan.gone.as_deref());
-    // Paths new to the manifest offset as many gone ones: a renamed folder is no folder
-    // vanishing.
-    let new_paths = to_hash
-        .iter()
-        .filter(|(key, _)| hashes.get(key).is_none())
-        .count();
+    let gone = removed(ctx, config, hashes, walk, scan.gone.as_deref());
     let emptied = walk.is_some() && plan.scanned == 0 && plan.unreadable.is_empty();
-    plan.place_gone(config, hashes, gone, new_paths, emptied, confirm_removals);
     if to_hash.is_empty() {
+        plan.place_gone(config, hashes, gone, 0, emptied, confirm_removals);
         return plan;
     }
     to_hash.sort_unstable_by(|a, b| a.1.rel.as_os_str().cmp(b.1.rel.as_os_str()));
@@ -346,12 +340,7 @@ pub fn plan(
             task: tasks.get(key.as_str()),
             recorded_as: by_hash.get(&hash).copied(),
             sending_as: sending.get(&hash).map(String::as_str),
-            back: recorded
-                .filter(|r| r.gone_at().is_some())
-                .map(|_| match config.remove {
-                    Some(_) => Back::Kept,
-                    None => Back::Resend,
-                }),
+            back: recorded.and_then(|r| back(r, config)),
         };
         let decision = decide::decide(hash, &seen);
         if config.skip_known_content && matches!(decision, Decision::Send { .. }) {
@@ -366,7 +355,31 @@ pub fn plan(
         };
         plan.place(candidate, decision);
     }
+    // A gone memory whose content this run sends under a new path was renamed: it offsets
+    // one removal (a renamed folder is no folder vanishing; a new, unrelated file is no
+    // excuse to empty the index).
+    let gone_content: std::collections::HashSet<Digest> = gone.iter().map(|c| c.hash).collect();
+    let renamed = plan
+        .send
+        .iter()
+        .filter(|c| hashes.get(&c.key).is_none() && gone_content.contains(&c.hash))
+        .count();
+    plan.place_gone(config, hashes, gone, renamed, emptied, confirm_removals);
     plan
+}
+
+/// What a record that cannot simply be trusted means when its file is found with the
+/// recorded content: `None` for a record that can. One the index may no longer hold (a
+/// removal was sent, a newer send failed) is sent again; a pending removal never sent
+/// (held back) is kept; without a `remove` step, a restored file is sent again.
+fn back(record: &Record, config: &IngestConfig) -> Option<Back> {
+    if record.stale_at().is_some() {
+        return Some(Back::Resend);
+    }
+    record.gone_at().map(|_| match config.remove {
+        Some(_) => Back::Kept,
+        None => Back::Resend,
+    })
 }
 
 /// Recorded files that are gone: of all records, those the walk `generation` did not find
@@ -374,6 +387,7 @@ pub fn plan(
 /// with the hash and stat its record holds, in path order.
 fn removed(
     ctx: &Context<'_>,
+    config: &IngestConfig,
     hashes: &IngestHash,
     walk: Option<u32>,
     gone: Option<&[PathBuf]>,
@@ -381,19 +395,16 @@ fn removed(
     let data_dir = &ctx.paths.data_dir;
     let keys: Vec<String> = match walk {
         Some(generation) => hashes.unmarked(generation).map(str::to_owned).collect(),
-        None => gone
-            .unwrap_or_default()
-            .iter()
-            .map(|rel| key_of(rel).into_owned())
-            .filter(|key| hashes.get(key).is_some())
-            .collect(),
+        None => gone_in_event_run(data_dir, config, hashes, gone.unwrap_or_default()),
     };
     let mut out: Vec<Candidate> = keys
         .into_iter()
         .filter_map(|key| {
             let rel = file_key::path(&key)?;
             let abs = data_dir.join(&rel);
-            if std::fs::symlink_metadata(&abs).is_ok() {
+            // What the walk would not take as a memory (a link, a folder, a FIFO where the
+            // file was) is gone as a memory: its old text must not stay searchable.
+            if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_file()) {
                 return None;
             }
             let record = hashes.get(&key)?;
@@ -408,6 +419,41 @@ fn removed(
         .collect();
     out.sort_unstable_by(|a, b| a.rel.as_os_str().cmp(b.rel.as_os_str()));
     out
+}
+
+/// The records an event run's gone paths account for: a gone file's own, and every record
+/// under a gone folder (a folder renamed or moved out of data_dir takes its memories with
+/// it). One pass over the records, only when a gone path that is no record could have
+/// been a folder ingest enters (an editor's deleted `.swp` is not).
+fn gone_in_event_run(
+    data_dir: &Path,
+    config: &IngestConfig,
+    hashes: &IngestHash,
+    gone: &[PathBuf],
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut folders = Vec::new();
+    for rel in gone {
+        let key = key_of(rel).into_owned();
+        if hashes.get(&key).is_some() {
+            keys.push(key);
+        } else if crate::actions::walk::enters(config, rel)
+            && std::fs::symlink_metadata(data_dir.join(rel)).is_err()
+        {
+            folders.push(format!("{key}/"));
+        }
+    }
+    if !folders.is_empty() {
+        keys.extend(
+            hashes
+                .keys()
+                .filter(|key| folders.iter().any(|f| key.starts_with(f.as_str())))
+                .map(str::to_owned),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    keys
 }
 
 /// The key of a relative path, borrowed when the name is UTF-8 (nearly always): a walk

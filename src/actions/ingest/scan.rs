@@ -257,7 +257,8 @@ fn look_at(
                     });
                 }
             }
-            Ok(Looks::Other) => {}
+            // A link, FIFO or socket is no memory: a recorded one there is gone.
+            Ok(Looks::Other) => looked.gone.push(rel.to_path_buf()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 looked.gone.push(rel.to_path_buf());
             }

@@ -22,6 +22,17 @@ pub(super) enum Entry {
     Gone(Gone),
     /// The removal was confirmed (or forgotten by hand): the record is dropped.
     Removed(Removed),
+    /// The index may no longer hold the record's content (a removal was sent, or a send
+    /// of newer content failed).
+    Stale(Stale),
+}
+
+/// A record marked as no proof of what is indexed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Stale {
+    pub key: String,
+    pub stale_at: String,
 }
 
 /// A record marked as a pending removal.
@@ -224,6 +235,7 @@ mod tests {
                 Entry::Recorded(l) => l.key,
                 Entry::Gone(g) => g.key,
                 Entry::Removed(r) => r.key,
+                Entry::Stale(s) => s.key,
             })
             .collect();
         assert_eq!(keys, ["a", "c"]);

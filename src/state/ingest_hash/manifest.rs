@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use super::journal::{self, Entry, FileId, Gone, Line, Removed};
+use super::journal::{self, Entry, FileId, Gone, Line, Removed, Stale};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
@@ -104,6 +104,11 @@ impl IngestHash {
                 }
                 Entry::Removed(removed) => {
                     self.files.remove(&removed.key);
+                }
+                Entry::Stale(stale) => {
+                    if let Some(rec) = self.files.get_mut(&stale.key) {
+                        rec.set_stale(&stale.stale_at);
+                    }
                 }
             }
         }
@@ -225,6 +230,24 @@ impl IngestHash {
         self.journal_line(&Entry::Gone(Gone {
             key: key.to_owned(),
             gone_at: now.to_owned(),
+        }));
+    }
+
+    /// Marks `key`'s record as no proof of what is indexed, from `now` until the file is
+    /// recorded again: a removal of it is about to be sent (written ahead, so a crash
+    /// mid-removal leaves the mark), or a send of newer content failed. Journaled like
+    /// [`record`](Self::record).
+    pub fn mark_stale(&mut self, key: &str, now: &str) {
+        let Some(rec) = self.files.get_mut(key) else {
+            return;
+        };
+        if rec.stale_at().is_some() {
+            return;
+        }
+        rec.set_stale(now);
+        self.journal_line(&Entry::Stale(Stale {
+            key: key.to_owned(),
+            stale_at: now.to_owned(),
         }));
     }
 

@@ -96,10 +96,22 @@ pub struct Record {
 /// The names memsched owns in a record; everything else is extra.
 /// `gone_at` (when memsched first found the file gone) is kept as written, like any
 /// extra field, but a new record of the file clears it: the file is back.
-pub(super) const KNOWN: [&str; 6] = ["hash", "size", "mtime_ns", "inode", "ingested_at", GONE_AT];
+pub(super) const KNOWN: [&str; 7] = [
+    "hash",
+    "size",
+    "mtime_ns",
+    "inode",
+    "ingested_at",
+    GONE_AT,
+    STALE_AT,
+];
 
 /// The field that marks a record whose file memsched found gone: a pending removal.
 const GONE_AT: &str = "gone_at";
+/// The field that marks a record the index may no longer hold: a removal of it was sent,
+/// or a send of newer content failed (the step may have dropped the old chunks first).
+/// Its hash is then no proof of what is indexed.
+const STALE_AT: &str = "stale_at";
 
 impl Record {
     /// A record memsched makes.
@@ -169,7 +181,24 @@ impl Record {
 
     /// Marks the record's file as found gone at `at` (kept if it was marked already).
     pub(super) fn set_gone(&mut self, at: &str) {
-        if self.extra_raw(GONE_AT).is_some() || self.shape != Shape::Object {
+        self.set_mark(GONE_AT, at);
+    }
+
+    /// When the index stopped being sure to hold this record's content, if it did.
+    #[must_use]
+    pub fn stale_at(&self) -> Option<String> {
+        let raw = self.extra_raw(STALE_AT)?;
+        serde_json::from_str::<String>(raw.get()).ok()
+    }
+
+    /// Marks the record as no proof of what is indexed (kept if it was marked already).
+    pub(super) fn set_stale(&mut self, at: &str) {
+        self.set_mark(STALE_AT, at);
+    }
+
+    /// Sets the time field `name` unless the record has it (or is not an object).
+    fn set_mark(&mut self, name: &str, at: &str) {
+        if self.extra_raw(name).is_some() || self.shape != Shape::Object {
             return;
         }
         let raw =
@@ -177,7 +206,7 @@ impl Record {
                 .expect("a serialised string is JSON");
         self.extra
             .get_or_insert_with(Box::default)
-            .push((GONE_AT.into(), raw));
+            .push((name.into(), raw));
     }
 
     #[must_use]
