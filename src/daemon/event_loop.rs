@@ -343,10 +343,11 @@ impl Daemon {
     }
 
     fn report_health(&self) {
-        if let Err(e) = self
-            .report
-            .write(&self.paths.watchdog_state, self.watching.kind)
-        {
+        if let Err(e) = self.report.write(
+            &self.paths.watchdog_state,
+            self.watching.kind,
+            self.watching.fell_back.as_deref(),
+        ) {
             log::warn!("cannot record the watcher's health: {}", e.chain());
         }
     }

@@ -384,6 +384,12 @@ fn watcher(h: &mut Health, report: Option<WatcherReport>) {
         h.problems
             .push(format!("the watcher keeps its last good rules: {e}"));
     }
+    if let Some(why) = &w.fell_back {
+        h.problems.push(format!(
+            "the watcher polls every {:?} instead of hearing changes through inotify: {why}",
+            crate::watch::POLL_INTERVAL
+        ));
+    }
     if let Some(canary) = w
         .canary
         .as_ref()

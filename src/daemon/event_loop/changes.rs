@@ -83,7 +83,9 @@ impl Daemon {
             }
             Route::Root => self.rewatch_root(now),
             Route::SourceFolder(wakes) => {
-                self.watching.add_source_folders();
+                if let Some(why) = self.watching.add_source_folders() {
+                    self.past_the_limit(why, now);
+                }
                 self.wake(wakes, false, now);
             }
         }
@@ -171,6 +173,7 @@ impl Daemon {
                     .rescan("rescan: events were dropped while the loop was busy", now);
                 self.recheck_pause(now);
             }
+            Notice::WatchLimit(why) => self.past_the_limit(why, now),
             Notice::Errors(errors) => {
                 for e in &errors {
                     log::warn!("watcher error: {e}");
@@ -181,6 +184,19 @@ impl Daemon {
                 self.recheck_pause(now);
             }
         }
+    }
+
+    /// The inotify watch limit stopped a watch: poll instead, and reconcile what the deaf
+    /// folders missed meanwhile.
+    fn past_the_limit(&mut self, why: String, now: Instant) {
+        if !self.watching.past_the_limit(why) {
+            return;
+        }
+        self.report.rescans += 1;
+        self.sched
+            .rescan("rescan: the inotify watch limit was reached", now);
+        self.recheck_pause(now);
+        self.report_health();
     }
 
     /// Writes the tick's canary, and answers one that never came back: the watcher is

@@ -1,0 +1,129 @@
+//! Hostile round three, the watcher's part (issue 18): a watch limit reached at run time, a
+//! re-pointed data_dir link, rescans that go uncounted, health vaguer than it knows. Each
+//! case through the real binary, waiting on effects with deadlines.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Ingest through the recording step, with a rule for every .txt in data_dir.
+fn ingest_rules(env: &TestEnv) {
+    let step = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"200ms\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\nbatch_size = 1000\n\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\non = [\"create\", \"modify\", \"rename\"]\nrun = [\"ingest\"]\n"
+    ));
+}
+
+fn sent_set(env: &TestEnv) -> HashSet<Vec<u8>> {
+    env.sent().into_iter().collect()
+}
+
+// ---- item 9: the inotify watch limit reached at run time ----
+
+/// A watcher in a user namespace of its own whose inotify watch limit is `limit`: the
+/// limit of that namespace only (`/proc/sys/user/max_inotify_watches`), so the other
+/// tests running beside it, and the machine's own `fs.inotify.max_user_watches`, are
+/// untouched. Killed when dropped.
+struct Confined {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Confined {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this machine lets us make a user namespace (`unshare -U -r`).
+fn user_namespaces() -> bool {
+    Command::new("unshare")
+        .args(["-U", "-r", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn watch_confined(env: &TestEnv, limit: u32) -> Confined {
+    let log = env.home().join("watcher.log");
+    let script = format!("echo {limit} > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-U", "-r", "sh", "-c", &script, BIN, "--paths"])
+        .arg(env.home().join("paths.json"))
+        .current_dir(env.home())
+        .env("HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.home().join(".config"))
+        .env_remove("MEMSCHED_PATHS")
+        .env("RUST_LOG", "memsched=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let watcher = Confined {
+        child: cmd.spawn().unwrap(),
+        log,
+    };
+    wait_until(
+        "the startup run is recorded",
+        Duration::from_secs(20),
+        &|| watcher.log(),
+        || env.runs().iter().any(|r| r["trigger"] == "startup"),
+    );
+    watcher
+}
+
+#[test]
+fn issue_18_the_watch_limit_reached_at_run_time_falls_back_to_polling_and_says_so() {
+    if !user_namespaces() {
+        eprintln!("skipped: no user namespaces here (unshare -U -r fails)");
+        return;
+    }
+    let env = TestEnv::new();
+    ingest_rules(&env);
+    for i in 0..5 {
+        std::fs::create_dir_all(env.data().join(format!("old{i}"))).unwrap();
+    }
+    // Room for the folders there at start (data_dir, its five, the home and state/), and
+    // two more.
+    let w = watch_confined(&env, 10);
+    assert!(w.log().contains("(inotify)"), "{}", w.log());
+    let mut expected = HashSet::new();
+    for i in 0..61 {
+        let file = env.write(&format!("Data/new{i:02}/m.txt"), &format!("memory {i}"));
+        expected.insert(bytes(&file));
+    }
+    wait_until(
+        "every new folder's file is sent",
+        DEADLINE,
+        &|| w.log(),
+        || sent_set(&env).is_superset(&expected),
+    );
+    // An edit in a folder no watch could be had for is heard all the same.
+    let late = env.write("Data/new60/late.txt", "written after the limit");
+    wait_until("the later edit is sent", DEADLINE, &|| w.log(), || {
+        sent_set(&env).contains(&bytes(&late))
+    });
+    wait_until(
+        "the watcher reports it polls",
+        DEADLINE,
+        &|| w.log(),
+        || env.state_json("watchdog_state.json")["watcher"]["kind"] == "poll",
+    );
+    env.test()
+        .args(&["status"])
+        .status(1)
+        .stdout_has("memsched status: DEGRADED")
+        .stdout_has("the watcher polls every 2s instead of hearing changes through inotify: the inotify watch limit (fs.inotify.max_user_watches) was reached at {home}/Data/new")
+        .run();
+}
