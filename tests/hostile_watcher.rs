@@ -127,3 +127,39 @@ fn issue_18_the_watch_limit_reached_at_run_time_falls_back_to_polling_and_says_s
         .stdout_has("the watcher polls every 2s instead of hearing changes through inotify: the inotify watch limit (fs.inotify.max_user_watches) was reached at {home}/Data/new")
         .run();
 }
+
+// ---- item 8: a re-pointed data_dir link ----
+
+/// The step's arguments that name a file called `name`.
+fn sent_named(env: &TestEnv, name: &str) -> bool {
+    env.sent().iter().any(|p| p.ends_with(name.as_bytes()))
+}
+
+#[test]
+fn issue_18_a_re_pointed_data_dir_link_is_followed_at_once() {
+    let env = TestEnv::new();
+    ingest_rules(&env);
+    std::fs::remove_dir(env.data()).unwrap();
+    env.write("D1/first.txt", "in the first folder");
+    env.write("D2/waiting.txt", "in the second folder before the switch");
+    std::os::unix::fs::symlink("D1", env.data()).unwrap();
+    let w = env.watch(&[], &[]);
+    assert!(sent_named(&env, "first.txt"), "{}", w.log());
+    // `ln -sfn D2 Data`: a new link renamed over the old one.
+    let tmp = env.home().join("Data.tmp");
+    std::os::unix::fs::symlink("D2", &tmp).unwrap();
+    std::fs::rename(&tmp, env.data()).unwrap();
+    wait_until("the switch is noticed", DEADLINE, &|| w.log(), || {
+        w.log().contains("D2")
+    });
+    wait_until("what D2 held is sent", DEADLINE, &|| w.log(), || {
+        sent_named(&env, "waiting.txt")
+    });
+    env.write("D2/after.txt", "written in the new folder");
+    wait_until(
+        "a file written in D2 is sent",
+        DEADLINE,
+        &|| w.log(),
+        || sent_named(&env, "after.txt"),
+    );
+}

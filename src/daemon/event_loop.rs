@@ -156,6 +156,7 @@ impl Daemon {
     fn event_loop(&mut self, changes: &Receiver<Change>, control: &Receiver<Input>) {
         loop {
             let now = Instant::now();
+            self.follow_data_dir(now);
             if self.sched.take_reload(now) {
                 self.reload_rules();
             }

@@ -115,7 +115,8 @@ pub(super) fn roots(paths: &Paths, rules_file: &Path, rules: &Rules) -> Result<R
         canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
         state_dir: canonical(&paths.state_dir)?,
         rules_file: canonical(rules_file)?,
-        rules_link: rules_link(rules_file),
+        rules_link: link(rules_file),
+        data_link: link(&paths.data_dir),
         data_dir,
         home,
         source_dirs,
@@ -123,10 +124,10 @@ pub(super) fn roots(paths: &Paths, rules_file: &Path, rules: &Rules) -> Result<R
     })
 }
 
-/// The rules path, absolute, when it is a link.
-fn rules_link(rules_file: &Path) -> Option<PathBuf> {
-    let is_link = std::fs::symlink_metadata(rules_file).is_ok_and(|m| m.file_type().is_symlink());
-    is_link.then(|| std::path::absolute(rules_file).unwrap_or_else(|_| rules_file.to_path_buf()))
+/// `path` (the rules, data_dir), absolute, when it is a link.
+fn link(path: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// The roots of the upload sources the rules name.

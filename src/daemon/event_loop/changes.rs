@@ -131,6 +131,7 @@ impl Daemon {
     /// it was moved to), so the watcher is rebuilt on the folder now there, and everything
     /// is reconciled: files written into a new data_dir make no event before its watch.
     fn rewatch_root(&mut self, now: Instant) {
+        self.resolve_data_dir();
         let data_dir = &self.watching.roots.data_dir;
         if data_dir.is_dir() {
             log::warn!(
@@ -149,6 +150,43 @@ impl Daemon {
         self.report.rescans += 1;
         self.sched.rescan("rescan: data_dir was replaced", now);
         self.recheck_pause(now);
+    }
+
+    /// Looked at on each wake: data_dir resolves elsewhere now (a link above it was
+    /// re-pointed, which no event of its own announces), so the watcher follows.
+    pub(super) fn follow_data_dir(&mut self, now: Instant) {
+        if self.resolve_data_dir() {
+            self.rewatch_root(now);
+        }
+    }
+
+    /// Points the roots at the folder data_dir resolves to now, if that changed (its
+    /// link was re-pointed). Whether it did. The marker and the canary live in data_dir:
+    /// they move along; what was read under the old folder is not the new one's.
+    fn resolve_data_dir(&mut self) -> bool {
+        let Ok(now_at) = self.paths.data_dir.canonicalize() else {
+            // Gone: a Root change says so, and runs report it missing.
+            return false;
+        };
+        let roots = &mut self.watching.roots;
+        if now_at == roots.data_dir {
+            return false;
+        }
+        log::warn!(
+            "{} points at {} now, not {}: watching it and reconciling everything",
+            self.paths.data_dir.display(),
+            now_at.display(),
+            roots.data_dir.display()
+        );
+        let canary = roots.canary_file.file_name().map(|n| now_at.join(n));
+        roots.pause_file = now_at.join(&self.config.rules.pause_file);
+        if let Some(canary) = canary {
+            self.canary.moved(canary.clone(), &mut self.sched);
+            roots.canary_file = canary;
+        }
+        roots.data_dir = now_at;
+        self.prehasher.forget(Path::new(""), true);
+        true
     }
 
     fn wake(&mut self, wakes: Vec<Wake>, deferred: bool, now: Instant) {
@@ -262,6 +300,7 @@ mod tests {
             home: home.clone(),
             rules_file: home.join("watch-rules.toml"),
             rules_link: None,
+            data_link: None,
             pause_file: home.join("Data/.memsched-pause"),
             canary_file: home.join("Data/.memsched-canary-0"),
             source_dirs: Vec::new(),
