@@ -163,3 +163,65 @@ fn issue_18_a_re_pointed_data_dir_link_is_followed_at_once() {
         || sent_named(&env, "after.txt"),
     );
 }
+
+// ---- item 13: every rescan is counted in watchdog_state.json ----
+
+/// The `rescans` the watcher last reported.
+fn rescans(env: &TestEnv) -> u64 {
+    std::fs::read_to_string(env.state("watchdog_state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["watcher"]["rescans"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn issue_18_a_real_queue_overflow_is_a_counted_rescan_that_loses_no_file() {
+    let env = TestEnv::new();
+    ingest_rules(&env);
+    let w = env.watch(&[], &[]);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(w.pid()).unwrap());
+    // Stopped, the watcher reads nothing: three events a file overflow the kernel's
+    // queue (fs.inotify.max_queued_events, 16384 by default) without touching it.
+    let queue: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let files = queue / 3 + 500;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut expected = HashSet::new();
+    for i in 0..files {
+        expected.insert(bytes(&env.write(&format!("Data/m{i:05}.txt"), "m")));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_until("the overflow is heard", DEADLINE, &|| w.log(), || {
+        w.log().contains("rescan flag")
+    });
+    wait_until(
+        "every file is sent",
+        Duration::from_secs(90),
+        &|| w.log(),
+        || sent_set(&env).is_superset(&expected),
+    );
+    wait_until("the rescan is counted", DEADLINE, &|| w.log(), || {
+        rescans(&env) >= 1
+    });
+}
+
+#[test]
+fn issue_18_a_dropped_events_rescan_is_counted() {
+    let env = TestEnv::new();
+    ingest_rules(&env);
+    let w = env.watch(&[], &[("MEMSCHED_TEST_DROP_EVENTS", "1000000")]);
+    let file = env.write("Data/lost.txt", "dropped on purpose");
+    wait_until(
+        "the file arrives through a rescan",
+        DEADLINE,
+        &|| w.log(),
+        || sent_set(&env).contains(&bytes(&file)),
+    );
+    wait_until("the rescan is counted", DEADLINE, &|| w.log(), || {
+        rescans(&env) >= 1
+    });
+}

@@ -75,11 +75,8 @@ impl Daemon {
                 }
             }
             Route::Rescan => {
-                self.report.rescans += 1;
                 log::warn!("the watcher lost events (rescan flag): reconciling everything");
-                self.sched.rescan("rescan: the watcher lost events", now);
-                // The marker's own event may be among those lost.
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: the watcher lost events", now);
             }
             Route::Root => self.rewatch_root(now),
             Route::SourceFolder(wakes) => {
@@ -147,9 +144,17 @@ impl Daemon {
         if let Err(e) = self.watching.start(self.watching.kind) {
             log::error!("cannot rebuild the watcher: {}", e.chain());
         }
+        self.counted_rescan("rescan: data_dir was replaced", now);
+    }
+
+    /// A full reconcile forced by events lost (or never heard): counted in the watcher's
+    /// report at once, so watchdog_state.json's `rescans` says how deaf it has been.
+    fn counted_rescan(&mut self, reason: &str, now: Instant) {
         self.report.rescans += 1;
-        self.sched.rescan("rescan: data_dir was replaced", now);
+        self.sched.rescan(reason, now);
+        // The marker's own event may be among those lost.
         self.recheck_pause(now);
+        self.report_health();
     }
 
     /// Looked at on each wake: data_dir resolves elsewhere now (a link above it was
@@ -203,23 +208,17 @@ impl Daemon {
         match notice {
             Notice::Overflow => {
                 self.watching.outlet.backlog.rescanned();
-                self.report.rescans += 1;
                 log::warn!(
                     "the event loop fell behind and dropped changes: reconciling everything"
                 );
-                self.sched
-                    .rescan("rescan: events were dropped while the loop was busy", now);
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: events were dropped while the loop was busy", now);
             }
             Notice::WatchLimit(why) => self.past_the_limit(why, now),
             Notice::Errors(errors) => {
                 for e in &errors {
                     log::warn!("watcher error: {e}");
                 }
-                self.report.rescans += 1;
-                self.sched
-                    .rescan("rescan: the watcher reported errors", now);
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: the watcher reported errors", now);
             }
         }
     }
@@ -230,11 +229,7 @@ impl Daemon {
         if !self.watching.past_the_limit(why) {
             return;
         }
-        self.report.rescans += 1;
-        self.sched
-            .rescan("rescan: the inotify watch limit was reached", now);
-        self.recheck_pause(now);
-        self.report_health();
+        self.counted_rescan("rescan: the inotify watch limit was reached", now);
     }
 
     /// Writes the tick's canary, and answers one that never came back: the watcher is
