@@ -225,3 +225,74 @@ fn issue_18_a_dropped_events_rescan_is_counted() {
         rescans(&env) >= 1
     });
 }
+
+// ---- item 14: health names what it knows ----
+
+/// memsched in a user namespace that maps no one: root's files are its own by owner bits
+/// alone (no capability overrides them), so a file of mode 000 cannot be read, as for a
+/// user who runs memsched under their own account.
+fn unmapped(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    Command::new("unshare")
+        .arg("-U")
+        .arg(BIN)
+        .arg("--paths")
+        .arg(env.home().join("paths.json"))
+        .args(args)
+        .current_dir(env.home())
+        .env("HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.home().join(".config"))
+        .env_remove("MEMSCHED_PATHS")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn issue_18_health_names_a_memory_file_it_cannot_read() {
+    if !user_namespaces() {
+        eprintln!("skipped: no user namespaces here (unshare -U fails)");
+        return;
+    }
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("readable.txt", "fine");
+    let locked = env.data_file("locked.txt", "no one may read this");
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let once = unmapped(&env, &["--once", "--mode", "ingest"]);
+    assert!(stdout(&once).contains("1 unreadable"), "{}", stdout(&once));
+    let status = unmapped(&env, &["status"]);
+    let shown = stdout(&status);
+    assert_eq!(status.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("memsched status: DEGRADED"), "{shown}");
+    assert!(
+        shown.contains("cannot read 1 entry in data_dir: locked.txt (Permission denied"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn issue_18_health_tells_tasks_that_never_run_from_tasks_waiting_for_a_retry() {
+    let run = crate::harness::Test::new()
+        .retry_rules(&[], "")
+        .state_file(
+            "task_queue.json",
+            &serde_json::json!({"tasks": [
+                {"id": "ok", "step": "x", "status": "failed", "attempts": 1},
+                {"id": "twin", "step": "x", "status": "failed", "attempts": 1},
+                {"id": "twin", "step": "x", "status": "failed", "attempts": 1},
+                {"step": "x", "status": "failed", "attempts": 1}
+            ]}),
+        )
+        .args(&["status"])
+        .status(1)
+        .stdout_has("1 failed task waits for a retry")
+        .stdout_has(
+            "3 failed tasks never run (no id, or an id another task shares): \"twin\", \"twin\", task #4",
+        )
+        .run();
+    assert!(
+        !run.stdout().contains("4 failed tasks wait"),
+        "{}",
+        run.stdout()
+    );
+}
