@@ -20,7 +20,7 @@ pub use change::{Change, Roots, classify, source_folders};
 pub use inotify::InotifyWatcher;
 pub use interest::Interest;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -43,8 +43,21 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub enum Notice {
     /// Changes were dropped because the loop fell behind: reconcile everything.
     Overflow,
-    /// The watcher reported errors (a watch lost, the watch limit reached).
+    /// The watcher reported errors (a watch lost).
     Errors(Vec<String>),
+    /// The OS watch limit stopped a watch: the folders past it are deaf until the loop
+    /// polls instead. Why, said for health (see [`watch_limit_reason`]).
+    WatchLimit(String),
+}
+
+/// Why the watcher polls once the inotify watch limit stopped a watch of `at`: names the
+/// limit and how to raise it.
+#[must_use]
+pub fn watch_limit_reason(at: Option<&Path>) -> String {
+    let at = at.map_or_else(String::new, |p| format!(" at {}", p.display()));
+    format!(
+        "the inotify watch limit (fs.inotify.max_user_watches) was reached{at}; {LIMIT_HINT}, then restart memsched"
+    )
 }
 
 /// The loop's side of the change queue: how far behind it is.
@@ -127,6 +140,10 @@ impl notify::EventHandler for Forward {
                     }
                 }
             }
+            Err(error) if matches!(error.kind, notify::ErrorKind::MaxFilesWatch) => {
+                let reason = watch_limit_reason(error.paths.first().map(PathBuf::as_path));
+                let _ = self.outlet.notices.send(Notice::WatchLimit(reason));
+            }
             Err(error) => {
                 let _ = self
                     .outlet
@@ -167,6 +184,13 @@ impl Watcher {
     }
 }
 
+/// A watcher just started, and why it polls when inotify was asked for.
+pub struct Started {
+    pub watcher: Watcher,
+    /// Set when inotify could not be set up (the watch limit, say): health names it.
+    pub fell_back: Option<String>,
+}
+
 /// Starts watching `roots` with a watcher of `kind`. Inotify falls back to polling (with a
 /// warning that says how to raise the inotify limits) when it cannot be set up. Folders
 /// that do not exist yet (a source folder the first ingest creates) are skipped: the
@@ -176,7 +200,7 @@ pub fn start(
     interest: &Interest,
     outlet: &Outlet,
     kind: WatcherKind,
-) -> Result<Watcher> {
+) -> Result<Started> {
     let drop = Arc::new(AtomicUsize::new(changes_to_drop()));
     let forward = || Forward {
         roots: roots.clone(),
@@ -192,21 +216,31 @@ pub fn start(
                 source,
             })
             .and_then(|w| watch_all(w, roots));
-        match native {
-            Ok(w) => return Ok(w),
-            Err(e) => log::warn!(
-                "cannot watch with inotify ({}); polling every {POLL_INTERVAL:?} instead; {LIMIT_HINT}",
-                e.chain()
-            ),
-        }
+        let why = match native {
+            Ok(watcher) => {
+                return Ok(Started {
+                    watcher,
+                    fell_back: None,
+                });
+            }
+            Err(e) => format!("inotify could not be set up ({}); {LIMIT_HINT}", e.chain()),
+        };
+        log::warn!("cannot watch with inotify; polling every {POLL_INTERVAL:?} instead: {why}");
+        return Ok(Started {
+            watcher: poller(roots, forward()),
+            fell_back: Some(why),
+        });
     }
-    // Folders missing now are walked once they exist: a walk of a missing folder finds
-    // nothing, and the next finds everything in it as new.
-    Ok(Watcher::Poll(Poller::start(
-        roots.folders(),
-        POLL_INTERVAL,
-        forward(),
-    )))
+    Ok(Started {
+        watcher: poller(roots, forward()),
+        fell_back: None,
+    })
+}
+
+/// Polls every folder of `roots`. Folders missing now are walked once they exist: a walk
+/// of a missing folder finds nothing, and the next finds everything in it as new.
+fn poller(roots: &Roots, forward: Forward) -> Watcher {
+    Watcher::Poll(Poller::start(roots.folders(), POLL_INTERVAL, forward))
 }
 
 fn watch_all(mut watcher: Watcher, roots: &Roots) -> Result<Watcher> {

@@ -101,6 +101,15 @@ impl Canary {
         Some(remedy(self.misses, current))
     }
 
+    /// data_dir moved (its link re-pointed): the canary is written at `file` from now on.
+    /// One awaited in the old folder is no longer awaited (the watcher that would hear it
+    /// is being replaced, which proves nothing either way); the next tick sends another.
+    pub(super) fn moved(&mut self, file: PathBuf, sched: &mut Scheduler) {
+        self.remove();
+        sched.canary_seen();
+        self.file = file;
+    }
+
     /// Removes the canary file; one that is already gone is fine.
     pub(super) fn remove(&self) {
         let _ = std::fs::remove_file(&self.file);

@@ -156,6 +156,7 @@ impl Daemon {
     fn event_loop(&mut self, changes: &Receiver<Change>, control: &Receiver<Input>) {
         loop {
             let now = Instant::now();
+            self.follow_data_dir(now);
             if self.sched.take_reload(now) {
                 self.reload_rules();
             }
@@ -343,10 +344,11 @@ impl Daemon {
     }
 
     fn report_health(&self) {
-        if let Err(e) = self
-            .report
-            .write(&self.paths.watchdog_state, self.watching.kind)
-        {
+        if let Err(e) = self.report.write(
+            &self.paths.watchdog_state,
+            self.watching.kind,
+            self.watching.fell_back.as_deref(),
+        ) {
             log::warn!("cannot record the watcher's health: {}", e.chain());
         }
     }

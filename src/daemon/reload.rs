@@ -88,6 +88,7 @@ mod tests {
             state_dir: home.clone(),
             rules_file: home.join("watch-rules.toml"),
             rules_link: None,
+            data_link: None,
             pause_file: home.join("Data").join(&rules.pause_file),
             canary_file: home.join("Data/.memsched-canary-0"),
             home,

@@ -15,6 +15,9 @@ use crate::state::timestamp;
 use crate::state::watchdog_state::{self, WatcherReport};
 pub(super) use crate::state::watchdog_state::{CanaryMark, CanaryStatus};
 
+/// The watcher's kind, and why it polls when inotify was asked for.
+type Kind<'a> = (WatcherKind, Option<&'a str>);
+
 /// What the loop has learnt about its own health since it started.
 #[derive(Debug, Clone, Default)]
 pub(super) struct SelfReport {
@@ -34,11 +37,12 @@ pub(super) struct SelfReport {
 impl SelfReport {
     /// The report as watchdog_state.json keeps it (and health reads it back). Pure: the
     /// watcher's kind, pid and the time come in.
-    fn to_report(&self, kind: WatcherKind, pid: u32, now: SystemTime) -> WatcherReport {
+    fn to_report(&self, watcher: Kind<'_>, pid: u32, now: SystemTime) -> WatcherReport {
         WatcherReport {
             pid,
             started_at: self.started_at.clone(),
-            kind: Some(kind),
+            kind: Some(watcher.0),
+            fell_back: watcher.1.map(str::to_owned),
             canary: self.canary.clone(),
             paused_since: self.paused_since.clone(),
             rules_error: self.rules_error.clone(),
@@ -49,13 +53,19 @@ impl SelfReport {
     }
 
     /// The fields this report replaces in watchdog_state.json.
-    fn to_json(&self, kind: WatcherKind, pid: u32, now: SystemTime) -> Value {
-        watchdog_state::watcher_fields(&self.to_report(kind, pid, now))
+    fn to_json(&self, watcher: Kind<'_>, pid: u32, now: SystemTime) -> Value {
+        watchdog_state::watcher_fields(&self.to_report(watcher, pid, now))
     }
 
-    /// Records the report in `watchdog_state`, keeping the fields others wrote there.
-    pub(super) fn write(&self, watchdog_state: &Path, kind: WatcherKind) -> Result<()> {
-        let value = self.to_json(kind, std::process::id(), SystemTime::now());
+    /// Records the report in `watchdog_state`, keeping the fields others wrote there:
+    /// the watcher's `kind`, and why it polls when inotify was asked for.
+    pub(super) fn write(
+        &self,
+        watchdog_state: &Path,
+        kind: WatcherKind,
+        fell_back: Option<&str>,
+    ) -> Result<()> {
+        let value = self.to_json((kind, fell_back), std::process::id(), SystemTime::now());
         watchdog_state::write(watchdog_state, value)
     }
 }
@@ -68,10 +78,10 @@ mod tests {
     #[test]
     fn the_report_keeps_its_keys_and_their_order() {
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let fresh = SelfReport::default().to_json(WatcherKind::Inotify, 7, at);
+        let fresh = SelfReport::default().to_json((WatcherKind::Inotify, None), 7, at);
         assert_eq!(
             serde_json::to_string(&fresh).unwrap(),
-            r#"{"watcher":{"pid":7,"started_at":null,"kind":"inotify","canary":null,"paused_since":null,"rules_error":null,"rescans":0,"unannounced_last_tick":null,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
+            r#"{"watcher":{"pid":7,"started_at":null,"kind":"inotify","fell_back":null,"canary":null,"paused_since":null,"rules_error":null,"rescans":0,"unannounced_last_tick":null,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
         );
         let seasoned = SelfReport {
             canary: Some(CanaryMark::new(CanaryStatus::Missed, at)),
@@ -81,10 +91,10 @@ mod tests {
             rescans: 2,
             unannounced: Some(3),
         }
-        .to_json(WatcherKind::Poll, 7, at);
+        .to_json((WatcherKind::Poll, Some("limit")), 7, at);
         assert_eq!(
             serde_json::to_string(&seasoned).unwrap(),
-            r#"{"watcher":{"pid":7,"started_at":"s","kind":"poll","canary":{"status":"missed","at":"2023-11-14T22:13:20.000Z"},"paused_since":"p","rules_error":"bad","rescans":2,"unannounced_last_tick":3,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
+            r#"{"watcher":{"pid":7,"started_at":"s","kind":"poll","fell_back":"limit","canary":{"status":"missed","at":"2023-11-14T22:13:20.000Z"},"paused_since":"p","rules_error":"bad","rescans":2,"unannounced_last_tick":3,"updated_at":"2023-11-14T22:13:20.000Z"}}"#
         );
         let ok = CanaryMark::new(CanaryStatus::Ok, at);
         assert_eq!(serde_json::to_value(ok).unwrap()["status"], "ok");

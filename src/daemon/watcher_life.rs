@@ -16,6 +16,8 @@ pub(super) struct Watching {
     watcher: Option<Watcher>,
     /// The kind of the watcher last started; a failed replacement leaves it as it was.
     pub(super) kind: WatcherKind,
+    /// Why it polls though inotify was asked for (the watch limit); health names it.
+    pub(super) fell_back: Option<String>,
     pub(super) roots: Roots,
     /// The rules notify's thread filters by; replaced on a reload.
     pub(super) interest: Interest,
@@ -28,6 +30,7 @@ impl Watching {
         Watching {
             watcher: None,
             kind: WatcherKind::default(),
+            fell_back: None,
             roots,
             interest,
             outlet,
@@ -38,28 +41,60 @@ impl Watching {
     pub(super) fn start(&mut self, kind: WatcherKind) -> Result<()> {
         // The old watcher goes first, so its inotify watches are free for the new one.
         self.watcher = None;
-        let watcher = watch::start(&self.roots, &self.interest, &self.outlet, kind)?;
-        self.kind = watcher.kind();
-        self.watcher = Some(watcher);
+        let started = watch::start(&self.roots, &self.interest, &self.outlet, kind)?;
+        self.kind = started.watcher.kind();
+        // A poller asked for (after a fallback, or a deaf inotify) keeps the reason; an
+        // inotify watcher that started has none.
+        if started.fell_back.is_some() || self.kind == WatcherKind::Inotify {
+            self.fell_back = started.fell_back;
+        }
+        self.watcher = Some(started.watcher);
         Ok(())
     }
 
-    /// Watches the source folders that exist now and were missing when the watcher started.
-    pub(super) fn add_source_folders(&mut self) {
-        let Some(watcher) = self.watcher.as_mut() else {
-            return;
-        };
+    /// The inotify watch limit stopped a watch (`why`): the folders past it would be deaf,
+    /// so the whole watcher polls instead. Whether it switched (an old notice from an
+    /// inotify watcher already replaced is nothing more to do).
+    pub(super) fn past_the_limit(&mut self, why: String) -> bool {
+        if self.kind != WatcherKind::Inotify {
+            return false;
+        }
+        log::warn!(
+            "{why}: the folders past it are not heard, so the watcher polls every {:?} instead",
+            watch::POLL_INTERVAL
+        );
+        // Its watches go first, so nothing more is asked of the limit.
+        self.watcher = None;
+        if let Err(e) = self.start(WatcherKind::Poll) {
+            log::error!("cannot start polling: {}", e.chain());
+        }
+        self.fell_back = Some(why);
+        true
+    }
+
+    /// Watches the source folders that exist now and were missing when the watcher
+    /// started; the watch limit's reason, should it stop one.
+    pub(super) fn add_source_folders(&mut self) -> Option<String> {
+        let watcher = self.watcher.as_mut()?;
         for (dir, mode) in &self.roots.source_dirs {
-            if dir.is_dir()
-                && let Err(e) = watcher.watch(dir, *mode)
-            {
-                log::warn!(
+            if !dir.is_dir() {
+                continue;
+            }
+            match watcher.watch(dir, *mode) {
+                Ok(()) => {}
+                Err(Error::Watch { source, .. })
+                    if matches!(source.kind, notify::ErrorKind::MaxFilesWatch) =>
+                {
+                    return Some(watch::watch_limit_reason(Some(dir)));
+                }
+                Err(e) => log::warn!(
                     "cannot watch the upload sources in {}: {}",
                     dir.display(),
                     e.chain()
-                );
+                ),
             }
         }
+        None
     }
 }
 
@@ -80,7 +115,8 @@ pub(super) fn roots(paths: &Paths, rules_file: &Path, rules: &Rules) -> Result<R
         canary_file: data_dir.join(format!("{CANARY_PREFIX}{}", std::process::id())),
         state_dir: canonical(&paths.state_dir)?,
         rules_file: canonical(rules_file)?,
-        rules_link: rules_link(rules_file),
+        rules_link: link(rules_file),
+        data_link: link(&paths.data_dir),
         data_dir,
         home,
         source_dirs,
@@ -88,10 +124,10 @@ pub(super) fn roots(paths: &Paths, rules_file: &Path, rules: &Rules) -> Result<R
     })
 }
 
-/// The rules path, absolute, when it is a link.
-fn rules_link(rules_file: &Path) -> Option<PathBuf> {
-    let is_link = std::fs::symlink_metadata(rules_file).is_ok_and(|m| m.file_type().is_symlink());
-    is_link.then(|| std::path::absolute(rules_file).unwrap_or_else(|_| rules_file.to_path_buf()))
+/// `path` (the rules, data_dir), absolute, when it is a link.
+fn link(path: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    is_link.then(|| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// The roots of the upload sources the rules name.

@@ -74,6 +74,8 @@ pub struct WatcherReport {
     pub started_at: Option<String>,
     /// How it hears of changes; always written.
     pub kind: Option<WatcherKind>,
+    /// Why it polls though inotify was asked for (the inotify watch limit, say).
+    pub fell_back: Option<String>,
     pub canary: Option<CanaryMark>,
     /// Since when runs wait for the pause marker to go; `None` when not paused.
     pub paused_since: Option<String>,
@@ -120,6 +122,7 @@ mod tests {
             pid: 7,
             started_at: Some("s".to_owned()),
             kind: Some(WatcherKind::Poll),
+            fell_back: Some("limit".to_owned()),
             canary: Some(CanaryMark::new(CanaryStatus::Missed, at)),
             paused_since: Some("p".to_owned()),
             rules_error: Some("bad".to_owned()),
@@ -148,7 +151,7 @@ mod tests {
     /// and writes back to the same JSON: the format does not change under its readers.
     #[test]
     fn todays_on_disk_report_reads_and_writes_the_same() {
-        let on_disk = json!({"watcher": {"pid": 7, "started_at": "s", "kind": "poll",
+        let on_disk = json!({"watcher": {"pid": 7, "started_at": "s", "kind": "poll", "fell_back": "limit",
             "canary": {"status": "missed", "at": "2023-11-14T22:13:20.000Z"},
             "paused_since": "p", "rules_error": "bad", "rescans": 2,
             "unannounced_last_tick": 3, "updated_at": "2023-11-14T22:13:20.000Z"}});

@@ -49,6 +49,9 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Roots {
     pub data_dir: PathBuf,
+    /// data_dir as given, when it is a link: re-pointing it (`ln -sfn D2 Data`) replaces
+    /// data_dir.
+    pub data_link: Option<PathBuf>,
     pub state_dir: PathBuf,
     /// The pipeline home: upload `sources` are relative to it.
     pub home: PathBuf,
@@ -75,6 +78,7 @@ impl Roots {
         // data_dir's parent, to hear data_dir itself go and come back.
         let plain = [
             self.data_dir.parent(),
+            self.data_link.as_deref().and_then(Path::parent),
             Some(self.state_dir.as_path()),
             self.rules_file.parent(),
             self.rules_link.as_deref().and_then(Path::parent),
@@ -164,7 +168,7 @@ fn classify_path(
     if name.starts_with(".memsched-") {
         return None;
     }
-    if path == roots.data_dir {
+    if path == roots.data_dir || roots.data_link.as_deref() == Some(path) {
         return match kind {
             EventKind::Modify => None,
             EventKind::Create | EventKind::Remove | EventKind::Rename => Some(Change::Root),
@@ -235,6 +239,7 @@ mod tests {
         sources.add(globset::Glob::new("index/*.json").unwrap());
         Roots {
             data_dir: PathBuf::from("/p/Data"),
+            data_link: Some(PathBuf::from("/home/u/Data")),
             state_dir: PathBuf::from("/p"),
             home: PathBuf::from("/p"),
             rules_file: PathBuf::from("/p/watch-rules.toml"),
@@ -403,6 +408,12 @@ mod tests {
         let back = NotifyKind::Create(CreateKind::Folder);
         assert_eq!(classify(&event(back, &["/p/Data"]), &r), [Change::Root]);
         assert!(classify(&event(modify, &["/p/Data"]), &r).is_empty());
+        let repointed = NotifyKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(
+            classify(&event(repointed, &["/home/u/Data"]), &r),
+            [Change::Root],
+            "data_dir's link re-pointed"
+        );
     }
 
     #[test]
@@ -413,6 +424,7 @@ mod tests {
             [
                 (PathBuf::from("/p/Data"), RecursiveMode::Recursive),
                 (PathBuf::from("/p"), RecursiveMode::NonRecursive),
+                (PathBuf::from("/home/u"), RecursiveMode::NonRecursive),
                 (PathBuf::from("/etc/memsched"), RecursiveMode::NonRecursive),
                 (PathBuf::from("/p/index"), RecursiveMode::NonRecursive),
             ]

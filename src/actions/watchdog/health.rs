@@ -158,10 +158,13 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         };
         json!({"file": file, "error": e.chain()})
     };
-    match TaskQueue::load(&paths.task_queue) {
+    let never_run = match TaskQueue::load(&paths.task_queue) {
         Ok(q) => tasks(&mut h, &q, rules, now),
-        Err(e) => h.unreadable_files.push(unreadable(&e)),
-    }
+        Err(e) => {
+            h.unreadable_files.push(unreadable(&e));
+            0
+        }
+    };
     match UploadLog::load(&paths.upload_log) {
         Ok(log) => uploads(&mut h, &log, rules),
         Err(e) => h.unreadable_files.push(unreadable(&e)),
@@ -199,11 +202,13 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
             h.locks.insert(name.to_owned(), pid);
         }
     }
-    judge(&mut h);
+    judge(&mut h, never_run);
     h
 }
 
-fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
+/// Reads the tasks into `h`; how many failed ones retry never runs (no id, or an id
+/// another task shares): they wait for a person, not for a retry.
+fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) -> usize {
     let stuck_after = rules
         .retry
         .as_ref()
@@ -219,8 +224,17 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
             .into_iter()
             .map(|m| format!("task_queue.json: {m}")),
     );
-    for t in queue.tasks() {
+    let duplicates = queue.duplicate_ids();
+    let mut never_run = Vec::new();
+    for (place, t) in queue.tasks().enumerate() {
         let status = t.status();
+        if status == Some(TaskStatus::Failed) {
+            match t.id() {
+                None => never_run.push(format!("task #{}", place + 1)),
+                Some(id) if duplicates.contains(id) => never_run.push(format!("{id:?}")),
+                Some(_) => {}
+            }
+        }
         let shown = status.as_ref().map_or("(none)", TaskStatus::name);
         *h.tasks.entry(shown.to_owned()).or_default() += 1;
         let id = t.id().unwrap_or("(no id)").to_owned();
@@ -255,6 +269,16 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) {
             h.stuck_tasks.push(id);
         }
     }
+    // Retry skips them (see `TaskQueue::malformed`): they are no retry's to wait for.
+    if !never_run.is_empty() {
+        never_run.sort();
+        h.problems.push(format!(
+            "{} never run (no id, or an id another task shares): {}",
+            words::count(never_run.len(), "failed task", "failed tasks"),
+            list(&never_run)
+        ));
+    }
+    never_run.len()
 }
 
 fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
@@ -295,14 +319,29 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         return;
     }
     let (mut files, mut stale) = (0, 0);
-    let unreadable =
+    let mut unread_files = Vec::new();
+    let mut unreadable =
         walk::memory_files(&paths.data_dir, Path::new(""), config, &mut |rel, meta| {
             files += 1;
             let recorded = hashes.get(&file_key::key(&rel)).and_then(Record::stat);
             if recorded != Some(Stat::of(meta)) {
                 stale += 1;
+                // A file ingest must read and cannot: asked of the files to read only, so
+                // an indexed home costs no look.
+                let path = paths.data_dir.join(&rel);
+                let readable = nix::unistd::faccessat(
+                    None,
+                    &path,
+                    nix::unistd::AccessFlags::R_OK,
+                    nix::fcntl::AtFlags::AT_EACCESS,
+                );
+                if let Err(e) = readable {
+                    let e = std::io::Error::from(e);
+                    unread_files.push((file_key::display(&rel), e.to_string()));
+                }
             }
         });
+    unreadable.append(&mut unread_files);
     h.data_files = Some(files);
     h.unindexed_files = Some(stale);
     pending_removals(h, config, hashes);
@@ -384,6 +423,12 @@ fn watcher(h: &mut Health, report: Option<WatcherReport>) {
         h.problems
             .push(format!("the watcher keeps its last good rules: {e}"));
     }
+    if let Some(why) = &w.fell_back {
+        h.problems.push(format!(
+            "the watcher polls every {:?} instead of hearing changes through inotify: {why}",
+            crate::watch::POLL_INTERVAL
+        ));
+    }
     if let Some(canary) = w
         .canary
         .as_ref()
@@ -439,12 +484,16 @@ fn live_holder(path: &Path) -> Option<u32> {
 }
 
 /// Judges what was read (see [`super::judge`]): the status, and every problem worst first.
-fn judge(h: &mut Health) {
+/// `never_run` failed tasks are no retry's to wait for (see [`tasks`]).
+fn judge(h: &mut Health, never_run: usize) {
     let evidence = Evidence {
         unreadable_files: &h.unreadable_files,
         dead_tasks: &h.dead_tasks,
         stuck_tasks: &h.stuck_tasks,
-        failed_tasks: h.tasks.get(TaskStatus::Failed.name()).copied().unwrap_or(0),
+        failed_tasks: h
+            .tasks
+            .get(TaskStatus::Failed.name())
+            .map_or(0, |n| n.saturating_sub(never_run)),
         uploads_given_up: h.uploads.given_up,
         uploads_refused: h.uploads.refused,
         refused_paths: &h.uploads.refused_paths,

@@ -75,15 +75,14 @@ impl Daemon {
                 }
             }
             Route::Rescan => {
-                self.report.rescans += 1;
                 log::warn!("the watcher lost events (rescan flag): reconciling everything");
-                self.sched.rescan("rescan: the watcher lost events", now);
-                // The marker's own event may be among those lost.
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: the watcher lost events", now);
             }
             Route::Root => self.rewatch_root(now),
             Route::SourceFolder(wakes) => {
-                self.watching.add_source_folders();
+                if let Some(why) = self.watching.add_source_folders() {
+                    self.past_the_limit(why, now);
+                }
                 self.wake(wakes, false, now);
             }
         }
@@ -129,6 +128,7 @@ impl Daemon {
     /// it was moved to), so the watcher is rebuilt on the folder now there, and everything
     /// is reconciled: files written into a new data_dir make no event before its watch.
     fn rewatch_root(&mut self, now: Instant) {
+        self.resolve_data_dir();
         let data_dir = &self.watching.roots.data_dir;
         if data_dir.is_dir() {
             log::warn!(
@@ -144,9 +144,54 @@ impl Daemon {
         if let Err(e) = self.watching.start(self.watching.kind) {
             log::error!("cannot rebuild the watcher: {}", e.chain());
         }
+        self.counted_rescan("rescan: data_dir was replaced", now);
+    }
+
+    /// A full reconcile forced by events lost (or never heard): counted in the watcher's
+    /// report at once, so watchdog_state.json's `rescans` says how deaf it has been.
+    fn counted_rescan(&mut self, reason: &str, now: Instant) {
         self.report.rescans += 1;
-        self.sched.rescan("rescan: data_dir was replaced", now);
+        self.sched.rescan(reason, now);
+        // The marker's own event may be among those lost.
         self.recheck_pause(now);
+        self.report_health();
+    }
+
+    /// Looked at on each wake: data_dir resolves elsewhere now (a link above it was
+    /// re-pointed, which no event of its own announces), so the watcher follows.
+    pub(super) fn follow_data_dir(&mut self, now: Instant) {
+        if self.resolve_data_dir() {
+            self.rewatch_root(now);
+        }
+    }
+
+    /// Points the roots at the folder data_dir resolves to now, if that changed (its
+    /// link was re-pointed). Whether it did. The marker and the canary live in data_dir:
+    /// they move along; what was read under the old folder is not the new one's.
+    fn resolve_data_dir(&mut self) -> bool {
+        let Ok(now_at) = self.paths.data_dir.canonicalize() else {
+            // Gone: a Root change says so, and runs report it missing.
+            return false;
+        };
+        let roots = &mut self.watching.roots;
+        if now_at == roots.data_dir {
+            return false;
+        }
+        log::warn!(
+            "{} points at {} now, not {}: watching it and reconciling everything",
+            self.paths.data_dir.display(),
+            now_at.display(),
+            roots.data_dir.display()
+        );
+        let canary = roots.canary_file.file_name().map(|n| now_at.join(n));
+        roots.pause_file = now_at.join(&self.config.rules.pause_file);
+        if let Some(canary) = canary {
+            self.canary.moved(canary.clone(), &mut self.sched);
+            roots.canary_file = canary;
+        }
+        roots.data_dir = now_at;
+        self.prehasher.forget(Path::new(""), true);
+        true
     }
 
     fn wake(&mut self, wakes: Vec<Wake>, deferred: bool, now: Instant) {
@@ -163,24 +208,28 @@ impl Daemon {
         match notice {
             Notice::Overflow => {
                 self.watching.outlet.backlog.rescanned();
-                self.report.rescans += 1;
                 log::warn!(
                     "the event loop fell behind and dropped changes: reconciling everything"
                 );
-                self.sched
-                    .rescan("rescan: events were dropped while the loop was busy", now);
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: events were dropped while the loop was busy", now);
             }
+            Notice::WatchLimit(why) => self.past_the_limit(why, now),
             Notice::Errors(errors) => {
                 for e in &errors {
                     log::warn!("watcher error: {e}");
                 }
-                self.report.rescans += 1;
-                self.sched
-                    .rescan("rescan: the watcher reported errors", now);
-                self.recheck_pause(now);
+                self.counted_rescan("rescan: the watcher reported errors", now);
             }
         }
+    }
+
+    /// The inotify watch limit stopped a watch: poll instead, and reconcile what the deaf
+    /// folders missed meanwhile.
+    fn past_the_limit(&mut self, why: String, now: Instant) {
+        if !self.watching.past_the_limit(why) {
+            return;
+        }
+        self.counted_rescan("rescan: the inotify watch limit was reached", now);
     }
 
     /// Writes the tick's canary, and answers one that never came back: the watcher is
@@ -246,6 +295,7 @@ mod tests {
             home: home.clone(),
             rules_file: home.join("watch-rules.toml"),
             rules_link: None,
+            data_link: None,
             pause_file: home.join("Data/.memsched-pause"),
             canary_file: home.join("Data/.memsched-canary-0"),
             source_dirs: Vec::new(),
