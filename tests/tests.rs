@@ -32,6 +32,7 @@ mod state_files;
 mod status;
 mod unattended;
 mod upload;
+mod upload_confine;
 mod watchdog;
 mod watcher;
 mod words;

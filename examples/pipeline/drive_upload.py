@@ -3,6 +3,10 @@
 synced cloud drive (swap in `rclone copyto {path} gdrive:{remote}` for a real one).
 
 Usage: drive_upload.py PATH REMOTE
+
+REMOTE comes from upload_log.json, which any script of the pipeline can write: it must
+name a file inside drive/ (a relative path without '..', backslashes or control
+characters), else the upload is refused (exit 2) and nothing is written.
 """
 import json
 import os
@@ -10,11 +14,27 @@ import shutil
 import sys
 
 
+def inside(drive, remote):
+    """The destination of REMOTE inside DRIVE, or None when it would leave it."""
+    if (not remote or os.path.isabs(remote) or "\\" in remote
+            or any(ord(c) < 32 or ord(c) == 127 for c in remote)
+            or ".." in remote.split("/")):
+        return None
+    root = os.path.realpath(drive)
+    dest = os.path.realpath(os.path.join(root, remote))
+    # realpath also follows a link inside drive/ that points elsewhere.
+    return dest if dest.startswith(root + os.sep) else None
+
+
 def main(path, remote):
     with open("paths.json") as f:
         drive = json.load(f).get("drive_dir", "drive")
-    dest = os.path.join(drive, remote)
-    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    dest = inside(drive, remote)
+    if dest is None:
+        print(f"refused: the remote {remote!r} leaves {drive}/ (absolute, '..', "
+              "backslash or control character)", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".part"
     shutil.copyfile(path, tmp)
     os.replace(tmp, dest)

@@ -4,6 +4,7 @@
 
 mod disk;
 mod plan;
+mod remote;
 
 pub use disk::{Disk, RealDisk};
 pub use plan::{DueUpload, UploadPlan, plan};

@@ -11,8 +11,8 @@ pub enum UploadStatus {
     Failed,
     Skipped,
     /// An entry memsched will not upload: its file lies outside the pipeline home and the
-    /// folders the rules allow, its path holds a NUL, or its remote starts with `-` or
-    /// climbs out with `..` (issue 10). The entry's `error` says which; never retried
+    /// folders the rules allow, its path holds a NUL, or its remote leaves the root the
+    /// rules allow (issues 10, 18). The entry's `error` says which; never retried
     /// unless a person sets it back to pending.
     Refused,
     /// A status some script wrote that memsched does not know; kept, never acted on.

@@ -129,28 +129,6 @@ fn confine(
     disk.locate(&abs)
 }
 
-/// Why a remote may not be used, if it may not: one starting with `-` would be read as an
-/// option by the upload command (`--config=evil.conf`), and a `..` component climbs out of
-/// the remote folder.
-fn check_remote(remote: &str) -> std::result::Result<(), String> {
-    if remote.starts_with('-') {
-        return Err(format!(
-            "the remote {} starts with '-', which the upload command would take for an option",
-            shown(remote)
-        ));
-    }
-    if remote.contains('\0') {
-        return Err("the remote contains a NUL byte".to_owned());
-    }
-    if remote.split(['/', ':', '\\']).any(|part| part == "..") {
-        return Err(format!(
-            "the remote {} has a '..' component, which climbs out of its folder",
-            shown(remote)
-        ));
-    }
-    Ok(())
-}
-
 /// Builds the upload plan from the log, the source files and the entries' files, against
 /// the one instant `clock` tells: queue new and changed sources, upload what is due, mark
 /// what is gone skipped, refuse what may not go, leave what waits or gave up.
@@ -245,7 +223,7 @@ fn due(
         },
         str::to_owned,
     );
-    check_remote(&remote)?;
+    super::remote::check(&remote, &config.remote_root)?;
     Ok(DueUpload {
         entry: entry.to_owned(),
         abs,

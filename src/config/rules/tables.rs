@@ -103,6 +103,11 @@ pub struct RetryConfig {
 pub struct UploadConfig {
     pub command: CommandSpec,
     pub remote: String,
+    /// What every remote must start with, an entry's own included (issue 18): the
+    /// `remote_root` key, else the template's literal text up to its last `/` or `:`
+    /// before a placeholder (`"memory/"` for `"memory/{relpath}"`, `"drive:"` for
+    /// `"drive:{relpath}"`, empty for `"{relpath}"`). Empty or ending in `/` or `:`.
+    pub remote_root: String,
     pub max_attempts: u32,
     pub backoff: Backoff,
     /// Globs relative to the pipeline home: matching files are queued when new or changed.

@@ -1,0 +1,205 @@
+//! Uploads stay on the drive the rules name (issue 18 items 2 and 17, issue 20 items 4
+//! and 5): an entry's own `remote` stays under the configured root, duplicate entries for
+//! one path are reported and not run, a misspelt placeholder in `remote` is refused at
+//! load; and the drive follows a source file that is gone (issue 17).
+
+use std::path::Path;
+use std::process::Command;
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use crate::util::*;
+
+/// Upload through the recording step with `remote = "memory/{relpath}"` and `extra`.
+fn recording_rules(env: &TestEnv, extra: &str) {
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {}\nremote = \"memory/{{relpath}}\"\n{extra}\n",
+        env.step_argv_raw(&["--", "{path}", "{remote}"])
+    ));
+}
+
+fn need_rclone() {
+    let rclone = Command::new("rclone").arg("version").output();
+    assert!(
+        rclone.is_ok_and(|o| o.status.success()),
+        "rclone is needed for this test: apt-get install rclone (.ci/run installs it)"
+    );
+}
+
+// ---- issue 18 item 2: an entry's remote stays under the configured root ----
+
+#[test]
+fn issue_18_an_entry_remote_outside_the_configured_root_is_refused() {
+    let env = TestEnv::new();
+    recording_rules(&env, "");
+    let outside = tempfile::tempdir().unwrap();
+    let remotes = [
+        (
+            outside.path().join("abs-remote.txt").display().to_string(),
+            "absolute",
+        ),
+        (
+            format!(":local:{}/via.txt", outside.path().display()),
+            "backend",
+        ),
+        (":sftp,host=example.com:x.txt".to_owned(), "backend"),
+        ("gdrive:memory/x.txt".to_owned(), "backend"),
+        ("memory/../x.txt".to_owned(), "'..'"),
+        ("memory/a\\b.txt".to_owned(), "backslash"),
+        ("memory/a\nb.txt".to_owned(), "control character"),
+        ("elsewhere/x.txt".to_owned(), "outside memory/"),
+        ("memory//etc/x.txt".to_owned(), "absolute"),
+        ("memory/".to_owned(), "names no file"),
+    ];
+    let mut entries = Vec::new();
+    for (i, (remote, _)) in remotes.iter().enumerate() {
+        env.data_file(format!("r{i}.txt"), "secret");
+        entries
+            .push(json!({"path": format!("Data/r{i}.txt"), "remote": remote, "status": "pending"}));
+    }
+    let fine = env.data_file("fine.txt", "to the cloud");
+    entries.push(
+        json!({"path": "Data/fine.txt", "remote": "memory/sub/fine.txt", "status": "pending"}),
+    );
+    env.state_file("upload_log.json", &json!({ "uploads": entries }));
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has(&format!("{} entries refused", remotes.len()))
+        .run();
+    assert_eq!(
+        env.sent(),
+        [bytes(&fine), b"memory/sub/fine.txt".to_vec()],
+        "only the remote under memory/ is uploaded"
+    );
+    let log = env.state_json("upload_log.json");
+    for (entry, (remote, reason)) in log["uploads"].as_array().unwrap().iter().zip(&remotes) {
+        assert_eq!(entry["status"], "refused", "{remote:?}: {entry}");
+        let error = entry["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("refused: ") && error.contains(reason),
+            "{remote:?} must be refused for being {reason}: {entry}"
+        );
+    }
+    assert_eq!(log["uploads"][remotes.len()]["status"], "uploaded");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn issue_18_rclone_never_copies_to_a_backend_an_entry_names() {
+    need_rclone();
+    let env = TestEnv::new();
+    let drive = env.home().join("drive");
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = [\"rclone\", \"copyto\", \"--config\", \"/dev/null\", \"{{path}}\", \"{{remote}}\"]\nremote = \"{}/{{relpath}}\"\n",
+        drive.display()
+    ));
+    let outside = tempfile::tempdir().unwrap();
+    env.data_file("a.txt", "secret");
+    env.state_file(
+        "upload_log.json",
+        &json!([{"path": "Data/a.txt", "status": "pending",
+                 "remote": format!(":local:{}/via.txt", outside.path().display())}]),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("1 entry refused")
+        .run();
+    assert!(!outside.path().join("via.txt").exists());
+    assert_eq!(env.state_json("upload_log.json")[0]["status"], "refused");
+}
+
+#[test]
+fn issue_18_an_explicit_remote_root_bounds_what_entries_may_name() {
+    let env = TestEnv::new();
+    recording_rules(&env, "remote_root = \"memory/\"\n");
+    env.data_file("a.txt", "x");
+    env.data_file("b.txt", "x");
+    env.state_file(
+        "upload_log.json",
+        &json!([
+            {"path": "Data/a.txt", "remote": "memory/other/place.txt", "status": "pending"},
+            {"path": "Data/b.txt", "remote": "mem/b.txt", "status": "pending"},
+        ]),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("1 entry refused")
+        .run();
+    let log = env.state_json("upload_log.json");
+    assert_eq!(log[0]["status"], "uploaded");
+    assert_eq!(log[1]["status"], "refused");
+
+    // A template outside its own root is a mistake in the rules, found at load.
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {}\nremote = \"drive:{{relpath}}\"\nremote_root = \"memory/\"\n",
+        env.step_argv_raw(&["--", "{path}", "{remote}"])
+    ));
+    env.test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has("watch-rules.toml:3:10: remote = \"drive:{relpath}\" lies outside remote_root")
+        .run();
+}
+
+#[test]
+fn issue_18_the_example_upload_step_refuses_an_absolute_or_escaping_remote() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = manifest.join("examples/pipeline/drive_upload.py");
+    let home = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("paths.json"), "{\"drive_dir\": \"drive\"}").unwrap();
+    std::fs::write(home.path().join("a.txt"), "secret").unwrap();
+    let abs = outside.path().join("abs-remote.txt").display().to_string();
+    for remote in [
+        abs.as_str(),
+        "memory/../../x.txt",
+        "../x.txt",
+        "memory/a\\b",
+    ] {
+        let out = Command::new("python3")
+            .arg(&script)
+            .args(["a.txt", remote])
+            .current_dir(home.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{remote}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refused"),
+            "{remote}: {out:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert!(!home.path().join("x.txt").exists());
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["a.txt", "memory/a.txt"])
+        .current_dir(home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("drive/memory/a.txt")).unwrap(),
+        "secret"
+    );
+}
+
+// ---- issue 18 item 17: a climbing remote is refused, not left pending ----
+
+#[test]
+fn issue_18_a_remote_climbing_out_through_a_folder_is_refused_not_left_pending() {
+    let env = TestEnv::new();
+    recording_rules(&env, "");
+    env.data_file("a.txt", "x");
+    env.state_file(
+        "upload_log.json",
+        &json!([{"path": "Data/a.txt", "remote": "x/../../evil", "status": "pending"}]),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("1 entry refused")
+        .run();
+    assert!(env.calls().is_empty());
+    let entry = env.state_json("upload_log.json")[0].clone();
+    assert_eq!(entry["status"], "refused", "{entry}");
+}
