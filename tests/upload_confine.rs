@@ -203,3 +203,65 @@ fn issue_18_a_remote_climbing_out_through_a_folder_is_refused_not_left_pending()
     let entry = env.state_json("upload_log.json")[0].clone();
     assert_eq!(entry["status"], "refused", "{entry}");
 }
+
+// ---- issue 20 item 4: two entries for one path are reported, not run ----
+
+#[test]
+fn issue_20_two_entries_for_one_path_are_reported_and_neither_is_run() {
+    let env = TestEnv::new();
+    recording_rules(&env, "sources = [\"Data/*.txt\"]\n[actions.watchdog]\n");
+    env.data_file("a.txt", "x");
+    env.data_file("b.txt", "y");
+    let entries = json!({"uploads": [
+        {"path": "Data/a.txt", "status": "uploaded", "remote": "memory/Data/a.txt",
+         "size": 1, "mtime_ns": "1"},
+        {"path": "Data/a.txt", "status": "pending", "remote": "--config=evil.conf"},
+        {"path": "Data/b.txt", "status": "pending"},
+    ]});
+    env.state_file("upload_log.json", &entries);
+    env.test().args(&["--once"]).run();
+    assert_eq!(
+        env.sent(),
+        [
+            bytes(&env.data().join("b.txt")),
+            b"memory/Data/b.txt".to_vec()
+        ],
+        "only the path one entry names is uploaded"
+    );
+    let log = env.state_json("upload_log.json");
+    assert_eq!(log["uploads"][0], entries["uploads"][0], "left as written");
+    assert_eq!(log["uploads"][1], entries["uploads"][1], "left as written");
+    let health = env.state_json("watchdog_state.json");
+    assert_eq!(health["status"], "degraded", "{health:#}");
+    assert!(
+        health["problems"].as_array().unwrap().iter().any(|p| p
+            .as_str()
+            .unwrap()
+            .starts_with("upload_log.json: path \"Data/a.txt\" is named by 2 entries")),
+        "{health:#}"
+    );
+
+    // Not on the next run either, until a person keeps one.
+    env.test().args(&["--once", "--mode", "upload"]).run();
+    assert_eq!(env.calls().len(), 1);
+}
+
+// ---- issue 20 item 5: a misspelt placeholder in remote is refused at load ----
+
+#[test]
+fn issue_20_a_misspelt_placeholder_in_the_remote_template_is_refused_at_load() {
+    let env = TestEnv::new();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {}\nremote = \"mine/{{relpth}}/x\"\n",
+        env.step_argv_raw(&["--", "{path}", "{remote}"])
+    ));
+    env.test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has("watch-rules.toml:3:10: unknown placeholder {relpth} in [actions.upload] remote; known here: {relpath}")
+        .run();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(2)
+        .run();
+}

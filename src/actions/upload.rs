@@ -86,6 +86,7 @@ impl Job for UploadJob<'_> {
             ("refused", plan.refused.len()),
             ("waiting", plan.waiting),
             ("uploaded_before", plan.uploaded),
+            ("duplicates", plan.malformed.len()),
         ] {
             report.counts.insert(k.into(), v.into());
         }
@@ -107,7 +108,7 @@ impl Job for UploadJob<'_> {
             } else {
                 format!("; {} given up", plan.given_up.len())
             }
-        )
+        ) + &duplicates_text(plan)
     }
 
     fn would_text(&self, _: &Context<'_>, plan: &UploadPlan) -> String {
@@ -165,6 +166,7 @@ impl Job for UploadJob<'_> {
                 words::count(plan.refused.len(), "entry", "entries")
             ));
         }
+        summary.push_str(&duplicates_text(plan));
         Ran {
             failed,
             acted: true,
@@ -172,6 +174,17 @@ impl Job for UploadJob<'_> {
             error: Some(job::step_failed_on(Action::Upload, failed)),
         }
     }
+}
+
+/// The summary's note on paths several entries name, which wait for a person.
+fn duplicates_text(plan: &UploadPlan) -> String {
+    if plan.malformed.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} named by several entries left alone (keep one of each in upload_log.json)",
+        words::count(plan.malformed.len(), "path", "paths")
+    )
 }
 
 /// Uploads the due entries in order, until done or a signal asks to stop. An upload whose

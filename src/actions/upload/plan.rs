@@ -41,6 +41,9 @@ pub struct UploadPlan {
     pub waiting: usize,
     pub next_due: Option<SystemTime>,
     pub uploaded: usize,
+    /// Paths named by more than one entry, one sentence each: reported, neither
+    /// queued nor uploaded nor marked (see `UploadLog::duplicate_paths`).
+    pub malformed: Vec<String>,
 }
 
 impl UploadPlan {
@@ -55,10 +58,15 @@ impl UploadPlan {
     #[must_use]
     pub fn reasons(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .enqueue
+            .malformed
             .iter()
-            .map(|(p, why)| format!("queue {p}: {why}"))
+            .map(|m| format!("malformed: {m}"))
             .collect();
+        out.extend(
+            self.enqueue
+                .iter()
+                .map(|(p, why)| format!("queue {p}: {why}")),
+        );
         out.extend(
             self.due
                 .iter()
@@ -141,8 +149,15 @@ pub fn plan(
     clock: &dyn Clock,
 ) -> UploadPlan {
     let now = clock.now();
-    let mut plan = UploadPlan::default();
+    let mut plan = UploadPlan {
+        malformed: log.malformed(),
+        ..UploadPlan::default()
+    };
+    let duplicates = log.duplicate_paths();
     for (entry, stat) in disk.sources() {
+        if duplicates.contains(entry.as_str()) {
+            continue;
+        }
         match log.get(&entry) {
             None => plan.enqueue.push((entry, "new file matching sources")),
             Some(e) if e.status() == UploadStatus::Uploaded && e.changed_since_upload(&stat) => {
@@ -158,7 +173,9 @@ pub fn plan(
         }
     }
     for e in log.entries() {
-        let Some(entry) = e.path() else { continue };
+        let Some(entry) = e.path().filter(|p| !duplicates.contains(p)) else {
+            continue;
+        };
         let status = e.status();
         if status == UploadStatus::Uploaded {
             plan.uploaded += 1;

@@ -262,6 +262,11 @@ fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
         .upload
         .as_ref()
         .map_or(defaults::MAX_ATTEMPTS, |u| u.max_attempts);
+    h.problems.extend(
+        log.malformed()
+            .into_iter()
+            .map(|m| format!("upload_log.json: {m}")),
+    );
     for e in log.entries() {
         match e.status() {
             UploadStatus::Uploaded => h.uploads.uploaded += 1,

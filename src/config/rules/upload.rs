@@ -26,6 +26,9 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
         .remote
         .as_ref()
         .map_or_else(|| Placeholder::Relpath.slot(), |r| r.get_ref().clone());
+    if let Some(template) = &u.remote {
+        placeholders(check, template)?;
+    }
     let remote_root = root(check, u.remote.as_ref(), u.remote_root.as_ref())?;
     Ok(UploadConfig {
         command,
@@ -42,6 +45,24 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
             .map(PathBuf::from)
             .collect(),
     })
+}
+
+/// The remote template's placeholders: `{relpath}` is the only one filled in (issue 20:
+/// a misspelt one was used literally, while the same typo in `command` is refused).
+fn placeholders(check: &Checker, template: &Spanned<String>) -> Result<()> {
+    let known = Placeholder::Relpath;
+    for (_, name) in placeholder::slots(template.get_ref()) {
+        if name != known.name() {
+            return Err(check.at(
+                template.span(),
+                format!(
+                    "unknown placeholder {{{name}}} in [actions.upload] remote; known here: {}",
+                    known.slot()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The template's literal text before its first placeholder (all of it without one).
