@@ -265,3 +265,238 @@ fn issue_20_a_misspelt_placeholder_in_the_remote_template_is_refused_at_load() {
         .status(2)
         .run();
 }
+
+// ---- issue 17, "the drive follows": a gone source is removed from the remote ----
+
+/// rclone through its local backend into `{home}/drive`, `index/*.json` as sources, and
+/// `remove` as given (`{remote}` filled in).
+fn rclone_rules(env: &TestEnv, remove: &str, extra: &str) -> std::path::PathBuf {
+    let drive = env.home().join("drive");
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = [\"rclone\", \"copyto\", \"--config\", \"/dev/null\", \"{{path}}\", \"{{remote}}\"]\nremove = {remove}\nremote = \"{}/{{relpath}}\"\nsources = [\"index/*.json\"]\n{extra}",
+        drive.display()
+    ));
+    drive
+}
+
+const DELETEFILE: &str = r#"["rclone", "deletefile", "--config", "/dev/null", "{remote}"]"#;
+
+#[test]
+fn issue_17_a_gone_source_is_removed_from_the_remote_and_comes_back_when_it_does() {
+    need_rclone();
+    let env = TestEnv::new();
+    let drive = rclone_rules(&env, DELETEFILE, "");
+    for name in ["a", "b", "c"] {
+        env.write(&format!("index/{name}.json"), name);
+    }
+    env.test().args(&["--once", "--mode", "upload"]).run();
+    assert!(drive.join("index/a.json").is_file());
+
+    std::fs::remove_file(env.home().join("index/a.json")).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("removed 1 of 1 gone file from the remote")
+        .run();
+    assert!(
+        !drive.join("index/a.json").exists(),
+        "removed from the drive"
+    );
+    assert!(drive.join("index/b.json").is_file(), "the others stay");
+    let log = env.state_json("upload_log.json");
+    let entry = log["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "index/a.json")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["status"], "removed", "{entry}");
+    assert!(entry["removed_at"].is_string(), "{entry}");
+    assert!(entry["updated_at"].is_string(), "{entry}");
+
+    // Nothing more to do; and a source that comes back is uploaded again.
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("nothing to do")
+        .run();
+    env.write("index/a.json", "back");
+    env.test().args(&["--once", "--mode", "upload"]).run();
+    assert_eq!(
+        std::fs::read_to_string(drive.join("index/a.json")).unwrap(),
+        "back"
+    );
+}
+
+#[test]
+fn issue_17_many_sources_gone_at_once_are_held_until_confirmed() {
+    need_rclone();
+    let env = TestEnv::new();
+    let drive = rclone_rules(&env, DELETEFILE, "max_remove = 1\n");
+    for name in ["a", "b", "c", "d"] {
+        env.write(&format!("index/{name}.json"), name);
+    }
+    env.test().args(&["--once", "--mode", "upload"]).run();
+
+    std::fs::remove_file(env.home().join("index/a.json")).unwrap();
+    std::fs::remove_file(env.home().join("index/b.json")).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .stdout_has("held back 2 removals: 2 of 4 uploaded files are gone at once, more than max_remove (1) allows")
+        .stdout_has("--confirm-removals")
+        .run();
+    assert!(drive.join("index/a.json").is_file(), "nothing removed");
+    assert!(drive.join("index/b.json").is_file(), "nothing removed");
+
+    // A vanished folder: every uploaded file gone at once.
+    let index = env.home().join("index");
+    std::fs::rename(&index, env.home().join("index.away")).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .stdout_has("every uploaded file (4) is gone at once")
+        .run();
+    assert_eq!(std::fs::read_dir(drive.join("index")).unwrap().count(), 4);
+    std::fs::rename(env.home().join("index.away"), &index).unwrap();
+
+    env.test()
+        .args(&["--once", "--mode", "upload", "--confirm-removals"])
+        .stdout_has("removed 2 of 2 gone files from the remote")
+        .run();
+    assert!(!drive.join("index/a.json").exists());
+    assert!(!drive.join("index/b.json").exists());
+    assert!(drive.join("index/c.json").is_file());
+}
+
+#[test]
+fn issue_17_a_removal_already_done_on_the_remote_succeeds_through_the_documented_wrapper() {
+    need_rclone();
+    let env = TestEnv::new();
+    // The README's wrapper: rclone deletefile exits 1 for a file already gone, like any
+    // other failure; `lsjson --stat` exits 3 (not found) for it.
+    let drive = rclone_rules(
+        &env,
+        r#"["sh", "-c", "rclone deletefile --config /dev/null \"$1\" && exit 0; rclone lsjson --stat --config /dev/null \"$1\" >/dev/null 2>&1; [ $? -eq 3 ]", "sh", "{remote}"]"#,
+        "",
+    );
+    for name in ["a", "b", "c"] {
+        env.write(&format!("index/{name}.json"), name);
+    }
+    env.test().args(&["--once", "--mode", "upload"]).run();
+    std::fs::remove_file(env.home().join("index/a.json")).unwrap();
+    std::fs::remove_file(drive.join("index/a.json")).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("removed 1 of 1 gone file from the remote")
+        .run();
+
+    // Plain deletefile fails on it, and the entry stays uploaded with the error, to be
+    // tried again by the next run.
+    rclone_rules(&env, DELETEFILE, "");
+    std::fs::remove_file(env.home().join("index/b.json")).unwrap();
+    std::fs::remove_file(drive.join("index/b.json")).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .run();
+    let log = env.state_json("upload_log.json");
+    let b = log["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "index/b.json")
+        .unwrap()
+        .clone();
+    assert_eq!(b["status"], "uploaded", "{b}");
+    assert!(
+        b["error"].as_str().unwrap().starts_with("removal failed:"),
+        "{b}"
+    );
+}
+
+#[test]
+fn issue_17_a_gone_source_whose_remote_leaves_the_root_is_refused_not_removed() {
+    let env = TestEnv::new();
+    recording_rules(
+        &env,
+        &format!(
+            "remove = {}\nmax_remove = \"100%\"\n",
+            env.step_argv_raw(&["--", "{remote}"])
+        ),
+    );
+    env.data_file("kept.txt", "x");
+    env.state_file(
+        "upload_log.json",
+        &json!([
+            {"path": "Data/gone.txt", "status": "uploaded", "remote": "gdrive:important.txt"},
+            {"path": "Data/gone2.txt", "status": "uploaded"},
+            {"path": "Data/kept.txt", "status": "uploaded", "remote": "memory/Data/kept.txt"},
+        ]),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("1 entry refused")
+        .run();
+    assert_eq!(
+        env.sent(),
+        [b"memory/Data/gone2.txt".to_vec()],
+        "only the remote under the root, from the template when none is recorded"
+    );
+    let log = env.state_json("upload_log.json");
+    assert_eq!(log[0]["status"], "refused");
+    assert_eq!(log[1]["status"], "removed");
+    assert_eq!(log[2]["status"], "uploaded");
+}
+
+#[test]
+fn issue_17_the_example_pipeline_removes_a_deleted_memory_from_the_drive() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = TestEnv::new();
+    for name in [
+        "paths.json",
+        "ingest.py",
+        "retry_runner.py",
+        "drive_upload.py",
+        "watchdog.py",
+    ] {
+        std::fs::copy(
+            manifest.join("examples/pipeline").join(name),
+            env.home().join(name),
+        )
+        .unwrap();
+    }
+    for entry in std::fs::read_dir(manifest.join("examples/pipeline/Data")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), env.data().join(entry.file_name())).unwrap();
+            set_old(&env.data().join(entry.file_name()));
+        }
+    }
+    let rules = manifest.join("watch-rules.toml");
+    let rules = rules.to_str().unwrap();
+    env.test().args(&["--rules", rules, "--once"]).run();
+    let drive = env.home().join("drive/memory/index");
+    let before = std::fs::read_dir(&drive).unwrap().count();
+    assert!(before >= 2, "{before} index files on the drive");
+
+    let memory = std::fs::read_dir(env.data())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "txt"))
+        .unwrap();
+    std::fs::remove_file(&memory).unwrap();
+    env.test().args(&["--rules", rules, "--once"]).run();
+    assert_eq!(
+        std::fs::read_dir(&drive).unwrap().count(),
+        before - 1,
+        "the deleted memory's index file is gone from the drive"
+    );
+    let log = env.state_json("upload_log.json");
+    let removed = log["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "removed")
+        .count();
+    assert_eq!(removed, 1, "{log:#}");
+}

@@ -3,6 +3,8 @@
 synced cloud drive (swap in `rclone copyto {path} gdrive:{remote}` for a real one).
 
 Usage: drive_upload.py PATH REMOTE
+       drive_upload.py --remove REMOTE   (delete it from drive/: its source is gone;
+                                          a file already gone counts as removed)
 
 REMOTE comes from upload_log.json, which any script of the pipeline can write: it must
 name a file inside drive/ (a relative path without '..', backslashes or control
@@ -26,14 +28,36 @@ def inside(drive, remote):
     return dest if dest.startswith(root + os.sep) else None
 
 
-def main(path, remote):
+def drive_dir():
     with open("paths.json") as f:
-        drive = json.load(f).get("drive_dir", "drive")
+        return json.load(f).get("drive_dir", "drive")
+
+
+def refuse(drive, remote):
+    print(f"refused: the remote {remote!r} leaves {drive}/ (absolute, '..', "
+          "backslash or control character)", file=sys.stderr)
+    return 2
+
+
+def remove(remote):
+    drive = drive_dir()
     dest = inside(drive, remote)
     if dest is None:
-        print(f"refused: the remote {remote!r} leaves {drive}/ (absolute, '..', "
-              "backslash or control character)", file=sys.stderr)
-        return 2
+        return refuse(drive, remote)
+    try:
+        os.remove(dest)
+        print(f"removed {dest}")
+    except FileNotFoundError:
+        # Idempotent, so a removal retried after a crash succeeds.
+        print(f"already gone: {dest}")
+    return 0
+
+
+def main(path, remote):
+    drive = drive_dir()
+    dest = inside(drive, remote)
+    if dest is None:
+        return refuse(drive, remote)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".part"
     shutil.copyfile(path, tmp)
@@ -43,4 +67,9 @@ def main(path, remote):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--remove":
+        sys.exit(remove(sys.argv[2]))
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -6,7 +6,7 @@
 //!
 //! [`UploadConfig::remote_root`]: crate::config::rules::UploadConfig::remote_root
 
-use super::plan::shown;
+use super::entry::shown;
 
 /// The backend a remote names, as rclone reads it: `name:` before any `/`, or an
 /// on-the-fly `:backend,options:`; `None` for a plain path.

@@ -286,6 +286,8 @@ fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
                 h.uploads.outstanding += 1;
             }
             UploadStatus::Pending | UploadStatus::Other(_) => h.uploads.outstanding += 1,
+            // Gone from the Data folder and from the remote: nothing owed.
+            UploadStatus::Removed => {}
         }
     }
 }

@@ -201,7 +201,10 @@ fn remove_command(
 
 /// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories
 /// (`"25%"`).
-fn max_remove(check: &Checker, limit: Option<&Spanned<raw::RawLimit>>) -> Result<RemoveLimit> {
+pub(super) fn max_remove(
+    check: &Checker,
+    limit: Option<&Spanned<raw::RawLimit>>,
+) -> Result<RemoveLimit> {
     let Some(limit) = limit else {
         return Ok(defaults::MAX_REMOVE);
     };

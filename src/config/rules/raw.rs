@@ -95,6 +95,8 @@ pub(super) struct RawUpload {
     pub backoff: Option<RawBackoff>,
     pub sources: Option<Vec<Spanned<String>>>,
     pub allow: Option<Vec<String>>,
+    pub remove: Option<Spanned<Vec<String>>>,
+    pub max_remove: Option<Spanned<RawLimit>>,
 }
 
 #[derive(Debug, Deserialize)]

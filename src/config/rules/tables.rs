@@ -116,6 +116,13 @@ pub struct UploadConfig {
     /// Folders outside the pipeline home whose files may be uploaded (absolute, or
     /// relative to the home). Every other entry must resolve inside the home (issue 10).
     pub allow: Vec<PathBuf>,
+    /// Run for an uploaded file whose source is gone, to delete it from the remote
+    /// (`rclone deletefile {remote}`); `None`: the remote copy stays. Shares `command`'s
+    /// timeout.
+    pub remove: Option<CommandSpec>,
+    /// Removals beyond this in one run wait for `--confirm-removals` (a vanished index
+    /// folder deletes nothing from the drive).
+    pub max_remove: RemoveLimit,
 }
 
 #[derive(Debug, Clone)]

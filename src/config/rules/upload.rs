@@ -1,4 +1,4 @@
-//! `[actions.upload]`: its command, and the remote template with the root every remote
+//! `[actions.upload]`: its commands (`command`, the optional `remove`), and the remote template with the root every remote
 //! must stay under (issue 18 item 2), both checked at load with the file, line and column.
 
 use std::path::PathBuf;
@@ -30,7 +30,19 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
         placeholders(check, template)?;
     }
     let remote_root = root(check, u.remote.as_ref(), u.remote_root.as_ref())?;
+    let remove_command = match &u.remove {
+        Some(argv) => Some(check.command_named(
+            argv,
+            u.timeout.as_ref(),
+            defaults::UPLOAD_TIMEOUT,
+            Action::Upload,
+            "remove",
+        )?),
+        None => None,
+    };
     Ok(UploadConfig {
+        remove: remove_command,
+        max_remove: super::parse::max_remove(check, u.max_remove.as_ref())?,
         command,
         remote,
         remote_root,
