@@ -77,8 +77,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Let this run send every removal it finds, beyond [actions.ingest] max_remove (with
-    /// --once): you have checked that those memories are really gone
+    /// Let this run send every removal it finds, beyond [actions.ingest] and
+    /// [actions.upload] max_remove (with --once): you have checked that those files are
+    /// really gone
     #[arg(long, requires = "once")]
     pub confirm_removals: bool,
 

@@ -242,7 +242,7 @@ fn run_action(
         Job::Ingest(config) => {
             ingest::perform(ctx, config, &request.ingest_hints, request.confirm_removals)
         }
-        Job::Upload(config) => upload::perform(ctx, config),
+        Job::Upload(config) => upload::perform(ctx, config, request.confirm_removals),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
     }
 }

@@ -35,6 +35,7 @@ mod state_files;
 mod status;
 mod unattended;
 mod upload;
+mod upload_confine;
 mod watchdog;
 mod watcher;
 mod words;

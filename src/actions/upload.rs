@@ -3,10 +3,15 @@
 //! match the `sources` globs. One command per file; the result recorded per entry.
 
 mod disk;
+mod entry;
 mod plan;
+mod remote;
+mod removal;
+mod remove;
 
 pub use disk::{Disk, RealDisk};
 pub use plan::{DueUpload, UploadPlan, plan};
+pub use removal::DueRemoval;
 
 use std::time::SystemTime;
 
@@ -25,23 +30,42 @@ use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
-use plan::{resolve, shown};
+use entry::{resolve, shown};
 
 /// The whole upload action, through the job skeleton (see [`UploadJob`]).
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &UploadConfig) -> ActionReport {
-    job::perform(&UploadJob { config }, ctx)
+pub fn perform(ctx: &Context<'_>, config: &UploadConfig, confirm_removals: bool) -> ActionReport {
+    job::perform(
+        &UploadJob {
+            config,
+            confirm_removals,
+        },
+        ctx,
+    )
 }
 
 /// The upload action with its rules.
 pub struct UploadJob<'a> {
     pub config: &'a UploadConfig,
+    /// A person confirmed the removals this run finds (`--confirm-removals`): none is
+    /// held back by `max_remove`.
+    pub confirm_removals: bool,
+}
+
+/// What upload reads before it plans, and what the plan leaves for the end of the run.
+pub struct Loaded {
+    /// The log, dropped once planned.
+    log: Option<UploadLog>,
+    /// Why removals were held back, and how many: the run fails saying so.
+    held: Option<(usize, String)>,
 }
 
 /// What uploading the due entries did.
 #[derive(Default)]
 pub struct Done {
     uploaded: usize,
+    /// Files deleted from the remote because their source is gone.
+    removed: usize,
     failed: Vec<FailedItem>,
     commands: Vec<CommandReport>,
     /// Notes worth showing (stopped early by a signal).
@@ -52,29 +76,34 @@ pub struct Done {
 
 impl Job for UploadJob<'_> {
     const ACTION: Action = Action::Upload;
-    /// The log, dropped once planned.
-    type State = Option<UploadLog>;
+    type State = Loaded;
     type Plan = UploadPlan;
     type Done = Done;
 
-    fn load(&self, ctx: &Context<'_>, _: &mut ActionReport) -> Result<Option<UploadLog>> {
-        UploadLog::load(&ctx.paths.upload_log).map(Some)
+    fn load(&self, ctx: &Context<'_>, _: &mut ActionReport) -> Result<Loaded> {
+        Ok(Loaded {
+            log: Some(UploadLog::load(&ctx.paths.upload_log)?),
+            held: None,
+        })
     }
 
-    fn plan(&self, ctx: &Context<'_>, log: &mut Option<UploadLog>) -> UploadPlan {
-        let log = log.take().expect("a turn plans once");
+    fn plan(&self, ctx: &Context<'_>, state: &mut Loaded) -> UploadPlan {
+        let log = state.log.take().expect("a turn plans once");
         let home = &ctx.paths.home;
         let disk = RealDisk::new(home, self.config);
-        plan(home, &disk, self.config, &log, &ctx.plan_clock())
+        let plan = plan(
+            home,
+            &disk,
+            self.config,
+            &log,
+            &ctx.plan_clock(),
+            self.confirm_removals,
+        );
+        state.held.clone_from(&plan.removals_held);
+        plan
     }
 
-    fn describe(
-        &self,
-        _: &Context<'_>,
-        _: &Option<UploadLog>,
-        plan: &UploadPlan,
-        report: &mut ActionReport,
-    ) {
+    fn describe(&self, _: &Context<'_>, _: &Loaded, plan: &UploadPlan, report: &mut ActionReport) {
         report.reasons = plan.reasons();
         report.set_found(plan.due.len());
         for (k, v) in [
@@ -85,6 +114,12 @@ impl Job for UploadJob<'_> {
             ("refused", plan.refused.len()),
             ("waiting", plan.waiting),
             ("uploaded_before", plan.uploaded),
+            ("duplicates", plan.malformed.len()),
+            ("to_remove", plan.remove.len()),
+            (
+                "removals_held",
+                plan.removals_held.as_ref().map_or(0, |(n, _)| *n),
+            ),
         ] {
             report.counts.insert(k.into(), v.into());
         }
@@ -106,14 +141,15 @@ impl Job for UploadJob<'_> {
             } else {
                 format!("; {} given up", plan.given_up.len())
             }
-        )
+        ) + &duplicates_text(plan)
     }
 
     fn would_text(&self, _: &Context<'_>, plan: &UploadPlan) -> String {
         format!(
-            "would upload {} ({} newly queued), mark {} missing as skipped, refuse {}",
+            "would upload {} ({} newly queued), remove {} from the remote, mark {} missing as skipped, refuse {}",
             words::count(plan.due.len(), "file", "files"),
             plan.enqueue.len(),
+            plan.remove.len(),
             plan.missing.len(),
             plan.refused.len()
         )
@@ -123,10 +159,15 @@ impl Job for UploadJob<'_> {
         &self,
         ctx: &Context<'_>,
         plan: &UploadPlan,
-        _: &mut Option<UploadLog>,
+        _: &mut Loaded,
     ) -> Result<job::Executed<Done>> {
         queue_and_skip(ctx, plan)?;
-        Ok(upload_due(ctx, self.config, plan))
+        let mut executed = upload_due(ctx, self.config, plan);
+        if executed.stopped_by.is_none() {
+            executed.stopped_by =
+                remove::remove_gone(ctx, self.config, plan, &mut executed.done).err();
+        }
+        Ok(executed)
     }
 
     fn record(
@@ -152,6 +193,14 @@ impl Job for UploadJob<'_> {
         if failed > 0 {
             summary.push_str(&format!(", {failed} failed (retried after backoff)"));
         }
+        if !plan.remove.is_empty() {
+            report.counts.insert("removed".into(), done.removed.into());
+            summary.push_str(&format!(
+                "; removed {} of {} from the remote",
+                done.removed,
+                words::count(plan.remove.len(), "gone file", "gone files")
+            ));
+        }
         if !plan.missing.is_empty() {
             summary.push_str(&format!(
                 "; {} marked skipped",
@@ -164,6 +213,7 @@ impl Job for UploadJob<'_> {
                 words::count(plan.refused.len(), "entry", "entries")
             ));
         }
+        summary.push_str(&duplicates_text(plan));
         Ran {
             failed,
             acted: true,
@@ -171,6 +221,33 @@ impl Job for UploadJob<'_> {
             error: Some(job::step_failed_on(Action::Upload, failed)),
         }
     }
+
+    /// Held-back removals need a person: the run fails, saying what to do.
+    fn finish(&self, ctx: &Context<'_>, state: Loaded, report: ActionReport) -> ActionReport {
+        let mut report = report;
+        if let Some((held, why)) = state.held.filter(|_| !ctx.dry_run) {
+            report.outcome = crate::model::outcome::Outcome::Failed;
+            let held = remove::held_text(held, &why);
+            report.summary = if report.summary.is_empty() {
+                held.clone()
+            } else {
+                format!("{}; {held}", report.summary)
+            };
+            report.error = Some(held);
+        }
+        report
+    }
+}
+
+/// The summary's note on paths several entries name, which wait for a person.
+fn duplicates_text(plan: &UploadPlan) -> String {
+    if plan.malformed.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} named by several entries left alone (keep one of each in upload_log.json)",
+        words::count(plan.malformed.len(), "path", "paths")
+    )
 }
 
 /// Uploads the due entries in order, until done or a signal asks to stop. An upload whose

@@ -1,7 +1,8 @@
 //! watch-rules.toml: validated [`Rules`] (settings, action tables, event rules) whose errors
 //! point at file, line and column, and the pure matching of a change to actions. The rooms
 //! below: `raw` (the serde shape), `parse` (one check per section), `checker` (one check
-//! per value), `tables` (the typed action tables), `defaults`, `suggest` ("did you mean").
+//! per value), `tables` (the typed action tables), `upload` (its table: the remote and its root),
+//! `defaults`, `suggest` ("did you mean").
 
 mod checker;
 pub mod defaults;
@@ -10,6 +11,7 @@ mod pass_files;
 mod raw;
 mod suggest;
 mod tables;
+mod upload;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,10 +11,13 @@ pub enum UploadStatus {
     Failed,
     Skipped,
     /// An entry memsched will not upload: its file lies outside the pipeline home and the
-    /// folders the rules allow, its path holds a NUL, or its remote starts with `-` or
-    /// climbs out with `..` (issue 10). The entry's `error` says which; never retried
+    /// folders the rules allow, its path holds a NUL, or its remote leaves the root the
+    /// rules allow (issues 10, 18). The entry's `error` says which; never retried
     /// unless a person sets it back to pending.
     Refused,
+    /// Uploaded, then its file was gone and the `remove` command deleted it from the
+    /// remote (issue 17). Uploaded again if the file comes back as a source.
+    Removed,
     /// A status some script wrote that memsched does not know; kept, never acted on.
     Other(String),
 }
@@ -28,6 +31,7 @@ impl UploadStatus {
             Some("failed") => UploadStatus::Failed,
             Some("skipped") => UploadStatus::Skipped,
             Some("refused") => UploadStatus::Refused,
+            Some("removed") => UploadStatus::Removed,
             Some(other) => UploadStatus::Other(other.to_owned()),
         }
     }
@@ -40,6 +44,7 @@ impl UploadStatus {
             UploadStatus::Failed => "failed",
             UploadStatus::Skipped => "skipped",
             UploadStatus::Refused => "refused",
+            UploadStatus::Removed => "removed",
             UploadStatus::Other(text) => text,
         }
     }
@@ -49,7 +54,10 @@ impl UploadStatus {
     pub fn is_outstanding(&self) -> bool {
         match self {
             UploadStatus::Pending | UploadStatus::Failed | UploadStatus::Skipped => true,
-            UploadStatus::Uploaded | UploadStatus::Refused | UploadStatus::Other(_) => false,
+            UploadStatus::Uploaded
+            | UploadStatus::Refused
+            | UploadStatus::Removed
+            | UploadStatus::Other(_) => false,
         }
     }
 }

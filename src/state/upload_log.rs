@@ -1,6 +1,7 @@
 //! upload_log.json: one entry per file to push. Shared with the upload step, so every write
 //! takes `upload_log.json.lock` and changes only the entries this run touched.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -82,6 +83,37 @@ impl UploadLog {
             .iter()
             .filter_map(Value::as_object)
             .map(UploadView)
+    }
+
+    /// The paths more than one entry names. Every writer finds an entry by its path, so
+    /// a result or a refusal would land on the first of them whichever was meant; none
+    /// of them is acted on until a person keeps one (issue 20), as with task ids.
+    #[must_use]
+    pub fn duplicate_paths(&self) -> HashSet<&str> {
+        let mut seen = HashSet::new();
+        self.entries()
+            .filter_map(UploadView::path)
+            .filter(|path| !seen.insert(*path))
+            .collect()
+    }
+
+    /// What makes entries unusable, one sentence per path named more than once.
+    #[must_use]
+    pub fn malformed(&self) -> Vec<String> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for path in self.entries().filter_map(UploadView::path) {
+            *counts.entry(path).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(path, n)| {
+                format!(
+                    "path {:?} is named by {n} entries: keep one; none of them is uploaded until then",
+                    path.escape_debug().to_string()
+                )
+            })
+            .collect()
     }
 
     #[must_use]

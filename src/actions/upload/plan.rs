@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::disk::Disk;
+use super::entry::{resolve, shown};
+use super::removal::{self, DueRemoval};
 use crate::config::rules::UploadConfig;
 use crate::model::clock::Clock;
-use crate::model::file_key;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::state::timestamp;
@@ -27,6 +28,11 @@ pub struct DueUpload {
 
 #[derive(Debug, Default)]
 pub struct UploadPlan {
+    /// Uploaded entries whose file is gone, for the `remove` command.
+    pub remove: Vec<DueRemoval>,
+    /// Why the removals were held back, and how many (more than `max_remove` allows at
+    /// once): the run fails, saying how to confirm them.
+    pub removals_held: Option<(usize, String)>,
     /// Source files to queue as pending: (entry path, why).
     pub enqueue: Vec<(String, &'static str)>,
     pub due: Vec<DueUpload>,
@@ -41,12 +47,16 @@ pub struct UploadPlan {
     pub waiting: usize,
     pub next_due: Option<SystemTime>,
     pub uploaded: usize,
+    /// Paths named by more than one entry, one sentence each: reported, neither
+    /// queued nor uploaded nor marked (see `UploadLog::duplicate_paths`).
+    pub malformed: Vec<String>,
 }
 
 impl UploadPlan {
     #[must_use]
     pub fn has_work(&self) -> bool {
         !self.due.is_empty()
+            || !self.remove.is_empty()
             || !self.missing.is_empty()
             || !self.enqueue.is_empty()
             || !self.refused.is_empty()
@@ -55,15 +65,31 @@ impl UploadPlan {
     #[must_use]
     pub fn reasons(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .enqueue
+            .malformed
             .iter()
-            .map(|(p, why)| format!("queue {p}: {why}"))
+            .map(|m| format!("malformed: {m}"))
             .collect();
+        out.extend(
+            self.enqueue
+                .iter()
+                .map(|(p, why)| format!("queue {p}: {why}")),
+        );
         out.extend(
             self.due
                 .iter()
                 .map(|d| format!("upload {} -> {}", d.entry, d.remote)),
         );
+        out.extend(
+            self.remove
+                .iter()
+                .map(|r| format!("remove {} from {}: the file is gone", r.entry, r.remote)),
+        );
+        if let Some((n, why)) = &self.removals_held {
+            out.push(format!(
+                "hold {}: {why}",
+                words::count(*n, "removal", "removals")
+            ));
+        }
         out.extend(self.missing.iter().map(|p| {
             format!("skip {p}: the file is gone; it is not retried unless it comes back")
         }));
@@ -90,23 +116,6 @@ impl UploadPlan {
     }
 }
 
-/// Where an entry's file is: absolute, a file key, or relative to the pipeline home.
-/// `None` for a key that does not decode (an odd NUL-plus-hex form).
-pub(super) fn resolve(home: &Path, entry: &str) -> Option<PathBuf> {
-    let path = file_key::path(entry)?;
-    Some(if path.is_absolute() {
-        path
-    } else {
-        home.join(path)
-    })
-}
-
-/// An entry's path for messages: NULs and other bytes a terminal would act on shown
-/// escaped, since the text comes from a file anyone with access to the log wrote.
-pub(super) fn shown(entry: &str) -> String {
-    entry.escape_debug().to_string()
-}
-
 /// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
 /// regular file that resolves, after following every link, inside the pipeline home or one
 /// of the folders the rules allow, and hold no NUL. `Ok` carries the canonical path and the
@@ -129,28 +138,6 @@ fn confine(
     disk.locate(&abs)
 }
 
-/// Why a remote may not be used, if it may not: one starting with `-` would be read as an
-/// option by the upload command (`--config=evil.conf`), and a `..` component climbs out of
-/// the remote folder.
-fn check_remote(remote: &str) -> std::result::Result<(), String> {
-    if remote.starts_with('-') {
-        return Err(format!(
-            "the remote {} starts with '-', which the upload command would take for an option",
-            shown(remote)
-        ));
-    }
-    if remote.contains('\0') {
-        return Err("the remote contains a NUL byte".to_owned());
-    }
-    if remote.split(['/', ':', '\\']).any(|part| part == "..") {
-        return Err(format!(
-            "the remote {} has a '..' component, which climbs out of its folder",
-            shown(remote)
-        ));
-    }
-    Ok(())
-}
-
 /// Builds the upload plan from the log, the source files and the entries' files, against
 /// the one instant `clock` tells: queue new and changed sources, upload what is due, mark
 /// what is gone skipped, refuse what may not go, leave what waits or gave up.
@@ -161,14 +148,27 @@ pub fn plan(
     config: &UploadConfig,
     log: &UploadLog,
     clock: &dyn Clock,
+    confirm_removals: bool,
 ) -> UploadPlan {
     let now = clock.now();
-    let mut plan = UploadPlan::default();
+    let mut plan = UploadPlan {
+        malformed: log.malformed(),
+        ..UploadPlan::default()
+    };
+    let duplicates = log.duplicate_paths();
+    let mut gone = Vec::new();
     for (entry, stat) in disk.sources() {
+        if duplicates.contains(entry.as_str()) {
+            continue;
+        }
         match log.get(&entry) {
             None => plan.enqueue.push((entry, "new file matching sources")),
             Some(e) if e.status() == UploadStatus::Uploaded && e.changed_since_upload(&stat) => {
                 plan.enqueue.push((entry, "changed since its upload"));
+            }
+            Some(e) if e.status() == UploadStatus::Removed => {
+                plan.enqueue
+                    .push((entry, "back after its removal from the remote"));
             }
             Some(_) => {}
         }
@@ -180,10 +180,15 @@ pub fn plan(
         }
     }
     for e in log.entries() {
-        let Some(entry) = e.path() else { continue };
+        let Some(entry) = e.path().filter(|p| !duplicates.contains(p)) else {
+            continue;
+        };
         let status = e.status();
         if status == UploadStatus::Uploaded {
             plan.uploaded += 1;
+            if config.remove.is_some() && is_gone(home, disk, entry) {
+                gone.push((entry, e.remote()));
+            }
             continue;
         }
         if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
@@ -191,11 +196,7 @@ pub fn plan(
         }
         // Following links: a dangling link is a missing file. An entry that does not
         // decode or holds a NUL is not missing: confine refuses it below.
-        let missing = match resolve(home, entry) {
-            Some(abs) if !abs.as_os_str().as_bytes().contains(&0) => disk.is_missing(&abs),
-            _ => false,
-        };
-        if missing {
+        if is_gone(home, disk, entry) {
             if status == UploadStatus::Skipped {
                 plan.still_missing += 1;
             } else {
@@ -218,7 +219,20 @@ pub fn plan(
             },
         }
     }
+    let found = removal::removals(home, config, &gone, plan.uploaded, confirm_removals);
+    plan.remove = found.remove;
+    plan.refused.extend(found.refused);
+    plan.removals_held = found.held;
     plan
+}
+
+/// Whether an entry's file is gone (following links); an entry that does not decode or
+/// holds a NUL is not.
+fn is_gone(home: &Path, disk: &impl Disk, entry: &str) -> bool {
+    match resolve(home, entry) {
+        Some(abs) if !abs.as_os_str().as_bytes().contains(&0) => disk.is_missing(&abs),
+        _ => false,
+    }
 }
 
 /// The upload of `entry`, or why it is refused.
@@ -245,7 +259,7 @@ fn due(
         },
         str::to_owned,
     );
-    check_remote(&remote)?;
+    super::remote::check(&remote, &config.remote_root)?;
     Ok(DueUpload {
         entry: entry.to_owned(),
         abs,
@@ -480,6 +494,7 @@ mod tests {
                 &config(),
                 &log(&entries),
                 &Frozen(now()),
+                false,
             );
             assert_eq!(places(&plan, name), *expected, "{case}");
         }
@@ -504,6 +519,7 @@ mod tests {
             &config(),
             &log(&entries),
             &Frozen(now()),
+            false,
         );
         assert_eq!(places(&plan, "/etc/passwd"), ["refuse"]);
         assert!(plan.refused[0].1.contains("outside"), "{:?}", plan.refused);
@@ -522,11 +538,18 @@ mod tests {
             files: HashSet::from([Path::new(HOME).join("Data/a.txt")]),
         };
         let log = log(&entries);
-        let before = plan(Path::new(HOME), &disk, &config(), &log, &Frozen(now()));
+        let before = plan(
+            Path::new(HOME),
+            &disk,
+            &config(),
+            &log,
+            &Frozen(now()),
+            false,
+        );
         assert_eq!((before.due.len(), before.waiting), (0, 1));
         assert_eq!(before.next_due, Some(now() + Duration::from_secs(300)));
         let after = Frozen(now() + Duration::from_secs(301));
-        let after = plan(Path::new(HOME), &disk, &config(), &log, &after);
+        let after = plan(Path::new(HOME), &disk, &config(), &log, &after, false);
         assert_eq!(
             (after.due.len(), after.waiting, after.next_due),
             (1, 0, None)

@@ -286,6 +286,11 @@ fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
         .upload
         .as_ref()
         .map_or(defaults::MAX_ATTEMPTS, |u| u.max_attempts);
+    h.problems.extend(
+        log.malformed()
+            .into_iter()
+            .map(|m| format!("upload_log.json: {m}")),
+    );
     for e in log.entries() {
         match e.status() {
             UploadStatus::Uploaded => h.uploads.uploaded += 1,
@@ -305,6 +310,8 @@ fn uploads(h: &mut Health, log: &UploadLog, rules: &Rules) {
                 h.uploads.outstanding += 1;
             }
             UploadStatus::Pending | UploadStatus::Other(_) => h.uploads.outstanding += 1,
+            // Gone from the Data folder and from the remote: nothing owed.
+            UploadStatus::Removed => {}
         }
     }
 }

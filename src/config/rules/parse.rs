@@ -3,16 +3,14 @@
 //! upload, watchdog, then each `[[rules]]` entry): of several problems, the first one met
 //! is the one reported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use toml::Spanned;
 
 use super::checker::{Checker, glob_set};
 use super::pass_files::PassFiles;
 use super::raw::{self, RawRules};
-use super::tables::{
-    BreakerConfig, IngestConfig, RemoveLimit, RetryConfig, UploadConfig, WatchdogConfig,
-};
+use super::tables::{BreakerConfig, IngestConfig, RemoveLimit, RetryConfig, WatchdogConfig};
 use super::{Rule, Rules, defaults, suggest};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
@@ -32,7 +30,7 @@ impl Rules {
             rules.retry = Some(retry(&check, r)?);
         }
         if let Some(u) = raw.actions.upload {
-            rules.upload = Some(upload(&check, u)?);
+            rules.upload = Some(super::upload::upload(&check, u)?);
         }
         if let Some(w) = &raw.actions.watchdog {
             rules.watchdog = Some(watchdog(&check, w)?);
@@ -203,7 +201,10 @@ fn remove_command(
 
 /// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories
 /// (`"25%"`).
-fn max_remove(check: &Checker, limit: Option<&Spanned<raw::RawLimit>>) -> Result<RemoveLimit> {
+pub(super) fn max_remove(
+    check: &Checker,
+    limit: Option<&Spanned<raw::RawLimit>>,
+) -> Result<RemoveLimit> {
     let Some(limit) = limit else {
         return Ok(defaults::MAX_REMOVE);
     };
@@ -267,30 +268,6 @@ fn retry(check: &Checker, r: raw::RawRetry) -> Result<RetryConfig> {
                 defaults::COOLDOWN_RANGE,
             )?,
         },
-    })
-}
-
-/// `[actions.upload]`.
-fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig> {
-    let sources = check.globs(u.sources.as_deref(), &[])?;
-    Ok(UploadConfig {
-        command: check.command(
-            &u.command,
-            u.timeout.as_ref(),
-            defaults::UPLOAD_TIMEOUT,
-            Action::Upload,
-        )?,
-        remote: u.remote.unwrap_or_else(|| Placeholder::Relpath.slot()),
-        max_attempts: check.attempts(u.max_attempts.as_ref())?,
-        backoff: check.backoff(&u.backoff.unwrap_or_default())?,
-        source_set: glob_set(&sources),
-        sources,
-        allow: u
-            .allow
-            .unwrap_or_default()
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
     })
 }
 

@@ -89,11 +89,14 @@ pub(super) struct RawBreaker {
 pub(super) struct RawUpload {
     pub command: Spanned<Vec<String>>,
     pub timeout: Option<Spanned<String>>,
-    pub remote: Option<String>,
+    pub remote: Option<Spanned<String>>,
+    pub remote_root: Option<Spanned<String>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub backoff: Option<RawBackoff>,
     pub sources: Option<Vec<Spanned<String>>>,
     pub allow: Option<Vec<String>>,
+    pub remove: Option<Spanned<Vec<String>>>,
+    pub max_remove: Option<Spanned<RawLimit>>,
 }
 
 #[derive(Debug, Deserialize)]

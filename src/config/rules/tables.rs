@@ -103,6 +103,11 @@ pub struct RetryConfig {
 pub struct UploadConfig {
     pub command: CommandSpec,
     pub remote: String,
+    /// What every remote must start with, an entry's own included (issue 18): the
+    /// `remote_root` key, else the template's literal text up to its last `/` or `:`
+    /// before a placeholder (`"memory/"` for `"memory/{relpath}"`, `"drive:"` for
+    /// `"drive:{relpath}"`, empty for `"{relpath}"`). Empty or ending in `/` or `:`.
+    pub remote_root: String,
     pub max_attempts: u32,
     pub backoff: Backoff,
     /// Globs relative to the pipeline home: matching files are queued when new or changed.
@@ -111,6 +116,13 @@ pub struct UploadConfig {
     /// Folders outside the pipeline home whose files may be uploaded (absolute, or
     /// relative to the home). Every other entry must resolve inside the home (issue 10).
     pub allow: Vec<PathBuf>,
+    /// Run for an uploaded file whose source is gone, to delete it from the remote
+    /// (`rclone deletefile {remote}`); `None`: the remote copy stays. Shares `command`'s
+    /// timeout.
+    pub remove: Option<CommandSpec>,
+    /// Removals beyond this in one run wait for `--confirm-removals` (a vanished index
+    /// folder deletes nothing from the drive).
+    pub max_remove: RemoveLimit,
 }
 
 #[derive(Debug, Clone)]
