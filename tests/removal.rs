@@ -507,3 +507,33 @@ fn issue_17_the_watcher_tells_the_remove_step_a_deleted_memory_at_once() {
         !recorded(&env, "cabin.txt")
     });
 }
+
+#[test]
+fn issue_17_the_watcher_removes_a_folder_renamed_or_moved_out_of_data() {
+    let env = TestEnv::new();
+    let add = env.step_argv(&["--tag", "add", "--"]);
+    let remove = env.step_argv(&["--tag", "remove", "--"]);
+    env.raw_rules(&format!(
+        "debounce = \"100ms\"\n[actions.ingest]\ncommand = {add}\nremove = {remove}\nsettle = \"0s\"\nmax_remove = \"100%\"\n\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\non = [\"create\", \"modify\", \"rename\", \"remove\"]\nrun = [\"ingest\"]\n"
+    ));
+    let car = env.data_file("sub/car.txt", "parked on level 3");
+    env.data_file("heron.txt", "a heron on the rock");
+    let w = env.watch(&[], &[]);
+    let deadline = std::time::Duration::from_secs(30);
+    wait_until("the startup run sends both", deadline, &|| w.log(), || {
+        given(&env, "add").concat().len() == 2
+    });
+    // A folder renamed: the new path is sent, the old one removed, without a tick.
+    std::fs::rename(env.data().join("sub"), env.data().join("notes")).unwrap();
+    let moved = env.data().join("notes/car.txt");
+    wait_until("sub/car.txt is removed", deadline, &|| w.log(), || {
+        given(&env, "remove").concat().contains(&abs(&car))
+    });
+    assert!(given(&env, "add").concat().contains(&abs(&moved)));
+    // A folder moved out of data_dir takes its memories with it.
+    std::fs::rename(env.data().join("notes"), env.home().join("elsewhere")).unwrap();
+    wait_until("notes/car.txt is removed", deadline, &|| w.log(), || {
+        given(&env, "remove").concat().contains(&abs(&moved))
+    });
+}

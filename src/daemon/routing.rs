@@ -98,9 +98,15 @@ pub(super) fn needs(change: &Change, rules: &Rules) -> Needs {
     }
 }
 
-/// A data change that names a folder if the path is one.
+/// A data change that names a folder if the path is one: a folder made, renamed (either
+/// side) or removed. A folder moved out of data_dir takes its memories with it, and the
+/// plan finds them gone under it (issue 17).
 fn may_be_new_folder(scope: Scope, kind: EventKind) -> bool {
-    scope == Scope::Data && matches!(kind, EventKind::Create | EventKind::Rename)
+    scope == Scope::Data
+        && matches!(
+            kind,
+            EventKind::Create | EventKind::Rename | EventKind::Remove
+        )
 }
 
 /// What to do about `change` under `rules`, given the `facts` [`needs`] asked for.
@@ -166,10 +172,17 @@ fn route_file(scope: Scope, rel: &Path, kind: EventKind, rules: &Rules, facts: &
             .flat_map(|rule| {
                 rule.run.iter().map(|action| Wake {
                     action: *action,
-                    reason: format!(
-                        "new folder {shown}: reconcile what it holds (rule \"{}\")",
-                        rule.name
-                    ),
+                    reason: if kind == EventKind::Remove {
+                        format!(
+                            "removed folder {shown}: its memories went with it (rule \"{}\")",
+                            rule.name
+                        )
+                    } else {
+                        format!(
+                            "new folder {shown}: reconcile what it holds (rule \"{}\")",
+                            rule.name
+                        )
+                    },
                 })
             })
             .collect();

@@ -117,6 +117,11 @@ pub fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveM
 }
 
 /// What `event` means: zero or more changes. Pure.
+/// The info memsched's inotify backend gives an event about a folder (the kernel's
+/// IN_ISDIR), which notify's rename and removal kinds cannot carry: a folder renamed or
+/// moved out of data_dir takes its memories with it (issue 17).
+pub const FOLDER_INFO: &str = "folder";
+
 #[must_use]
 pub fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
     if event.need_rescan() {
@@ -140,6 +145,7 @@ pub fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
         }
         NotifyKind::Remove(_) => (EventKind::Remove, None, false),
     };
+    let folder = folder.or_else(|| (event.info() == Some(FOLDER_INFO)).then_some(true));
     event
         .paths
         .iter()

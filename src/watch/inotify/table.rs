@@ -198,6 +198,10 @@ impl Table {
             if renamed {
                 event_out = event_out.set_tracker(event.cookie as usize);
             }
+            if folder {
+                // notify's kinds for a rename say nothing of folders: the kernel did.
+                event_out = event_out.set_info(crate::watch::change::FOLDER_INFO);
+            }
             out.push(Ok(event_out));
         }
     }
