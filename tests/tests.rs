@@ -24,6 +24,7 @@ mod locks;
 mod manifest;
 mod no_loss;
 mod notify;
+mod operator;
 mod properties;
 mod reaction;
 mod removal;
