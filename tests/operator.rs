@@ -71,3 +71,84 @@ fn issue_20_a_failure_is_an_error_with_its_files_a_stop_is_info_a_quiet_tick_is_
         "a quiet tick logged at info:\n{text}"
     );
 }
+
+/// Issue 20 item 2: beside an idle watcher no action's lock is held, whatever pid its file
+/// still holds; `status` and watchdog_state.json must not say one is.
+#[test]
+fn issue_20_status_beside_an_idle_watcher_shows_no_action_running() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "a");
+    let watcher = env.watch(&["--poll"], &[]);
+    let run = env
+        .test()
+        .args(&["status"])
+        .stdout_has(&format!("watcher    running (pid {}", watcher.pid()))
+        .run();
+    // The watcher really holds scheduler.lock; no action's lock is held between runs.
+    assert!(
+        !run.stdout().contains("running    ingest"),
+        "{}",
+        run.stdout()
+    );
+    let run = env.test().args(&["--once", "--mode", "watchdog"]).run();
+    assert!(
+        env.state_json("watchdog_state.json")["locks"]
+            .as_object()
+            .is_none_or(|l| !l.contains_key("ingest")),
+        "{}",
+        run.stdout()
+    );
+}
+
+/// Issue 20 item 2: after a `kill -9` of the watcher, the step it left running holds the
+/// action's lock (it inherited it); the message names that step, not the dead watcher.
+#[test]
+fn issue_20_after_kill_9_of_the_watcher_the_orphaned_step_is_named_as_the_holder() {
+    let env = TestEnv::new();
+    env.rules(&["--sleep", "60", "--"], "");
+    env.data_file("a.txt", "a");
+    let mut cmd = env.command(&["--poll"]);
+    let mut watcher = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let calls = env.log_dir();
+    wait_until(
+        "the step starts",
+        Duration::from_secs(20),
+        &String::new,
+        || !env.calls().is_empty(),
+    );
+    let name = std::fs::read_dir(&calls)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let call: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(name).unwrap()).unwrap();
+    let step = i32::try_from(call["pid"].as_i64().unwrap()).unwrap();
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    let status = env.test().args(&["status"]).run();
+    let once = env
+        .test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(3)
+        .run();
+    let _ = kill(Pid::from_raw(step), Signal::SIGKILL);
+    assert!(
+        status
+            .stdout()
+            .contains(&format!("running    ingest (pid {step} holds ingest.lock)")),
+        "{}",
+        status.stdout()
+    );
+    assert!(
+        once.stdout().contains(&format!("pid {step} holds")),
+        "{}",
+        once.stdout()
+    );
+}

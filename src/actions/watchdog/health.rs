@@ -431,11 +431,10 @@ fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [A
     }
 }
 
-/// The pid written in a lock file, when that process is alive and is not us. Reading the
-/// file takes no lock, so looking never makes a real run skip.
+/// The process that holds a lock as the kernel says, when it is not us (issue 20: the
+/// pid written in the file names an idle or dead process). Looking takes no lock.
 fn live_holder(path: &Path) -> Option<u32> {
-    let pid = lock::holder_pid(path)?;
-    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+    lock::holder(path).filter(|pid| *pid != std::process::id())
 }
 
 /// Judges what was read (see [`super::judge`]): the status, and every problem worst first.
