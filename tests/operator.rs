@@ -152,3 +152,49 @@ fn issue_20_after_kill_9_of_the_watcher_the_orphaned_step_is_named_as_the_holder
         once.stdout()
     );
 }
+
+/// Issue 20 item 3: with ingest and no `[actions.retry]`, a file the step failed on is
+/// never sent again; `check` must warn of it and `status` must not promise a retry.
+#[test]
+fn issue_20_ingest_without_retry_is_warned_by_check_and_told_truly_by_status() {
+    let run = crate::harness::Test::new()
+        .rules(&["--fail", "bad", "--"], "")
+        .data("bad.txt", "b")
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .run();
+    let run = run
+        .then()
+        .args(&["status"])
+        .status(1)
+        .stdout_has("never retried: no [actions.retry] is configured")
+        .stdout_has("failed tasks are never retried: no [actions.retry] is configured")
+        .run();
+    assert!(!run.stdout().contains("next retry"), "{}", run.stdout());
+    run.then()
+        .args(&["check"])
+        .stderr_has("memsched: warning: ingest is configured without [actions.retry]")
+        .run();
+}
+
+/// Issue 20 item 6: the watcher watches upload sources itself (outside data_dir it wakes
+/// upload on them), so `check` must not warn that no rule can watch them.
+#[test]
+fn issue_20_check_does_not_warn_falsely_about_upload_sources_the_watcher_watches() {
+    let env = TestEnv::new();
+    let step = env.step_argv(&["--", "{path}"]);
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {step}\nremote = \"r:\"\nsources = [\"index/*.json\", \"state/*.json\"]\n"
+    ));
+    let run = env.test().args(&["check"]).run();
+    assert!(!run.stderr().contains("index/*.json"), "{}", run.stderr());
+    assert!(!run.stderr().contains("state/*.json"), "{}", run.stderr());
+    // A source outside the pipeline home is not watched: that is still worth a warning.
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {step}\nremote = \"r:\"\nsources = [\"../elsewhere/*.json\"]\n"
+    ));
+    env.test()
+        .args(&["check"])
+        .stderr_has("upload source \"../elsewhere/*.json\" lies outside the pipeline home")
+        .run();
+}

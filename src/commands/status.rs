@@ -34,6 +34,19 @@ pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bo
             .insert(0, format!("the rules do not load: {}", e.chain()));
         h.status = h.status.max(Status::Degraded);
     }
+    // Without a retry action nothing takes a failed task on again (issue 20 item 3):
+    // say so instead of promising a retry that never comes.
+    let failed = h.tasks.get(TaskStatus::Failed.name()).copied().unwrap_or(0);
+    if !h.retry_configured && failed > 0 {
+        for t in &mut h.failed_tasks {
+            t.next_attempt_at = None;
+        }
+        h.problems.push(
+            "failed tasks are never retried: no [actions.retry] is configured; add it, or `memsched tasks drop ID` (ingest then sends the file afresh)"
+                .to_owned(),
+        );
+        h.status = h.status.max(Status::Degraded);
+    }
     // A closed stdout (`| head`) does not change the verdict.
     let _ = output::print(json, &h, |out, h| write(out, h, color));
     match h.status {
@@ -68,7 +81,7 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         }
     )?;
     for t in &h.failed_tasks {
-        writeln!(out, "    {}", task_line(t, h.now))?;
+        writeln!(out, "    {}", task_line(t, h.now, h.retry_configured))?;
     }
     let u = &h.uploads;
     let logged = u.outstanding + u.given_up + u.skipped + u.uploaded + u.refused;
@@ -148,7 +161,7 @@ fn watcher_line(h: &Health) -> String {
 }
 
 /// "failed ingest:a.txt (ingest), attempt 1 of 5: exit 1: boom; next retry in 67 s".
-fn task_line(t: &TaskLine, now: SystemTime) -> String {
+fn task_line(t: &TaskLine, now: SystemTime, retry_configured: bool) -> String {
     let step = t
         .step
         .as_deref()
@@ -158,7 +171,9 @@ fn task_line(t: &TaskLine, now: SystemTime) -> String {
         "{} {}{step}, attempt {} of {}: {error}",
         t.status, t.id, t.attempts, t.max_attempts
     );
-    if t.status == TaskStatus::Failed.name() {
+    if t.status == TaskStatus::Failed.name() && !retry_configured {
+        line.push_str("; never retried: no [actions.retry] is configured");
+    } else if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),
             None => line.push_str("; next retry on the next run"),

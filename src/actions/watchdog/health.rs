@@ -100,6 +100,8 @@ pub struct Health {
     pub uploads: UploadHealth,
     /// Whether upload is configured (else `uploads` counts only what others logged).
     pub uploads_configured: bool,
+    /// Whether retry is configured (else a failed task is never taken on again).
+    pub retry_configured: bool,
     /// Data files whose stat does not match ingest_hash.json (new, changed or touched).
     pub unindexed_files: Option<usize>,
     pub data_files: Option<usize>,
@@ -138,6 +140,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         failed_tasks: Vec::new(),
         uploads: UploadHealth::default(),
         uploads_configured: rules.upload.is_some(),
+        retry_configured: rules.retry.is_some(),
         unindexed_files: None,
         data_files: None,
         pending_removals: None,
