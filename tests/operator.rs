@@ -198,3 +198,32 @@ fn issue_20_check_does_not_warn_falsely_about_upload_sources_the_watcher_watches
         .stderr_has("upload source \"../elsewhere/*.json\" lies outside the pipeline home")
         .run();
 }
+
+/// Issue 20 item 7: a forgotten pause marker is the first thing a daily user trips on;
+/// `status` (not only `--json`) must say the watcher is paused, since when, and how to end it.
+#[test]
+fn issue_20_status_says_the_watcher_is_paused_and_how_to_resume() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    let watcher = env.watch(&["--poll"], &[]);
+    env.write("Data/.memsched-pause", "");
+    wait_until(
+        "the pause shows in watchdog_state.json",
+        Duration::from_secs(20),
+        &|| watcher.log(),
+        || !env.state_json("watchdog_state.json")["watcher"]["paused_since"].is_null(),
+    );
+    env.test()
+        .args(&["status"])
+        .stdout_has("  paused     since ")
+        .stdout_has("runs wait until {home}/Data/.memsched-pause is removed")
+        .run();
+    drop(watcher);
+    // With no watcher, the marker still stands in the way of the next one.
+    env.test()
+        .args(&["status"])
+        .stdout_has(
+            "  paused     {home}/Data/.memsched-pause exists: a watcher waits until it is removed",
+        )
+        .run();
+}

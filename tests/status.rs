@@ -27,7 +27,10 @@ fn issue_11_status_names_failed_and_dead_tasks_with_their_error_and_next_retry()
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(70);
     let run = Test::new()
         // A retry action takes failed tasks on again (without one, none is promised).
-        .rules(&["--"], "[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\n")
+        .rules(
+            &["--"],
+            "[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\n",
+        )
         .state_file(
             "task_queue.json",
             &json!({"tasks": [

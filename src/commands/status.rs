@@ -3,6 +3,7 @@
 //! shown, never a reason to show nothing.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::actions::watchdog::health::{self, Health, Status, TaskLine};
@@ -48,15 +49,21 @@ pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bo
         h.status = h.status.max(Status::Degraded);
     }
     // A closed stdout (`| head`) does not change the verdict.
-    let _ = output::print(json, &h, |out, h| write(out, h, color));
+    let marker = paths.data_dir.join(&rules.pause_file);
+    let _ = output::print(json, &h, |out, h| write(out, h, &marker, color));
     match h.status {
         Status::Ok => Exit::Ok,
         Status::Degraded | Status::Failing => Exit::ActionFailed,
     }
 }
 
-/// The one-screen form.
-pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Result<()> {
+/// The one-screen form; `marker` is the pause marker's path.
+pub fn write(
+    out: &mut (impl Write + ?Sized),
+    h: &Health,
+    marker: &Path,
+    color: bool,
+) -> io::Result<()> {
     let word = h.status.name().to_uppercase();
     let word = if color {
         let code = match h.status {
@@ -70,6 +77,9 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
     };
     writeln!(out, "memsched status: {word}  (checked {})", h.checked_at)?;
     writeln!(out, "  watcher    {}", watcher_line(h))?;
+    if let Some(line) = pause_line(h, marker) {
+        writeln!(out, "  paused     {line}")?;
+    }
     let tasks: Vec<String> = h.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
     writeln!(
         out,
@@ -157,6 +167,25 @@ fn watcher_line(h: &Health) -> String {
             format!("running ({})", parts.join(", "))
         }
         Some(w) => format!("not running (stale record from pid {})", w.pid),
+    }
+}
+
+/// Whether runs wait for the pause marker (issue 20 item 7: a forgotten marker is easily
+/// missed): the running watcher's pause and since when, or a marker the next watcher
+/// will wait on.
+fn pause_line(h: &Health, marker: &Path) -> Option<String> {
+    let running = h.watcher_process.as_ref().is_some_and(|w| w.running);
+    let since = h.watcher.as_ref().and_then(|w| w.paused_since.as_deref());
+    match since {
+        Some(since) if running => Some(format!(
+            "since {since}: runs wait until {} is removed",
+            marker.display()
+        )),
+        _ if marker.exists() => Some(format!(
+            "{} exists: a watcher waits until it is removed",
+            marker.display()
+        )),
+        _ => None,
     }
 }
 
