@@ -227,3 +227,15 @@ fn issue_20_status_says_the_watcher_is_paused_and_how_to_resume() {
         )
         .run();
 }
+
+/// Issue 20 item 9: `{files}` with a stdin mode became nothing; it is refused at load,
+/// as `list-file` without `{list}` is.
+#[test]
+fn issue_20_files_placeholder_with_a_stdin_mode_is_refused_at_load() {
+    crate::harness::Test::new()
+        .raw_rules("[actions.ingest]\ncommand = [\"ingest\", \"{files}\"]\npass_files = \"stdin-lines\"\n")
+        .args(&["check"])
+        .status(2)
+        .stderr_has("watch-rules.toml:2:11: [actions.ingest] command has {files}, but pass_files = \"stdin-lines\" sends the files on stdin: {files} would be empty; remove it")
+        .run();
+}
