@@ -239,3 +239,44 @@ fn issue_20_files_placeholder_with_a_stdin_mode_is_refused_at_load() {
         .stderr_has("watch-rules.toml:2:11: [actions.ingest] command has {files}, but pass_files = \"stdin-lines\" sends the files on stdin: {files} would be empty; remove it")
         .run();
 }
+
+/// Issue 20 item 8: `log N` named another run once `log_keep` was reached; every record
+/// carries a stable `seq`, and records written before it keep the number they had.
+#[test]
+fn issue_20_run_numbers_stay_with_their_runs_past_log_keep() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    // Two records of an earlier version, without seq: today they are runs 1 and 2.
+    let old = |pid: u32| {
+        serde_json::json!({"trigger": "cron", "pid": pid, "started_at": "2026-01-01T00:00:00.000Z",
+            "actions": [{"action": "ingest", "outcome": "nothing-to-do"}]})
+    };
+    env.state_file(
+        "scheduler_log.json",
+        &serde_json::json!({"runs": [old(11), old(12)]}),
+    );
+    let step = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "log_keep = 2\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n"
+    ));
+    env.test().args(&["--once"]).run();
+    // Run 2 is still the run with pid 12, and the new one is run 3.
+    let two = env.test().args(&["log", "2", "--json"]).run().record();
+    assert_eq!(two["pid"], 12, "{two:#}");
+    let three = env.test().args(&["log", "3", "--json"]).run().record();
+    assert_eq!(three["seq"], 3, "{three:#}");
+    env.test().args(&["--once"]).run();
+    env.test()
+        .args(&["log", "2"])
+        .status(2)
+        .stderr_has("no run 2 in")
+        .stderr_has("it keeps runs 3 to 4")
+        .run();
+    let table = env.test().args(&["log"]).run().stdout();
+    let numbers: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(numbers, ["3", "4"], "{table}");
+}

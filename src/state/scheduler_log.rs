@@ -13,12 +13,38 @@ use crate::error::Result;
 /// The key of the list in the log's document.
 const RUNS: &str = "runs";
 
-/// Appends `record` under the log's lock, dropping the oldest records beyond `keep`.
-/// A log that does not parse is left untouched and the error returned.
+/// The key of a record's stable number (issue 20 item 8: numbers by position shifted
+/// once `log_keep` dropped the oldest, so `log 187` named another run a minute later).
+const SEQ: &str = "seq";
+
+/// The number of the record in slot `index` (from the oldest): its `seq`, or for a
+/// record written before `seq` existed, its place counted from 1, as `log` numbered it.
+fn number(written: &Value, index: usize) -> u64 {
+    written
+        .get(SEQ)
+        .and_then(Value::as_u64)
+        .unwrap_or(index as u64 + 1)
+}
+
+/// Appends `record` under the log's lock with the next number as its `seq`, dropping the
+/// oldest records beyond `keep`. Records without a `seq` are given the number they have
+/// now first, so dropping older ones never renumbers them. A log that does not parse is
+/// left untouched and the error returned.
 pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
-    let record = serde_json::to_value(record).expect("a run record always serialises");
+    let mut record = serde_json::to_value(record).expect("a run record always serialises");
     ListDoc::update(&paths.scheduler_log, RUNS, |doc: &mut ListDoc| {
         let runs = doc.items_mut();
+        let mut last = 0;
+        for (i, run) in runs.iter_mut().enumerate() {
+            let n = number(run, i);
+            if let Some(map) = run.as_object_mut() {
+                map.entry(SEQ).or_insert(n.into());
+            }
+            last = last.max(n);
+        }
+        if let Some(map) = record.as_object_mut() {
+            map.insert(SEQ.into(), (last + 1).into());
+        }
         runs.push(record);
         let excess = runs.len().saturating_sub(keep);
         runs.drain(..excess);
@@ -31,6 +57,8 @@ pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
 /// as a [`RunRecord`] (a hand edit, an outcome a newer memsched wrote).
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// Its stable number, as `log` shows it (see [`append`]).
+    pub seq: u64,
     pub written: Value,
     pub record: std::result::Result<RunRecord, String>,
 }
@@ -41,7 +69,9 @@ pub fn read_logged(paths: &Paths) -> Result<Vec<Logged>> {
     let runs = std::mem::take(doc.items_mut());
     Ok(runs
         .into_iter()
-        .map(|written| Logged {
+        .enumerate()
+        .map(|(i, written)| Logged {
+            seq: number(&written, i),
             record: RunRecord::deserialize(&written).map_err(|e| e.to_string()),
             written,
         })
@@ -127,7 +157,10 @@ mod tests {
         let slots = read_logged(&p).unwrap();
         assert_eq!(slots.len(), 1);
         assert_eq!(slots[0].record.as_ref().unwrap(), &run);
-        assert_eq!(slots[0].written, serde_json::to_value(&run).unwrap());
+        let mut written = serde_json::to_value(&run).unwrap();
+        written["seq"] = json!(1);
+        assert_eq!(slots[0].written, written);
+        assert_eq!(slots[0].seq, 1);
         assert_eq!(read(&p).unwrap(), [run]);
     }
 
