@@ -280,3 +280,130 @@ fn issue_20_run_numbers_stay_with_their_runs_past_log_keep() {
         .collect();
     assert_eq!(numbers, ["3", "4"], "{table}");
 }
+
+fn queue() -> serde_json::Value {
+    serde_json::json!({"other_tool": {"keep": true}, "tasks": [
+        {"id": "t1", "step": "embed", "status": "dead", "attempts": 5,
+         "last_error": "exit 3: bad input", "next_attempt_at": "2026-01-01T00:00:00Z", "mine": 1},
+        {"id": "t2", "step": "embed", "status": "done", "attempts": 1},
+        {"id": "t3", "step": "embed", "status": "failed", "attempts": 2},
+        {"id": "t4", "step": "index", "status": "done", "attempts": 1},
+    ]})
+}
+
+fn ids(env: &TestEnv) -> Vec<String> {
+    env.state_json("task_queue.json")["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 20 item 10: a lever for tasks. `tasks` lists them (`--json` too), `revive` makes
+/// a dead task pending with fresh attempts, `drop` removes one, `clear-done` the done ones;
+/// every other field and key is kept, and an unknown id changes nothing.
+#[test]
+fn issue_20_tasks_lists_revives_drops_and_clears_done_tasks() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.state_file("task_queue.json", &queue());
+    env.test()
+        .args(&["tasks"])
+        .stdout_has("t1")
+        .stdout_has("dead")
+        .stdout_has("exit 3: bad input")
+        .run();
+    let listed = env.test().args(&["tasks", "--json"]).run().record();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 4, "{listed:#}");
+    let dead = env
+        .test()
+        .args(&["tasks", "--status", "dead", "--json"])
+        .run()
+        .record();
+    assert_eq!(dead["tasks"].as_array().unwrap().len(), 1, "{dead:#}");
+
+    env.test()
+        .args(&["tasks", "revive", "t1", "nope"])
+        .status(2)
+        .stderr_has("nope")
+        .run();
+    assert_eq!(
+        env.state_json("task_queue.json")["tasks"][0]["status"],
+        "dead"
+    );
+
+    env.test()
+        .args(&["tasks", "revive", "t1"])
+        .stdout_has("revived t1")
+        .run();
+    let t1 = env.state_json("task_queue.json")["tasks"][0].clone();
+    assert_eq!(t1["status"], "pending", "{t1:#}");
+    assert_eq!(t1["attempts"], 0, "{t1:#}");
+    assert!(t1.get("next_attempt_at").is_none(), "{t1:#}");
+    assert_eq!(t1["mine"], 1, "{t1:#}");
+    env.test()
+        .args(&["tasks", "revive", "t2"])
+        .status(2)
+        .stderr_has("t2 is done")
+        .run();
+
+    env.test()
+        .args(&["tasks", "drop", "t3"])
+        .stdout_has("dropped t3")
+        .run();
+    assert_eq!(ids(&env), ["t1", "t2", "t4"]);
+    env.test()
+        .args(&["tasks", "clear-done"])
+        .stdout_has("cleared 2 done tasks")
+        .run();
+    assert_eq!(ids(&env), ["t1"]);
+    assert_eq!(
+        env.state_json("task_queue.json")["other_tool"]["keep"],
+        true
+    );
+}
+
+/// Issue 20 item 10: the lever writes under task_queue.json's lock and re-reads the queue
+/// there, so a change another writer made while it waited is never lost.
+#[test]
+fn issue_20_tasks_waits_for_the_queue_lock_and_keeps_another_writers_change() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.state_file("task_queue.json", &queue());
+    let lock_file = env.state("task_queue.json.lock");
+    let held = memsched::os::lock::try_acquire(&lock_file).unwrap();
+    let child = env
+        .command(&["tasks", "drop", "t3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It tries the lock, then sleeps before trying again: seen asleep (nanosleep or
+    // clock_nanosleep, x86_64 or aarch64), it is waiting.
+    let syscall = format!("/proc/{}/syscall", child.id());
+    wait_until(
+        "memsched waits for the queue's lock",
+        Duration::from_secs(20),
+        &String::new,
+        || {
+            std::fs::read_to_string(&syscall).is_ok_and(|s| {
+                matches!(
+                    s.split_whitespace().next(),
+                    Some("35" | "230" | "101" | "115")
+                )
+            })
+        },
+    );
+    // Another writer, holding the lock, adds a task.
+    let mut q = queue();
+    q["tasks"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "t5", "status": "pending"}));
+    env.state_file("task_queue.json", &q);
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(ids(&env), ["t1", "t2", "t4", "t5"]);
+}
