@@ -30,8 +30,8 @@ fn number(written: &Value, index: usize) -> u64 {
 /// oldest records beyond `keep`. Records without a `seq` are given the number they have
 /// now first, so dropping older ones never renumbers them. A log that does not parse is
 /// left untouched and the error returned.
-pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
-    let mut record = serde_json::to_value(record).expect("a run record always serialises");
+/// `record.seq` is set to the number it was given.
+pub fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> {
     ListDoc::update(&paths.scheduler_log, RUNS, |doc: &mut ListDoc| {
         let runs = doc.items_mut();
         let mut last = 0;
@@ -42,10 +42,8 @@ pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
             }
             last = last.max(n);
         }
-        if let Some(map) = record.as_object_mut() {
-            map.insert(SEQ.into(), (last + 1).into());
-        }
-        runs.push(record);
+        record.seq = Some(last + 1);
+        runs.push(serde_json::to_value(&*record).expect("a run record always serialises"));
         let excess = runs.len().saturating_sub(keep);
         runs.drain(..excess);
         (true, ())
@@ -133,6 +131,7 @@ mod tests {
             .insert("next_due".into(), json!("2026-12-05T12:30:00.000Z"));
         ingest.duration_ms = 9;
         RunRecord {
+            seq: None,
             started_at: "2026-12-05T12:23:39.389Z".into(),
             finished_at: "2026-12-05T12:23:39.399Z".into(),
             duration_ms: 10,
@@ -152,15 +151,13 @@ mod tests {
     fn a_record_reads_back_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        let run = full_run();
-        append(&p, &run, 10).unwrap();
+        let mut run = full_run();
+        append(&p, &mut run, 10).unwrap();
         let slots = read_logged(&p).unwrap();
         assert_eq!(slots.len(), 1);
         assert_eq!(slots[0].record.as_ref().unwrap(), &run);
-        let mut written = serde_json::to_value(&run).unwrap();
-        written["seq"] = json!(1);
-        assert_eq!(slots[0].written, written);
-        assert_eq!(slots[0].seq, 1);
+        assert_eq!(slots[0].written, serde_json::to_value(&run).unwrap());
+        assert_eq!((slots[0].seq, run.seq), (1, Some(1)));
         assert_eq!(read(&p).unwrap(), [run]);
     }
 
@@ -304,7 +301,7 @@ mod tests {
         let p = paths(dir.path());
         assert!(read(&p).unwrap().is_empty());
         for pid in 1..=4 {
-            append(&p, &RunRecord { pid, ..full_run() }, 2).unwrap();
+            append(&p, &mut RunRecord { pid, ..full_run() }, 2).unwrap();
         }
         let pids: Vec<u32> = read(&p).unwrap().iter().map(|r| r.pid).collect();
         assert_eq!(pids, [3, 4]);
