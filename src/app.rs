@@ -10,9 +10,9 @@ use crate::commands::autostart;
 use crate::model::action::Action;
 use clap::CommandFactory;
 
-use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TriggerArg};
+use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TasksAction, TriggerArg};
 use crate::commands::output;
-use crate::commands::{check, forget, history, status, summary};
+use crate::commands::{check, forget, history, status, summary, tasks};
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::daemon;
@@ -46,6 +46,17 @@ pub fn run(cli: &Cli) -> Result<Exit> {
         };
         return history::print(&paths, *run, &filter, cli.json, stdout_colors);
     }
+    if let Some(Command::Tasks { action, status }) = &cli.command {
+        let request = match action {
+            None => tasks::Request::List {
+                status: status.clone(),
+            },
+            Some(TasksAction::Revive { ids }) => tasks::Request::Revive(ids.clone()),
+            Some(TasksAction::Drop { ids }) => tasks::Request::Drop(ids.clone()),
+            Some(TasksAction::ClearDone) => tasks::Request::ClearDone,
+        };
+        return tasks::run(&paths, &request, cli.json);
+    }
     let rules_file = rules_file(cli, &paths)?;
     let rules = Rules::load(&rules_file);
     match &cli.command {
@@ -65,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<Exit> {
 
         Some(
             Command::Log { .. }
+            | Command::Tasks { .. }
             | Command::Completions { .. }
             | Command::Man
             | Command::Autostart { .. },
@@ -112,6 +124,17 @@ fn autostart(cli: &Cli, action: &AutostartAction) -> Result<Exit> {
     let lines = match action {
         AutostartAction::Enable { systemd } => {
             let paths = pipeline?;
+            if let Some(Command::Tasks { action, status }) = &cli.command {
+                let request = match action {
+                    None => tasks::Request::List {
+                        status: status.clone(),
+                    },
+                    Some(TasksAction::Revive { ids }) => tasks::Request::Revive(ids.clone()),
+                    Some(TasksAction::Drop { ids }) => tasks::Request::Drop(ids.clone()),
+                    Some(TasksAction::ClearDone) => tasks::Request::ClearDone,
+                };
+                return tasks::run(&paths, &request, cli.json);
+            }
             let rules_file = rules_file(cli, &paths)?;
             // An entry that would fail at every login is refused now.
             Rules::load(&rules_file)?;

@@ -138,6 +138,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// List the tasks in task_queue.json, or revive, drop or clear them under its lock
+    #[command(args_conflicts_with_subcommands = true)]
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TasksAction>,
+        /// Only tasks with this status (pending, running, done, failed, dead)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+    },
     /// Start the watcher with your desktop session (XDG autostart or a systemd user unit)
     Autostart {
         #[command(subcommand)]
@@ -150,6 +159,22 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `memsched man > ~/.local/share/man/man1/memsched.1`
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksAction {
+    /// Make dead or failed tasks pending again, attempts reset: retry takes them on at its next run
+    Revive {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove tasks from the queue (a failed ingest file's task dropped, ingest sends the file afresh)
+    Drop {
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove every done task
+    ClearDone,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +313,7 @@ impl Command {
             Command::Status => "status",
             Command::Log { .. } => "log",
             Command::Forget { .. } => "forget",
+            Command::Tasks { .. } => "tasks",
             Command::Autostart { .. } => "autostart",
             Command::Completions { .. } => "completions",
             Command::Man => "man",

@@ -1,4 +1,5 @@
-//! Subcommands that read the state files and print: status, log, check, autostart, and the run summary.
+//! Subcommands that read the state files and print: status, log, check, autostart, and the run
+//! summary; and the operator's levers on them: forget, tasks.
 
 pub mod autostart;
 pub mod check;
@@ -7,3 +8,4 @@ pub mod history;
 pub mod output;
 pub mod status;
 pub mod summary;
+pub mod tasks;

@@ -108,6 +108,7 @@ pub fn run_with_clock(
         actions.push(report);
     }
     RunRecord {
+        seq: None,
         started_at: timestamp(started_at),
         finished_at: timestamp(clock.now()),
         duration_ms: millis(began),
@@ -126,7 +127,7 @@ pub fn run_with_clock(
 }
 
 /// Appends the run to scheduler_log.json (never for a dry run, which writes nothing).
-pub fn record(paths: &Paths, rules: &Rules, run: &RunRecord) -> Result<()> {
+pub fn record(paths: &Paths, rules: &Rules, run: &mut RunRecord) -> Result<()> {
     if run.dry_run {
         return Ok(());
     }
@@ -142,7 +143,7 @@ pub fn run_and_record(paths: &Paths, rules: &Rules, request: &Request) -> (RunRe
     if request.stop.load(std::sync::atomic::Ordering::SeqCst) {
         record.mark_interrupted();
     }
-    let logged = self::record(paths, rules, &record);
+    let logged = self::record(paths, rules, &mut record);
     (record, logged)
 }
 

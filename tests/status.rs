@@ -26,7 +26,11 @@ fn issue_11_status_shows_the_health_it_can_read_when_the_rules_do_not_load() {
 fn issue_11_status_names_failed_and_dead_tasks_with_their_error_and_next_retry() {
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(70);
     let run = Test::new()
-        .rules(&["--"], "")
+        // A retry action takes failed tasks on again (without one, none is promised).
+        .rules(
+            &["--"],
+            "[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\n",
+        )
         .state_file(
             "task_queue.json",
             &json!({"tasks": [

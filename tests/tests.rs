@@ -26,6 +26,7 @@ mod manifest;
 mod no_loss;
 mod no_loss_watcher;
 mod notify;
+mod operator;
 mod properties;
 mod reaction;
 mod removal;

@@ -105,6 +105,11 @@ fn gaps(paths: &Paths, rules: &Rules) -> Vec<String> {
             "ingest is configured but no rule runs it on changes in data_dir: the watcher ingests only at startup and every tick".to_owned(),
         );
     }
+    if rules.ingest.is_some() && rules.retry.is_none() {
+        warnings.push(
+            "ingest is configured without [actions.retry]: a file the step fails on is queued in task_queue.json and never sent again until its content changes (or `memsched tasks drop ID` drops its task); add [actions.retry] to retry failed files".to_owned(),
+        );
+    }
     let Some(upload) = &rules.upload else {
         return warnings;
     };
@@ -118,24 +123,22 @@ fn gaps(paths: &Paths, rules: &Rules) -> Vec<String> {
                     .contains(['*', '?', '[', '{'])
             })
             .collect();
-        let dir = paths.home.join(literal);
-        let scope = if dir.starts_with(&paths.data_dir) {
-            Some(Scope::Data)
-        } else if dir.starts_with(&paths.state_dir) {
-            Some(Scope::State)
-        } else {
-            None
-        };
-        match scope {
-            Some(scope) if runs(scope, Action::Upload) => {}
-            Some(scope) => warnings.push(format!(
-                "upload source {source:?} lies in {} but no rule in {} runs upload: its changes are queued only at startup and every tick",
-                match scope { Scope::Data => "data_dir", Scope::State => "state_dir" },
-                match scope { Scope::Data => "\"data\"", Scope::State => "\"state\"" },
-            )),
-            None => warnings.push(format!(
-                "upload source {source:?} lies outside data_dir and state_dir, which no rule can watch: its changes are queued only at startup and every tick"
-            )),
+        let climbs = literal
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        let dir = paths.home.join(&literal);
+        // A change in data_dir is routed by the rules; anywhere else under the home the
+        // watcher watches the sources' folders itself and wakes upload (see watch::change).
+        if dir.starts_with(&paths.data_dir) && !climbs {
+            if !runs(Scope::Data, Action::Upload) {
+                warnings.push(format!(
+                    "upload source {source:?} lies in data_dir but no rule in \"data\" runs upload: its changes are queued only at startup and every tick"
+                ));
+            }
+        } else if climbs || !dir.starts_with(&paths.home) {
+            warnings.push(format!(
+                "upload source {source:?} lies outside the pipeline home, which the watcher does not watch: its changes are queued only at startup and every tick"
+            ));
         }
     }
     warnings

@@ -62,11 +62,14 @@ pub fn print(
 ) -> Result<Exit> {
     let runs = scheduler_log::read_logged(paths)?;
     if let Some(n) = number {
-        let Some(slot) = n.checked_sub(1).and_then(|i| runs.get(i)) else {
+        let Some(slot) = runs.iter().find(|r| r.seq == n as u64) else {
+            let kept = match (runs.first(), runs.last()) {
+                (Some(first), Some(last)) => format!("it keeps runs {} to {}", first.seq, last.seq),
+                _ => "it keeps no runs yet".to_owned(),
+            };
             return Err(Error::Usage(format!(
-                "no run {n} in {}: it keeps runs 1 to {} (see `memsched log`)",
+                "no run {n} in {}: {kept} (see `memsched log`)",
                 paths.scheduler_log.display(),
-                runs.len()
             )));
         };
         let _ = output::print(json, &slot.written, |out, _| {
@@ -76,8 +79,7 @@ pub fn print(
     }
     let mut shown: Vec<(usize, &Logged)> = runs
         .iter()
-        .enumerate()
-        .map(|(i, r)| (i + 1, r))
+        .map(|r| (usize::try_from(r.seq).unwrap_or(usize::MAX), r))
         .filter(|(_, r)| filter.keeps(r.record.as_ref().ok()))
         .collect();
     let excess = shown.len().saturating_sub(filter.limit);

@@ -3,6 +3,7 @@
 //! shown, never a reason to show nothing.
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::SystemTime;
 
 use crate::actions::watchdog::health::{self, Health, Status, TaskLine};
@@ -34,16 +35,35 @@ pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bo
             .insert(0, format!("the rules do not load: {}", e.chain()));
         h.status = h.status.max(Status::Degraded);
     }
+    // Without a retry action nothing takes a failed task on again (issue 20 item 3):
+    // say so instead of promising a retry that never comes.
+    let failed = h.tasks.get(TaskStatus::Failed.name()).copied().unwrap_or(0);
+    if !h.retry_configured && failed > 0 {
+        for t in &mut h.failed_tasks {
+            t.next_attempt_at = None;
+        }
+        h.problems.push(
+            "failed tasks are never retried: no [actions.retry] is configured; add it, or `memsched tasks drop ID` (ingest then sends the file afresh)"
+                .to_owned(),
+        );
+        h.status = h.status.max(Status::Degraded);
+    }
     // A closed stdout (`| head`) does not change the verdict.
-    let _ = output::print(json, &h, |out, h| write(out, h, color));
+    let marker = paths.data_dir.join(&rules.pause_file);
+    let _ = output::print(json, &h, |out, h| write(out, h, &marker, color));
     match h.status {
         Status::Ok => Exit::Ok,
         Status::Degraded | Status::Failing => Exit::ActionFailed,
     }
 }
 
-/// The one-screen form.
-pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Result<()> {
+/// The one-screen form; `marker` is the pause marker's path.
+pub fn write(
+    out: &mut (impl Write + ?Sized),
+    h: &Health,
+    marker: &Path,
+    color: bool,
+) -> io::Result<()> {
     let word = h.status.name().to_uppercase();
     let word = if color {
         let code = match h.status {
@@ -57,6 +77,9 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
     };
     writeln!(out, "memsched status: {word}  (checked {})", h.checked_at)?;
     writeln!(out, "  watcher    {}", watcher_line(h))?;
+    if let Some(line) = pause_line(h, marker) {
+        writeln!(out, "  paused     {line}")?;
+    }
     let tasks: Vec<String> = h.tasks.iter().map(|(s, n)| format!("{n} {s}")).collect();
     writeln!(
         out,
@@ -68,7 +91,7 @@ pub fn write(out: &mut (impl Write + ?Sized), h: &Health, color: bool) -> io::Re
         }
     )?;
     for t in &h.failed_tasks {
-        writeln!(out, "    {}", task_line(t, h.now))?;
+        writeln!(out, "    {}", task_line(t, h.now, h.retry_configured))?;
     }
     let u = &h.uploads;
     let logged = u.outstanding + u.given_up + u.skipped + u.uploaded + u.refused;
@@ -147,8 +170,27 @@ fn watcher_line(h: &Health) -> String {
     }
 }
 
+/// Whether runs wait for the pause marker (issue 20 item 7: a forgotten marker is easily
+/// missed): the running watcher's pause and since when, or a marker the next watcher
+/// will wait on.
+fn pause_line(h: &Health, marker: &Path) -> Option<String> {
+    let running = h.watcher_process.as_ref().is_some_and(|w| w.running);
+    let since = h.watcher.as_ref().and_then(|w| w.paused_since.as_deref());
+    match since {
+        Some(since) if running => Some(format!(
+            "since {since}: runs wait until {} is removed",
+            marker.display()
+        )),
+        _ if marker.exists() => Some(format!(
+            "{} exists: a watcher waits until it is removed",
+            marker.display()
+        )),
+        _ => None,
+    }
+}
+
 /// "failed ingest:a.txt (ingest), attempt 1 of 5: exit 1: boom; next retry in 67 s".
-fn task_line(t: &TaskLine, now: SystemTime) -> String {
+fn task_line(t: &TaskLine, now: SystemTime, retry_configured: bool) -> String {
     let step = t
         .step
         .as_deref()
@@ -158,7 +200,9 @@ fn task_line(t: &TaskLine, now: SystemTime) -> String {
         "{} {}{step}, attempt {} of {}: {error}",
         t.status, t.id, t.attempts, t.max_attempts
     );
-    if t.status == TaskStatus::Failed.name() {
+    if t.status == TaskStatus::Failed.name() && !retry_configured {
+        line.push_str("; never retried: no [actions.retry] is configured");
+    } else if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),
             None => line.push_str("; next retry on the next run"),

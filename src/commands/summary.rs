@@ -125,6 +125,7 @@ mod tests {
     #[test]
     fn the_status_line_says_when_and_what_failed() {
         let mut run = RunRecord {
+            seq: None,
             started_at: "2026-11-26T12:03:01.000Z".to_owned(),
             finished_at: "2026-11-26T12:03:04.500Z".to_owned(),
             duration_ms: 3500,

@@ -109,6 +109,7 @@ mod tests {
 
     fn record(trigger: Trigger, actions: Vec<ActionReport>) -> RunRecord {
         RunRecord {
+            seq: None,
             started_at: String::new(),
             finished_at: String::new(),
             duration_ms: 0,

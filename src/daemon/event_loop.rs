@@ -31,6 +31,7 @@ use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::Result;
 use crate::model::action::Action;
+use crate::model::outcome::Outcome;
 use crate::model::trigger::Trigger;
 use crate::model::watcher_kind::WatcherKind;
 use crate::os::sd_notify::Notifier;
@@ -38,6 +39,7 @@ use crate::reconcile::Request;
 use crate::run::interrupt;
 use crate::run::report::RunRecord;
 use crate::run::runner;
+use crate::state::run_record::ActionReport;
 use crate::watch::{Change, Interest, Outlet, Roots};
 
 /// The rules in force and what decides which of their actions may run.
@@ -241,7 +243,7 @@ impl Daemon {
         self.systemd
             .status(&crate::commands::summary::status_line(record));
         for a in &record.actions {
-            log::info!("{}: {}: {}", a.action, a.outcome.label(), a.summary);
+            log_report(a);
             for reason in &a.reasons {
                 log::debug!("{}: {reason}", a.action);
             }
@@ -265,7 +267,14 @@ impl Daemon {
             self.sched.wake_at(Action::Retry, Instant::now());
         }
         if let Some(unannounced) = after.unannounced {
-            log::info!(
+            // A tick that found nothing is the usual case: not worth a line at info.
+            let level = if unannounced == 0 {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
                 "tick: {unannounced} {} found that no event announced",
                 if unannounced == 1 { "item" } else { "items" }
             );
@@ -282,14 +291,16 @@ impl Daemon {
         }
         self.signals += 1;
         if self.signals == 1 {
-            // The first: finish the step that runs, start no other, say what is awaited.
-            log::warn!("{}", interrupt::waiting_notice(signal, &runner::running()));
+            // The first: finish the step that runs, start no other, say what is awaited. A
+            // stop that was asked for is no warning (`journalctl -p warning` shows faults).
+            log::info!("{}", interrupt::waiting_notice(signal, &runner::running()));
             self.worker.stop.store(true, Ordering::SeqCst);
             self.sched.stop();
             self.systemd.stopping();
         } else {
-            // The second: end every running step's whole process group now.
-            log::warn!("{}", interrupt::abort_notice(&runner::abort_all()));
+            // The second: end every running step's whole process group now; the actions it
+            // interrupts are logged as warnings when the run ends.
+            log::info!("{}", interrupt::abort_notice(&runner::abort_all()));
         }
     }
 
@@ -359,4 +370,43 @@ fn instant_of(at: SystemTime) -> Instant {
     Instant::now()
         + at.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
+}
+
+/// How many failed items of one action the log names; `memsched log N` has them all.
+const LOGGED_FAILURES: usize = 10;
+
+/// Logs one action's turn at the severity journald should file it under: a failed step is
+/// an error (so `-q` and `journalctl -p err` show it) naming the items it failed on and
+/// why; an interrupted one, or one that ran but failed on some items, a warning; work done
+/// is info; nothing to do or skipped is debug, so a quiet tick stays quiet.
+fn log_report(a: &ActionReport) {
+    let level = match a.outcome {
+        Outcome::Failed => log::Level::Error,
+        Outcome::Interrupted => log::Level::Warn,
+        Outcome::Ran | Outcome::WouldRun => log::Level::Info,
+        Outcome::Skipped if a.lock_held => log::Level::Info,
+        Outcome::NothingToDo | Outcome::Skipped => log::Level::Debug,
+    };
+    log::log!(level, "{}: {}: {}", a.action, a.outcome.label(), a.summary);
+    let level = level.min(log::Level::Warn);
+    if let Some(error) = a.error.as_deref().filter(|e| !a.summary.contains(e)) {
+        log::log!(level, "{}: {error}", a.action);
+    }
+    for failed in a.failed_items.iter().take(LOGGED_FAILURES) {
+        log::log!(
+            level,
+            "{}: failed {}: {}",
+            a.action,
+            failed.item,
+            failed.error
+        );
+    }
+    if a.failed_items.len() > LOGGED_FAILURES {
+        log::log!(
+            level,
+            "{}: … and {} more failed (memsched log shows them all)",
+            a.action,
+            a.failed_items.len() - LOGGED_FAILURES
+        );
+    }
 }

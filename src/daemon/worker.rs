@@ -16,6 +16,7 @@ use super::input::Input;
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::model::action::Action;
+use crate::model::trigger::Trigger;
 use crate::os::lock;
 use crate::reconcile::{self, Request};
 use crate::state::ingest_hash::Held;
@@ -101,7 +102,15 @@ impl Worker {
     /// loop with what the run carries (`heard`, `partial_ingest`, taken here).
     pub(super) fn spawn(&mut self, paths: &Paths, rules: &Rules, request: Request) {
         let names: Vec<&str> = request.actions.iter().map(|a| a.name()).collect();
-        log::info!(
+        // A tick runs every few minutes and mostly finds nothing: its actions' lines say
+        // at info what it did, if it did anything.
+        let level = if request.trigger == Trigger::Tick {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "run ({}) of {}: woken by {}",
             request.trigger.name(),
             names.join(", "),

@@ -21,6 +21,9 @@ use nix::fcntl::{FcntlArg, FdFlag, Flock, FlockArg, OFlag, fcntl};
 
 use crate::error::{Error, Result};
 
+mod holder;
+pub use holder::holder;
+
 /// A held lock; released on drop.
 #[derive(Debug)]
 pub struct Guard {
@@ -102,7 +105,8 @@ fn open(path: &Path) -> Result<File> {
 }
 
 /// Takes the lock at `path` if it is free. When another process holds it, the error names
-/// the holder's pid (as it wrote it into the lock file).
+/// the process that holds it as the kernel says ([`holder`]), else the pid written in the
+/// file.
 pub fn try_acquire(path: &Path) -> Result<Guard> {
     let file = open(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -120,7 +124,7 @@ pub fn try_acquire(path: &Path) -> Result<Guard> {
         }
         Err((_, Errno::EWOULDBLOCK)) => Err(Error::LockHeld {
             path: path.to_path_buf(),
-            pid: holder_pid(path),
+            pid: holder(path).or_else(|| holder_pid(path)),
         }),
         Err((_, errno)) => Err(Error::Lock {
             path: path.to_path_buf(),
@@ -158,7 +162,8 @@ pub fn wait_until_free(path: &Path) -> Result<()> {
     }
 }
 
-/// The pid a holder wrote into the lock file, if it wrote one (never through a link).
+/// The pid a holder wrote into the lock file, if it wrote one (never through a link): who
+/// took the lock last, not whether anyone holds it now (see [`holder`]).
 #[must_use]
 pub fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();

@@ -30,8 +30,11 @@ pub fn init(options: &LogOptions) {
     let default = if watching { "info" } else { "warn" };
     let mut builder = match level(verbose, quiet) {
         Some(level) => {
+            // -v is for memsched's own debug; its libraries (globset, notify) speak only
+            // of warnings and errors, or their internals flood the screen.
             let mut b = env_logger::Builder::new();
-            b.filter_level(level);
+            b.filter_level(level.min(LevelFilter::Warn));
+            b.filter_module("memsched", level);
             b
         }
         None => {

@@ -180,6 +180,10 @@ pub const RECORD_VERSION: u32 = 1;
 /// passes over (the one is this shape, the other follows from `exit_code`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RunRecord {
+    /// Its stable number in scheduler_log.json, given when it is appended (see
+    /// `scheduler_log::append`); `None` until then, and in records written before it.
+    #[serde(default)]
+    pub seq: Option<u64>,
     #[serde(default)]
     pub started_at: String,
     #[serde(default)]
@@ -207,6 +211,8 @@ impl Serialize for RunRecord {
         #[derive(Serialize)]
         struct Written<'a> {
             version: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            seq: Option<u64>,
             started_at: &'a str,
             finished_at: &'a str,
             duration_ms: u64,
@@ -221,6 +227,7 @@ impl Serialize for RunRecord {
         }
         Written {
             version: RECORD_VERSION,
+            seq: self.seq,
             started_at: &self.started_at,
             finished_at: &self.finished_at,
             duration_ms: self.duration_ms,

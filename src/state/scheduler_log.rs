@@ -13,13 +13,37 @@ use crate::error::Result;
 /// The key of the list in the log's document.
 const RUNS: &str = "runs";
 
-/// Appends `record` under the log's lock, dropping the oldest records beyond `keep`.
-/// A log that does not parse is left untouched and the error returned.
-pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
-    let record = serde_json::to_value(record).expect("a run record always serialises");
+/// The key of a record's stable number (issue 20 item 8: numbers by position shifted
+/// once `log_keep` dropped the oldest, so `log 187` named another run a minute later).
+const SEQ: &str = "seq";
+
+/// The number of the record in slot `index` (from the oldest): its `seq`, or for a
+/// record written before `seq` existed, its place counted from 1, as `log` numbered it.
+fn number(written: &Value, index: usize) -> u64 {
+    written
+        .get(SEQ)
+        .and_then(Value::as_u64)
+        .unwrap_or(index as u64 + 1)
+}
+
+/// Appends `record` under the log's lock with the next number as its `seq`, dropping the
+/// oldest records beyond `keep`. Records without a `seq` are given the number they have
+/// now first, so dropping older ones never renumbers them. A log that does not parse is
+/// left untouched and the error returned.
+/// `record.seq` is set to the number it was given.
+pub fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> {
     ListDoc::update(&paths.scheduler_log, RUNS, |doc: &mut ListDoc| {
         let runs = doc.items_mut();
-        runs.push(record);
+        let mut last = 0;
+        for (i, run) in runs.iter_mut().enumerate() {
+            let n = number(run, i);
+            if let Some(map) = run.as_object_mut() {
+                map.entry(SEQ).or_insert(n.into());
+            }
+            last = last.max(n);
+        }
+        record.seq = Some(last + 1);
+        runs.push(serde_json::to_value(&*record).expect("a run record always serialises"));
         let excess = runs.len().saturating_sub(keep);
         runs.drain(..excess);
         (true, ())
@@ -31,6 +55,8 @@ pub fn append(paths: &Paths, record: &RunRecord, keep: usize) -> Result<()> {
 /// as a [`RunRecord`] (a hand edit, an outcome a newer memsched wrote).
 #[derive(Debug, Clone)]
 pub struct Logged {
+    /// Its stable number, as `log` shows it (see [`append`]).
+    pub seq: u64,
     pub written: Value,
     pub record: std::result::Result<RunRecord, String>,
 }
@@ -41,7 +67,9 @@ pub fn read_logged(paths: &Paths) -> Result<Vec<Logged>> {
     let runs = std::mem::take(doc.items_mut());
     Ok(runs
         .into_iter()
-        .map(|written| Logged {
+        .enumerate()
+        .map(|(i, written)| Logged {
+            seq: number(&written, i),
             record: RunRecord::deserialize(&written).map_err(|e| e.to_string()),
             written,
         })
@@ -103,6 +131,7 @@ mod tests {
             .insert("next_due".into(), json!("2026-12-05T12:30:00.000Z"));
         ingest.duration_ms = 9;
         RunRecord {
+            seq: None,
             started_at: "2026-12-05T12:23:39.389Z".into(),
             finished_at: "2026-12-05T12:23:39.399Z".into(),
             duration_ms: 10,
@@ -122,12 +151,13 @@ mod tests {
     fn a_record_reads_back_as_it_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let p = paths(dir.path());
-        let run = full_run();
-        append(&p, &run, 10).unwrap();
+        let mut run = full_run();
+        append(&p, &mut run, 10).unwrap();
         let slots = read_logged(&p).unwrap();
         assert_eq!(slots.len(), 1);
         assert_eq!(slots[0].record.as_ref().unwrap(), &run);
         assert_eq!(slots[0].written, serde_json::to_value(&run).unwrap());
+        assert_eq!((slots[0].seq, run.seq), (1, Some(1)));
         assert_eq!(read(&p).unwrap(), [run]);
     }
 
@@ -271,7 +301,7 @@ mod tests {
         let p = paths(dir.path());
         assert!(read(&p).unwrap().is_empty());
         for pid in 1..=4 {
-            append(&p, &RunRecord { pid, ..full_run() }, 2).unwrap();
+            append(&p, &mut RunRecord { pid, ..full_run() }, 2).unwrap();
         }
         let pids: Vec<u32> = read(&p).unwrap().iter().map(|r| r.pid).collect();
         assert_eq!(pids, [3, 4]);

@@ -241,6 +241,15 @@ impl TaskQueue {
         self.doc.upsert("id", id, fields);
     }
 
+    /// Removes every task `drop` picks (anything in the list that is not a task is kept);
+    /// how many went.
+    pub fn remove_where(&mut self, mut drop: impl FnMut(TaskView<'_>) -> bool) -> usize {
+        let items = self.doc.items_mut();
+        let before = items.len();
+        items.retain(|item| !item.as_object().is_some_and(|t| drop(TaskView(t))));
+        before - items.len()
+    }
+
     /// The task with `id`, if any.
     #[must_use]
     pub fn get(&self, id: &str) -> Option<TaskView<'_>> {

@@ -100,6 +100,8 @@ pub struct Health {
     pub uploads: UploadHealth,
     /// Whether upload is configured (else `uploads` counts only what others logged).
     pub uploads_configured: bool,
+    /// Whether retry is configured (else a failed task is never taken on again).
+    pub retry_configured: bool,
     /// Data files whose stat does not match ingest_hash.json (new, changed or touched).
     pub unindexed_files: Option<usize>,
     pub data_files: Option<usize>,
@@ -138,6 +140,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         failed_tasks: Vec::new(),
         uploads: UploadHealth::default(),
         uploads_configured: rules.upload.is_some(),
+        retry_configured: rules.retry.is_some(),
         unindexed_files: None,
         data_files: None,
         pending_removals: None,
@@ -483,11 +486,10 @@ fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [A
     }
 }
 
-/// The pid written in a lock file, when that process is alive and is not us. Reading the
-/// file takes no lock, so looking never makes a real run skip.
+/// The process that holds a lock as the kernel says, when it is not us (issue 20: the
+/// pid written in the file names an idle or dead process). Looking takes no lock.
 fn live_holder(path: &Path) -> Option<u32> {
-    let pid = lock::holder_pid(path)?;
-    (pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
+    lock::holder(path).filter(|pid| *pid != std::process::id())
 }
 
 /// Judges what was read (see [`super::judge`]): the status, and every problem worst first.

@@ -221,6 +221,7 @@ mod tests {
             failed_tasks: Vec::new(),
             uploads: super::super::health::UploadHealth::default(),
             uploads_configured: false,
+            retry_configured: false,
             unindexed_files: None,
             data_files: None,
             pending_removals: None,

@@ -10,6 +10,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use toml::Spanned;
 
 use super::defaults;
+use super::pass_files::PassFiles;
 use super::raw;
 use super::tables::{Backoff, CommandSpec};
 use crate::error::{Error, Result, line_col};
@@ -31,6 +32,51 @@ impl Checker<'_> {
             line,
             col,
             msg,
+        }
+    }
+
+    /// An ingest command (`key`: `command` or `remove`) must carry the placeholder that
+    /// passes `what` the way `pass_files` says; with a stdin mode it must carry neither
+    /// `{files}` nor `{list}`, which would silently become nothing (issue 20 item 9).
+    pub(super) fn passes_files(
+        &self,
+        span: Range<usize>,
+        argv: &[String],
+        pass_files: PassFiles,
+        key: &str,
+        what: &str,
+    ) -> Result<()> {
+        let has = |p: Placeholder| argv.iter().any(|a| a.contains(&p.slot()));
+        let required = match pass_files {
+            PassFiles::Args => Placeholder::Files,
+            PassFiles::ListFile => Placeholder::List,
+            PassFiles::StdinLines | PassFiles::StdinNul => {
+                let mode = match pass_files {
+                    PassFiles::StdinNul => "stdin-nul",
+                    _ => "stdin-lines",
+                };
+                return match [Placeholder::Files, Placeholder::List].into_iter().find(|p| has(*p)) {
+                    Some(p) => Err(self.at(
+                        span,
+                        format!(
+                            "[actions.ingest] {key} has {slot}, but pass_files = \"{mode}\" sends the files on stdin: {slot} would be empty; remove it",
+                            slot = p.slot()
+                        ),
+                    )),
+                    None => Ok(()),
+                };
+            }
+        };
+        if has(required) {
+            Ok(())
+        } else {
+            Err(self.at(
+                span,
+                format!(
+                    "[actions.ingest] {key} needs {} to pass the {what}",
+                    required.slot()
+                ),
+            ))
         }
     }
 

@@ -15,7 +15,6 @@ use super::{Rule, Rules, defaults, suggest};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
 use crate::model::event_kind::EventKind;
-use crate::model::placeholder::Placeholder;
 
 impl Rules {
     /// Validates the text of a rules file; `path` is used in errors.
@@ -126,19 +125,13 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
         defaults::INGEST_TIMEOUT,
         Action::Ingest,
     )?;
-    let required = match pass_files {
-        PassFiles::Args => Some(Placeholder::Files.slot()),
-        PassFiles::ListFile => Some(Placeholder::List.slot()),
-        PassFiles::StdinLines | PassFiles::StdinNul => None,
-    };
-    if let Some(placeholder) = required
-        && !command.argv.iter().any(|a| a.contains(&placeholder))
-    {
-        return Err(check.at(
-            i.command.span(),
-            format!("[actions.ingest] command needs {placeholder} to pass the files"),
-        ));
-    }
+    check.passes_files(
+        i.command.span(),
+        &command.argv,
+        pass_files,
+        "command",
+        "files",
+    )?;
     let include = check.globs(i.include.as_deref(), defaults::INGEST_INCLUDE)?;
     let exclude = check.globs(i.exclude.as_deref(), defaults::INGEST_EXCLUDE)?;
     Ok(IngestConfig {
@@ -183,19 +176,7 @@ fn remove_command(
         Action::Ingest,
         "remove",
     )?;
-    let required = match pass_files {
-        PassFiles::Args => Some(Placeholder::Files.slot()),
-        PassFiles::ListFile => Some(Placeholder::List.slot()),
-        PassFiles::StdinLines | PassFiles::StdinNul => None,
-    };
-    if let Some(placeholder) = required
-        && !spec.argv.iter().any(|a| a.contains(&placeholder))
-    {
-        return Err(check.at(
-            argv.span(),
-            format!("[actions.ingest] remove needs {placeholder} to pass the gone files"),
-        ));
-    }
+    check.passes_files(argv.span(), &spec.argv, pass_files, "remove", "gone files")?;
     Ok(Some(spec.argv))
 }
 
@@ -422,6 +403,18 @@ mod tests {
         (
             "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-lines\"\n",
             Ok(()),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\npass_files = \"stdin-lines\"\n",
+            Err(
+                "rules.toml:2:11: [actions.ingest] command has {files}, but pass_files = \"stdin-lines\" sends the files on stdin: {files} would be empty; remove it",
+            ),
+        ),
+        (
+            "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-nul\"\nremove = [\"r\", \"--list={list}\"]\n",
+            Err(
+                "rules.toml:4:10: [actions.ingest] remove has {list}, but pass_files = \"stdin-nul\" sends the files on stdin: {list} would be empty; remove it",
+            ),
         ),
         (
             "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"list-file\"\n",
