@@ -5,6 +5,7 @@
 mod breaker;
 mod group;
 mod plan;
+mod task_file;
 
 pub use breaker::{OpenBreaker, open_from_log};
 use plan::tasks;
@@ -212,7 +213,7 @@ fn next_due(
 ) -> Option<SystemTime> {
     let backoffs = turns.iter().filter_map(|t| match &t.turn {
         Turn::Failed { next, .. } => *next,
-        Turn::Done | Turn::Paused | Turn::Gone => None,
+        Turn::Done | Turn::Paused | Turn::Gone | Turn::Closed { .. } => None,
     });
     let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
     plan.next_due
@@ -251,7 +252,11 @@ fn summarise(
     let dead = count(|t| matches!(t, Turn::Failed { dead: true, .. }));
     let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
     let gone = count(|t| matches!(t, Turn::Gone));
+    let closed = count(|t| matches!(t, Turn::Closed { .. }));
     for TaskTurn { id, turn } in turns {
+        if let Turn::Closed { why } = turn {
+            report.reasons.push(format!("closed {id}: {why}"));
+        }
         if let Turn::Failed { error, dead, .. } = turn {
             report.failed_items.push(FailedItem {
                 item: id.clone(),
@@ -269,6 +274,7 @@ fn summarise(
         ("dead", dead),
         ("paused_now", paused),
         ("changed_meanwhile", gone),
+        ("closed", closed),
     ] {
         report.counts.insert(key.into(), n.into());
     }
@@ -292,11 +298,16 @@ fn summarise(
     if gone > 0 {
         summary.push_str(&format!("; {gone} changed by another writer, left alone"));
     }
+    if closed > 0 {
+        summary.push_str(&format!(
+            "; {closed} closed as done: their file is gone from data_dir"
+        ));
+    }
     // A step that failed on anything fails the action (exit 1), as it does for ingest and
     // upload; the tasks themselves are recorded for the next attempt either way.
     Ran {
         failed: failed + dead,
-        acted: ran > 0 || !repairs(plan).is_empty(),
+        acted: ran + closed > 0 || !repairs(plan).is_empty(),
         summary,
         error: None,
     }

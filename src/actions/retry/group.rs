@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
+use super::task_file::{self, FileVerdict};
 use crate::actions::retry_policy::{self, AfterFailure};
 use crate::config::rules::RetryConfig;
 use crate::config::trust;
@@ -57,6 +58,10 @@ pub(super) enum Turn {
     Paused,
     /// Someone else changed it since the plan (no longer failed): left alone.
     Gone,
+    /// Its file is gone from data_dir: closed as done without running (why).
+    Closed {
+        why: String,
+    },
 }
 
 /// One due task's turn, by id.
@@ -107,6 +112,11 @@ enum Outcome {
     /// The group's budget was spent, or a signal came, before it started: handed back
     /// and tried in a later group (if any).
     NotStarted,
+    /// Its file leads outside data_dir (why): not run, dead at once, since no later
+    /// attempt could be allowed either.
+    Refused(String),
+    /// Its file is gone (why): closed as done without running.
+    Closed(String),
 }
 
 /// Runs the due tasks of `plan` in ranked order, group by group.
@@ -223,7 +233,7 @@ fn run_group<'p>(
         match outcome {
             Outcome::Ran { report, .. } => executed.commands.extend(report.take()),
             Outcome::NotStarted => not_started.push(t.due),
-            Outcome::Paused => {}
+            Outcome::Paused | Outcome::Refused(_) | Outcome::Closed(_) => {}
         }
     }
     let turns = record(ctx, config, &taken, outcomes, cache)?;
@@ -372,6 +382,19 @@ fn run_one(
     t: &Taken<'_>,
     refused: Option<&str>,
 ) -> Outcome {
+    match task_file::judge(&ctx.paths.data_dir, &t.json) {
+        FileVerdict::Run => {}
+        FileVerdict::Refuse(why) => return Outcome::Refused(why),
+        FileVerdict::Gone(why) => return Outcome::Closed(why),
+        FileVerdict::Unknown(why) => {
+            return Outcome::Ran {
+                report: None,
+                error: Some(why),
+                class: Some("data_dir unresolved".to_owned()),
+                finished: ctx.clock.now(),
+            };
+        }
+    }
     if let (Some(_), Some(why)) = (&t.own_command, refused) {
         return Outcome::Ran {
             report: None,
@@ -461,6 +484,8 @@ fn record(
                 Outcome::Ran {
                     error, finished, ..
                 } => result_fields(config, task, &id, t.started, error, finished),
+                Outcome::Refused(why) => refused_fields(why, t.started, ctx.clock.now()),
+                Outcome::Closed(why) => closed_fields(why, t.started, ctx.clock.now()),
                 Outcome::Paused | Outcome::NotStarted => {
                     // Handed back only if it still carries this run's mark.
                     let ours = task.status() == Some(TaskStatus::Running)
@@ -521,6 +546,44 @@ fn result_fields(
         }
     };
     (fields, Some(turn))
+}
+
+/// The fields and turn of a task whose file leads outside data_dir: dead, never run.
+fn refused_fields(
+    why: String,
+    started: SystemTime,
+    now: SystemTime,
+) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
+    let fields = vec![
+        field("updated_at", timestamp(now).into()),
+        field("started_at", timestamp(started).into()),
+        (RUNNING_BY.to_owned(), None),
+        field("status", TaskStatus::Dead.into()),
+        field("last_error", why.as_str().into()),
+    ];
+    let turn = Turn::Failed {
+        error: why,
+        dead: true,
+        next: None,
+    };
+    (fields, Some(turn))
+}
+
+/// The fields and turn of a task whose file is gone: done, saying why in `closed`.
+fn closed_fields(
+    why: String,
+    started: SystemTime,
+    now: SystemTime,
+) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
+    let fields = vec![
+        field("updated_at", timestamp(now).into()),
+        field("started_at", timestamp(started).into()),
+        (RUNNING_BY.to_owned(), None),
+        field("status", TaskStatus::Done.into()),
+        field("completed_at", timestamp(now).into()),
+        field("closed", why.as_str().into()),
+    ];
+    (fields, Some(Turn::Closed { why }))
 }
 
 /// A failed task's new status: dead, or failed and due again later.
