@@ -60,8 +60,11 @@ pub(super) fn judge(data_dir: &Path, task: &Value) -> FileVerdict {
         }
     };
     match joined.canonicalize() {
-        Ok(real) if real.starts_with(&root) => FileVerdict::Run,
-        Ok(real) => outside(&format!("it resolves through a link to {}", real.display())),
+        Ok(target) if target.starts_with(&root) => FileVerdict::Run,
+        Ok(target) => outside(&format!(
+            "it resolves through a link to {}",
+            target.display()
+        )),
         Err(e) if e.kind() == ErrorKind::NotFound => gone(&joined, &root, file, &outside),
         Err(e) => outside(&format!("it cannot be resolved ({e})")),
     }
