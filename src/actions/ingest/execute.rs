@@ -80,6 +80,14 @@ pub fn execute(
                 out.failed.push((candidate.shown(), error));
                 continue;
             }
+            Piece::LineBreak { index, why } => {
+                // Never sent, so never split: a failed task with the reason and the fix.
+                let candidate = &plan.send[index];
+                let error = format!("not sent: {why}");
+                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                out.failed.push((candidate.shown(), error));
+                continue;
+            }
         };
         if ctx.stopping() {
             out.notes.push(format!(
@@ -147,7 +155,7 @@ fn remove_gone(
     for piece in batches::plan(ctx, config, gone) {
         let batch = match piece {
             Piece::Batch(range) => &gone[range],
-            Piece::TooLong { index, why } => {
+            Piece::TooLong { index, why } | Piece::LineBreak { index, why } => {
                 out.removals_failed
                     .push((gone[index].shown(), format!("not sent: {why}")));
                 continue;
