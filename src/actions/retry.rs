@@ -5,6 +5,7 @@
 mod breaker;
 mod group;
 mod plan;
+mod step_lock;
 mod task_file;
 
 pub use breaker::{OpenBreaker, open_from_log};
@@ -213,7 +214,7 @@ fn next_due(
 ) -> Option<SystemTime> {
     let backoffs = turns.iter().filter_map(|t| match &t.turn {
         Turn::Failed { next, .. } => *next,
-        Turn::Done | Turn::Paused | Turn::Gone | Turn::Closed { .. } => None,
+        Turn::Done | Turn::Paused | Turn::Gone | Turn::Closed { .. } | Turn::Busy { .. } => None,
     });
     let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
     plan.next_due
@@ -253,9 +254,13 @@ fn summarise(
     let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
     let gone = count(|t| matches!(t, Turn::Gone));
     let closed = count(|t| matches!(t, Turn::Closed { .. }));
+    let busy = count(|t| matches!(t, Turn::Busy { .. }));
     for TaskTurn { id, turn } in turns {
         if let Turn::Closed { why } = turn {
             report.reasons.push(format!("closed {id}: {why}"));
+        }
+        if let Turn::Busy { why } = turn {
+            report.reasons.push(format!("wait {id}: {why}"));
         }
         if let Turn::Failed { error, dead, .. } = turn {
             report.failed_items.push(FailedItem {
@@ -275,6 +280,7 @@ fn summarise(
         ("paused_now", paused),
         ("changed_meanwhile", gone),
         ("closed", closed),
+        ("waiting_for_step_lock", busy),
     ] {
         report.counts.insert(key.into(), n.into());
     }
@@ -297,6 +303,11 @@ fn summarise(
     }
     if gone > 0 {
         summary.push_str(&format!("; {gone} changed by another writer, left alone"));
+    }
+    if busy > 0 {
+        summary.push_str(&format!(
+            "; {busy} left due: their step's lock is held by another run"
+        ));
     }
     if closed > 0 {
         summary.push_str(&format!(

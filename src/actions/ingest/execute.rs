@@ -248,6 +248,7 @@ fn run_batch(
         stdin,
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
+        step_lock: None,
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);

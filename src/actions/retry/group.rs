@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
+use super::step_lock::StepLocks;
 use super::task_file::{self, FileVerdict};
 use crate::actions::retry_policy::{self, AfterFailure};
 use crate::config::rules::RetryConfig;
@@ -60,6 +62,10 @@ pub(super) enum Turn {
     Gone,
     /// Its file is gone from data_dir: closed as done without running (why).
     Closed {
+        why: String,
+    },
+    /// Another process holds its step's lock (why): left due for a later run.
+    Busy {
         why: String,
     },
 }
@@ -117,6 +123,9 @@ enum Outcome {
     Refused(String),
     /// Its file is gone (why): closed as done without running.
     Closed(String),
+    /// Another process holds its step's lock (why): handed back, not tried again in
+    /// this run.
+    Busy(String),
 }
 
 /// Runs the due tasks of `plan` in ranked order, group by group.
@@ -219,21 +228,23 @@ fn run_group<'p>(
         turn: Turn::Gone,
     }));
     let refused = own_commands_refused(ctx, &taken);
+    let locks = StepLocks::take(ctx, taken.iter().map(|t| t.due.step.as_str()));
     let mut outcomes = run_taken(
         ctx,
         config,
         &taken,
         tracker,
-        began,
-        budget,
+        Window { began, budget },
         refused.as_deref(),
+        &locks,
     );
+    drop(locks);
     let mut not_started = Vec::new();
     for (t, outcome) in taken.iter().zip(&mut outcomes) {
         match outcome {
             Outcome::Ran { report, .. } => executed.commands.extend(report.take()),
             Outcome::NotStarted => not_started.push(t.due),
-            Outcome::Paused | Outcome::Refused(_) | Outcome::Closed(_) => {}
+            Outcome::Paused | Outcome::Refused(_) | Outcome::Closed(_) | Outcome::Busy(_) => {}
         }
     }
     let turns = record(ctx, config, &taken, outcomes, cache)?;
@@ -319,16 +330,24 @@ fn own_commands_refused(ctx: &Context<'_>, taken: &[Taken<'_>]) -> Option<String
     })
 }
 
+/// When a group began and how long it may start tasks for.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    began: SystemTime,
+    budget: Duration,
+}
+
 /// Runs the taken tasks in order, `parallel` at a time, none starting after the group's
-/// budget is spent or a signal came.
+/// budget is spent or a signal came; tasks of a step whose lock the group holds run one
+/// at a time under it.
 fn run_taken(
     ctx: &Context<'_>,
     config: &RetryConfig,
     taken: &[Taken<'_>],
     tracker: &mut Tracker,
-    began: SystemTime,
-    budget: Duration,
+    Window { began, budget }: Window,
     refused: Option<&str>,
+    locks: &StepLocks,
 ) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let outcomes: Vec<Mutex<Outcome>> = taken
@@ -358,7 +377,16 @@ fn run_taken(
                         *outcomes[i].lock().expect("one writer per slot") = Outcome::Paused;
                         continue;
                     }
-                    let outcome = run_one(ctx, config, t, refused);
+                    let turn = match locks.turn(&t.due.step) {
+                        Ok(turn) => turn,
+                        Err(why) => {
+                            *outcomes[i].lock().expect("one writer per slot") = Outcome::Busy(why);
+                            continue;
+                        }
+                    };
+                    let step_lock = turn.as_ref().map(|turn| turn.path.clone());
+                    let outcome = run_one(ctx, config, t, refused, step_lock);
+                    drop(turn);
                     if let Outcome::Ran { error, class, .. } = &outcome {
                         let failure = error.as_ref().and(class.as_deref());
                         lock().record(&t.due.step, failure, ctx.clock.now());
@@ -381,6 +409,7 @@ fn run_one(
     config: &RetryConfig,
     t: &Taken<'_>,
     refused: Option<&str>,
+    step_lock: Option<PathBuf>,
 ) -> Outcome {
     match task_file::judge(&ctx.paths.data_dir, &t.json) {
         FileVerdict::Run => {}
@@ -403,7 +432,8 @@ fn run_one(
             finished: ctx.clock.now(),
         };
     }
-    let invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
+    let mut invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
+    invocation.step_lock = step_lock;
     let (report, error, class) = match runner::run(&invocation) {
         Ok(report) if report.success() => (Some(report), None, None),
         Ok(report) => {
@@ -451,6 +481,7 @@ fn invocation(
         stdin: Some(stdin),
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
+        step_lock: None,
     }
 }
 
@@ -486,13 +517,17 @@ fn record(
                 } => result_fields(config, task, &id, t.started, error, finished),
                 Outcome::Refused(why) => refused_fields(why, t.started, ctx.clock.now()),
                 Outcome::Closed(why) => closed_fields(why, t.started, ctx.clock.now()),
-                Outcome::Paused | Outcome::NotStarted => {
+                Outcome::Paused | Outcome::NotStarted | Outcome::Busy(_) => {
                     // Handed back only if it still carries this run's mark.
                     let ours = task.status() == Some(TaskStatus::Running)
                         && task.0.get("started_at").and_then(Value::as_str)
                             == Some(timestamp(t.started).as_str());
                     let fields = if ours { t.before.clone() } else { Vec::new() };
-                    let turn = matches!(outcome, Outcome::Paused).then_some(Turn::Paused);
+                    let turn = match outcome {
+                        Outcome::Paused => Some(Turn::Paused),
+                        Outcome::Busy(why) => Some(Turn::Busy { why }),
+                        _ => None,
+                    };
                     (fields, turn)
                 }
             };
