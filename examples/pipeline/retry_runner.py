@@ -16,8 +16,16 @@ import sys
 
 
 def inside(data_dir, file):
-    """The path of `file` under data_dir, or None when it leads outside it."""
-    if not isinstance(file, str) or "\0" in file or ".." in file.split("/"):
+    """The path of `file` under data_dir, or None when it leads outside it. A name that
+    is not UTF-8 is keyed as a NUL followed by the hex of its bytes."""
+    if not isinstance(file, str):
+        return None
+    if file.startswith("\0"):
+        try:
+            file = os.fsdecode(bytes.fromhex(file[1:]))
+        except ValueError:
+            return None
+    if "\0" in file or ".." in file.split("/"):
         return None
     path = os.path.join(data_dir, file)
     root = os.path.realpath(data_dir)

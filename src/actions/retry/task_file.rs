@@ -4,9 +4,12 @@
 //! closed rather than retried to death (issue 21 item 5).
 
 use std::io::ErrorKind;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::Value;
+
+use crate::model::file_key;
 
 /// What to do with a task, judged by its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +42,17 @@ pub(super) fn judge(data_dir: &Path, task: &Value) -> FileVerdict {
             data_dir.display()
         ))
     };
-    let rel = Path::new(file);
+    // A name that is not UTF-8 is keyed as a NUL and the hex of its bytes.
+    let Some(rel) = file_key::path(file) else {
+        return outside("it is a NUL and hex that spell no name");
+    };
     if rel.components().any(|c| c == Component::ParentDir) {
         return outside("it has a `..` component");
     }
-    if file.is_empty() || file.contains('\0') {
+    if file.is_empty() || rel.as_os_str().as_bytes().contains(&0) {
         return outside("it is empty or holds a NUL");
     }
-    let joined = data_dir.join(rel);
+    let joined = data_dir.join(&rel);
     if !joined.starts_with(data_dir) {
         return outside("it is an absolute path elsewhere");
     }
@@ -118,7 +124,11 @@ mod tests {
         std::os::unix::fs::symlink("sub", data.join("inside")).unwrap();
         std::os::unix::fs::symlink("/nonexistent", data.join("dangling")).unwrap();
         let abs_inside = data.join("sub/a.txt");
-        let table: [(&str, &str); 12] = [
+        std::fs::write(data.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")), "c").unwrap();
+        let table: [(&str, &str); 15] = [
+            ("\0636166e92e747874", "run"),
+            ("\0zz", "refuse"),
+            ("\02e2e2f736563726574", "refuse"),
             ("sub/a.txt", "run"),
             ("./sub/a.txt", "run"),
             ("inside/a.txt", "run"),
