@@ -126,9 +126,9 @@ mod tests {
         let abs_inside = data.join("sub/a.txt");
         std::fs::write(data.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")), "c").unwrap();
         let table: [(&str, &str); 15] = [
-            ("\0636166e92e747874", "run"),
-            ("\0zz", "refuse"),
-            ("\02e2e2f736563726574", "refuse"),
+            ("\x00636166e92e747874", "run"),
+            ("\x00zz", "refuse"),
+            ("\x002e2e2f736563726574", "refuse"),
             ("sub/a.txt", "run"),
             ("./sub/a.txt", "run"),
             ("inside/a.txt", "run"),
