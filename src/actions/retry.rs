@@ -7,6 +7,7 @@ mod group;
 mod plan;
 mod step_lock;
 mod task_file;
+mod turn_fields;
 
 pub use breaker::{OpenBreaker, open_from_log};
 use plan::tasks;
@@ -27,7 +28,8 @@ use crate::run::report::{ActionReport, FailedItem};
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
 use breaker::Tracker;
-use group::{Executed, TaskTurn, Turn};
+use group::{Executed, TaskTurn};
+use turn_fields::Turn;
 
 /// The whole retry action, through the job skeleton (see [`RetryJob`]).
 #[must_use]
@@ -369,7 +371,7 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("updated_at".into(), timestamp(now).into());
             let after =
                 retry_policy::after_failure(&config.backoff, attempts, r.max_attempts, &r.id, now);
-            for (key, value) in group::after_failure_fields(after) {
+            for (key, value) in turn_fields::after_failure_fields(after) {
                 fields.extend(value.map(|v| (key, v)));
             }
             queue.upsert(&r.id, fields);

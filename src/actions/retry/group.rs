@@ -27,7 +27,7 @@ use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
 use super::step_lock::StepLocks;
 use super::task_file::{self, FileVerdict};
-use crate::actions::retry_policy::{self, AfterFailure};
+use super::turn_fields::{Turn, closed_fields, field, refused_fields, result_fields};
 use crate::config::rules::RetryConfig;
 use crate::config::trust;
 use crate::error::{Error, Result};
@@ -45,30 +45,6 @@ pub(super) const BUDGET: Duration = Duration::from_secs(1);
 const WRITES_PER_BUDGET: u32 = 20;
 /// The most tasks in one group, however quick they are.
 const MAX_GROUP: usize = 4096;
-
-/// How one due task's turn ended.
-#[derive(Debug)]
-pub(super) enum Turn {
-    Done,
-    Failed {
-        error: String,
-        dead: bool,
-        /// When it falls due again (none once dead).
-        next: Option<SystemTime>,
-    },
-    /// Its step's breaker opened earlier in this run.
-    Paused,
-    /// Someone else changed it since the plan (no longer failed): left alone.
-    Gone,
-    /// Its file is gone from data_dir: closed as done without running (why).
-    Closed {
-        why: String,
-    },
-    /// Another process holds its step's lock (why): left due for a later run.
-    Busy {
-        why: String,
-    },
-}
 
 /// One due task's turn, by id.
 #[derive(Debug)]
@@ -310,10 +286,6 @@ fn take<'p>(
 /// The fields a take sets; a task handed back unrun gets their old values back.
 const TAKE_FIELDS: [&str; 4] = ["status", "updated_at", "started_at", RUNNING_BY];
 
-fn field(key: &str, value: Value) -> (String, Option<Value>) {
-    (key.to_owned(), Some(value))
-}
-
 /// Why the own commands of tasks cannot run, if they cannot: a task's `command` is code
 /// written by whoever can write the queue, so it runs only when task_queue.json and the
 /// state folder pass the same check as the rules (issue 10 item 3). Checked per group,
@@ -539,98 +511,6 @@ fn record(
         }
         (changed, turns)
     })
-}
-
-/// The fields and turn of a task whose step ran: done, or failed with backoff, or dead.
-fn result_fields(
-    config: &RetryConfig,
-    task: crate::state::task_queue::TaskView<'_>,
-    id: &str,
-    started: SystemTime,
-    error: Option<String>,
-    finished: SystemTime,
-) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
-    let mut fields = vec![
-        field("updated_at", timestamp(finished).into()),
-        field("started_at", timestamp(started).into()),
-        (RUNNING_BY.to_owned(), None),
-    ];
-    let turn = match error {
-        None => {
-            fields.push(field("status", TaskStatus::Done.into()));
-            fields.push(field("completed_at", timestamp(finished).into()));
-            Turn::Done
-        }
-        Some(error) => {
-            let attempts = task.attempts() + 1;
-            let max = task
-                .max_attempts()
-                .unwrap_or(u64::from(config.max_attempts));
-            fields.push(field("attempts", attempts.into()));
-            fields.push(field("last_error", error.as_str().into()));
-            let after = retry_policy::after_failure(&config.backoff, attempts, max, id, finished);
-            fields.extend(after_failure_fields(after));
-            Turn::Failed {
-                error,
-                dead: after == AfterFailure::OutOfAttempts,
-                next: match after {
-                    AfterFailure::RetryAt(at) => Some(at),
-                    AfterFailure::OutOfAttempts => None,
-                },
-            }
-        }
-    };
-    (fields, Some(turn))
-}
-
-/// The fields and turn of a task whose file leads outside data_dir: dead, never run.
-fn refused_fields(
-    why: String,
-    started: SystemTime,
-    now: SystemTime,
-) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
-    let fields = vec![
-        field("updated_at", timestamp(now).into()),
-        field("started_at", timestamp(started).into()),
-        (RUNNING_BY.to_owned(), None),
-        field("status", TaskStatus::Dead.into()),
-        field("last_error", why.as_str().into()),
-    ];
-    let turn = Turn::Failed {
-        error: why,
-        dead: true,
-        next: None,
-    };
-    (fields, Some(turn))
-}
-
-/// The fields and turn of a task whose file is gone: done, saying why in `closed`.
-fn closed_fields(
-    why: String,
-    started: SystemTime,
-    now: SystemTime,
-) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
-    let fields = vec![
-        field("updated_at", timestamp(now).into()),
-        field("started_at", timestamp(started).into()),
-        (RUNNING_BY.to_owned(), None),
-        field("status", TaskStatus::Done.into()),
-        field("completed_at", timestamp(now).into()),
-        field("closed", why.as_str().into()),
-    ];
-    (fields, Some(Turn::Closed { why }))
-}
-
-/// A failed task's new status: dead, or failed and due again later.
-#[must_use]
-pub(super) fn after_failure_fields(after: AfterFailure) -> Vec<(String, Option<Value>)> {
-    match after {
-        AfterFailure::OutOfAttempts => vec![field("status", TaskStatus::Dead.into())],
-        AfterFailure::RetryAt(at) => vec![
-            field("status", TaskStatus::Failed.into()),
-            field("next_attempt_at", timestamp(at).into()),
-        ],
-    }
 }
 
 #[cfg(test)]
