@@ -19,6 +19,7 @@ mod history;
 mod hostile;
 mod hostile3;
 mod hostile_watcher;
+mod hostile_steps;
 mod ingest;
 mod interrupt;
 mod locks;

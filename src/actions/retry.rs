@@ -5,6 +5,9 @@
 mod breaker;
 mod group;
 mod plan;
+mod step_lock;
+mod task_file;
+mod turn_fields;
 
 pub use breaker::{OpenBreaker, open_from_log};
 use plan::tasks;
@@ -25,7 +28,8 @@ use crate::run::report::{ActionReport, FailedItem};
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
 use breaker::Tracker;
-use group::{Executed, TaskTurn, Turn};
+use group::{Executed, TaskTurn};
+use turn_fields::Turn;
 
 /// The whole retry action, through the job skeleton (see [`RetryJob`]).
 #[must_use]
@@ -212,7 +216,7 @@ fn next_due(
 ) -> Option<SystemTime> {
     let backoffs = turns.iter().filter_map(|t| match &t.turn {
         Turn::Failed { next, .. } => *next,
-        Turn::Done | Turn::Paused | Turn::Gone => None,
+        Turn::Done | Turn::Paused | Turn::Gone | Turn::Closed { .. } | Turn::Busy { .. } => None,
     });
     let breakers = tracker.open_at(now).into_iter().map(|b| b.until);
     plan.next_due
@@ -251,7 +255,15 @@ fn summarise(
     let dead = count(|t| matches!(t, Turn::Failed { dead: true, .. }));
     let paused = count(|t| matches!(t, Turn::Paused)) + plan.paused.len();
     let gone = count(|t| matches!(t, Turn::Gone));
+    let closed = count(|t| matches!(t, Turn::Closed { .. }));
+    let busy = count(|t| matches!(t, Turn::Busy { .. }));
     for TaskTurn { id, turn } in turns {
+        if let Turn::Closed { why } = turn {
+            report.reasons.push(format!("closed {id}: {why}"));
+        }
+        if let Turn::Busy { why } = turn {
+            report.reasons.push(format!("wait {id}: {why}"));
+        }
         if let Turn::Failed { error, dead, .. } = turn {
             report.failed_items.push(FailedItem {
                 item: id.clone(),
@@ -269,6 +281,8 @@ fn summarise(
         ("dead", dead),
         ("paused_now", paused),
         ("changed_meanwhile", gone),
+        ("closed", closed),
+        ("waiting_for_step_lock", busy),
     ] {
         report.counts.insert(key.into(), n.into());
     }
@@ -292,11 +306,21 @@ fn summarise(
     if gone > 0 {
         summary.push_str(&format!("; {gone} changed by another writer, left alone"));
     }
+    if busy > 0 {
+        summary.push_str(&format!(
+            "; {busy} left due: their step's lock is held by another run"
+        ));
+    }
+    if closed > 0 {
+        summary.push_str(&format!(
+            "; {closed} closed as done: their file is gone from data_dir"
+        ));
+    }
     // A step that failed on anything fails the action (exit 1), as it does for ingest and
     // upload; the tasks themselves are recorded for the next attempt either way.
     Ran {
         failed: failed + dead,
-        acted: ran > 0 || !repairs(plan).is_empty(),
+        acted: ran + closed > 0 || !repairs(plan).is_empty(),
         summary,
         error: None,
     }
@@ -347,7 +371,7 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("updated_at".into(), timestamp(now).into());
             let after =
                 retry_policy::after_failure(&config.backoff, attempts, r.max_attempts, &r.id, now);
-            for (key, value) in group::after_failure_fields(after) {
+            for (key, value) in turn_fields::after_failure_fields(after) {
                 fields.extend(value.map(|v| (key, v)));
             }
             queue.upsert(&r.id, fields);

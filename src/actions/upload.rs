@@ -350,6 +350,7 @@ fn upload_one(ctx: &Context<'_>, config: &UploadConfig, item: &DueUpload) -> Res
         stdin: None,
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Upload.name())),
+        step_lock: None,
     };
     let stat = std::fs::symlink_metadata(&item.abs)
         .ok()

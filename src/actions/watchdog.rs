@@ -110,6 +110,7 @@ impl Job for WatchdogJob<'_> {
             stdin: None,
             timeout: command.timeout,
             lock: Some(ctx.paths.action_lock(Action::Watchdog.name())),
+            step_lock: None,
         };
         Ok(match runner::run(&invocation) {
             Ok(r) => {

@@ -175,20 +175,27 @@ pub fn holder_pid(path: &Path) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-/// Runs `spawn` (which starts a step) with the lock at `lock` (when this process holds
-/// it) inheritable, so the step and every process it starts hold the lock too: if memsched
+/// Runs `spawn` (which starts a step) with the locks at `locks` (those this process holds)
+/// inheritable, so the step and every process it starts hold the lock too: if memsched
 /// dies while they run, the next run finds the action locked instead of starting a second
 /// copy (issue 9 item 3). Every other descriptor stays close-on-exec, and starts are
 /// serialised so no other step inherits it.
-pub fn spawn_sharing<T>(lock: Option<&Path>, spawn: impl FnOnce() -> T) -> T {
+pub fn spawn_sharing<T>(locks: &[&Path], spawn: impl FnOnce() -> T) -> T {
     let _one_at_a_time = spawning()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fd = lock.and_then(|path| held().lock().ok()?.get(path).copied());
-    let set = |flags: FdFlag| fd.map(|fd| fcntl(fd, FcntlArg::F_SETFD(flags)));
-    let _ = set(FdFlag::empty());
+    let fds: Vec<RawFd> = held()
+        .lock()
+        .map(|held| locks.iter().filter_map(|p| held.get(*p).copied()).collect())
+        .unwrap_or_default();
+    let set = |flags: FdFlag| {
+        for &fd in &fds {
+            let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
+        }
+    };
+    set(FdFlag::empty());
     let spawned = spawn();
-    let _ = set(FdFlag::FD_CLOEXEC);
+    set(FdFlag::FD_CLOEXEC);
     spawned
 }
 

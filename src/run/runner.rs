@@ -112,6 +112,10 @@ pub struct Invocation {
     /// The action lock this process holds for the step, handed to it (see
     /// `lock::spawn_sharing`); `None` for a command that runs under no action lock.
     pub lock: Option<PathBuf>,
+    /// A second action lock handed on the same way: the lock of the step a retried task
+    /// runs (ingest.lock for an ingest task), so that step never runs twice at once
+    /// (issue 21 item 1).
+    pub step_lock: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -169,7 +173,13 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
     let started = Instant::now();
-    let mut child = lock::spawn_sharing(inv.lock.as_deref(), || {
+    let locks: Vec<&Path> = inv
+        .lock
+        .iter()
+        .chain(&inv.step_lock)
+        .map(PathBuf::as_path)
+        .collect();
+    let mut child = lock::spawn_sharing(&locks, || {
         let mut command = Command::new(&inv.argv[0]);
         // Changing folder in the child keeps std from spawning with posix_spawn in a
         // static build (it finds glibc's addchdir only by dlsym): a fork of the whole
@@ -489,6 +499,7 @@ mod tests {
             stdin: None,
             timeout: Duration::from_millis(300),
             lock: None,
+            step_lock: None,
         };
         let report = run(&inv).unwrap();
         assert!(report.timed_out);
@@ -516,6 +527,7 @@ mod tests {
             stdin: Some(b"one\ntwo\n".to_vec()),
             timeout: Duration::from_secs(10),
             lock: None,
+            step_lock: None,
         };
         let report = run(&inv).unwrap();
         assert_eq!(report.exit_code, Some(4));
@@ -552,6 +564,7 @@ mod tests {
             stdin: None,
             timeout: Duration::from_secs(1),
             lock: None,
+            step_lock: None,
         };
         let e = run(&inv).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/step"));

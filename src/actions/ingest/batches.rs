@@ -100,6 +100,10 @@ pub enum Piece {
     Batch(Range<usize>),
     /// File `index` fits in no batch, for this reason: it fails alone.
     TooLong { index: usize, why: String },
+    /// File `index`'s name holds a line break and the step reads one name per line: it
+    /// would split into two names there (issue 18 item 4), so it fails alone, for this
+    /// reason.
+    LineBreak { index: usize, why: String },
 }
 
 /// Splits files whose names are `lens` bytes long into batches within `limits`, in
@@ -144,11 +148,73 @@ pub fn batch_count(pieces: &[Piece]) -> usize {
 }
 
 /// The pieces the files of `send` make for this step: by bytes when their names go in
-/// argv, by count alone otherwise.
+/// argv, by count alone otherwise. When names go one per line, a name with a line break
+/// is a piece of its own that is never sent.
 #[must_use]
 pub fn plan(ctx: &Context<'_>, config: &IngestConfig, send: &[Candidate]) -> Vec<Piece> {
-    let lens: Vec<usize> = send.iter().map(|c| c.abs.as_os_str().len()).collect();
-    split(&lens, &limits(ctx, config))
+    let lines = line_mode(config.pass_files);
+    let (broken, sendable): (Vec<usize>, Vec<usize>) =
+        (0..send.len()).partition(|&i| lines.is_some() && has_line_break(send[i].abs.as_os_str()));
+    let lens: Vec<usize> = sendable
+        .iter()
+        .map(|&i| send[i].abs.as_os_str().len())
+        .collect();
+    let mut pieces = renumber(split(&lens, &limits(ctx, config)), &sendable);
+    if let Some(mode) = lines {
+        pieces.extend(broken.into_iter().map(|index| Piece::LineBreak {
+            index,
+            why: format!(
+                "its name holds a line break, and pass_files = \"{mode}\" gives the step one name per line: it would read this one as two names (each maybe another file); set pass_files = \"stdin-nul\" (names end with a NUL, which no name holds) to ingest it"
+            ),
+        }));
+    }
+    pieces
+}
+
+/// The name of a pass_files mode that lists one name per line.
+fn line_mode(pass: PassFiles) -> Option<&'static str> {
+    match pass {
+        PassFiles::StdinLines => Some("stdin-lines"),
+        PassFiles::ListFile => Some("list-file"),
+        PassFiles::Args | PassFiles::StdinNul => None,
+    }
+}
+
+/// Whether a line reader would split `name`: a `\n`, or a `\r` (Python's text mode and
+/// others take it for a line end too).
+fn has_line_break(name: &OsStr) -> bool {
+    name.as_bytes().iter().any(|b| matches!(b, b'\n' | b'\r'))
+}
+
+/// `pieces` of the files `kept` (split as if they were all), with indices into all files.
+/// Batches of consecutive kept files stay whole ranges; a gap (a file left out) splits them.
+fn renumber(pieces: Vec<Piece>, kept: &[usize]) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Batch(range) => {
+                let mut start = kept[range.start];
+                let mut end = start + 1;
+                for &i in &kept[range.start + 1..range.end] {
+                    if i != end {
+                        out.push(Piece::Batch(start..end));
+                        start = i;
+                    }
+                    end = i + 1;
+                }
+                out.push(Piece::Batch(start..end));
+            }
+            Piece::TooLong { index, why } => out.push(Piece::TooLong {
+                index: kept[index],
+                why,
+            }),
+            Piece::LineBreak { index, why } => out.push(Piece::LineBreak {
+                index: kept[index],
+                why,
+            }),
+        }
+    }
+    out
 }
 
 /// The limits of one batch of this step, with the environment it will really get:
@@ -239,7 +305,7 @@ mod tests {
             .iter()
             .filter_map(|p| match p {
                 Piece::Batch(r) => Some(r.clone()),
-                Piece::TooLong { .. } => None,
+                Piece::TooLong { .. } | Piece::LineBreak { .. } => None,
             })
             .collect()
     }
@@ -324,6 +390,25 @@ mod tests {
         );
         assert_eq!(program_len(OsStr::new("./a/b"), None), 5);
         assert_eq!(program_len(OsStr::new("absent"), Some(&search)), PATH_MAX);
+    }
+
+    #[test]
+    fn files_left_out_split_the_batches_around_them_and_keep_their_indices() {
+        let pieces = vec![
+            Piece::Batch(0..3),
+            Piece::TooLong {
+                index: 3,
+                why: String::new(),
+            },
+        ];
+        // Files 2 and 4 were left out: kept files 0, 1, 3, 5 are batches 0..2 and 3..4.
+        let out = renumber(pieces, &[0, 1, 3, 5]);
+        assert_eq!(out[0], Piece::Batch(0..2));
+        assert_eq!(out[1], Piece::Batch(3..4));
+        assert!(matches!(out[2], Piece::TooLong { index: 5, .. }));
+        assert!(has_line_break(OsStr::new("x\n/etc/passwd.txt")));
+        assert!(has_line_break(OsStr::new("x\r.txt")));
+        assert!(!has_line_break(OsStr::new("x .txt")));
     }
 
     #[test]

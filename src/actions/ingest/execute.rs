@@ -35,6 +35,8 @@ pub struct Executed {
     pub commands: Vec<CommandReport>,
     /// Notes worth showing (paths the step reported that it was not given, say).
     pub notes: Vec<String>,
+    /// Files the step failed on that were gone once it ended: no task (see `notes`).
+    pub gone: usize,
     /// Gone memories the remove step confirmed: their records are dropped.
     pub removed: usize,
     /// Gone memories the remove step failed on: (file, error). Their records stay
@@ -83,6 +85,14 @@ pub fn execute(
                 out.failed.push((candidate.shown(), error));
                 continue;
             }
+            Piece::LineBreak { index, why } => {
+                // Never sent, so never split: a failed task with the reason and the fix.
+                let candidate = &plan.send[index];
+                let error = format!("not sent: {why}");
+                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                out.failed.push((candidate.shown(), error));
+                continue;
+            }
         };
         if ctx.stopping() {
             out.notes.push(format!(
@@ -103,11 +113,24 @@ pub fn execute(
 
         let mut done_keys = Vec::new();
         let mut failures = Vec::new();
+        // Files gone since they were sent: nothing left to ingest, so no task (issue 21
+        // item 5: such tasks could only fail until dead); a task they had is closed.
+        let mut gone_keys = Vec::new();
         for (candidate, verdict) in batch.iter().zip(verdicts) {
             match verdict {
                 Verdict::Done => {
                     hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
                     done_keys.push(candidate.key.as_str());
+                }
+                Verdict::Failed(error) if is_gone(candidate) => {
+                    out.notes.push(format!(
+                        "{}: the step failed on it ({error}), but it is gone now (deleted, or its folder moved, while the step ran): no task; the next run tells the remove step, and a moved file is sent under its new name",
+                        candidate.shown()
+                    ));
+                    // Whatever the step did to the index before failing, the record is
+                    // no proof now.
+                    hashes.mark_stale(&candidate.key, &now);
+                    gone_keys.push(candidate.key.as_str());
                 }
                 Verdict::Failed(error) => {
                     // The step may have dropped the old chunks before it failed on the
@@ -127,8 +150,10 @@ pub fn execute(
         }
         hashes.flush()?;
         out.done += done_keys.len();
+        out.gone += gone_keys.len();
         bar.sent(done_keys.len(), failures.len());
-        record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
+        let closed: Vec<&str> = done_keys.iter().chain(&gone_keys).copied().collect();
+        record_tasks(ctx, config, &closed, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -174,7 +199,7 @@ fn remove_gone(
     for piece in batches::plan(ctx, config, gone) {
         let batch = match piece {
             Piece::Batch(range) => &gone[range],
-            Piece::TooLong { index, why } => {
+            Piece::TooLong { index, why } | Piece::LineBreak { index, why } => {
                 out.removals_failed
                     .push((gone[index].shown(), format!("not sent: {why}")));
                 continue;
@@ -267,14 +292,23 @@ fn run_batch(
         stdin,
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
+        step_lock: None,
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);
     Ok((report, result))
 }
 
+/// Whether `candidate` is no longer in data_dir (its path names nothing, not even a link).
+fn is_gone(candidate: &Candidate) -> bool {
+    matches!(
+        candidate.abs.symlink_metadata(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    )
+}
+
 /// Failed files become failed `ingest` tasks (one per file, updated in place when the file
-/// fails again); files finished now close any task they had.
+/// fails again); files finished now, or gone, close any task they had.
 fn record_tasks(
     ctx: &Context<'_>,
     config: &IngestConfig,

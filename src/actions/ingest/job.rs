@@ -277,6 +277,12 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
             failed - executed.unsent,
             batches::unsent_text(executed.unsent),
         );
+        if executed.gone > 0 {
+            summary.push_str(&format!(
+                "; {} gone while the step ran (no task)",
+                words::count(executed.gone, "file", "files")
+            ));
+        }
         if failed > 0 {
             summary.push_str(" (queued in task_queue.json for retry)");
         }

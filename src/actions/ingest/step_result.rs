@@ -2,8 +2,9 @@
 //! `{"done": [path, ...], "failed": [{"path": path, "error": text}, ...]}`.
 //! Paths may be absolute, relative to data_dir, or relative to the pipeline home.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -33,8 +34,22 @@ pub(super) struct ReportedFailure {
     error: Option<String>,
 }
 
-/// Where each spelling of a batch file's path sits in the batch.
-pub(super) type BatchIndex = HashMap<String, Spelling>;
+/// Where the step's report may point in the batch: every spelling memsched knows of each
+/// file, and, for any other spelling, each file's absolute path lexically normal and
+/// resolved (issue 18 item 5: `./x.txt`, `Data//x.txt`, `sub/../x.txt`, a trailing `/`
+/// or the real path of a home reached through a link all name x.txt, and took a failure
+/// for a success when they were not recognised).
+#[derive(Debug)]
+pub(super) struct BatchIndex {
+    spellings: HashMap<String, Spelling>,
+    normal: HashMap<PathBuf, Spelling>,
+    /// Each file's folder resolved (links followed) joined with its name; made when a
+    /// spelling first needs it.
+    real: OnceCell<HashMap<PathBuf, Spelling>>,
+    abs: Vec<PathBuf>,
+    home: PathBuf,
+    data_dir: PathBuf,
+}
 
 /// What one spelling of a path names in the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +59,84 @@ pub(super) enum Spelling {
     /// Two files of the batch (say `Data/x.txt` from the home and the key of
     /// `Data/Data/x.txt`): a report that uses it cannot be trusted for either.
     Ambiguous(usize, usize),
+}
+
+impl Spelling {
+    /// `self` once `i` answers to the same spelling too.
+    fn with(self, i: usize) -> Spelling {
+        match self {
+            Spelling::One(j) if j != i => Spelling::Ambiguous(j, i),
+            other => other,
+        }
+    }
+}
+
+fn insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Spelling>, key: K, i: usize) {
+    map.entry(key)
+        .and_modify(|s| *s = s.with(i))
+        .or_insert(Spelling::One(i));
+}
+
+impl BatchIndex {
+    /// The file of the batch `path` names, if any.
+    fn find(&self, path: &str) -> Option<Spelling> {
+        if let Some(s) = self.spellings.get(path) {
+            return Some(*s);
+        }
+        let given = Path::new(path);
+        let bases: Vec<PathBuf> = if given.is_absolute() {
+            vec![given.to_path_buf()]
+        } else {
+            vec![self.data_dir.join(given), self.home.join(given)]
+        };
+        let pick = |map: &HashMap<PathBuf, Spelling>, keys: &[Option<PathBuf>]| {
+            keys.iter()
+                .flatten()
+                .filter_map(|k| map.get(k).copied())
+                .reduce(|a, b| match b {
+                    Spelling::One(i) => a.with(i),
+                    ambiguous @ Spelling::Ambiguous(..) => ambiguous,
+                })
+        };
+        let normal: Vec<Option<PathBuf>> = bases.iter().map(|b| Some(normalise(b))).collect();
+        pick(&self.normal, &normal).or_else(|| {
+            let real = self.real.get_or_init(|| {
+                let mut map = HashMap::new();
+                for (i, abs) in self.abs.iter().enumerate() {
+                    if let Some(r) = resolved(abs) {
+                        insert(&mut map, r, i);
+                    }
+                }
+                map
+            });
+            let keys: Vec<Option<PathBuf>> = normal.iter().flatten().map(|n| resolved(n)).collect();
+            pick(real, &keys)
+        })
+    }
+}
+
+/// `path` with `.`, repeated and trailing `/` and `name/..` taken out, as text alone.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push(c);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `path`'s folder with every link resolved, joined with its name (which may be gone:
+/// the remove step reports files that are).
+fn resolved(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    Some(path.parent()?.canonicalize().ok()?.join(name))
 }
 
 /// What became of one file of a batch.
@@ -124,19 +217,21 @@ impl StepResult {
                     .to_owned(),
             );
         }
-        let mut find = |path: &str| match index.get(path) {
-            Some(Spelling::One(i)) => Ok(Some(*i)),
+        let find = |path: &str| match index.find(path) {
+            Some(Spelling::One(i)) => Ok(Some(i)),
             Some(Spelling::Ambiguous(a, b)) => Err(UnusableReport(format!(
                 "names {path:?}, which could be {} or {} of its batch; nothing of this batch \
                  was recorded, it will be sent again (report absolute paths)",
-                names[*a], names[*b]
+                names[a], names[b]
             ))),
-            None => {
-                notes.push(format!(
-                    "the step reported {path:?}, which was not in its batch"
-                ));
-                Ok(None)
-            }
+            // An entry JSON could not spell was read with U+FFFD: it names a file of the
+            // batch that follows the exit status (noted above).
+            None if reported.repaired && path.contains('\u{fffd}') => Ok(None),
+            None => Err(UnusableReport(format!(
+                "names {path:?}, which is no file of its batch (reported paths are absolute, \
+                 relative to data_dir or relative to the home, and name a file the step was \
+                 given); nothing of this batch was recorded, it will be sent again"
+            ))),
         };
         for path in &reported.done {
             if let Some(i) = find(path)? {
@@ -198,30 +293,41 @@ fn without_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
 
 /// Every spelling under which the step may report a file of the batch.
 pub(super) fn index_batch(ctx: &Context<'_>, batch: &[Candidate]) -> BatchIndex {
-    let mut index = BatchIndex::new();
-    for (i, c) in batch.iter().enumerate() {
-        let mut spellings = vec![
-            c.abs.to_string_lossy().into_owned(),
-            c.key.clone(),
-            file_key::display(&c.rel),
-        ];
-        if let Ok(from_home) = c.abs.strip_prefix(&ctx.paths.home) {
-            spellings.push(from_home.to_string_lossy().into_owned());
+    let files: Vec<(&Path, &str, &Path)> = batch
+        .iter()
+        .map(|c| (c.abs.as_path(), c.key.as_str(), c.rel.as_path()))
+        .collect();
+    BatchIndex::new(&ctx.paths.home, &ctx.paths.data_dir, &files)
+}
+
+impl BatchIndex {
+    /// The index of files given as (absolute path, key, path relative to data_dir).
+    fn new(home: &Path, data_dir: &Path, files: &[(&Path, &str, &Path)]) -> BatchIndex {
+        let mut spellings = HashMap::new();
+        let mut normal = HashMap::new();
+        for (i, (abs, key, rel)) in files.iter().enumerate() {
+            let mut known = vec![
+                abs.to_string_lossy().into_owned(),
+                (*key).to_owned(),
+                file_key::display(rel),
+            ];
+            if let Ok(from_home) = abs.strip_prefix(home) {
+                known.push(from_home.to_string_lossy().into_owned());
+            }
+            for spelling in known {
+                insert(&mut spellings, spelling, i);
+            }
+            insert(&mut normal, normalise(abs), i);
         }
-        for spelling in spellings {
-            index
-                .entry(spelling)
-                .and_modify(|s| {
-                    if let Spelling::One(j) = *s
-                        && j != i
-                    {
-                        *s = Spelling::Ambiguous(j, i);
-                    }
-                })
-                .or_insert(Spelling::One(i));
+        BatchIndex {
+            spellings,
+            normal,
+            real: OnceCell::new(),
+            abs: files.iter().map(|(abs, _, _)| abs.to_path_buf()).collect(),
+            home: home.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
         }
     }
-    index
 }
 
 #[cfg(test)]
@@ -251,6 +357,84 @@ mod tests {
         let pair = read(r#"{"done": ["\ud83d\ude00.txt"]}"#);
         assert!(!pair.repaired, "a surrogate pair is fine");
         assert_eq!(pair.done, ["\u{1f600}.txt"]);
+    }
+
+    /// Issue 18 item 5: every spelling of a batch file is that file; a path that names
+    /// no file of the batch is no file, whatever it looks like.
+    #[test]
+    fn spellings_of_a_batch_file_are_recognised_and_others_are_not() {
+        let outer = tempfile::tempdir().unwrap();
+        let real_home = outer.path().join("real");
+        std::fs::create_dir_all(real_home.join("Data/sub")).unwrap();
+        std::fs::write(real_home.join("Data/x.txt"), "x").unwrap();
+        std::fs::write(real_home.join("Data/sub/y.txt"), "y").unwrap();
+        let home = outer.path().join("link");
+        std::os::unix::fs::symlink(&real_home, &home).unwrap();
+        let data = home.join("Data");
+        let x_txt = data.join("x.txt");
+        let y_txt = data.join("sub/y.txt");
+        let index = BatchIndex::new(
+            &home,
+            &data,
+            &[
+                (&x_txt, "x.txt", Path::new("x.txt")),
+                (&y_txt, "sub/y.txt", Path::new("sub/y.txt")),
+            ],
+        );
+        let link = home.to_str().unwrap();
+        let real = real_home.to_str().unwrap();
+        let table: Vec<(String, Option<usize>)> = vec![
+            ("x.txt".into(), Some(0)),
+            ("./x.txt".into(), Some(0)),
+            ("x.txt/".into(), Some(0)),
+            ("Data//x.txt".into(), Some(0)),
+            ("./Data/x.txt".into(), Some(0)),
+            ("sub/../x.txt".into(), Some(0)),
+            ("Data/sub/../x.txt".into(), Some(0)),
+            (format!("{link}//Data/x.txt"), Some(0)),
+            (format!("{link}/Data/x.txt/"), Some(0)),
+            (format!("{link}/Data/./x.txt"), Some(0)),
+            (format!("{link}/Data/sub/../x.txt"), Some(0)),
+            (format!("{real}/Data/x.txt"), Some(0)),
+            (format!("{real}/Data/sub/y.txt"), Some(1)),
+            ("sub//y.txt".into(), Some(1)),
+            ("z.txt".into(), None),
+            ("../x.txt".into(), None),
+            ("Data/../../x.txt".into(), None),
+            ("/etc/passwd".into(), None),
+            (format!("{real}/x.txt"), None),
+            (String::new(), None),
+        ];
+        for (spelling, want) in table {
+            let got = index.find(&spelling).map(|s| match s {
+                Spelling::One(i) => i,
+                Spelling::Ambiguous(..) => panic!("{spelling}: ambiguous"),
+            });
+            assert_eq!(got, want, "{spelling:?}");
+        }
+    }
+
+    #[test]
+    fn a_report_entry_naming_no_batch_file_makes_the_report_unusable() {
+        let home = Path::new("/h");
+        let x = Path::new("/h/Data/x.txt");
+        let index = BatchIndex::new(
+            home,
+            Path::new("/h/Data"),
+            &[(x, "x.txt", Path::new("x.txt"))],
+        );
+        let report = CommandReport::default();
+        let mut notes = Vec::new();
+        let bad = StepResult::parse(br#"{"failed": [{"path": "y.txt", "error": "e"}]}"#);
+        let err = bad
+            .verdicts(&["x.txt".into()], &index, &report, &mut notes)
+            .unwrap_err();
+        assert!(err.0.contains("no file of its batch"), "{err:?}");
+        let good = StepResult::parse(br#"{"failed": [{"path": "./x.txt", "error": "e"}]}"#);
+        let verdicts = good
+            .verdicts(&["x.txt".into()], &index, &report, &mut notes)
+            .unwrap();
+        assert_eq!(verdicts, [Verdict::Failed("e".into())]);
     }
 
     proptest! {

@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,7 +25,9 @@ use serde_json::Value;
 
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
-use crate::actions::retry_policy::{self, AfterFailure};
+use super::step_lock::StepLocks;
+use super::task_file::{self, FileVerdict};
+use super::turn_fields::{Turn, closed_fields, field, refused_fields, result_fields};
 use crate::config::rules::RetryConfig;
 use crate::config::trust;
 use crate::error::{Error, Result};
@@ -42,22 +45,6 @@ pub(super) const BUDGET: Duration = Duration::from_secs(1);
 const WRITES_PER_BUDGET: u32 = 20;
 /// The most tasks in one group, however quick they are.
 const MAX_GROUP: usize = 4096;
-
-/// How one due task's turn ended.
-#[derive(Debug)]
-pub(super) enum Turn {
-    Done,
-    Failed {
-        error: String,
-        dead: bool,
-        /// When it falls due again (none once dead).
-        next: Option<SystemTime>,
-    },
-    /// Its step's breaker opened earlier in this run.
-    Paused,
-    /// Someone else changed it since the plan (no longer failed): left alone.
-    Gone,
-}
 
 /// One due task's turn, by id.
 #[derive(Debug)]
@@ -107,6 +94,14 @@ enum Outcome {
     /// The group's budget was spent, or a signal came, before it started: handed back
     /// and tried in a later group (if any).
     NotStarted,
+    /// Its file leads outside data_dir (why): not run, dead at once, since no later
+    /// attempt could be allowed either.
+    Refused(String),
+    /// Its file is gone (why): closed as done without running.
+    Closed(String),
+    /// Another process holds its step's lock (why): handed back, not tried again in
+    /// this run.
+    Busy(String),
 }
 
 /// Runs the due tasks of `plan` in ranked order, group by group.
@@ -209,21 +204,23 @@ fn run_group<'p>(
         turn: Turn::Gone,
     }));
     let refused = own_commands_refused(ctx, &taken);
+    let locks = StepLocks::take(ctx, taken.iter().map(|t| t.due.step.as_str()));
     let mut outcomes = run_taken(
         ctx,
         config,
         &taken,
         tracker,
-        began,
-        budget,
+        Window { began, budget },
         refused.as_deref(),
+        &locks,
     );
+    drop(locks);
     let mut not_started = Vec::new();
     for (t, outcome) in taken.iter().zip(&mut outcomes) {
         match outcome {
             Outcome::Ran { report, .. } => executed.commands.extend(report.take()),
             Outcome::NotStarted => not_started.push(t.due),
-            Outcome::Paused => {}
+            Outcome::Paused | Outcome::Refused(_) | Outcome::Closed(_) | Outcome::Busy(_) => {}
         }
     }
     let turns = record(ctx, config, &taken, outcomes, cache)?;
@@ -289,10 +286,6 @@ fn take<'p>(
 /// The fields a take sets; a task handed back unrun gets their old values back.
 const TAKE_FIELDS: [&str; 4] = ["status", "updated_at", "started_at", RUNNING_BY];
 
-fn field(key: &str, value: Value) -> (String, Option<Value>) {
-    (key.to_owned(), Some(value))
-}
-
 /// Why the own commands of tasks cannot run, if they cannot: a task's `command` is code
 /// written by whoever can write the queue, so it runs only when task_queue.json and the
 /// state folder pass the same check as the rules (issue 10 item 3). Checked per group,
@@ -309,16 +302,24 @@ fn own_commands_refused(ctx: &Context<'_>, taken: &[Taken<'_>]) -> Option<String
     })
 }
 
+/// When a group began and how long it may start tasks for.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    began: SystemTime,
+    budget: Duration,
+}
+
 /// Runs the taken tasks in order, `parallel` at a time, none starting after the group's
-/// budget is spent or a signal came.
+/// budget is spent or a signal came; tasks of a step whose lock the group holds run one
+/// at a time under it.
 fn run_taken(
     ctx: &Context<'_>,
     config: &RetryConfig,
     taken: &[Taken<'_>],
     tracker: &mut Tracker,
-    began: SystemTime,
-    budget: Duration,
+    Window { began, budget }: Window,
     refused: Option<&str>,
+    locks: &StepLocks,
 ) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
     let outcomes: Vec<Mutex<Outcome>> = taken
@@ -348,7 +349,16 @@ fn run_taken(
                         *outcomes[i].lock().expect("one writer per slot") = Outcome::Paused;
                         continue;
                     }
-                    let outcome = run_one(ctx, config, t, refused);
+                    let turn = match locks.turn(&t.due.step) {
+                        Ok(turn) => turn,
+                        Err(why) => {
+                            *outcomes[i].lock().expect("one writer per slot") = Outcome::Busy(why);
+                            continue;
+                        }
+                    };
+                    let step_lock = turn.as_ref().map(|turn| turn.path.clone());
+                    let outcome = run_one(ctx, config, t, refused, step_lock);
+                    drop(turn);
                     if let Outcome::Ran { error, class, .. } = &outcome {
                         let failure = error.as_ref().and(class.as_deref());
                         lock().record(&t.due.step, failure, ctx.clock.now());
@@ -371,7 +381,21 @@ fn run_one(
     config: &RetryConfig,
     t: &Taken<'_>,
     refused: Option<&str>,
+    step_lock: Option<PathBuf>,
 ) -> Outcome {
+    match task_file::judge(&ctx.paths.data_dir, &t.json) {
+        FileVerdict::Run => {}
+        FileVerdict::Refuse(why) => return Outcome::Refused(why),
+        FileVerdict::Gone(why) => return Outcome::Closed(why),
+        FileVerdict::Unknown(why) => {
+            return Outcome::Ran {
+                report: None,
+                error: Some(why),
+                class: Some("data_dir unresolved".to_owned()),
+                finished: ctx.clock.now(),
+            };
+        }
+    }
     if let (Some(_), Some(why)) = (&t.own_command, refused) {
         return Outcome::Ran {
             report: None,
@@ -380,7 +404,8 @@ fn run_one(
             finished: ctx.clock.now(),
         };
     }
-    let invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
+    let mut invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
+    invocation.step_lock = step_lock;
     let (report, error, class) = match runner::run(&invocation) {
         Ok(report) if report.success() => (Some(report), None, None),
         Ok(report) => {
@@ -428,6 +453,7 @@ fn invocation(
         stdin: Some(stdin),
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
+        step_lock: None,
     }
 }
 
@@ -461,13 +487,19 @@ fn record(
                 Outcome::Ran {
                     error, finished, ..
                 } => result_fields(config, task, &id, t.started, error, finished),
-                Outcome::Paused | Outcome::NotStarted => {
+                Outcome::Refused(why) => refused_fields(why, t.started, ctx.clock.now()),
+                Outcome::Closed(why) => closed_fields(why, t.started, ctx.clock.now()),
+                Outcome::Paused | Outcome::NotStarted | Outcome::Busy(_) => {
                     // Handed back only if it still carries this run's mark.
                     let ours = task.status() == Some(TaskStatus::Running)
                         && task.0.get("started_at").and_then(Value::as_str)
                             == Some(timestamp(t.started).as_str());
                     let fields = if ours { t.before.clone() } else { Vec::new() };
-                    let turn = matches!(outcome, Outcome::Paused).then_some(Turn::Paused);
+                    let turn = match outcome {
+                        Outcome::Paused => Some(Turn::Paused),
+                        Outcome::Busy(why) => Some(Turn::Busy { why }),
+                        _ => None,
+                    };
                     (fields, turn)
                 }
             };
@@ -479,60 +511,6 @@ fn record(
         }
         (changed, turns)
     })
-}
-
-/// The fields and turn of a task whose step ran: done, or failed with backoff, or dead.
-fn result_fields(
-    config: &RetryConfig,
-    task: crate::state::task_queue::TaskView<'_>,
-    id: &str,
-    started: SystemTime,
-    error: Option<String>,
-    finished: SystemTime,
-) -> (Vec<(String, Option<Value>)>, Option<Turn>) {
-    let mut fields = vec![
-        field("updated_at", timestamp(finished).into()),
-        field("started_at", timestamp(started).into()),
-        (RUNNING_BY.to_owned(), None),
-    ];
-    let turn = match error {
-        None => {
-            fields.push(field("status", TaskStatus::Done.into()));
-            fields.push(field("completed_at", timestamp(finished).into()));
-            Turn::Done
-        }
-        Some(error) => {
-            let attempts = task.attempts() + 1;
-            let max = task
-                .max_attempts()
-                .unwrap_or(u64::from(config.max_attempts));
-            fields.push(field("attempts", attempts.into()));
-            fields.push(field("last_error", error.as_str().into()));
-            let after = retry_policy::after_failure(&config.backoff, attempts, max, id, finished);
-            fields.extend(after_failure_fields(after));
-            Turn::Failed {
-                error,
-                dead: after == AfterFailure::OutOfAttempts,
-                next: match after {
-                    AfterFailure::RetryAt(at) => Some(at),
-                    AfterFailure::OutOfAttempts => None,
-                },
-            }
-        }
-    };
-    (fields, Some(turn))
-}
-
-/// A failed task's new status: dead, or failed and due again later.
-#[must_use]
-pub(super) fn after_failure_fields(after: AfterFailure) -> Vec<(String, Option<Value>)> {
-    match after {
-        AfterFailure::OutOfAttempts => vec![field("status", TaskStatus::Dead.into())],
-        AfterFailure::RetryAt(at) => vec![
-            field("status", TaskStatus::Failed.into()),
-            field("next_attempt_at", timestamp(at).into()),
-        ],
-    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,7 @@ pub(super) fn remove_gone(
             stdin: None,
             timeout: command.timeout,
             lock: Some(ctx.paths.action_lock(Action::Upload.name())),
+            step_lock: None,
         };
         let error = match runner::run(&invocation) {
             Ok(r) if r.success() => {

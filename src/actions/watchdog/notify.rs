@@ -188,6 +188,7 @@ pub fn send(notice: &Notice, home: &Path) -> Result<(), String> {
             stdin: None,
             timeout: SEND_TIMEOUT,
             lock: None,
+            step_lock: None,
         };
         match runner::run(&invocation) {
             Ok(r) if r.success() => return Ok(()),
