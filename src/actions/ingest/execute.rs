@@ -159,20 +159,15 @@ pub fn execute(
     }
     // Removals come after the additions: a renamed memory is searchable under its new
     // name before its old one goes.
-    if let Some(argv) = &config.remove {
-        let (keep, gone): (Vec<Candidate>, Vec<Candidate>) = plan
-            .remove
-            .iter()
-            .cloned()
-            .partition(|c| failed_content.contains(&c.hash));
-        for kept in &keep {
-            out.notes.push(format!(
-                "kept {} in the index: its content failed to go in under its new name",
-                kept.shown()
-            ));
-        }
-        remove_gone(ctx, config, argv, &gone, hashes, out, &now)?;
-    }
+    remove_gone(
+        ctx,
+        config,
+        &plan.remove,
+        &failed_content,
+        hashes,
+        out,
+        &now,
+    )?;
     Ok(())
 }
 
@@ -181,12 +176,28 @@ pub fn execute(
 fn remove_gone(
     ctx: &Context<'_>,
     config: &IngestConfig,
-    argv: &[String],
     gone: &[Candidate],
+    failed_content: &std::collections::HashSet<crate::state::ingest_hash::Digest>,
     hashes: &mut IngestHash,
     out: &mut Executed,
     now: &str,
 ) -> Result<()> {
+    // A gone memory whose content failed to go in under a new name in this run was
+    // renamed: its old path stays in the index until the new one is in.
+    let (keep, gone): (Vec<Candidate>, Vec<Candidate>) = gone
+        .iter()
+        .cloned()
+        .partition(|c| failed_content.contains(&c.hash));
+    for kept in &keep {
+        out.notes.push(format!(
+            "kept {} in the index: its content failed to go in under its new name",
+            kept.shown()
+        ));
+    }
+    let gone = &gone[..];
+    let Some(argv) = &config.remove else {
+        return Ok(());
+    };
     if gone.is_empty() {
         return Ok(());
     }
