@@ -50,7 +50,28 @@ pub(super) struct Line {
     #[serde(with = "digits")]
     pub mtime_ns: i64,
     pub inode: u64,
+    /// Written as `mtime_ns` is; absent from lines older memsched wrote.
+    #[serde(default, with = "some_digits", skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<i64>,
     pub ingested_at: String,
+}
+
+/// An optional integer written as a string of digits, read from either form.
+mod some_digits {
+    use serde::{Deserializer, Serializer};
+
+    // serde's `with` hands the field by reference.
+    #[allow(clippy::ref_option)]
+    pub(super) fn serialize<S: Serializer>(n: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match n {
+            Some(n) => super::digits::serialize(n, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        super::digits::deserialize(d).map(Some)
+    }
 }
 
 /// An integer written as a string of digits, read from either form.
@@ -191,6 +212,7 @@ mod tests {
             size: 1,
             mtime_ns: 2,
             inode: 3,
+            ctime_ns: Some(4),
             ingested_at: "x".into(),
         })
         .unwrap();

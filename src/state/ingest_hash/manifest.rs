@@ -94,6 +94,7 @@ impl IngestHash {
                         size: line.size,
                         mtime_ns: line.mtime_ns,
                         inode: line.inode,
+                        ctime_ns: line.ctime_ns,
                     };
                     self.put(&line.key, &line.hash, stat, &line.ingested_at);
                 }
@@ -203,12 +204,33 @@ impl IngestHash {
             size: stat.size,
             mtime_ns: stat.mtime_ns,
             inode: stat.inode,
+            ctime_ns: stat.ctime_ns,
             ingested_at: now.to_owned(),
         };
         serde_json::to_writer(&mut self.pending, &line).expect("a journal line always serialises");
         self.pending.push(b'\n');
         let hash = hash.digest().ok_or(&*line.hash);
         self.put_parsed(key, hash, stat, now);
+    }
+
+    /// Completes the stat of `key`'s record with the change time of `stat`, which the
+    /// record lacks (written by an older memsched) and otherwise matches: its hash and
+    /// ingest time stay, so nothing is taken as newly ingested. Journaled like
+    /// [`record`](Self::record).
+    pub fn complete_stat(&mut self, key: &str, stat: Stat) {
+        let Some(rec) = self.files.get(key) else {
+            return;
+        };
+        let (Some(hash), Some(at)) = (rec.hash_text(), rec.ingested_at_text()) else {
+            return;
+        };
+        let incomplete = rec
+            .stat()
+            .is_some_and(|r| r.ctime_ns.is_none() && stat.matches(&r));
+        if !incomplete || rec.gone_at().is_some() {
+            return;
+        }
+        self.record(key, hash.as_str(), stat, &at);
     }
 
     /// Marks `key`'s file as found gone at `now`: a pending removal, until the removal is
@@ -390,6 +412,7 @@ mod tests {
             size: n,
             mtime_ns: 1,
             inode: n,
+            ctime_ns: Some(2),
         }
     }
 
