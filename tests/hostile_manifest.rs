@@ -181,3 +181,57 @@ fn issue_18_a_record_without_a_change_time_is_trusted_and_completed() {
         .stdout_has("sent 1 file")
         .run();
 }
+
+/// Writes `doc` as ingest_hash.json the way a careful script does: under `ingest.lock`,
+/// to a temporary file renamed over it.
+fn replace_manifest_under_the_lock(env: &TestEnv, doc: &serde_json::Value) {
+    let lock = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(env.state("ingest.lock"))
+        .unwrap();
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let tmp = env.state("ingest_hash.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+    std::fs::rename(&tmp, env.state("ingest_hash.json")).unwrap();
+    drop(held);
+}
+
+#[test]
+fn issue_18_a_manifest_a_script_replaced_under_the_lock_wins_over_an_older_journal() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    let a = env.data_file("a.txt", "alpha");
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    // b.txt is recorded by an event run: its record is in the journal only.
+    let b = env.data_file("b.txt", "beta");
+    let run = event_run(&env, vec![PathBuf::from("b.txt")], vec![]);
+    assert!(run.actions[0].summary.starts_with("sent 1 file"));
+    assert!(env.state("ingest_hash.json.journal").exists());
+    // A script reads the latest records, forgets b.txt and a.txt's, and replaces the file.
+    let mut doc = env.state_json("ingest_hash.json");
+    doc["files"].as_object_mut().unwrap().remove("a.txt");
+    replace_manifest_under_the_lock(&env, &doc);
+
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .stdout_has("sent 2 files")
+        .run();
+    assert_eq!(
+        env.sent(),
+        [bytes(&a), bytes(&b), bytes(&a), bytes(&b)],
+        "both forgotten records are sent again"
+    );
+    // The journal written since applies to the script's file: its lines are kept.
+    let c = env.data_file("c.txt", "gamma");
+    event_run(&env, vec![PathBuf::from("c.txt")], vec![]);
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "ingest"])
+        .stdout_has("3 files, all ingested (0 read)")
+        .run();
+    drop(run);
+    assert_eq!(env.sent().last(), Some(&bytes(&c)));
+    let files = env.state_json("ingest_hash.json")["files"].clone();
+    assert_eq!(files.as_object().unwrap().len(), 3, "{files:#}");
+}

@@ -22,6 +22,40 @@ pub(super) enum Entry {
     Gone(Gone),
     /// The removal was confirmed (or forgotten by hand): the record is dropped.
     Removed(Removed),
+    /// The first line: which ingest_hash.json the lines after it apply to.
+    Stamp(Stamp),
+}
+
+/// The journal's first line, `{"manifest": {"inode": …, "size": …, "mtime_ns": "…"}}`
+/// (`null`: there was no ingest_hash.json). A journal whose stamp names another file
+/// than the one there now is older than it: the file was replaced since (by a script under
+/// `ingest.lock`, a restore, a compaction that crashed before removing the journal) and
+/// wins, so the journal's lines are dropped (issue 18 item 10). A journal without a stamp
+/// (older memsched) is replayed as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Stamp {
+    pub manifest: Option<Identity>,
+}
+
+/// Which ingest_hash.json: an atomic replace makes a new inode, an edit in place a new
+/// size or mtime. No device: a home copied or restored elsewhere keeps its journal if
+/// nothing else changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Identity {
+    pub inode: u64,
+    pub size: u64,
+    #[serde(with = "digits")]
+    pub mtime_ns: i64,
+}
+
+/// The stamp line (with its newline) for a journal applying to `manifest`.
+pub(super) fn stamp_line(manifest: Option<Identity>) -> Vec<u8> {
+    let mut out =
+        serde_json::to_vec(&Entry::Stamp(Stamp { manifest })).expect("a stamp always serialises");
+    out.push(b'\n');
+    out
 }
 
 /// A record marked as a pending removal.
@@ -246,6 +280,7 @@ mod tests {
                 Entry::Recorded(l) => l.key,
                 Entry::Gone(g) => g.key,
                 Entry::Removed(r) => r.key,
+                Entry::Stamp(_) => panic!("no stamp was written"),
             })
             .collect();
         assert_eq!(keys, ["a", "c"]);

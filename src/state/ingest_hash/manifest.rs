@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use super::journal::{self, Entry, FileId, Gone, Line, Removed};
+use super::journal::{self, Entry, FileId, Gone, Identity, Line, Removed};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
@@ -39,6 +39,9 @@ pub struct IngestHash {
     /// The journal as last read or written, and where its last whole line ends.
     journal_id: Option<FileId>,
     journal_end: u64,
+    /// The journal on disk is stamped for another ingest_hash.json than the one read: its
+    /// lines were dropped, and the next append starts it afresh.
+    journal_stale: bool,
     /// Lines recorded but not yet appended to the journal.
     pending: Vec<u8>,
     /// The generation of the current full walk (see [`IngestHash::mark`]).
@@ -57,6 +60,7 @@ impl IngestHash {
             seen: None,
             journal_id: None,
             journal_end: 0,
+            journal_stale: false,
             pending: Vec::new(),
             generation: 0,
         };
@@ -87,7 +91,22 @@ impl IngestHash {
                 tail.bad
             );
         }
-        for entry in tail.lines {
+        let from_start = self.journal_end == 0;
+        self.journal_id = tail.id;
+        let mut lines = tail.lines.into_iter().peekable();
+        let seen = identity(self.seen);
+        let stale = matches!(lines.peek(), Some(Entry::Stamp(s)) if s.manifest != seen);
+        if from_start && stale {
+            log::info!(
+                "{}: written for an ingest_hash.json that was replaced since; the file there now wins and the journal's {} lines are dropped",
+                self.journal.display(),
+                lines.len() - 1
+            );
+            self.journal_stale = true;
+            self.journal_end = tail.end;
+            return Ok(());
+        }
+        for entry in lines {
             match entry {
                 Entry::Recorded(line) => {
                     let stat = Stat {
@@ -106,9 +125,9 @@ impl IngestHash {
                 Entry::Removed(removed) => {
                     self.files.remove(&removed.key);
                 }
+                Entry::Stamp(_) => {}
             }
         }
-        self.journal_id = tail.id;
         self.journal_end = tail.end;
         Ok(())
     }
@@ -127,7 +146,9 @@ impl IngestHash {
         let journal_same = match journal_now {
             None => self.journal_end == 0,
             Some((id, len)) => {
-                self.journal_id.is_none_or(|mine| mine == id) && len >= self.journal_end
+                self.journal_id.is_none_or(|mine| mine == id)
+                    && len >= self.journal_end
+                    && (!self.journal_stale || len == self.journal_end)
             }
         };
         if now != self.seen || !journal_same || !self.pending.is_empty() {
@@ -290,8 +311,18 @@ impl IngestHash {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (id, end) = journal::append(&self.journal, self.journal_end, &self.pending)
+        // A new journal, or one stamped for another ingest_hash.json, starts with the
+        // stamp of the one these lines apply to.
+        let fresh = self.journal_end == 0 || self.journal_stale;
+        if fresh {
+            let mut lines = journal::stamp_line(identity(self.seen));
+            lines.append(&mut self.pending);
+            self.pending = lines;
+        }
+        let from = if fresh { 0 } else { self.journal_end };
+        let (id, end) = journal::append(&self.journal, from, &self.pending)
             .map_err(|source| state_error(&self.journal, source))?;
+        self.journal_stale = false;
         self.journal_id = Some(id);
         self.journal_end = end;
         // Dropped, not cleared: a first run over 100,000 files grew it to megabytes.
@@ -340,6 +371,7 @@ impl IngestHash {
         self.files.shrink_to_fit();
         self.journal_id = None;
         self.journal_end = 0;
+        self.journal_stale = false;
         self.seen = std::fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| bytes_seen(&m));
@@ -381,6 +413,15 @@ fn bytes_seen(meta: &std::fs::Metadata) -> Seen {
         size: meta.len(),
         mtime_ns: Stat::of(meta).mtime_ns,
     }
+}
+
+/// The identity a journal's stamp gives ingest_hash.json as `seen` (None: no file).
+fn identity(seen: Option<Seen>) -> Option<Identity> {
+    seen.map(|s| Identity {
+        inode: s.id.ino,
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+    })
 }
 
 fn raw_string(text: &str) -> Box<RawValue> {
