@@ -235,3 +235,27 @@ fn issue_18_a_manifest_a_script_replaced_under_the_lock_wins_over_an_older_journ
     let files = env.state_json("ingest_hash.json")["files"].clone();
     assert_eq!(files.as_object().unwrap().len(), 3, "{files:#}");
 }
+
+#[test]
+fn issue_18_a_write_through_one_hard_link_sends_its_twin_too() {
+    let env = TestEnv::new();
+    watcher_rules(&env);
+    let a = env.data_file("a.txt", "alpha");
+    let b = env.data().join("b.txt");
+    std::fs::hard_link(&a, &b).unwrap();
+    let w = env.watch(&[], &[]);
+    let mut first = env.sent();
+    first.sort();
+    assert_eq!(first, [bytes(&a), bytes(&b)], "the startup run sends both");
+    // Written through a.txt: only a.txt is heard, but b.txt is the same file.
+    std::fs::write(&a, "omega, longer").unwrap();
+    wait_until("b.txt is sent again", DEADLINE, &|| w.log(), || {
+        env.sent().iter().filter(|s| **s == bytes(&b)).count() == 2
+    });
+    assert_eq!(
+        env.sent().iter().filter(|s| **s == bytes(&a)).count(),
+        2,
+        "{}",
+        w.log()
+    );
+}

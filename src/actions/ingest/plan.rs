@@ -11,6 +11,7 @@ use super::decide::{self, Back, Decision, Removals, Seen, Unread};
 use super::hash::{self, ToRead};
 use super::hints::WatcherHints;
 use super::scan::{Found, Scan};
+use super::twins;
 use crate::config::rules::IngestConfig;
 use crate::model::file_key;
 use crate::run::context::Context;
@@ -275,7 +276,12 @@ pub fn plan(
         ..Plan::default()
     };
     let walk = scan.gone.is_none().then(|| hashes.begin_walk());
-    let mut to_hash = not_cached(&mut plan, scan.found, hashes, walk, hints);
+    let mut found = scan.found;
+    if walk.is_none() {
+        twins::add(&ctx.paths.data_dir, config, hashes, hints, &mut found);
+        plan.scanned = found.len();
+    }
+    let mut to_hash = not_cached(&mut plan, found, hashes, walk, hints);
     let gone = removed(ctx, hashes, walk, scan.gone.as_deref());
     // Paths new to the manifest offset as many gone ones: a renamed folder is no folder
     // vanishing.
@@ -295,7 +301,7 @@ pub fn plan(
     let clock = ctx.plan_clock();
     let mut to_read = Vec::with_capacity(to_hash.len());
     for (key, file) in to_hash {
-        let closed = hints.was_closed(&file.rel);
+        let closed = hints.was_closed(&file.rel) || file.heard;
         match decide::waits(&clock, file.stat, config.settle, closed) {
             Some(why) => plan.deferred.push((file_key::display(&file.rel), why)),
             None => {
@@ -384,7 +390,7 @@ fn not_cached(
         // watcher heard close: a rewrite within one tick of the change-time clock leaves
         // every field of the stat as it was (issue 18 item 6).
         let pending_removal = recorded.is_some_and(|r| r.gone_at().is_some());
-        let heard = walk.is_none() && hints.was_closed(&file.rel);
+        let heard = walk.is_none() && (hints.was_closed(&file.rel) || file.heard);
         let cached = recorded.and_then(Record::stat);
         if cached.is_some_and(|r| file.stat.matches(&r)) && !pending_removal && !heard {
             plan.unchanged += 1;

@@ -168,6 +168,11 @@ impl IngestHash {
         self.files.get(key)
     }
 
+    /// Every record with its key, in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.files.iter()
+    }
+
     /// Every recorded key, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.files.keys()
