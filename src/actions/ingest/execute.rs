@@ -43,9 +43,24 @@ pub struct Executed {
 }
 
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
-/// so a crash loses at most the batch in flight. Stops at the first error that would make
-/// a record impossible (a step that cannot start, a state file that cannot be written).
+/// so a crash of memsched loses at most the batch in flight (a crash of the machine, at
+/// most the last quarter second: the journal is made durable once per slice, and at the
+/// end). Stops at the first error that would make a record impossible (a step that cannot
+/// start, a state file that cannot be written).
 pub fn execute(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    plan: &Plan,
+    hashes: &mut IngestHash,
+    out: &mut Executed,
+) -> Result<()> {
+    let ran = send_all(ctx, config, plan, hashes, out);
+    // Even a run stopped by an error leaves what it recorded durable.
+    let committed = hashes.commit();
+    ran.and(committed)
+}
+
+fn send_all(
     ctx: &Context<'_>,
     config: &IngestConfig,
     plan: &Plan,
@@ -75,7 +90,8 @@ pub fn execute(
                 // (it could not start either); the rest of the run goes on.
                 let candidate = &plan.send[index];
                 let error = format!("not sent: {why}");
-                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                let failed = [(candidate, error.clone())];
+                record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
                 out.unsent += 1;
                 out.failed.push((candidate.shown(), error));
                 continue;
@@ -121,7 +137,7 @@ pub fn execute(
         }
         out.done += done_keys.len();
         bar.sent(done_keys.len(), failures.len());
-        record_tasks(ctx, config, &done_keys, &failures, &now, true)?;
+        record_tasks(ctx, config, hashes, &done_keys, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -247,10 +263,13 @@ fn run_batch(
 }
 
 /// Failed files become failed `ingest` tasks (one per file, updated in place when the file
-/// fails again); files finished now close any task they had.
+/// fails again); files finished now close any task they had. The journal is made durable
+/// first whenever the queue changes: a task closed for a file is never on disk before
+/// its record.
 fn record_tasks(
     ctx: &Context<'_>,
     config: &IngestConfig,
+    hashes: &mut IngestHash,
     done: &[&str],
     failures: &[(&Candidate, String)],
     now: &str,
@@ -302,8 +321,12 @@ fn record_tasks(
             queue.upsert(&id, fields);
             changed = true;
         }
-        (changed, ())
-    })
+        if !changed {
+            return (false, Ok(()));
+        }
+        let committed = hashes.commit();
+        (committed.is_ok(), committed)
+    })?
 }
 
 /// The id of the task for an ingest failure of `key`.

@@ -245,6 +245,11 @@ impl<'a> Job for IngestJob<'a> {
                 return report.fail(&e);
             }
         }
+        // The run ends with every line it journaled durable (a compaction below is too).
+        if let Err(e) = hashes.commit() {
+            hashes.forget();
+            return report.fail(&e);
+        }
         let due =
             hashes.has_journal() && (self.hints.changed.is_none() || hashes.journal_is_large());
         if ctx.dry_run || !due {

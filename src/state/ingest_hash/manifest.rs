@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use super::journal::{self, Entry, FileId, Gone, Identity, Line, Removed};
+use super::hash_text::HashText;
+use super::journal::{self, Commits, Entry, FileId, Gone, Identity, Line, Removed};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
@@ -42,6 +43,8 @@ pub struct IngestHash {
     /// The journal on disk is stamped for another ingest_hash.json than the one read: its
     /// lines were dropped, and the next append starts it afresh.
     journal_stale: bool,
+    /// Whether appended lines wait for their `fdatasync`.
+    commits: Commits,
     /// Lines recorded but not yet appended to the journal.
     pending: Vec<u8>,
     /// The generation of the current full walk (see [`IngestHash::mark`]).
@@ -61,6 +64,7 @@ impl IngestHash {
             journal_id: None,
             journal_end: 0,
             journal_stale: false,
+            commits: Commits::default(),
             pending: Vec::new(),
             generation: 0,
         };
@@ -310,8 +314,9 @@ impl IngestHash {
         }
     }
 
-    /// Appends what was recorded since the last flush to the journal, on disk before this
-    /// returns: a crash after it loses nothing.
+    /// Appends what was recorded since the last flush to the journal, made durable when
+    /// the last [`commit`](Self::commit) is a quarter second old: a crash of memsched
+    /// after it loses nothing, a crash of the machine at most that quarter second.
     pub fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -332,6 +337,23 @@ impl IngestHash {
         self.journal_end = end;
         // Dropped, not cleared: a first run over 100,000 files grew it to megabytes.
         self.pending = Vec::new();
+        if self.commits.appended() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every line appended so far durable (one `fdatasync`, none if there is
+    /// nothing new): before a run ends, and before a task that relies on the records.
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.commits.pending() {
+            return Ok(());
+        }
+        journal::sync(&self.journal).map_err(|source| Error::StateWrite {
+            path: self.journal.clone(),
+            source,
+        })?;
+        self.commits.done();
         Ok(())
     }
 
@@ -377,35 +399,11 @@ impl IngestHash {
         self.journal_id = None;
         self.journal_end = 0;
         self.journal_stale = false;
+        self.commits.done();
         self.seen = std::fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| bytes_seen(&m));
         Ok(())
-    }
-}
-
-/// A content hash as [`IngestHash::record`] takes it.
-pub trait HashText {
-    fn text(&self) -> String;
-    /// The digest, when it is one (spares a digest a round trip through its text).
-    fn digest(&self) -> Option<Digest>;
-}
-
-impl HashText for str {
-    fn text(&self) -> String {
-        self.to_owned()
-    }
-    fn digest(&self) -> Option<Digest> {
-        Digest::parse(self)
-    }
-}
-
-impl HashText for Digest {
-    fn text(&self) -> String {
-        Digest::text(self)
-    }
-    fn digest(&self) -> Option<Digest> {
-        Some(*self)
     }
 }
 
