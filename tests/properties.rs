@@ -208,7 +208,7 @@ proptest! {
         doc.insert("files".into(), json!({"kept.txt": Value::Object(record.clone())}));
         let path = write(dir.path(), "ingest_hash.json", &serde_json::to_vec(&doc).unwrap());
         let mut hashes = IngestHash::load(&path).unwrap();
-        let stat = Stat { size: 1, mtime_ns: 2, inode: 3 };
+        let stat = Stat { size: 1, mtime_ns: 2, inode: 3, ctime_ns: Some(4) };
         hashes.record("new.txt", "abc", stat, "2026-01-01T00:00:00Z");
         hashes.save().unwrap();
         let back: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -10,6 +10,7 @@ mod job;
 mod plan;
 mod scan;
 mod step_result;
+mod twins;
 
 pub use execute::{Executed, execute, task_id};
 pub use hash::hash_one;

@@ -10,12 +10,14 @@
 //! rewrites the others; [`IngestHash::save`] folds the journal into ingest_hash.json.
 
 mod files;
+mod hash_text;
 mod held;
 mod journal;
 mod json;
 mod manifest;
 pub mod record;
 
+pub use hash_text::HashText;
 pub use held::{Held, HeldGuard};
-pub use manifest::{HashText, IngestHash};
+pub use manifest::IngestHash;
 pub use record::{Digest, Record};

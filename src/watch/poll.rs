@@ -1,6 +1,7 @@
 //! [`Poller`]: the polling fallback, for network file systems where inotify hears nothing
 //! and for homes past the inotify watch limit. Every interval it walks the watched folders
-//! and compares each entry's size, inode and mtime to the nanosecond with the last walk:
+//! and compares each entry's size, inode, mtime and change time to the nanosecond with the
+//! last walk:
 //! any difference is a change, so a file replaced by one with an older mtime (`rsync -a`,
 //! `cp -p`, a restore) or rewritten within the same second is heard. notify's own poller
 //! reports only an mtime newer by whole seconds.
@@ -21,6 +22,8 @@ struct Seen {
     size: u64,
     inode: u64,
     mtime_ns: i128,
+    /// The change time too: a rewrite whose mtime was put back changes only it (issue 18).
+    ctime_ns: i128,
     folder: bool,
 }
 
@@ -30,6 +33,7 @@ impl Seen {
             size: meta.size(),
             inode: meta.ino(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             folder: meta.is_dir(),
         }
     }
@@ -164,6 +168,7 @@ mod tests {
             size,
             inode,
             mtime_ns,
+            ctime_ns: 0,
             folder: false,
         }
     }

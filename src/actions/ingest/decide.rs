@@ -389,6 +389,7 @@ mod tests {
             size: 1,
             mtime_ns: i64::try_from((1_000 - secs_ago) * 1_000_000_000).unwrap(),
             inode: 1,
+            ctime_ns: None,
         };
         // (case, mtime, writer heard closing it, waits)
         let cases = [
@@ -414,6 +415,7 @@ mod tests {
             size: 3,
             mtime_ns: 7,
             inode: 9,
+            ctime_ns: None,
         };
         let grown = Stat { size: 4, ..stat };
         let read = |after| {

@@ -45,9 +45,24 @@ pub struct Executed {
 }
 
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
-/// so a crash loses at most the batch in flight. Stops at the first error that would make
-/// a record impossible (a step that cannot start, a state file that cannot be written).
+/// so a crash of memsched loses at most the batch in flight (a crash of the machine, at
+/// most the last quarter second: the journal is made durable once per slice, and at the
+/// end). Stops at the first error that would make a record impossible (a step that cannot
+/// start, a state file that cannot be written).
 pub fn execute(
+    ctx: &Context<'_>,
+    config: &IngestConfig,
+    plan: &Plan,
+    hashes: &mut IngestHash,
+    out: &mut Executed,
+) -> Result<()> {
+    let ran = send_all(ctx, config, plan, hashes, out);
+    // Even a run stopped by an error leaves what it recorded durable.
+    let committed = hashes.commit();
+    ran.and(committed)
+}
+
+fn send_all(
     ctx: &Context<'_>,
     config: &IngestConfig,
     plan: &Plan,
@@ -80,7 +95,8 @@ pub fn execute(
                 // (it could not start either); the rest of the run goes on.
                 let candidate = &plan.send[index];
                 let error = format!("not sent: {why}");
-                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                let failed = [(candidate, error.clone())];
+                record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
                 out.unsent += 1;
                 out.failed.push((candidate.shown(), error));
                 continue;
@@ -89,7 +105,15 @@ pub fn execute(
                 // Never sent, so never split: a failed task with the reason and the fix.
                 let candidate = &plan.send[index];
                 let error = format!("not sent: {why}");
-                record_tasks(ctx, config, &[], &[(candidate, error.clone())], &now, false)?;
+                record_tasks(
+                    ctx,
+                    config,
+                    hashes,
+                    &[],
+                    &[(candidate, error.clone())],
+                    &now,
+                    false,
+                )?;
                 out.failed.push((candidate.shown(), error));
                 continue;
             }
@@ -111,36 +135,8 @@ pub fn execute(
         out.commands.push(report);
         let verdicts = verdicts?;
 
-        let mut done_keys = Vec::new();
-        let mut failures = Vec::new();
-        // Files gone since they were sent: nothing left to ingest, so no task (issue 21
-        // item 5: such tasks could only fail until dead); a task they had is closed.
-        let mut gone_keys = Vec::new();
-        for (candidate, verdict) in batch.iter().zip(verdicts) {
-            match verdict {
-                Verdict::Done => {
-                    hashes.record(&candidate.key, &candidate.hash, candidate.stat, &now);
-                    done_keys.push(candidate.key.as_str());
-                }
-                Verdict::Failed(error) if is_gone(candidate) => {
-                    out.notes.push(format!(
-                        "{}: the step failed on it ({error}), but it is gone now (deleted, or its folder moved, while the step ran): no task; the next run tells the remove step, and a moved file is sent under its new name",
-                        candidate.shown()
-                    ));
-                    // Whatever the step did to the index before failing, the record is
-                    // no proof now.
-                    hashes.mark_stale(&candidate.key, &now);
-                    gone_keys.push(candidate.key.as_str());
-                }
-                Verdict::Failed(error) => {
-                    // The step may have dropped the old chunks before it failed on the
-                    // new content: the old record no longer proves what is indexed.
-                    hashes.mark_stale(&candidate.key, &now);
-                    failed_content.insert(candidate.hash);
-                    failures.push((candidate, error));
-                }
-            }
-        }
+        let (done_keys, failures, gone_keys) =
+            place_verdicts(batch, verdicts, hashes, &now, out, &mut failed_content);
         // Copies of content the step just finished need no run of their own.
         for (copy, original) in &plan.after_send {
             if done_keys.contains(&original.as_str()) {
@@ -153,7 +149,7 @@ pub fn execute(
         out.gone += gone_keys.len();
         bar.sent(done_keys.len(), failures.len());
         let closed: Vec<&str> = done_keys.iter().chain(&gone_keys).copied().collect();
-        record_tasks(ctx, config, &closed, &failures, &now, true)?;
+        record_tasks(ctx, config, hashes, &closed, &failures, &now, true)?;
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -169,6 +165,50 @@ pub fn execute(
         &now,
     )?;
     Ok(())
+}
+
+/// Records what the step finished in a batch, and sorts the rest: files it failed on
+/// (their old records marked stale, their content noted), and files gone since they were
+/// sent (no task for them). Returns (done keys, failures, gone keys).
+fn place_verdicts<'a>(
+    batch: &'a [Candidate],
+    verdicts: Vec<Verdict>,
+    hashes: &mut IngestHash,
+    now: &str,
+    out: &mut Executed,
+    failed_content: &mut std::collections::HashSet<crate::state::ingest_hash::Digest>,
+) -> (Vec<&'a str>, Vec<(&'a Candidate, String)>, Vec<&'a str>) {
+    let mut done_keys = Vec::new();
+    let mut failures = Vec::new();
+    // Files gone since they were sent: nothing left to ingest, so no task (issue 21
+    // item 5: such tasks could only fail until dead); a task they had is closed.
+    let mut gone_keys = Vec::new();
+    for (candidate, verdict) in batch.iter().zip(verdicts) {
+        match verdict {
+            Verdict::Done => {
+                hashes.record(&candidate.key, &candidate.hash, candidate.stat, now);
+                done_keys.push(candidate.key.as_str());
+            }
+            Verdict::Failed(error) if is_gone(candidate) => {
+                out.notes.push(format!(
+                        "{}: the step failed on it ({error}), but it is gone now (deleted, or its folder moved, while the step ran): no task; the next run tells the remove step, and a moved file is sent under its new name",
+                        candidate.shown()
+                    ));
+                // Whatever the step did to the index before failing, the record is
+                // no proof now.
+                hashes.mark_stale(&candidate.key, now);
+                gone_keys.push(candidate.key.as_str());
+            }
+            Verdict::Failed(error) => {
+                // The step may have dropped the old chunks before it failed on the
+                // new content: the old record no longer proves what is indexed.
+                hashes.mark_stale(&candidate.key, now);
+                failed_content.insert(candidate.hash);
+                failures.push((candidate, error));
+            }
+        }
+    }
+    (done_keys, failures, gone_keys)
 }
 
 /// Tells the `remove` step the memories that are gone, in batches as files are sent; a
@@ -319,10 +359,13 @@ fn is_gone(candidate: &Candidate) -> bool {
 }
 
 /// Failed files become failed `ingest` tasks (one per file, updated in place when the file
-/// fails again); files finished now, or gone, close any task they had.
+/// fails again); files finished now, or gone, close any task they had. The journal is
+/// made durable first whenever the queue changes: a task closed for a file is never on
+/// disk before its record.
 fn record_tasks(
     ctx: &Context<'_>,
     config: &IngestConfig,
+    hashes: &mut IngestHash,
     done: &[&str],
     failures: &[(&Candidate, String)],
     now: &str,
@@ -374,8 +417,12 @@ fn record_tasks(
             queue.upsert(&id, fields);
             changed = true;
         }
-        (changed, ())
-    })
+        if !changed {
+            return (false, Ok(()));
+        }
+        let committed = hashes.commit();
+        (committed.is_ok(), committed)
+    })?
 }
 
 /// The id of the task for an ingest failure of `key`.

@@ -43,6 +43,9 @@ pub struct Loaded<'a> {
     /// Records whose files the plan found gone for the first time, marked as pending
     /// removals once the run is over.
     newly_gone: Vec<String>,
+    /// Records whose stat the plan completed with a change time, journaled once the run
+    /// is over.
+    complete: Vec<(String, crate::state::stat::Stat)>,
     /// Why removals were held back, and how many: the run fails saying so.
     held: Option<(usize, String)>,
     /// When loading began, and how long the scan and the state took, for the log.
@@ -95,6 +98,7 @@ impl<'a> Job for IngestJob<'a> {
             queue: Some(queue),
             scan: scanned?,
             newly_gone: Vec::new(),
+            complete: Vec::new(),
             held: None,
             started,
             scan_in,
@@ -117,6 +121,7 @@ impl<'a> Job for IngestJob<'a> {
         );
         drop(queue);
         state.newly_gone.clone_from(&plan.newly_gone);
+        state.complete.clone_from(&plan.complete);
         if !plan.held.is_empty() {
             state.held = Some((plan.held.len(), plan.held_why.clone()));
         }
@@ -226,15 +231,24 @@ impl<'a> Job for IngestJob<'a> {
             report.error = Some(held);
         }
         let mut hashes = state.hashes;
-        if !ctx.dry_run && !state.newly_gone.is_empty() {
+        let marks = !state.newly_gone.is_empty() || !state.complete.is_empty();
+        if !ctx.dry_run && marks {
             let now = crate::state::timestamp(ctx.now);
             for key in &state.newly_gone {
                 hashes.mark_gone(key, &now);
+            }
+            for (key, stat) in &state.complete {
+                hashes.complete_stat(key, *stat);
             }
             if let Err(e) = hashes.flush() {
                 hashes.forget();
                 return report.fail(&e);
             }
+        }
+        // The run ends with every line it journaled durable (a compaction below is too).
+        if let Err(e) = hashes.commit() {
+            hashes.forget();
+            return report.fail(&e);
         }
         let due =
             hashes.has_journal() && (self.hints.changed.is_none() || hashes.journal_is_large());

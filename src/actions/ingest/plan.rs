@@ -10,7 +10,8 @@ pub use super::decide::Known;
 use super::decide::{self, Back, Decision, Removals, Seen, Unread};
 use super::hash::{self, ToRead};
 use super::hints::WatcherHints;
-use super::scan::Scan;
+use super::scan::{Found, Scan};
+use super::twins;
 use crate::config::rules::IngestConfig;
 use crate::model::file_key;
 use crate::run::context::Context;
@@ -81,6 +82,9 @@ pub struct Plan {
     /// Keys of records whose file this run found gone for the first time: marked as
     /// pending removals (`gone_at`), so a restored file is never taken as indexed.
     pub newly_gone: Vec<String>,
+    /// Records trusted on a stat without a change time (written by an older memsched):
+    /// completed with the one found, so the next rewrite is seen (issue 18 item 6).
+    pub complete: Vec<(String, Stat)>,
     /// Files or folders that could not be read: (path, error).
     pub unreadable: Vec<(String, String)>,
 }
@@ -272,22 +276,12 @@ pub fn plan(
         ..Plan::default()
     };
     let walk = scan.gone.is_none().then(|| hashes.begin_walk());
-    let mut to_hash = Vec::new();
-    for file in scan.found {
-        let key = key_of(&file.rel);
-        let recorded = match walk {
-            Some(generation) => hashes.mark(&key, generation),
-            None => hashes.get(&key),
-        };
-        // A pending removal's file found again is looked at whatever its stat: whether it
-        // is kept or sent again depends on its content.
-        let unsure = recorded.is_some_and(|r| r.gone_at().is_some() || r.stale_at().is_some());
-        if recorded.and_then(Record::stat) == Some(file.stat) && !unsure {
-            plan.unchanged += 1;
-        } else {
-            to_hash.push((key.into_owned(), file));
-        }
+    let mut found = scan.found;
+    if walk.is_none() {
+        twins::add(&ctx.paths.data_dir, config, hashes, hints, &mut found);
+        plan.scanned = found.len();
     }
+    let mut to_hash = not_cached(&mut plan, found, hashes, walk, hints);
     let gone = removed(ctx, config, hashes, walk, scan.gone.as_deref());
     let emptied = walk.is_some() && plan.scanned == 0 && plan.unreadable.is_empty();
     if to_hash.is_empty() {
@@ -301,7 +295,7 @@ pub fn plan(
     let clock = ctx.plan_clock();
     let mut to_read = Vec::with_capacity(to_hash.len());
     for (key, file) in to_hash {
-        let closed = hints.was_closed(&file.rel);
+        let closed = hints.was_closed(&file.rel) || file.heard;
         match decide::waits(&clock, file.stat, config.settle, closed) {
             Some(why) => plan.deferred.push((file_key::display(&file.rel), why)),
             None => {
@@ -343,6 +337,12 @@ pub fn plan(
             back: recorded.and_then(|r| back(r, config)),
         };
         let decision = decide::decide(hash, &seen);
+        // Read because its writer was heard, and found exactly as recorded: nothing to do.
+        let as_recorded = recorded.and_then(Record::stat) == Some(file.stat);
+        if as_recorded && decision == Decision::Record(Known::Unmodified) {
+            plan.unchanged += 1;
+            continue;
+        }
         if config.skip_known_content && matches!(decision, Decision::Send { .. }) {
             sending.insert(hash, key.clone());
         }
@@ -380,6 +380,43 @@ fn back(record: &Record, config: &IngestConfig) -> Option<Back> {
         Some(_) => Back::Kept,
         None => Back::Resend,
     })
+}
+
+/// The files the stat cache cannot vouch for, to be read; the rest are counted unchanged
+/// (and marked as found by the walk `walk`, if any).
+fn not_cached(
+    plan: &mut Plan,
+    found: Vec<Found>,
+    hashes: &mut IngestHash,
+    walk: Option<u32>,
+    hints: &WatcherHints,
+) -> Vec<(String, Found)> {
+    let mut to_hash = Vec::new();
+    for file in found {
+        let key = key_of(&file.rel);
+        let recorded = match walk {
+            Some(generation) => hashes.mark(&key, generation),
+            None => hashes.get(&key),
+        };
+        // A pending removal's file found again is looked at whatever its stat: whether it
+        // is kept or sent again depends on its content. So is a file whose writer the
+        // watcher heard close: a rewrite within one tick of the change-time clock leaves
+        // every field of the stat as it was (issue 18 item 6).
+        // So is a record the index may no longer hold (stale).
+        let pending_removal =
+            recorded.is_some_and(|r| r.gone_at().is_some() || r.stale_at().is_some());
+        let heard = walk.is_none() && (hints.was_closed(&file.rel) || file.heard);
+        let cached = recorded.and_then(Record::stat);
+        if cached.is_some_and(|r| file.stat.matches(&r)) && !pending_removal && !heard {
+            plan.unchanged += 1;
+            if cached.is_some_and(|r| r.ctime_ns.is_none()) {
+                plan.complete.push((key.into_owned(), file.stat));
+            }
+        } else {
+            to_hash.push((key.into_owned(), file));
+        }
+    }
+    to_hash
 }
 
 /// Recorded files that are gone: of all records, those the walk `generation` did not find

@@ -32,6 +32,9 @@ pub struct Scan {
 pub(super) struct Found {
     pub(super) rel: PathBuf,
     pub(super) stat: Stat,
+    /// A hard link of a file whose writer the watcher heard finish (see `twins`): as
+    /// complete as that file.
+    pub(super) heard: bool,
 }
 
 /// Finds the memory files to look at: all of data_dir (`hints.changed` is `None`), or only the
@@ -63,6 +66,7 @@ pub fn scan(data_dir: &Path, config: &IngestConfig, hints: &WatcherHints) -> Res
         found.push(Found {
             rel,
             stat: Stat::of(meta),
+            heard: false,
         });
     };
     let Some(changed) = hints.changed.as_deref() else {
@@ -178,7 +182,7 @@ impl Looks {
 
 /// Whether `rel` names a path under data_dir: relative, with no `..` (the watcher makes
 /// none other; the check costs a scan of its bytes, components only when they hold "..").
-fn stays_inside(rel: &Path) -> bool {
+pub(super) fn stays_inside(rel: &Path) -> bool {
     let bytes = rel.as_os_str().as_bytes();
     if bytes.first() == Some(&b'/') {
         return false;
@@ -206,6 +210,7 @@ fn look_at(
         in_folders.push(Found {
             rel,
             stat: Stat::of(meta),
+            heard: false,
         });
     };
     // A storm's paths share a few folders: each folder's globs are matched once, not once
@@ -254,6 +259,7 @@ fn look_at(
                     looked.found.push(Found {
                         rel: rel.to_path_buf(),
                         stat,
+                        heard: false,
                     });
                 }
             }

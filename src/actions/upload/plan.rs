@@ -335,6 +335,7 @@ mod tests {
             size,
             mtime_ns: 5,
             inode: 1,
+            ctime_ns: None,
         }
     }
 

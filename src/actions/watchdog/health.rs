@@ -334,7 +334,7 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
         walk::memory_files(&paths.data_dir, Path::new(""), config, &mut |rel, meta| {
             files += 1;
             let recorded = hashes.get(&file_key::key(&rel)).and_then(Record::stat);
-            if recorded != Some(Stat::of(meta)) {
+            if !recorded.is_some_and(|r| Stat::of(meta).matches(&r)) {
                 stale += 1;
                 // A file ingest must read and cannot: asked of the files to read only, so
                 // an indexed home costs no look.

@@ -154,6 +154,7 @@ mod tests {
             size: n,
             mtime_ns: 0,
             inode: n,
+            ctime_ns: None,
         };
         for i in 0..1000 {
             let rec = Record::new(Digest([0; 32]), stat(i), std::time::UNIX_EPOCH);
@@ -175,6 +176,7 @@ mod tests {
             size: 1,
             mtime_ns: 0,
             inode: 1,
+            ctime_ns: None,
         };
         let mut files = Files::default();
         for i in 0..8000 {

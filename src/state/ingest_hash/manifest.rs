@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use super::journal::{self, Entry, FileId, Gone, Line, Removed, Stale};
+use super::hash_text::HashText;
+use super::journal::{self, Commits, Entry, FileId, Gone, Identity, Line, Removed, Stale};
 use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
@@ -39,6 +40,11 @@ pub struct IngestHash {
     /// The journal as last read or written, and where its last whole line ends.
     journal_id: Option<FileId>,
     journal_end: u64,
+    /// The journal on disk is stamped for another ingest_hash.json than the one read: its
+    /// lines were dropped, and the next append starts it afresh.
+    journal_stale: bool,
+    /// Whether appended lines wait for their `fdatasync`.
+    commits: Commits,
     /// Lines recorded but not yet appended to the journal.
     pending: Vec<u8>,
     /// The generation of the current full walk (see [`IngestHash::mark`]).
@@ -57,6 +63,8 @@ impl IngestHash {
             seen: None,
             journal_id: None,
             journal_end: 0,
+            journal_stale: false,
+            commits: Commits::default(),
             pending: Vec::new(),
             generation: 0,
         };
@@ -87,13 +95,29 @@ impl IngestHash {
                 tail.bad
             );
         }
-        for entry in tail.lines {
+        let from_start = self.journal_end == 0;
+        self.journal_id = tail.id;
+        let mut lines = tail.lines.into_iter().peekable();
+        let seen = identity(self.seen);
+        let stale = matches!(lines.peek(), Some(Entry::Stamp(s)) if s.manifest != seen);
+        if from_start && stale {
+            log::info!(
+                "{}: written for an ingest_hash.json that was replaced since; the file there now wins and the journal's {} lines are dropped",
+                self.journal.display(),
+                lines.len() - 1
+            );
+            self.journal_stale = true;
+            self.journal_end = tail.end;
+            return Ok(());
+        }
+        for entry in lines {
             match entry {
                 Entry::Recorded(line) => {
                     let stat = Stat {
                         size: line.size,
                         mtime_ns: line.mtime_ns,
                         inode: line.inode,
+                        ctime_ns: line.ctime_ns,
                     };
                     self.put(&line.key, &line.hash, stat, &line.ingested_at);
                 }
@@ -110,9 +134,9 @@ impl IngestHash {
                         rec.set_stale(&stale.stale_at);
                     }
                 }
+                Entry::Stamp(_) => {}
             }
         }
-        self.journal_id = tail.id;
         self.journal_end = tail.end;
         Ok(())
     }
@@ -131,7 +155,9 @@ impl IngestHash {
         let journal_same = match journal_now {
             None => self.journal_end == 0,
             Some((id, len)) => {
-                self.journal_id.is_none_or(|mine| mine == id) && len >= self.journal_end
+                self.journal_id.is_none_or(|mine| mine == id)
+                    && len >= self.journal_end
+                    && (!self.journal_stale || len == self.journal_end)
             }
         };
         if now != self.seen || !journal_same || !self.pending.is_empty() {
@@ -149,6 +175,11 @@ impl IngestHash {
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&Record> {
         self.files.get(key)
+    }
+
+    /// Every record with its key, in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.files.iter()
     }
 
     /// Every recorded key, in no particular order.
@@ -208,12 +239,33 @@ impl IngestHash {
             size: stat.size,
             mtime_ns: stat.mtime_ns,
             inode: stat.inode,
+            ctime_ns: stat.ctime_ns,
             ingested_at: now.to_owned(),
         };
         serde_json::to_writer(&mut self.pending, &line).expect("a journal line always serialises");
         self.pending.push(b'\n');
         let hash = hash.digest().ok_or(&*line.hash);
         self.put_parsed(key, hash, stat, now);
+    }
+
+    /// Completes the stat of `key`'s record with the change time of `stat`, which the
+    /// record lacks (written by an older memsched) and otherwise matches: its hash and
+    /// ingest time stay, so nothing is taken as newly ingested. Journaled like
+    /// [`record`](Self::record).
+    pub fn complete_stat(&mut self, key: &str, stat: Stat) {
+        let Some(rec) = self.files.get(key) else {
+            return;
+        };
+        let (Some(hash), Some(at)) = (rec.hash_text(), rec.ingested_at_text()) else {
+            return;
+        };
+        let incomplete = rec
+            .stat()
+            .is_some_and(|r| r.ctime_ns.is_none() && stat.matches(&r));
+        if !incomplete || rec.gone_at().is_some() {
+            return;
+        }
+        self.record(key, hash.as_str(), stat, &at);
     }
 
     /// Marks `key`'s file as found gone at `now`: a pending removal, until the removal is
@@ -285,18 +337,46 @@ impl IngestHash {
         }
     }
 
-    /// Appends what was recorded since the last flush to the journal, on disk before this
-    /// returns: a crash after it loses nothing.
+    /// Appends what was recorded since the last flush to the journal, made durable when
+    /// the last [`commit`](Self::commit) is a quarter second old: a crash of memsched
+    /// after it loses nothing, a crash of the machine at most that quarter second.
     pub fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let (id, end) = journal::append(&self.journal, self.journal_end, &self.pending)
+        // A new journal, or one stamped for another ingest_hash.json, starts with the
+        // stamp of the one these lines apply to.
+        let fresh = self.journal_end == 0 || self.journal_stale;
+        if fresh {
+            let mut lines = journal::stamp_line(identity(self.seen));
+            lines.append(&mut self.pending);
+            self.pending = lines;
+        }
+        let from = if fresh { 0 } else { self.journal_end };
+        let (id, end) = journal::append(&self.journal, from, &self.pending)
             .map_err(|source| state_error(&self.journal, source))?;
+        self.journal_stale = false;
         self.journal_id = Some(id);
         self.journal_end = end;
         // Dropped, not cleared: a first run over 100,000 files grew it to megabytes.
         self.pending = Vec::new();
+        if self.commits.appended() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every line appended so far durable (one `fdatasync`, none if there is
+    /// nothing new): before a run ends, and before a task that relies on the records.
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.commits.pending() {
+            return Ok(());
+        }
+        journal::sync(&self.journal).map_err(|source| Error::StateWrite {
+            path: self.journal.clone(),
+            source,
+        })?;
+        self.commits.done();
         Ok(())
     }
 
@@ -341,35 +421,12 @@ impl IngestHash {
         self.files.shrink_to_fit();
         self.journal_id = None;
         self.journal_end = 0;
+        self.journal_stale = false;
+        self.commits.done();
         self.seen = std::fs::symlink_metadata(&self.path)
             .ok()
             .map(|m| bytes_seen(&m));
         Ok(())
-    }
-}
-
-/// A content hash as [`IngestHash::record`] takes it.
-pub trait HashText {
-    fn text(&self) -> String;
-    /// The digest, when it is one (spares a digest a round trip through its text).
-    fn digest(&self) -> Option<Digest>;
-}
-
-impl HashText for str {
-    fn text(&self) -> String {
-        self.to_owned()
-    }
-    fn digest(&self) -> Option<Digest> {
-        Digest::parse(self)
-    }
-}
-
-impl HashText for Digest {
-    fn text(&self) -> String {
-        Digest::text(self)
-    }
-    fn digest(&self) -> Option<Digest> {
-        Some(*self)
     }
 }
 
@@ -382,6 +439,15 @@ fn bytes_seen(meta: &std::fs::Metadata) -> Seen {
         size: meta.len(),
         mtime_ns: Stat::of(meta).mtime_ns,
     }
+}
+
+/// The identity a journal's stamp gives ingest_hash.json as `seen` (None: no file).
+fn identity(seen: Option<Seen>) -> Option<Identity> {
+    seen.map(|s| Identity {
+        inode: s.id.ino,
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+    })
 }
 
 fn raw_string(text: &str) -> Box<RawValue> {
@@ -413,6 +479,7 @@ mod tests {
             size: n,
             mtime_ns: 1,
             inode: n,
+            ctime_ns: Some(2),
         }
     }
 

@@ -96,11 +96,12 @@ pub struct Record {
 /// The names memsched owns in a record; everything else is extra.
 /// `gone_at` (when memsched first found the file gone) is kept as written, like any
 /// extra field, but a new record of the file clears it: the file is back.
-pub(super) const KNOWN: [&str; 7] = [
+pub(super) const KNOWN: [&str; 8] = [
     "hash",
     "size",
     "mtime_ns",
     "inode",
+    "ctime_ns",
     "ingested_at",
     GONE_AT,
     STALE_AT,
@@ -169,6 +170,16 @@ impl Record {
             return Some(d.text());
         }
         let raw = self.extra_raw("hash")?;
+        serde_json::from_str::<String>(raw.get()).ok()
+    }
+
+    /// `ingested_at` as text, whatever form it was written in.
+    #[must_use]
+    pub fn ingested_at_text(&self) -> Option<String> {
+        if let Some(ms) = self.ingested() {
+            return Some(time_text(ms));
+        }
+        let raw = self.extra_raw("ingested_at")?;
         serde_json::from_str::<String>(raw.get()).ok()
     }
 
@@ -260,11 +271,7 @@ impl Record {
         let text = raw.get();
         let mut rec = Record {
             digest: Digest([0; 32]),
-            stat_: Stat {
-                size: 0,
-                mtime_ns: 0,
-                inode: 0,
-            },
+            stat_: Stat::default(),
             at_ms: 0,
             extra: None,
             seen: 0,
@@ -298,7 +305,7 @@ impl Record {
     }
 
     fn take_fields(&mut self, fields: Vec<(Cow<'_, str>, &RawValue)>) {
-        let (mut size, mut mtime, mut inode) = (None, None, None);
+        let (mut size, mut mtime, mut inode, mut ctime) = (None, None, None, None);
         let mut extra = Vec::new();
         for (name, raw) in fields {
             let text = raw.get();
@@ -315,6 +322,11 @@ impl Record {
                     .map(|n| mtime = Some((n, raw)))
                     .is_some(),
                 "inode" => integer(text).map(|n| inode = Some((n, raw))).is_some(),
+                // Written as mtime_ns is; absent from records older memsched wrote.
+                "ctime_ns" => integer(text)
+                    .or_else(|| plain_string(text).and_then(integer))
+                    .map(|n| ctime = Some((n, raw)))
+                    .is_some(),
                 "ingested_at" => plain_string(text)
                     .and_then(own_time)
                     .map(|ms| self.put_ingested(Some(ms)))
@@ -331,6 +343,10 @@ impl Record {
                     size: u64::try_from(s).ok()?,
                     mtime_ns: i64::try_from(m).ok()?,
                     inode: u64::try_from(i).ok()?,
+                    ctime_ns: match ctime {
+                        Some((c, _)) => Some(i64::try_from(c).ok()?),
+                        None => None,
+                    },
                 })
             })(),
             _ => None,
@@ -339,7 +355,12 @@ impl Record {
             Some(stat) => self.put_stat(Some(stat)),
             // An incomplete stat is no cache: its parts stay as they were written.
             None => {
-                for (name, part) in [("size", size), ("mtime_ns", mtime), ("inode", inode)] {
+                for (name, part) in [
+                    ("size", size),
+                    ("mtime_ns", mtime),
+                    ("inode", inode),
+                    ("ctime_ns", ctime),
+                ] {
                     if let Some((_, raw)) = part {
                         extra.push((name.into(), boxed(raw)));
                     }
@@ -386,6 +407,10 @@ impl Record {
                     push_str(out, &s.mtime_ns.to_string());
                     field(out, "inode");
                     out.extend_from_slice(s.inode.to_string().as_bytes());
+                    if let Some(c) = s.ctime_ns {
+                        field(out, "ctime_ns");
+                        push_str(out, &c.to_string());
+                    }
                 }
                 if let Some(ms) = self.ingested() {
                     field(out, "ingested_at");
@@ -528,6 +553,14 @@ mod tests {
         // The number form older memsched wrote is read, and written as memsched's own.
         let older = text.replace(r#""-5""#, "-5");
         assert_eq!(round(&older), text);
+        // The change time is typed too; a record without one (older memsched) has none.
+        assert_eq!(rec.stat().unwrap().ctime_ns, None);
+        let with_ctime = text.replace(r#""inode": 9"#, r#""inode": 9, "ctime_ns": "17""#);
+        let raw: Box<RawValue> = serde_json::from_str(&with_ctime).unwrap();
+        let rec = Record::from_raw(&raw);
+        assert!(rec.extra.is_none(), "{rec:?}");
+        assert_eq!(rec.stat().unwrap().ctime_ns, Some(17));
+        assert_eq!(round(&with_ctime), with_ctime);
     }
 
     #[test]
@@ -562,6 +595,7 @@ mod tests {
             size: 1,
             mtime_ns: 2,
             inode: 3,
+            ctime_ns: Some(4),
         };
         rec.set(Ok(Digest([0; 32])), stat, Ok(0));
         let mut out = Vec::new();
@@ -570,6 +604,7 @@ mod tests {
         assert_eq!(back["chunks"], 7);
         assert_eq!(back["size"], 1);
         assert_eq!(back["ingested_at"], "1970-01-01T00:00:00.000Z");
-        assert_eq!(back.as_object().unwrap().len(), 6, "{back}");
+        assert_eq!(back["ctime_ns"], "4");
+        assert_eq!(back.as_object().unwrap().len(), 7, "{back}");
     }
 }

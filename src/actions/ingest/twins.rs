@@ -1,0 +1,69 @@
+//! Hard-linked twins in an event run: the watcher hears a write through one name of a
+//! file, yet every other name of it holds the same new content. The manifest knows each
+//! recorded file's inode, so an event run looks at the other recorded names of the inodes
+//! it found, instead of leaving them to the next full walk (issue 18 item 7).
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::hints::WatcherHints;
+use super::scan::{Found, stays_inside};
+use crate::actions::walk;
+use crate::config::rules::IngestConfig;
+use crate::model::file_key;
+use crate::state::ingest_hash::IngestHash;
+use crate::state::stat::Stat;
+
+/// Adds to `found` (an event run's files) the other recorded names of their inodes that
+/// are still links to them. A twin of a file whose writer was heard finishing is complete
+/// too. One pass over the records, made only when the run found some file.
+pub(super) fn add(
+    data_dir: &Path,
+    config: &IngestConfig,
+    hashes: &IngestHash,
+    hints: &WatcherHints,
+    found: &mut Vec<Found>,
+) {
+    if found.is_empty() {
+        return;
+    }
+    let mut inodes: HashMap<u64, bool> = HashMap::with_capacity(found.len());
+    for f in found.iter() {
+        *inodes.entry(f.stat.inode).or_default() |= hints.was_closed(&f.rel) || f.heard;
+    }
+    let names: HashSet<&Path> = found.iter().map(|f| f.rel.as_path()).collect();
+    let mut twins = Vec::new();
+    for (key, rec) in hashes.records() {
+        let Some(&heard) = rec.stat().and_then(|s| inodes.get(&s.inode)) else {
+            continue;
+        };
+        let Some(rel) = file_key::path(key) else {
+            continue;
+        };
+        let taken = rel
+            .ancestors()
+            .skip(1)
+            .all(|a| a.as_os_str().is_empty() || walk::enters(config, a));
+        if names.contains(rel.as_path())
+            || !stays_inside(&rel)
+            || !taken
+            || !walk::is_memory(config, &rel)
+        {
+            continue;
+        }
+        // Still a link to one of the inodes found (not replaced since it was recorded).
+        let Ok(meta) = std::fs::symlink_metadata(data_dir.join(&rel)) else {
+            continue;
+        };
+        if meta.is_file() && inodes.contains_key(&meta.ino()) {
+            log::debug!("{}: a hard link of a changed file", rel.display());
+            twins.push(Found {
+                rel,
+                stat: Stat::of(&meta),
+                heard,
+            });
+        }
+    }
+    found.extend(twins);
+}
