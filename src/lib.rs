@@ -6,7 +6,7 @@
 pub mod actions;
 pub mod app;
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -15,4 +15,4 @@ pub mod os;
 pub mod reconcile;
 pub mod run;
 pub mod state;
-pub mod watch;
+pub(crate) mod watch;

@@ -11,14 +11,14 @@
 //! exactly like an inotify queue overflow. The loop answers both with a full reconcile,
 //! which plans from disk, so nothing is lost.
 
-pub mod change;
-pub mod inotify;
-pub mod interest;
-pub mod poll;
+pub(crate) mod change;
+pub(crate) mod inotify;
+pub(crate) mod interest;
+pub(crate) mod poll;
 
-pub use change::{Change, Roots, classify, source_folders};
-pub use inotify::InotifyWatcher;
-pub use interest::Interest;
+pub(crate) use change::{Change, Roots, classify, source_folders};
+pub(crate) use inotify::InotifyWatcher;
+pub(crate) use interest::Interest;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,13 +34,13 @@ use crate::error::{Error, LIMIT_HINT, Result};
 use crate::model::watcher_kind::WatcherKind;
 
 /// Name prefix of the liveness canary the watcher writes into data_dir.
-pub const CANARY_PREFIX: &str = ".memsched-canary-";
+pub(crate) const CANARY_PREFIX: &str = ".memsched-canary-";
 /// How often the polling fallback scans.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What the watcher tells the event loop, besides changes.
 #[derive(Debug)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// Changes were dropped because the loop fell behind: reconcile everything.
     Overflow,
     /// The watcher reported errors (a watch lost).
@@ -53,7 +53,7 @@ pub enum Notice {
 /// Why the watcher polls once the inotify watch limit stopped a watch of `at`: names the
 /// limit and how to raise it.
 #[must_use]
-pub fn watch_limit_reason(at: Option<&Path>) -> String {
+pub(crate) fn watch_limit_reason(at: Option<&Path>) -> String {
     let at = at.map_or_else(String::new, |p| format!(" at {}", p.display()));
     format!(
         "the inotify watch limit (fs.inotify.max_user_watches) was reached{at}; {LIMIT_HINT}, then restart memsched"
@@ -62,7 +62,7 @@ pub fn watch_limit_reason(at: Option<&Path>) -> String {
 
 /// The loop's side of the change queue: how far behind it is.
 #[derive(Debug, Clone, Default)]
-pub struct Backlog {
+pub(crate) struct Backlog {
     /// Changes sent and not yet taken.
     queued: Arc<AtomicUsize>,
     /// Set past the capacity; cleared by the loop once it has answered with a rescan.
@@ -71,19 +71,19 @@ pub struct Backlog {
 
 impl Backlog {
     /// The loop took `n` changes off the queue.
-    pub fn taken(&self, n: usize) {
+    pub(crate) fn taken(&self, n: usize) {
         self.queued.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// The loop answered the overflow with a rescan: drop no more.
-    pub fn rescanned(&self) {
+    pub(crate) fn rescanned(&self) {
         self.lost.store(false, Ordering::SeqCst);
     }
 }
 
 /// Where the watcher's thread sends what it heard.
 #[derive(Debug, Clone)]
-pub struct Outlet {
+pub(crate) struct Outlet {
     pub changes: Sender<Change>,
     pub notices: Sender<Notice>,
     pub backlog: Backlog,
@@ -155,14 +155,14 @@ impl notify::EventHandler for Forward {
 }
 
 /// A running watcher; dropping it stops watching.
-pub enum Watcher {
+pub(crate) enum Watcher {
     Native(InotifyWatcher),
     Poll(Poller),
 }
 
 impl Watcher {
     #[must_use]
-    pub fn kind(&self) -> WatcherKind {
+    pub(crate) fn kind(&self) -> WatcherKind {
         match self {
             Watcher::Native(_) => WatcherKind::Inotify,
             Watcher::Poll(_) => WatcherKind::Poll,
@@ -170,7 +170,7 @@ impl Watcher {
     }
 
     /// Watches one more folder (a source folder that appeared, say).
-    pub fn watch(&mut self, dir: &Path, mode: RecursiveMode) -> Result<()> {
+    pub(crate) fn watch(&mut self, dir: &Path, mode: RecursiveMode) -> Result<()> {
         match self {
             Watcher::Native(w) => w.watch(dir, mode).map_err(|source| Error::Watch {
                 path: dir.to_path_buf(),
@@ -185,7 +185,7 @@ impl Watcher {
 }
 
 /// A watcher just started, and why it polls when inotify was asked for.
-pub struct Started {
+pub(crate) struct Started {
     pub watcher: Watcher,
     /// Set when inotify could not be set up (the watch limit, say): health names it.
     pub fell_back: Option<String>,
@@ -195,7 +195,8 @@ pub struct Started {
 /// warning that says how to raise the inotify limits) when it cannot be set up. Folders
 /// that do not exist yet (a source folder the first ingest creates) are skipped: the
 /// loop adds them when their creation is heard.
-pub fn start(
+#[allow(clippy::unnecessary_wraps)] // starting a backend can fail; the watcher callers handle one shape
+pub(crate) fn start(
     roots: &Roots,
     interest: &Interest,
     outlet: &Outlet,

@@ -23,7 +23,7 @@ const HOME_KEY: &str = "X-Memsched-Home=";
 /// Where a kind of entry lives under the config folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     Desktop,
     Systemd,
 }
@@ -47,7 +47,7 @@ impl Kind {
 
     /// The entry for the pipeline named `name` (see [`entry_name`]).
     #[must_use]
-    pub fn path(self, config_home: &Path, name: &str) -> PathBuf {
+    pub(crate) fn path(self, config_home: &Path, name: &str) -> PathBuf {
         self.dir(config_home)
             .join(format!("{name}.{}", self.extension()))
     }
@@ -56,7 +56,7 @@ impl Kind {
 /// The entry name for a pipeline home: `memsched-<last folder>-<8 hex of its path's
 /// hash>`, in the characters systemd unit names and desktop file ids both allow.
 #[must_use]
-pub fn entry_name(home: &Path) -> String {
+pub(crate) fn entry_name(home: &Path) -> String {
     let folder: String = home
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -84,7 +84,7 @@ pub fn entry_name(home: &Path) -> String {
 }
 
 /// `$XDG_CONFIG_HOME`, else `$HOME/.config`.
-pub fn config_home() -> Result<PathBuf> {
+pub(crate) fn config_home() -> Result<PathBuf> {
     let from = |var: &str| {
         std::env::var_os(var)
             .filter(|v| !v.is_empty())
@@ -101,7 +101,7 @@ pub fn config_home() -> Result<PathBuf> {
 /// is doubled again (a literal `\` is written `\\\\`), and a newline, tab or carriage
 /// return is written as its escape.
 #[must_use]
-pub fn desktop_quote(arg: &str) -> String {
+pub(crate) fn desktop_quote(arg: &str) -> String {
     let mut quoted = String::from('"');
     for c in arg.chars() {
         match c {
@@ -130,7 +130,7 @@ pub fn desktop_quote(arg: &str) -> String {
 /// Quotes one argument for a systemd `ExecStart=` (double quotes with C-style escapes;
 /// `%` doubled for specifiers, `$` doubled for variable expansion).
 #[must_use]
-pub fn systemd_quote(arg: &str) -> String {
+pub(crate) fn systemd_quote(arg: &str) -> String {
     let mut out = String::from('"');
     for c in arg.chars() {
         match c {
@@ -156,7 +156,7 @@ fn one_line(text: &str) -> String {
 
 /// The text of an entry that runs `argv` for the pipeline in `home`.
 #[must_use]
-pub fn render(kind: Kind, home: &Path, argv: &[String]) -> String {
+pub(crate) fn render(kind: Kind, home: &Path, argv: &[String]) -> String {
     let home_text = one_line(&home.to_string_lossy());
     match kind {
         Kind::Desktop => format!(
@@ -191,7 +191,7 @@ pub fn render(kind: Kind, home: &Path, argv: &[String]) -> String {
 }
 
 /// The command line the session should run: this binary on these absolute paths.
-pub fn watcher_argv(paths_file: &Path, rules_file: &Path) -> Result<Vec<String>> {
+pub(crate) fn watcher_argv(paths_file: &Path, rules_file: &Path) -> Result<Vec<String>> {
     let text = |p: PathBuf| {
         p.into_os_string().into_string().map_err(|p: OsString| {
             Error::Usage(format!(
@@ -218,7 +218,7 @@ pub fn watcher_argv(paths_file: &Path, rules_file: &Path) -> Result<Vec<String>>
 
 /// One entry memsched wrote, as found on disk.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub kind: Kind,
     pub path: PathBuf,
     /// The pipeline home it is for (`None` for an entry from before entries named one).
@@ -229,7 +229,7 @@ pub struct Entry {
 
 /// Every entry memsched wrote, of both kinds, for any pipeline.
 #[must_use]
-pub fn entries(config_home: &Path) -> Vec<Entry> {
+pub(crate) fn entries(config_home: &Path) -> Vec<Entry> {
     let mut found = Vec::new();
     for kind in Kind::ALL {
         let Ok(dir) = std::fs::read_dir(kind.dir(config_home)) else {
@@ -289,7 +289,12 @@ fn entries_for(config_home: &Path, home: &Path) -> Vec<Entry> {
 /// Writes the entry for the pipeline in `home`; says what to do next. Refuses when an
 /// entry of the other kind already starts this pipeline's watcher (two would race for
 /// its lock, and one would keep failing).
-pub fn enable(kind: Kind, config_home: &Path, home: &Path, argv: &[String]) -> Result<String> {
+pub(crate) fn enable(
+    kind: Kind,
+    config_home: &Path,
+    home: &Path,
+    argv: &[String],
+) -> Result<String> {
     if let Some(other) = entries_for(config_home, home)
         .into_iter()
         .find(|e| e.kind != kind)
@@ -324,7 +329,7 @@ pub fn enable(kind: Kind, config_home: &Path, home: &Path, argv: &[String]) -> R
 /// Removes the entries memsched wrote for the pipeline in `home`, or, with no home (no
 /// paths.json here), the only pipeline's entries. A systemd unit is disabled and stopped
 /// through `systemctl --user` first, while its file still exists.
-pub fn disable(config_home: &Path, home: Option<&Path>) -> Result<Vec<String>> {
+pub(crate) fn disable(config_home: &Path, home: Option<&Path>) -> Result<Vec<String>> {
     let found = match home {
         Some(home) => entries_for(config_home, home),
         None => {
@@ -392,7 +397,7 @@ fn systemctl_disable(config_home: &Path, unit_path: &Path) -> Vec<String> {
 
 /// The entries there are, this pipeline's first; text lines and the JSON form.
 #[must_use]
-pub fn status(config_home: &Path, home: Option<&Path>) -> (Vec<String>, Vec<Entry>) {
+pub(crate) fn status(config_home: &Path, home: Option<&Path>) -> (Vec<String>, Vec<Entry>) {
     let mut all = entries(config_home);
     if let Some(home) = home {
         let ours = entries_for(config_home, home);

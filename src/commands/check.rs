@@ -21,7 +21,8 @@ const CHECK_VERSION: u32 = 1;
 
 /// Prints the resolved configuration (as JSON with `json`). A command that cannot be
 /// found fails the check (exit 2, each named on stderr); gaps in the rules are warnings.
-pub fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<Exit> {
+#[allow(clippy::unnecessary_wraps)] // one signature for every subcommand app dispatches
+pub(crate) fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<Exit> {
     let report = describe(paths, rules);
     let _ = output::print(json, &report, |out, report| write_text(out, report));
     for w in report["warnings"].as_array().into_iter().flatten() {

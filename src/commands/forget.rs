@@ -18,7 +18,7 @@ use crate::state::timestamp;
 
 /// What a forget did, as `--json` prints it.
 #[derive(Debug, Serialize)]
-pub struct Forgotten {
+pub(crate) struct Forgotten {
     /// The records dropped, as paths relative to data_dir.
     pub forgot: Vec<String>,
     /// Paths that were not forgotten, each with why.
@@ -27,14 +27,14 @@ pub struct Forgotten {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub path: String,
     pub why: String,
 }
 
 /// Forgets the records of `targets` (paths relative to data_dir, or absolute inside it),
 /// or with `all` of every recorded file that is gone. Exit 1 when some target was refused.
-pub fn run(
+pub(crate) fn run(
     paths: &Paths,
     targets: &[PathBuf],
     all: bool,

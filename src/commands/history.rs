@@ -21,7 +21,7 @@ const WOKEN_CHARS: usize = 40;
 
 /// Which runs to show.
 #[derive(Debug, Clone)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Runs in which one of these actions ran, failed or was interrupted.
     pub action: Option<Vec<Action>>,
     /// Runs in which some action ended so.
@@ -53,7 +53,7 @@ fn actions(run: Option<&RunRecord>) -> &[ActionReport] {
 
 /// Prints the table, or run `number`'s full record. `--json` prints the records as the
 /// log holds them.
-pub fn print(
+pub(crate) fn print(
     paths: &Paths,
     number: Option<usize>,
     filter: &Filter,

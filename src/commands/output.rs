@@ -8,7 +8,7 @@ use serde::Serialize;
 /// Writes `value` as pretty JSON (with a final newline) when `json`, else whatever `text`
 /// writes. A closed stdout (`| head`) is not an error of the command: the result is
 /// returned for callers that care, and most ignore it.
-pub fn print<T: Serialize>(
+pub(crate) fn print<T: Serialize>(
     json: bool,
     value: &T,
     text: impl FnOnce(&mut dyn Write, &T) -> io::Result<()>,

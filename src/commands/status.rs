@@ -19,7 +19,7 @@ use crate::model::words;
 /// gave: when it does not load, the health is judged with built-in defaults (no action
 /// configured) and the error is the first problem.
 #[must_use]
-pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bool) -> Exit {
+pub(crate) fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bool) -> Exit {
     let fallback;
     let (rules, rules_error) = match rules {
         Ok(rules) => (rules, None),
@@ -58,7 +58,7 @@ pub fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, color: bo
 }
 
 /// The one-screen form; `marker` is the pause marker's path.
-pub fn write(
+pub(crate) fn write(
     out: &mut (impl Write + ?Sized),
     h: &Health,
     marker: &Path,

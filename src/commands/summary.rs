@@ -9,7 +9,11 @@ use crate::run::report::{Outcome, RunRecord};
 const LISTED_FAILURES: usize = 10;
 
 /// Writes the summary of `run`; `color` adds ANSI colours (for a terminal).
-pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> io::Result<()> {
+pub(crate) fn write(
+    out: &mut (impl Write + ?Sized),
+    run: &RunRecord,
+    color: bool,
+) -> io::Result<()> {
     let paint = |outcome: Outcome, text: &str| -> String {
         if !color {
             return text.to_owned();
@@ -63,7 +67,7 @@ pub fn write(out: &mut (impl Write + ?Sized), run: &RunRecord, color: bool) -> i
 /// One line per action that failed or was interrupted, and per item it failed on (the
 /// first ten): what goes to stderr so cron and journald keep it.
 #[must_use]
-pub fn failures(run: &RunRecord) -> Vec<String> {
+pub(crate) fn failures(run: &RunRecord) -> Vec<String> {
     let mut lines = Vec::new();
     for action in &run.actions {
         match action.outcome {
@@ -100,7 +104,7 @@ pub fn failures(run: &RunRecord) -> Vec<String> {
 /// The one line a watcher under systemd shows in `systemctl status` (sd_notify STATUS)
 /// after a run: "idle; last run 12:03:04 ok", or naming what failed.
 #[must_use]
-pub fn status_line(run: &RunRecord) -> String {
+pub(crate) fn status_line(run: &RunRecord) -> String {
     let at = run.finished_at.get(11..19).unwrap_or(&run.finished_at);
     let bad: Vec<&str> = run
         .actions

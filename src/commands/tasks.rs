@@ -20,7 +20,7 @@ const TASKS_VERSION: u32 = 1;
 
 /// What `memsched tasks` is asked to do.
 #[derive(Debug, Clone)]
-pub enum Request {
+pub(crate) enum Request {
     /// List the tasks, only those with this status when given.
     List { status: Option<String> },
     /// Make these dead or failed tasks pending again, their attempts reset.
@@ -32,7 +32,7 @@ pub enum Request {
 }
 
 /// Runs `request`; a change prints what it did, one line per task.
-pub fn run(paths: &Paths, request: &Request, json: bool) -> Result<Exit> {
+pub(crate) fn run(paths: &Paths, request: &Request, json: bool) -> Result<Exit> {
     let lines = match request {
         Request::List { status } => return list(paths, status.as_deref(), json),
         Request::Revive(ids) => TaskQueue::update(paths, |q| revive(q, ids, SystemTime::now()))?,

@@ -12,7 +12,7 @@ use crate::model::scope::Scope;
 
 /// One thing a notify event means for the loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// A file or folder under data_dir (relative path) or directly in state_dir (file name).
     File {
         scope: Scope,
@@ -47,7 +47,7 @@ pub enum Change {
 
 /// Where things are, as the watcher sees them (canonical paths).
 #[derive(Debug, Clone)]
-pub struct Roots {
+pub(crate) struct Roots {
     pub data_dir: PathBuf,
     /// data_dir as given, when it is a link: re-pointing it (`ln -sfn D2 Data`) replaces
     /// data_dir.
@@ -73,7 +73,7 @@ impl Roots {
     /// files and the rules not, and the folders of upload sources as their globs need.
     /// Folders, not files: writers replace files by rename.
     #[must_use]
-    pub fn folders(&self) -> Vec<(PathBuf, RecursiveMode)> {
+    pub(crate) fn folders(&self) -> Vec<(PathBuf, RecursiveMode)> {
         let mut out = vec![(self.data_dir.clone(), RecursiveMode::Recursive)];
         // data_dir's parent, to hear data_dir itself go and come back.
         let plain = [
@@ -102,7 +102,7 @@ impl Roots {
 
 /// The folders a set of `sources` globs (relative to `home`) can match in, as watches.
 #[must_use]
-pub fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveMode)> {
+pub(crate) fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveMode)> {
     crate::config::sources::folders(globs)
         .into_iter()
         .map(|f| {
@@ -120,10 +120,10 @@ pub fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, RecursiveM
 /// The info memsched's inotify backend gives an event about a folder (the kernel's
 /// IN_ISDIR), which notify's rename and removal kinds cannot carry: a folder renamed or
 /// moved out of data_dir takes its memories with it (issue 17).
-pub const FOLDER_INFO: &str = "folder";
+pub(crate) const FOLDER_INFO: &str = "folder";
 
 #[must_use]
-pub fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
+pub(crate) fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
     if event.need_rescan() {
         return vec![Change::Rescan];
     }

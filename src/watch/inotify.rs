@@ -36,7 +36,7 @@ const BUFFER: usize = 64 * 1024;
 /// watches (milliseconds); the loop, which drops the watcher to start a new one, does not
 /// wait for that, as it did not with notify's backend.
 #[derive(Debug)]
-pub struct InotifyWatcher {
+pub(crate) struct InotifyWatcher {
     table: Arc<Mutex<Table>>,
     /// Closing it wakes the thread to end.
     _stop: PipeWriter,
@@ -45,7 +45,7 @@ pub struct InotifyWatcher {
 impl InotifyWatcher {
     /// Starts the thread that hands `handler` what inotify reports. Fails when no inotify
     /// instance can be had (the per-user instance limit, EMFILE).
-    pub fn new<F: EventHandler>(handler: F) -> notify::Result<InotifyWatcher> {
+    pub(crate) fn new<F: EventHandler>(handler: F) -> notify::Result<InotifyWatcher> {
         let inotify = Inotify::init().map_err(notify::Error::io)?;
         let (stop_rx, stop) = io::pipe().map_err(notify::Error::io)?;
         let table = Arc::new(Mutex::new(Table::new(inotify.watches())));
@@ -59,7 +59,7 @@ impl InotifyWatcher {
 
     /// Watches `dir`, and with `Recursive` every folder below it (links not followed), now
     /// and as folders are made or moved in.
-    pub fn watch(&mut self, dir: &Path, mode: RecursiveMode) -> notify::Result<()> {
+    pub(crate) fn watch(&mut self, dir: &Path, mode: RecursiveMode) -> notify::Result<()> {
         let dir = std::path::absolute(dir).map_err(notify::Error::io)?;
         lock(&self.table).watch(&dir, mode == RecursiveMode::Recursive, true)
     }

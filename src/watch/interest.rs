@@ -12,27 +12,27 @@ use crate::model::scope::Scope;
 
 /// The rules in force, shared with the loop, which replaces them on a reload.
 #[derive(Debug, Clone)]
-pub struct Interest {
+pub(crate) struct Interest {
     rules: Arc<RwLock<Rules>>,
 }
 
 impl Interest {
     #[must_use]
-    pub fn new(rules: Rules) -> Interest {
+    pub(crate) fn new(rules: Rules) -> Interest {
         Interest {
             rules: Arc::new(RwLock::new(rules)),
         }
     }
 
     /// The rules changed (a reload): judge by these from now on.
-    pub fn set(&self, rules: Rules) {
+    pub(crate) fn set(&self, rules: Rules) {
         *self.rules.write().unwrap_or_else(PoisonError::into_inner) = rules;
     }
 
     /// Whether the loop must hear of `change`. A change a rule matches, a new folder in
     /// data_dir (its files may predate its watch), and every change that is not a file's.
     #[must_use]
-    pub fn wants(&self, change: &Change) -> bool {
+    pub(crate) fn wants(&self, change: &Change) -> bool {
         let Change::File {
             scope,
             rel,

@@ -42,7 +42,7 @@ impl Seen {
 type Snapshot = HashMap<PathBuf, Seen>;
 
 /// A polling thread; dropping it stops the thread.
-pub struct Poller {
+pub(crate) struct Poller {
     stop: Option<Sender<()>>,
     folders: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, RecursiveMode)>>>,
     thread: Option<JoinHandle<()>>,
@@ -50,7 +50,7 @@ pub struct Poller {
 
 impl Poller {
     /// Starts polling `folders` every `interval`, sending what changed to `handler`.
-    pub fn start(
+    pub(crate) fn start(
         folders: Vec<(PathBuf, RecursiveMode)>,
         interval: Duration,
         mut handler: impl EventHandler,
@@ -80,7 +80,7 @@ impl Poller {
     }
 
     /// Polls one more folder from the next walk on.
-    pub fn watch(&self, dir: &Path, mode: RecursiveMode) {
+    pub(crate) fn watch(&self, dir: &Path, mode: RecursiveMode) {
         if let Ok(mut folders) = self.folders.lock() {
             folders.push((dir.to_path_buf(), mode));
         }
