@@ -105,7 +105,7 @@ fn open(path: &Path) -> Result<File> {
 }
 
 /// Takes the lock at `path` if it is free. When another process holds it, the error names
-/// the process that holds it as the kernel says ([`holder`]), else the pid written in the
+/// the process that holds it as the kernel says ([`holder()`]), else the pid written in the
 /// file.
 pub fn try_acquire(path: &Path) -> Result<Guard> {
     let file = open(path)?;
@@ -163,7 +163,7 @@ pub fn wait_until_free(path: &Path) -> Result<()> {
 }
 
 /// The pid a holder wrote into the lock file, if it wrote one (never through a link): who
-/// took the lock last, not whether anyone holds it now (see [`holder`]).
+/// took the lock last, not whether anyone holds it now (see [`holder()`]).
 #[must_use]
 pub fn holder_pid(path: &Path) -> Option<u32> {
     let mut text = String::new();

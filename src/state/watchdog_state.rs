@@ -90,7 +90,7 @@ pub struct WatcherReport {
     pub updated_at: Option<String>,
 }
 
-/// The fields `report` replaces in watchdog_state.json (for [`write`]).
+/// The fields `report` replaces in watchdog_state.json (for [`write()`]).
 #[must_use]
 pub fn watcher_fields(report: &WatcherReport) -> Value {
     let report =

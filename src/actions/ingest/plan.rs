@@ -1,6 +1,6 @@
 //! The ingest plan: which data files to send, which to record without sending, which to
 //! leave (still being written, awaiting retry, given up) and why. Built from the scan,
-//! the hashes and one pure [`decide`](super::decide) per file.
+//! the hashes and one pure [`decide`](super::decide::decide) per file.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
