@@ -124,17 +124,6 @@ fn autostart(cli: &Cli, action: &AutostartAction) -> Result<Exit> {
     let lines = match action {
         AutostartAction::Enable { systemd } => {
             let paths = pipeline?;
-            if let Some(Command::Tasks { action, status }) = &cli.command {
-                let request = match action {
-                    None => tasks::Request::List {
-                        status: status.clone(),
-                    },
-                    Some(TasksAction::Revive { ids }) => tasks::Request::Revive(ids.clone()),
-                    Some(TasksAction::Drop { ids }) => tasks::Request::Drop(ids.clone()),
-                    Some(TasksAction::ClearDone) => tasks::Request::ClearDone,
-                };
-                return tasks::run(&paths, &request, cli.json);
-            }
             let rules_file = rules_file(cli, &paths)?;
             // An entry that would fail at every login is refused now.
             Rules::load(&rules_file)?;
