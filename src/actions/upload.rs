@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use super::retry_policy::{self, AfterFailure};
-use crate::config::rules::UploadConfig;
+use crate::config::rules::{CommandSpec, UploadConfig};
 use crate::error::Result;
 use crate::model::action::Action;
 use crate::model::upload_status::UploadStatus;
@@ -250,6 +250,39 @@ fn duplicates_text(plan: &UploadPlan) -> String {
     )
 }
 
+/// Runs `command` (the upload or the remove command) for one entry, its placeholders
+/// filled from it, under upload.lock: the command's report when it started, and the error
+/// when it did not succeed.
+fn run_for(
+    ctx: &Context<'_>,
+    command: &CommandSpec,
+    item: &DueUpload,
+) -> (Option<CommandReport>, Option<String>) {
+    let vars = Vars {
+        path: Some(&item.abs),
+        relpath: Some(&item.relpath),
+        remote: Some(&item.remote),
+        ..Vars::default()
+    };
+    let invocation = Invocation {
+        argv: runner::expand(&command.argv, &vars),
+        cwd: ctx.paths.home.clone(),
+        env: ctx.step_env(Action::Upload, None),
+        stdin: None,
+        timeout: command.timeout,
+        lock: Some(ctx.paths.action_lock(Action::Upload.name())),
+        step_lock: None,
+    };
+    match runner::run(&invocation) {
+        Ok(r) if r.success() => (Some(r), None),
+        Ok(r) => {
+            let e = r.failure_text();
+            (Some(r), Some(e))
+        }
+        Err(e) => (None, Some(e.chain())),
+    }
+}
+
 /// Uploads the due entries in order, until done or a signal asks to stop. An upload whose
 /// result cannot be recorded stops the rest.
 fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> job::Executed<Done> {
@@ -337,32 +370,10 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
 
 /// Runs the upload command for one entry and records the result.
 fn upload_one(ctx: &Context<'_>, config: &UploadConfig, item: &DueUpload) -> Result<Tried> {
-    let vars = Vars {
-        path: Some(&item.abs),
-        relpath: Some(&item.relpath),
-        remote: Some(&item.remote),
-        ..Vars::default()
-    };
-    let invocation = Invocation {
-        argv: runner::expand(&config.command.argv, &vars),
-        cwd: ctx.paths.home.clone(),
-        env: ctx.step_env(Action::Upload, None),
-        stdin: None,
-        timeout: config.command.timeout,
-        lock: Some(ctx.paths.action_lock(Action::Upload.name())),
-        step_lock: None,
-    };
     let stat = std::fs::symlink_metadata(&item.abs)
         .ok()
         .map(|m| Stat::of(&m));
-    let (command, error) = match runner::run(&invocation) {
-        Ok(r) if r.success() => (Some(r), None),
-        Ok(r) => {
-            let e = r.failure_text();
-            (Some(r), Some(e))
-        }
-        Err(e) => (None, Some(e.chain())),
-    };
+    let (command, error) = run_for(ctx, &config.command, item);
     let finished = ctx.clock.now();
     let mut next = None;
     UploadLog::update(&ctx.paths.upload_log, |log| {

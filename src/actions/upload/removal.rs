@@ -2,20 +2,14 @@
 //! entry whose file is gone is deleted from the remote by the `remove` command, its remote
 //! checked as an upload's is, under the vanishing guard ingest has (`max_remove`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::entry::resolve;
 use crate::config::rules::UploadConfig;
 
-/// An uploaded entry whose file is gone, to delete from the remote (issue 17).
-#[derive(Debug, Clone)]
-pub struct DueRemoval {
-    /// The entry's `path`, as written in the log.
-    pub entry: String,
-    pub abs: PathBuf,
-    pub relpath: PathBuf,
-    pub remote: String,
-}
+/// An uploaded entry whose file is gone, to delete from the remote (issue 17): the same
+/// entry, paths and checked remote an upload of it had.
+pub type DueRemoval = super::plan::DueUpload;
 
 /// What to do about the uploaded entries whose file is gone.
 #[derive(Debug, Default)]

@@ -7,12 +7,10 @@ use serde_json::{Map, Value};
 use super::{Done, UploadPlan};
 use crate::config::rules::UploadConfig;
 use crate::error::Result;
-use crate::model::action::Action;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::run::context::Context;
 use crate::run::report::FailedItem;
-use crate::run::runner::{self, Invocation, Vars};
 use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
 
@@ -49,33 +47,8 @@ pub(super) fn remove_gone(
                 .push(format!("not removed {}: the file is back", item.entry));
             continue;
         }
-        let vars = Vars {
-            path: Some(&item.abs),
-            relpath: Some(&item.relpath),
-            remote: Some(&item.remote),
-            ..Vars::default()
-        };
-        let invocation = Invocation {
-            argv: runner::expand(&command.argv, &vars),
-            cwd: ctx.paths.home.clone(),
-            env: ctx.step_env(Action::Upload, None),
-            stdin: None,
-            timeout: command.timeout,
-            lock: Some(ctx.paths.action_lock(Action::Upload.name())),
-            step_lock: None,
-        };
-        let error = match runner::run(&invocation) {
-            Ok(r) if r.success() => {
-                done.commands.push(r);
-                None
-            }
-            Ok(r) => {
-                let e = r.failure_text();
-                done.commands.push(r);
-                Some(e)
-            }
-            Err(e) => Some(e.chain()),
-        };
+        let (command, error) = super::run_for(ctx, command, item);
+        done.commands.extend(command);
         let now = timestamp(ctx.clock.now());
         UploadLog::update(&ctx.paths.upload_log, |log| {
             let mut fields = Map::new();
