@@ -56,8 +56,6 @@ pub struct UploadJob<'a> {
 pub struct Loaded {
     /// The log, dropped once planned.
     log: Option<UploadLog>,
-    /// Why removals were held back, and how many: the run fails saying so.
-    held: Option<(usize, String)>,
 }
 
 /// What uploading the due entries did.
@@ -83,7 +81,6 @@ impl Job for UploadJob<'_> {
     fn load(&self, ctx: &Context<'_>, _: &mut ActionReport) -> Result<Loaded> {
         Ok(Loaded {
             log: Some(UploadLog::load(&ctx.paths.upload_log)?),
-            held: None,
         })
     }
 
@@ -91,16 +88,14 @@ impl Job for UploadJob<'_> {
         let log = state.log.take().expect("a turn plans once");
         let home = &ctx.paths.home;
         let disk = RealDisk::new(home, self.config);
-        let plan = plan(
+        plan(
             home,
             &disk,
             self.config,
             &log,
             &ctx.plan_clock(),
             self.confirm_removals,
-        );
-        state.held.clone_from(&plan.removals_held);
-        plan
+        )
     }
 
     fn describe(&self, _: &Context<'_>, _: &Loaded, plan: &UploadPlan, report: &mut ActionReport) {
@@ -223,19 +218,9 @@ impl Job for UploadJob<'_> {
     }
 
     /// Held-back removals need a person: the run fails, saying what to do.
-    fn finish(&self, ctx: &Context<'_>, state: Loaded, report: ActionReport) -> ActionReport {
-        let mut report = report;
-        if let Some((held, why)) = state.held.filter(|_| !ctx.dry_run) {
-            report.outcome = crate::model::outcome::Outcome::Failed;
-            let held = remove::held_text(held, &why);
-            report.summary = if report.summary.is_empty() {
-                held.clone()
-            } else {
-                format!("{}; {held}", report.summary)
-            };
-            report.error = Some(held);
-        }
-        report
+    fn needs_a_person(&self, plan: &UploadPlan) -> Option<String> {
+        let (held, why) = plan.removals_held.as_ref()?;
+        Some(remove::held_text(*held, why))
     }
 }
 

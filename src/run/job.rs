@@ -95,12 +95,19 @@ pub trait Job {
         report: &mut ActionReport,
     ) -> Ran;
 
+    /// What in the plan waits for a person, if anything (removals held back as too many
+    /// at once): the run then fails with this line, whatever else it did. Not in a dry run.
+    fn needs_a_person(&self, _plan: &Self::Plan) -> Option<String> {
+        None
+    }
+
     /// The last word once the report is written, whatever the plan was (ingest folds its
     /// journal here). Not called when an execution was stopped by an error.
     fn finish(
         &self,
         _ctx: &Context<'_>,
         _state: Self::State,
+        _plan: &Self::Plan,
         report: ActionReport,
     ) -> ActionReport {
         report
@@ -124,12 +131,12 @@ pub fn perform<J: Job>(job: &J, ctx: &Context<'_>) -> ActionReport {
     job.describe(ctx, &state, &plan, &mut report);
     if !J::has_work(&plan) {
         report.summary = job.nothing_text(&plan);
-        return job.finish(ctx, state, report);
+        return finish(job, ctx, state, &plan, report);
     }
     if ctx.dry_run {
         report.outcome = Outcome::WouldRun;
         report.summary = job.would_text(ctx, &plan);
-        return job.finish(ctx, state, report);
+        return finish(job, ctx, state, &plan, report);
     }
     let Executed { done, stopped_by } = match job.execute(ctx, &plan, &mut state) {
         Ok(executed) => executed,
@@ -151,7 +158,28 @@ pub fn perform<J: Job>(job: &J, ctx: &Context<'_>) -> ActionReport {
         job.abandon(state);
         return report.fail(&e);
     }
-    job.finish(ctx, state, report)
+    finish(job, ctx, state, &plan, report)
+}
+
+/// What every run's end does: a plan that needs a person fails the run saying so (see
+/// [`Job::needs_a_person`]), then the job has its last word.
+fn finish<J: Job>(
+    job: &J,
+    ctx: &Context<'_>,
+    state: J::State,
+    plan: &J::Plan,
+    mut report: ActionReport,
+) -> ActionReport {
+    if let Some(line) = job.needs_a_person(plan).filter(|_| !ctx.dry_run) {
+        report.outcome = Outcome::Failed;
+        report.summary = if report.summary.is_empty() {
+            line.clone()
+        } else {
+            format!("{}; {line}", report.summary)
+        };
+        report.error = Some(line);
+    }
+    job.finish(ctx, state, plan, report)
 }
 
 /// "the upload step failed on 2 files": the error of a step that failed on some files.

@@ -40,14 +40,6 @@ pub struct Loaded<'a> {
     /// The queue, dropped once planned.
     queue: Option<TaskQueue>,
     scan: Scan,
-    /// Records whose files the plan found gone for the first time, marked as pending
-    /// removals once the run is over.
-    newly_gone: Vec<String>,
-    /// Records whose stat the plan completed with a change time, journaled once the run
-    /// is over.
-    complete: Vec<(String, crate::state::stat::Stat)>,
-    /// Why removals were held back, and how many: the run fails saying so.
-    held: Option<(usize, String)>,
     /// When loading began, and how long the scan and the state took, for the log.
     started: Instant,
     scan_in: Duration,
@@ -97,9 +89,6 @@ impl<'a> Job for IngestJob<'a> {
             hashes,
             queue: Some(queue),
             scan: scanned?,
-            newly_gone: Vec::new(),
-            complete: Vec::new(),
-            held: None,
             started,
             scan_in,
             state_in,
@@ -120,11 +109,6 @@ impl<'a> Job for IngestJob<'a> {
             self.confirm_removals,
         );
         drop(queue);
-        state.newly_gone.clone_from(&plan.newly_gone);
-        state.complete.clone_from(&plan.complete);
-        if !plan.held.is_empty() {
-            state.held = Some((plan.held.len(), plan.held_why.clone()));
-        }
         log::debug!(
             "ingest: scanned {} in {:?}, held {} records in {:?} (side by side), planned in {:?}",
             if plan.changed_only {
@@ -214,30 +198,29 @@ impl<'a> Job for IngestJob<'a> {
         }
     }
 
+    /// Held-back removals need a person: the run fails, saying what to do.
+    fn needs_a_person(&self, plan: &Plan) -> Option<String> {
+        (!plan.held.is_empty()).then(|| held_text(plan.held.len(), &plan.held_why))
+    }
+
     /// Folds the journal into ingest_hash.json after a walk of all of data_dir (startup,
     /// tick, rescan, `--once`: so the file is never more than a tick behind), or once the
     /// journal has grown large; an event run otherwise leaves the other records alone.
-    fn finish(&self, ctx: &Context<'_>, state: Loaded<'a>, report: ActionReport) -> ActionReport {
-        let mut report = report;
-        if let Some((held, why)) = state.held.as_ref().filter(|_| !ctx.dry_run) {
-            // Held-back removals need a person: the run fails, saying what to do.
-            report.outcome = crate::model::outcome::Outcome::Failed;
-            let held = held_text(*held, why);
-            report.summary = if report.summary.is_empty() {
-                held.clone()
-            } else {
-                format!("{}; {held}", report.summary)
-            };
-            report.error = Some(held);
-        }
+    fn finish(
+        &self,
+        ctx: &Context<'_>,
+        state: Loaded<'a>,
+        plan: &Plan,
+        report: ActionReport,
+    ) -> ActionReport {
         let mut hashes = state.hashes;
-        let marks = !state.newly_gone.is_empty() || !state.complete.is_empty();
+        let marks = !plan.newly_gone.is_empty() || !plan.complete.is_empty();
         if !ctx.dry_run && marks {
             let now = crate::state::timestamp(ctx.now);
-            for key in &state.newly_gone {
+            for key in &plan.newly_gone {
                 hashes.mark_gone(key, &now);
             }
-            for (key, stat) in &state.complete {
+            for (key, stat) in &plan.complete {
                 hashes.complete_stat(key, *stat);
             }
             if let Err(e) = hashes.flush() {
