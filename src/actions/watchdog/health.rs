@@ -375,8 +375,8 @@ fn unindexed(h: &mut Health, paths: &Paths, rules: &Rules, hashes: &IngestHash) 
 /// what an unmounted disk or a sync tool emptying data_dir looks like.
 fn pending_removals(h: &mut Health, config: &IngestConfig, hashes: &IngestHash) {
     let pending = hashes
-        .keys()
-        .filter(|k| hashes.get(k).is_some_and(|r| r.gone_at().is_some()))
+        .records()
+        .filter(|(_, r)| r.gone_at().is_some())
         .count();
     h.pending_removals = Some(pending);
     if pending == 0 {
