@@ -3,11 +3,11 @@
 //! [`crate::run::job`]; the context they all get is [`crate::run::context::Context`].
 
 pub mod ingest;
-pub mod retry;
-pub mod retry_policy;
-pub mod upload;
-pub mod walk;
-pub mod watchdog;
+pub(crate) mod retry;
+pub(crate) mod retry_policy;
+pub(crate) mod upload;
+pub(crate) mod walk;
+pub(crate) mod watchdog;
 
 /// The watcher's early hashes, by the name the daemon's prehasher knows them.
 pub use ingest::Prehashed;

@@ -1,7 +1,7 @@
 //! What the user configures: paths.json, watch-rules.toml and its checker, and who may write them.
 
-pub mod acl;
+pub(crate) mod acl;
 pub mod paths;
 pub mod rules;
-pub mod sources;
-pub mod trust;
+pub(crate) mod sources;
+pub(crate) mod trust;

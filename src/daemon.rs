@@ -16,7 +16,7 @@ mod input;
 mod prehash;
 mod reload;
 mod routing;
-pub mod scheduler;
+pub(crate) mod scheduler;
 mod self_report;
 mod watcher_life;
 mod worker;
@@ -36,11 +36,11 @@ use crate::watch::{self, Outlet};
 use event_loop::{Channels, Config, Daemon};
 
 /// Changes the loop may fall behind by before they are dropped for a rescan.
-pub const DEFAULT_EVENT_QUEUE: usize = 65_536;
+pub(crate) const DEFAULT_EVENT_QUEUE: usize = 65_536;
 
 /// How the watcher was asked to run.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// The actions it may run (`--mode`).
     pub allowed: Vec<Action>,
     /// Changes the loop may fall behind by (`MEMSCHED_EVENT_QUEUE`, a diagnostic knob).
@@ -51,7 +51,12 @@ pub struct Options {
 
 /// Runs the watcher until SIGINT or SIGTERM. Startup failures (lock, folders, watcher)
 /// are errors; everything after is logged and the loop goes on.
-pub fn run(paths: &Paths, rules_file: &Path, rules: Rules, options: &Options) -> Result<Exit> {
+pub(crate) fn run(
+    paths: &Paths,
+    rules_file: &Path,
+    rules: Rules,
+    options: &Options,
+) -> Result<Exit> {
     crate::os::allocator::settle_for_long_life();
     std::fs::create_dir_all(&paths.state_dir).map_err(|source| Error::StateWrite {
         path: paths.state_dir.clone(),

@@ -8,7 +8,7 @@ pub mod app;
 pub mod cli;
 pub(crate) mod commands;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod error;
 pub mod model;
 pub mod os;

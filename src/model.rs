@@ -1,14 +1,14 @@
 //! Shared nouns: small types every layer names, depending on nothing but each other.
 
 pub mod action;
-pub mod clock;
-pub mod event_kind;
-pub mod file_key;
-pub mod outcome;
-pub mod placeholder;
-pub mod scope;
-pub mod task_status;
+pub(crate) mod clock;
+pub(crate) mod event_kind;
+pub(crate) mod file_key;
+pub(crate) mod outcome;
+pub(crate) mod placeholder;
+pub(crate) mod scope;
+pub(crate) mod task_status;
 pub mod trigger;
-pub mod upload_status;
-pub mod watcher_kind;
-pub mod words;
+pub(crate) mod upload_status;
+pub(crate) mod watcher_kind;
+pub(crate) mod words;

@@ -1,8 +1,8 @@
 //! Glue to the operating system: locks, the allocator, logging, systemd, accounts.
 
-pub mod accounts;
-pub mod allocator;
+pub(crate) mod accounts;
+pub(crate) mod allocator;
 pub mod lock;
 pub mod logging;
-pub mod regular_file;
-pub mod sd_notify;
+pub(crate) mod regular_file;
+pub(crate) mod sd_notify;

@@ -1,9 +1,9 @@
 //! What every action runs with: its context, the one job skeleton, their reports, the
 //! command runner and interrupts.
 
-pub mod context;
-pub mod interrupt;
-pub mod job;
-pub mod progress;
+pub(crate) mod context;
+pub(crate) mod interrupt;
+pub(crate) mod job;
+pub(crate) mod progress;
 pub mod report;
-pub mod runner;
+pub(crate) mod runner;

@@ -1,14 +1,14 @@
 //! The state files: lossless, shape-keeping reads and atomic writes of each JSON document.
 
-pub mod atomic;
+pub(crate) mod atomic;
 pub mod ingest_hash;
 pub mod json_file;
-pub mod run_record;
-pub mod scheduler_log;
+pub(crate) mod run_record;
+pub(crate) mod scheduler_log;
 pub mod stat;
 pub mod task_queue;
 pub mod upload_log;
-pub mod watchdog_state;
+pub(crate) mod watchdog_state;
 
 use std::time::SystemTime;
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use memsched::config::paths::Paths;
 use memsched::config::rules::Rules;
 use memsched::state::ingest_hash::IngestHash;
-use memsched::state::json_file::ListDoc;
+use memsched::state::json_file::{Edit, ListDoc};
 use memsched::state::stat::Stat;
 use memsched::state::task_queue::TaskQueue;
 use memsched::state::upload_log::UploadLog;
@@ -159,7 +159,7 @@ proptest! {
             let mut fields = Map::new();
             fields.insert("status".into(), "done".into());
             q.upsert("t1", fields);
-            (true, ())
+            Edit::Changed(())
         })
         .unwrap();
         let back: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -187,7 +187,7 @@ proptest! {
             let mut fields = Map::new();
             fields.insert("status".into(), "uploaded".into());
             log.upsert("Data/a.txt", fields);
-            (true, ())
+            Edit::Changed(())
         })
         .unwrap();
         let back: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -1,7 +1,7 @@
 //! Ingest: plan the data files whose content is not yet in ingest_hash.json, send them to
 //! the ingest step in batches, record what it finished and queue what it failed on.
 
-pub mod batches;
+pub(crate) mod batches;
 mod decide;
 mod execute;
 mod hash;

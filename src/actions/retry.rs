@@ -9,9 +9,9 @@ mod step_lock;
 mod task_file;
 mod turn_fields;
 
-pub use breaker::{OpenBreaker, open_from_log};
+pub(crate) use breaker::{OpenBreaker, open_from_log};
 use plan::tasks;
-pub use plan::{Due, Repair, RetryPlan, plan};
+pub(crate) use plan::{RetryPlan, plan};
 
 use std::time::{Instant, SystemTime};
 
@@ -25,6 +25,7 @@ use crate::model::task_status::TaskStatus;
 use crate::run::context::Context;
 use crate::run::job::{self, Job, Ran};
 use crate::run::report::{ActionReport, FailedItem};
+use crate::state::json_file::Edit;
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
 use breaker::Tracker;
@@ -33,17 +34,17 @@ use turn_fields::Turn;
 
 /// The whole retry action, through the job skeleton (see [`RetryJob`]).
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
+pub(crate) fn perform(ctx: &Context<'_>, config: &RetryConfig) -> ActionReport {
     job::perform(&RetryJob { config }, ctx)
 }
 
 /// The retry action with its rules.
-pub struct RetryJob<'a> {
+pub(crate) struct RetryJob<'a> {
     pub config: &'a RetryConfig,
 }
 
 /// What retry reads before it plans.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The queue, dropped once planned.
     queue: Option<TaskQueue>,
     /// The circuit breakers scheduler_log.json shows open.
@@ -53,7 +54,7 @@ pub struct Loaded {
 }
 
 /// What an execution did, with the breakers as it left them.
-pub struct Done {
+pub(crate) struct Done {
     executed: Executed,
     tracker: Tracker,
 }
@@ -397,6 +398,6 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("updated_at".into(), timestamp(now).into());
             queue.upsert(&r.id, fields);
         }
-        (true, ())
+        Edit::Changed(())
     })
 }

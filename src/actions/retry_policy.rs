@@ -13,7 +13,7 @@ use crate::config::rules::Backoff;
 
 /// What becomes of an item after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterFailure {
+pub(crate) enum AfterFailure {
     /// It has used all its attempts.
     OutOfAttempts,
     /// It falls due again at this time.
@@ -23,7 +23,7 @@ pub enum AfterFailure {
 /// The decision after `attempts` failed attempts (counting the one that just failed) of
 /// an item allowed `max_attempts`, at `now`.
 #[must_use]
-pub fn after_failure(
+pub(crate) fn after_failure(
     backoff: &Backoff,
     attempts: u64,
     max_attempts: u64,
@@ -44,7 +44,7 @@ pub fn after_failure(
 
 /// The wait before attempt `attempts + 1` of `item`, after `attempts` failures (>= 1).
 #[must_use]
-pub fn delay(backoff: &Backoff, attempts: u64, item: &str) -> Duration {
+pub(crate) fn delay(backoff: &Backoff, attempts: u64, item: &str) -> Duration {
     let exponent = i32::try_from(attempts.saturating_sub(1).min(60)).unwrap_or(60);
     let base = backoff.initial.as_secs_f64() * backoff.factor.powi(exponent);
     let spread = 1.0 + (unit(item, attempts) * 2.0 - 1.0) * backoff.jitter;

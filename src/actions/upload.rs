@@ -9,9 +9,8 @@ mod remote;
 mod removal;
 mod remove;
 
-pub use disk::{Disk, RealDisk};
-pub use plan::{DueUpload, UploadPlan, plan};
-pub use removal::DueRemoval;
+pub(crate) use disk::RealDisk;
+pub(crate) use plan::{DueUpload, UploadPlan, plan};
 
 use std::time::SystemTime;
 
@@ -27,6 +26,7 @@ use crate::run::context::Context;
 use crate::run::job::{self, Job, Ran};
 use crate::run::report::{ActionReport, FailedItem};
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::json_file::Edit;
 use crate::state::stat::Stat;
 use crate::state::timestamp;
 use crate::state::upload_log::{UploadLog, UploadView};
@@ -34,7 +34,11 @@ use entry::{resolve, shown};
 
 /// The whole upload action, through the job skeleton (see [`UploadJob`]).
 #[must_use]
-pub fn perform(ctx: &Context<'_>, config: &UploadConfig, confirm_removals: bool) -> ActionReport {
+pub(crate) fn perform(
+    ctx: &Context<'_>,
+    config: &UploadConfig,
+    confirm_removals: bool,
+) -> ActionReport {
     job::perform(
         &UploadJob {
             config,
@@ -45,7 +49,7 @@ pub fn perform(ctx: &Context<'_>, config: &UploadConfig, confirm_removals: bool)
 }
 
 /// The upload action with its rules.
-pub struct UploadJob<'a> {
+pub(crate) struct UploadJob<'a> {
     pub config: &'a UploadConfig,
     /// A person confirmed the removals this run finds (`--confirm-removals`): none is
     /// held back by `max_remove`.
@@ -53,14 +57,14 @@ pub struct UploadJob<'a> {
 }
 
 /// What upload reads before it plans, and what the plan leaves for the end of the run.
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The log, dropped once planned.
     log: Option<UploadLog>,
 }
 
 /// What uploading the due entries did.
 #[derive(Default)]
-pub struct Done {
+pub(crate) struct Done {
     uploaded: usize,
     /// Files deleted from the remote because their source is gone.
     removed: usize,
@@ -349,7 +353,7 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
             fields.insert("updated_at".into(), now.as_str().into());
             log.upsert(entry, fields);
         }
-        (true, ())
+        Edit::Changed(())
     })
 }
 
@@ -403,7 +407,7 @@ fn upload_one(ctx: &Context<'_>, config: &UploadConfig, item: &DueUpload) -> Res
             }
         }
         log.upsert(&item.entry, fields);
-        (true, ())
+        Edit::Changed(())
     })?;
     Ok(Tried {
         command,

@@ -14,17 +14,16 @@ use crate::model::file_key;
 
 /// A regular file found by the walk.
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     /// Relative to the walk's root.
     pub rel: PathBuf,
-    pub abs: PathBuf,
     pub meta: Metadata,
 }
 
 /// What a walk found: files in byte order of their relative paths, and what it could not
 /// read, as (path, error).
 #[derive(Debug, Default)]
-pub struct Walk {
+pub(crate) struct Walk {
     pub files: Vec<Found>,
     pub unreadable: Vec<(String, String)>,
 }
@@ -32,13 +31,13 @@ pub struct Walk {
 /// Whether the walk of data_dir enters the folder `rel` (relative to data_dir): the one
 /// place the ingest globs prune folders, shared by full walks and event runs.
 #[must_use]
-pub fn enters(config: &IngestConfig, rel: &Path) -> bool {
+pub(crate) fn enters(config: &IngestConfig, rel: &Path) -> bool {
     !config.exclude_set.is_match(rel)
 }
 
 /// Whether `rel` (relative to data_dir) is a memory file by the ingest globs.
 #[must_use]
-pub fn is_memory(config: &IngestConfig, rel: &Path) -> bool {
+pub(crate) fn is_memory(config: &IngestConfig, rel: &Path) -> bool {
     config.include_set.is_match(rel) && !config.exclude_set.is_match(rel)
 }
 
@@ -46,7 +45,7 @@ pub fn is_memory(config: &IngestConfig, rel: &Path) -> bool {
 /// all of it): regular files matching the ingest globs, with excluded folders pruned. The
 /// one walk the ingest plan and health share, so both count the same files. `start`'s own
 /// folders are not checked here (see [`enters`]). Returns what could not be read.
-pub fn memory_files(
+pub(crate) fn memory_files(
     data_dir: &Path,
     start: &Path,
     config: &IngestConfig,
@@ -72,7 +71,11 @@ pub fn memory_files(
 
 /// Walks `root`, entering the folders `enter` accepts and keeping the files `keep`
 /// accepts; both get paths relative to `root`.
-pub fn files(root: &Path, enter: &dyn Fn(&Path) -> bool, keep: &dyn Fn(&Path) -> bool) -> Walk {
+pub(crate) fn files(
+    root: &Path,
+    enter: &dyn Fn(&Path) -> bool,
+    keep: &dyn Fn(&Path) -> bool,
+) -> Walk {
     let mut walk = Walk::default();
     let mut found = Vec::new();
     folder(
@@ -82,11 +85,7 @@ pub fn files(root: &Path, enter: &dyn Fn(&Path) -> bool, keep: &dyn Fn(&Path) ->
         keep,
         &mut |rel, entry: &DirEntry| match entry.metadata() {
             Ok(meta) => {
-                found.push(Found {
-                    abs: entry.path(),
-                    rel,
-                    meta,
-                });
+                found.push(Found { rel, meta });
                 Ok(())
             }
             Err(e) => Err((file_key::display(&rel), e.to_string())),

@@ -3,9 +3,9 @@
 
 use std::ffi::OsString;
 
-pub mod health;
+pub(crate) mod health;
 mod judge;
-pub mod notify;
+pub(crate) mod notify;
 
 use crate::config::rules::WatchdogConfig;
 use crate::error::Result;
@@ -20,7 +20,7 @@ use health::Health;
 /// The whole watchdog action, through the job skeleton (see [`WatchdogJob`]). `earlier`
 /// are this run's reports so far.
 #[must_use]
-pub fn perform(
+pub(crate) fn perform(
     ctx: &Context<'_>,
     config: &WatchdogConfig,
     earlier: &[ActionReport],
@@ -29,13 +29,13 @@ pub fn perform(
 }
 
 /// The watchdog action with its rules and this run's reports so far.
-pub struct WatchdogJob<'a> {
+pub(crate) struct WatchdogJob<'a> {
     pub config: &'a WatchdogConfig,
     pub earlier: &'a [ActionReport],
 }
 
 /// What an execution did besides writing the health.
-pub struct Done {
+pub(crate) struct Done {
     /// Whether a notification went out, or why not.
     notes: Vec<String>,
     /// The user's watchdog command, when one ran.

@@ -12,6 +12,8 @@ use crate::commands::output;
 use crate::config::paths::Paths;
 use crate::error::{Error, Exit, Result};
 use crate::model::task_status::TaskStatus;
+use crate::model::words;
+use crate::state::json_file::Edit;
 use crate::state::task_queue::{TaskQueue, TaskView};
 use crate::state::timestamp;
 
@@ -39,7 +41,13 @@ pub(crate) fn run(paths: &Paths, request: &Request, json: bool) -> Result<Exit> 
         Request::Drop(ids) => TaskQueue::update(paths, |q| drop_tasks(q, ids))?,
         Request::ClearDone => TaskQueue::update(paths, |q| {
             let n = q.remove_where(|t| t.status() == Some(TaskStatus::Done));
-            (n > 0, Ok(vec![format!("cleared {n} done {}", plural(n))]))
+            Edit::changed_if(
+                n > 0,
+                Ok(vec![format!(
+                    "cleared {}",
+                    words::count(n, "done task", "done tasks")
+                )]),
+            )
         })?,
     }
     .map_err(|why| {
@@ -53,10 +61,6 @@ pub(crate) fn run(paths: &Paths, request: &Request, json: bool) -> Result<Exit> 
         lines.iter().try_for_each(|l| writeln!(out, "{l}"))
     });
     Ok(Exit::Ok)
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "task" } else { "tasks" }
 }
 
 /// `tasks`: one line per task (id, status, step, attempts, last error), or `--json`.
@@ -109,25 +113,22 @@ fn find(queue: &TaskQueue, ids: &[String]) -> std::result::Result<Vec<usize>, St
         .collect()
 }
 
-type Change = (bool, std::result::Result<Vec<String>, String>);
+type Change = Edit<std::result::Result<Vec<String>, String>>;
 
 /// Dead or failed tasks become pending with no attempts and no wait: retry takes them on
 /// at its next run. Any other status is refused (a done task is done; a running one runs).
 fn revive(queue: &mut TaskQueue, ids: &[String], now: SystemTime) -> Change {
     let positions = match find(queue, ids) {
         Ok(p) => p,
-        Err(why) => return (false, Err(why)),
+        Err(why) => return Edit::Unchanged(Err(why)),
     };
     for (id, &at) in ids.iter().zip(&positions) {
         let status = queue.at(at).and_then(TaskView::status);
         if !matches!(status, Some(TaskStatus::Dead | TaskStatus::Failed)) {
             let shown = status.as_ref().map_or("without a status", TaskStatus::name);
-            return (
-                false,
-                Err(format!(
-                    "task {id} is {shown}: only dead or failed tasks are revived"
-                )),
-            );
+            return Edit::Unchanged(Err(format!(
+                "task {id} is {shown}: only dead or failed tasks are revived"
+            )));
         }
     }
     let mut lines = Vec::new();
@@ -143,20 +144,17 @@ fn revive(queue: &mut TaskQueue, ids: &[String], now: SystemTime) -> Change {
         );
         lines.push(format!("revived {id}: pending, attempts reset"));
     }
-    (true, Ok(lines))
+    Edit::Changed(Ok(lines))
 }
 
 /// Removes the named tasks. A failed ingest file's task dropped, ingest sends the file
 /// afresh at its next run.
 fn drop_tasks(queue: &mut TaskQueue, ids: &[String]) -> Change {
     if let Err(why) = find(queue, ids) {
-        return (false, Err(why));
+        return Edit::Unchanged(Err(why));
     }
     queue.remove_where(|t| t.id().is_some_and(|id| ids.iter().any(|i| i == id)));
-    (
-        true,
-        Ok(ids.iter().map(|id| format!("dropped {id}")).collect()),
-    )
+    Edit::Changed(Ok(ids.iter().map(|id| format!("dropped {id}")).collect()))
 }
 
 #[cfg(test)]
@@ -176,16 +174,20 @@ mod tests {
         let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert_eq!(
             revive(&mut q, &ids(&["a", "x"]), SystemTime::now()),
-            (false, Err("no task x".into()))
+            Edit::Unchanged(Err("no task x".into()))
         );
         assert!(
             revive(&mut q, &ids(&["a", "b"]), SystemTime::now())
+                .split()
                 .1
                 .unwrap_err()
                 .contains("b is done")
         );
         assert_eq!(q.get("a").unwrap().status(), Some(TaskStatus::Dead));
-        assert!(revive(&mut q, &ids(&["a"]), SystemTime::now()).0);
+        assert!(matches!(
+            revive(&mut q, &ids(&["a"]), SystemTime::now()),
+            Edit::Changed(Ok(_))
+        ));
         assert_eq!(q.get("a").unwrap().status(), Some(TaskStatus::Pending));
         assert_eq!(q.get("a").unwrap().attempts(), 0);
     }

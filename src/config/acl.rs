@@ -20,7 +20,7 @@ const VERSION: u32 = 2;
 
 /// Which ACL of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Who may access the file itself.
     Access,
     /// What files and folders created in a folder inherit.
@@ -29,7 +29,7 @@ pub enum Kind {
 
 /// What an ACL lets write, beyond the owner.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Writers {
+pub(crate) struct Writers {
     /// Named users with write permission (after the mask).
     pub users: Vec<u32>,
     /// Named groups with write permission (after the mask).
@@ -45,7 +45,7 @@ pub struct Writers {
 /// `None`: no ACL, a filesystem without ACLs, or one that cannot be read (the mode then
 /// tells everything there is).
 #[must_use]
-pub fn writers(path: &Path, kind: Kind) -> Option<Writers> {
+pub(crate) fn writers(path: &Path, kind: Kind) -> Option<Writers> {
     let name = match kind {
         Kind::Access => "system.posix_acl_access",
         Kind::Default => "system.posix_acl_default",

@@ -5,7 +5,7 @@
 //! `defaults`, `suggest` ("did you mean").
 
 mod checker;
-pub mod defaults;
+pub(crate) mod defaults;
 mod parse;
 mod pass_files;
 mod raw;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// A folder (relative to the pipeline home) that source globs can match files in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFolder {
+pub(crate) struct SourceFolder {
     pub rel: PathBuf,
     /// The glob crosses folders below it (`**`, or wildcards in a folder name).
     pub recursive: bool,
@@ -15,7 +15,7 @@ pub struct SourceFolder {
 
 /// The folders `globs` can match in, each once.
 #[must_use]
-pub fn folders(globs: &[String]) -> Vec<SourceFolder> {
+pub(crate) fn folders(globs: &[String]) -> Vec<SourceFolder> {
     let mut out: Vec<SourceFolder> = Vec::new();
     for glob in globs {
         let parts: Vec<&str> = glob.split('/').filter(|p| !p.is_empty()).collect();
@@ -39,7 +39,7 @@ pub fn folders(globs: &[String]) -> Vec<SourceFolder> {
 /// Whether a walk from the home must enter `rel`: it is on the way to a source folder,
 /// or inside a recursive one.
 #[must_use]
-pub fn must_enter(folders: &[SourceFolder], rel: &Path) -> bool {
+pub(crate) fn must_enter(folders: &[SourceFolder], rel: &Path) -> bool {
     folders
         .iter()
         .any(|f| f.rel.starts_with(rel) || (f.recursive && rel.starts_with(&f.rel)))

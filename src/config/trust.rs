@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 
 /// Checks `path` (a rules file, paths.json, task_queue.json) and the folder holding it.
 /// A path that does not exist passes: whoever reads it reports that.
-pub fn check_file(path: &Path) -> Result<()> {
+pub(crate) fn check_file(path: &Path) -> Result<()> {
     check(path, None)?;
     let folder = path
         .parent()
@@ -33,7 +33,7 @@ pub fn check_file(path: &Path) -> Result<()> {
 }
 
 /// Checks a folder memsched keeps state in (the state folder) itself.
-pub fn check_folder(path: &Path) -> Result<()> {
+pub(crate) fn check_folder(path: &Path) -> Result<()> {
     check(path, None)
 }
 

@@ -18,7 +18,7 @@ const RESCAN_FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The timing settings, from the rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Changes must be quiet this long before their run starts: `debounce`, the one
     /// debounce between a change and its run (the watcher delivers events as they come).
     pub quiet: Duration,
@@ -30,7 +30,7 @@ pub struct Settings {
 
 impl Settings {
     #[must_use]
-    pub fn from_rules(debounce: Duration, max_wait: Duration, tick: Duration) -> Settings {
+    pub(crate) fn from_rules(debounce: Duration, max_wait: Duration, tick: Duration) -> Settings {
         Settings {
             quiet: debounce,
             max_wait,
@@ -54,7 +54,7 @@ struct Pending {
 
 /// A run the loop should start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOrder {
+pub(crate) struct RunOrder {
     pub actions: Vec<Action>,
     pub trigger: Trigger,
     /// Which changes, timers or ticks woke it.
@@ -66,7 +66,7 @@ pub struct RunOrder {
 #[derive(Debug)]
 // Four independent flags: a run in progress, the pause marker, shutdown, a canary request.
 #[allow(clippy::struct_excessive_bools)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     settings: Settings,
     allowed: Vec<Action>,
     pending: BTreeMap<Action, Pending>,
@@ -91,7 +91,7 @@ impl Scheduler {
     /// A scheduler whose first run, due at once, catches up on everything that changed
     /// while memsched was not running.
     #[must_use]
-    pub fn new(settings: Settings, allowed: Vec<Action>, now: Instant) -> Scheduler {
+    pub(crate) fn new(settings: Settings, allowed: Vec<Action>, now: Instant) -> Scheduler {
         let mut s = Scheduler {
             settings,
             allowed,
@@ -119,14 +119,14 @@ impl Scheduler {
 
     /// The actions it may run (a rules reload may configure more or fewer); pending work
     /// for the others is dropped.
-    pub fn set_allowed(&mut self, allowed: Vec<Action>) {
+    pub(crate) fn set_allowed(&mut self, allowed: Vec<Action>) {
         self.pending.retain(|a, _| allowed.contains(a));
         self.timers.retain(|a, _| allowed.contains(a));
         self.allowed = allowed;
     }
 
     /// New timing settings (a rules reload); pending work keeps its place.
-    pub fn set_settings(&mut self, settings: Settings, now: Instant) {
+    pub(crate) fn set_settings(&mut self, settings: Settings, now: Instant) {
         if settings.tick != self.settings.tick {
             self.next_tick = now + settings.tick;
         }
@@ -166,7 +166,7 @@ impl Scheduler {
     }
 
     /// A change that a rule maps to `action`.
-    pub fn event(&mut self, action: Action, reason: String, now: Instant) {
+    pub(crate) fn event(&mut self, action: Action, reason: String, now: Instant) {
         self.add(action, Trigger::Event, reason, now, None);
     }
 
@@ -180,7 +180,7 @@ impl Scheduler {
     /// The watcher lost events: reconcile everything once they are quiet for the debounce
     /// (a rescan in the middle of a storm would read files half-written), backing off
     /// while rescans repeat. Losses heard before the rescan ran are one episode.
-    pub fn rescan(&mut self, reason: &str, now: Instant) {
+    pub(crate) fn rescan(&mut self, reason: &str, now: Instant) {
         if self.rescan_waiting {
             for action in self.allowed.clone() {
                 self.add(action, Trigger::Rescan, reason.to_owned(), now, None);
@@ -204,7 +204,7 @@ impl Scheduler {
     }
 
     /// When `action` has work again (a backoff ends); `None` clears its timer.
-    pub fn set_timer(&mut self, action: Action, at: Option<Instant>) {
+    pub(crate) fn set_timer(&mut self, action: Action, at: Option<Instant>) {
         match at {
             Some(at) if self.allowed.contains(&action) => {
                 self.timers.insert(action, at);
@@ -217,7 +217,7 @@ impl Scheduler {
 
     /// `action` has work due at `at`, found by another action's run (ingest queued failed
     /// files for retry): an earlier timer stays.
-    pub fn wake_at(&mut self, action: Action, at: Instant) {
+    pub(crate) fn wake_at(&mut self, action: Action, at: Instant) {
         if !self.allowed.contains(&action) {
             return;
         }
@@ -226,12 +226,12 @@ impl Scheduler {
     }
 
     /// The rules file changed: reload it once it has been quiet for the debounce.
-    pub fn rules_changed(&mut self, now: Instant) {
+    pub(crate) fn rules_changed(&mut self, now: Instant) {
         self.reload_at = Some(now + self.settings.quiet);
     }
 
     /// Whether the rules are due to be reloaded now; saying so clears it.
-    pub fn take_reload(&mut self, now: Instant) -> bool {
+    pub(crate) fn take_reload(&mut self, now: Instant) -> bool {
         if self.reload_at.is_some_and(|at| at <= now) {
             self.reload_at = None;
             return true;
@@ -240,7 +240,7 @@ impl Scheduler {
     }
 
     /// The pause marker appeared (`true`) or went. Going runs one full reconcile.
-    pub fn set_paused(&mut self, paused: bool, now: Instant) {
+    pub(crate) fn set_paused(&mut self, paused: bool, now: Instant) {
         if self.paused && !paused {
             self.full(
                 Trigger::Resume,
@@ -253,41 +253,41 @@ impl Scheduler {
     }
 
     #[must_use]
-    pub fn is_paused(&self) -> bool {
+    pub(crate) fn is_paused(&self) -> bool {
         self.paused
     }
 
-    pub fn run_finished(&mut self) {
+    pub(crate) fn run_finished(&mut self) {
         self.running = false;
     }
 
     /// Take no new work; the run in progress may finish.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stopping = true;
     }
 
     /// Stopping, and no run in progress: the loop may exit.
     #[must_use]
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.stopping && !self.running
     }
 
     /// Whether a tick asked for a canary; asking clears the request.
-    pub fn take_canary_request(&mut self) -> bool {
+    pub(crate) fn take_canary_request(&mut self) -> bool {
         std::mem::take(&mut self.canary_wanted)
     }
 
-    pub fn canary_written(&mut self, now: Instant) {
+    pub(crate) fn canary_written(&mut self, now: Instant) {
         self.canary_due = Some(now + self.settings.canary_timeout);
     }
 
     /// The canary's event came back; `false` if none was expected.
-    pub fn canary_seen(&mut self) -> bool {
+    pub(crate) fn canary_seen(&mut self) -> bool {
         self.canary_due.take().is_some()
     }
 
     /// The canary's deadline passed without its event.
-    pub fn canary_missed(&mut self, now: Instant) -> bool {
+    pub(crate) fn canary_missed(&mut self, now: Instant) -> bool {
         if self.canary_due.is_some_and(|due| due <= now) {
             self.canary_due = None;
             return true;
@@ -301,7 +301,7 @@ impl Scheduler {
 
     /// Advances the clock: ticks and timers become pending work, and the run to start now
     /// (if any) is returned. One run at a time; work that arrives meanwhile waits for it.
-    pub fn poll(&mut self, now: Instant) -> Option<RunOrder> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<RunOrder> {
         if now >= self.next_tick && !self.stopping {
             self.full(
                 Trigger::Tick,
@@ -372,7 +372,7 @@ impl Scheduler {
 
     /// When the loop must wake up next even if nothing arrives.
     #[must_use]
-    pub fn next_wake(&self) -> Instant {
+    pub(crate) fn next_wake(&self) -> Instant {
         let mut wake = self.next_tick;
         for at in self
             .timers

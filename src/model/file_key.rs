@@ -14,7 +14,7 @@ const MARK: char = '\0';
 
 /// The key of `relpath` (a path relative to data_dir).
 #[must_use]
-pub fn key(relpath: &Path) -> String {
+pub(crate) fn key(relpath: &Path) -> String {
     match relpath.to_str() {
         Some(text) => text.to_owned(),
         None => {
@@ -29,7 +29,7 @@ pub fn key(relpath: &Path) -> String {
 
 /// The relative path a key stands for; `None` when the key is not one we made.
 #[must_use]
-pub fn path(key: &str) -> Option<PathBuf> {
+pub(crate) fn path(key: &str) -> Option<PathBuf> {
     let Some(hex) = key.strip_prefix(MARK) else {
         return Some(PathBuf::from(key));
     };
@@ -45,7 +45,7 @@ pub fn path(key: &str) -> Option<PathBuf> {
 
 /// A readable form of `relpath` for messages (invalid bytes shown as `\xNN`).
 #[must_use]
-pub fn display(relpath: &Path) -> String {
+pub(crate) fn display(relpath: &Path) -> String {
     display_bytes(relpath.as_os_str())
 }
 

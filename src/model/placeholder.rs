@@ -6,7 +6,7 @@ use crate::model::action::Action;
 
 /// One `{name}` slot of a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placeholder {
+pub(crate) enum Placeholder {
     /// Ingest: one argument per file of the batch (always a whole argument).
     Files,
     /// Ingest: a temporary file listing the batch, one absolute path per line.
@@ -22,7 +22,7 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 6] = [
+    pub(crate) const ALL: [Placeholder; 6] = [
         Placeholder::Files,
         Placeholder::List,
         Placeholder::TaskId,
@@ -32,7 +32,7 @@ impl Placeholder {
     ];
 
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Placeholder::Files => "files",
             Placeholder::List => "list",
@@ -45,18 +45,18 @@ impl Placeholder {
 
     /// The slot as written in a command: `{name}`.
     #[must_use]
-    pub fn slot(self) -> String {
+    pub(crate) fn slot(self) -> String {
         format!("{{{}}}", self.name())
     }
 
     #[must_use]
-    pub fn from_name(name: &str) -> Option<Placeholder> {
+    pub(crate) fn from_name(name: &str) -> Option<Placeholder> {
         Placeholder::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// The placeholders `action`'s command may use.
     #[must_use]
-    pub fn of(action: Action) -> &'static [Placeholder] {
+    pub(crate) fn of(action: Action) -> &'static [Placeholder] {
         match action {
             Action::Ingest => &[Placeholder::Files, Placeholder::List],
             Action::Retry => &[Placeholder::TaskId],
@@ -69,7 +69,7 @@ impl Placeholder {
 /// The `{name}` slots in one argument, as (byte range of the slot, name). Names are
 /// lowercase letters and `_` only, so JSON or shell braces in an argument are left alone.
 #[must_use]
-pub fn slots(arg: &str) -> Vec<(std::ops::Range<usize>, &str)> {
+pub(crate) fn slots(arg: &str) -> Vec<(std::ops::Range<usize>, &str)> {
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(open) = arg[from..].find('{').map(|i| i + from) {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WatcherKind {
+pub(crate) enum WatcherKind {
     /// The kernel's inotify: events as they happen.
     #[default]
     Inotify,
@@ -15,7 +15,7 @@ pub enum WatcherKind {
 
 impl WatcherKind {
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             WatcherKind::Inotify => "inotify",
             WatcherKind::Poll => "poll",

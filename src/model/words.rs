@@ -5,38 +5,23 @@ use std::time::{Duration, SystemTime};
 
 /// "1 file", "0 files", "3 batches": `count` and the noun agreeing with it.
 #[must_use]
-pub fn count(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-/// `one` or `many`, agreeing with `n` (for a noun whose count was already written).
-#[must_use]
-pub fn noun<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 { one } else { many }
 }
 
 /// How long from `now` until `at`: "in 67 s", "in 12 min", "in 3 h", "in 2 days", or
 /// "now" when it is due.
 #[must_use]
-pub fn from_now(at: SystemTime, now: SystemTime) -> String {
+pub(crate) fn from_now(at: SystemTime, now: SystemTime) -> String {
     match at.duration_since(now) {
         Ok(left) if left >= Duration::from_secs(1) => format!("in {}", span(left)),
         _ => "now".to_owned(),
     }
 }
 
-/// How long ago `at` was: "67 s ago", "3 h ago", or "just now".
-#[must_use]
-pub fn ago(at: SystemTime, now: SystemTime) -> String {
-    match now.duration_since(at) {
-        Ok(past) if past >= Duration::from_secs(1) => format!("{} ago", span(past)),
-        _ => "just now".to_owned(),
-    }
-}
-
 /// "67 s", "12 min", "3 h", "2 days": one unit, rounded down, at most three digits.
 #[must_use]
-pub fn span(d: Duration) -> String {
+pub(crate) fn span(d: Duration) -> String {
     let s = d.as_secs();
     if s < 120 {
         format!("{s} s")
@@ -62,7 +47,6 @@ mod tests {
         assert_eq!(count(1, "file", "files"), "1 file");
         assert_eq!(count(0, "file", "files"), "0 files");
         assert_eq!(count(2, "batch", "batches"), "2 batches");
-        assert_eq!(noun(1, "task", "tasks"), "task");
     }
 
     #[test]
@@ -74,6 +58,5 @@ mod tests {
         assert_eq!(from_now(secs(3 * 3600), now), "in 3 h");
         assert_eq!(from_now(secs(3 * 86_400), now), "in 3 days");
         assert_eq!(from_now(now - Duration::from_secs(5), now), "now");
-        assert_eq!(ago(now - Duration::from_secs(5), now), "5 s ago");
     }
 }

@@ -9,14 +9,14 @@
 
 /// A user account: its name and primary group.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+pub(crate) struct User {
     pub name: String,
     pub gid: u32,
 }
 
 /// A group: its name and the members listed for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
+pub(crate) struct Group {
     pub name: String,
     pub members: Vec<String>,
 }
@@ -46,14 +46,14 @@ pub fn group(gid: u32) -> Option<Group> {
 /// The account of `uid`, from /etc/passwd.
 #[cfg(target_feature = "crt-static")]
 #[must_use]
-pub fn user(uid: u32) -> Option<User> {
+pub(crate) fn user(uid: u32) -> Option<User> {
     user_in(&std::fs::read_to_string("/etc/passwd").ok()?, uid)
 }
 
 /// The group `gid`, from /etc/group.
 #[cfg(target_feature = "crt-static")]
 #[must_use]
-pub fn group(gid: u32) -> Option<Group> {
+pub(crate) fn group(gid: u32) -> Option<Group> {
     group_in(&std::fs::read_to_string("/etc/group").ok()?, gid)
 }
 

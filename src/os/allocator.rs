@@ -20,7 +20,7 @@ const TRIM_THRESHOLD: i32 = 1024 * 1024;
 /// Fixes the allocator's thresholds for a long-lived process; call once, early.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn settle_for_long_life() {
+pub(crate) fn settle_for_long_life() {
     // SAFETY: mallopt takes two integers and changes only malloc's own parameters, under
     // malloc's lock; an unknown value is refused with 0, which only keeps the default.
     unsafe {
@@ -32,7 +32,7 @@ pub fn settle_for_long_life() {
 /// Returns the allocator's free pages to the system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn give_back() {
+pub(crate) fn give_back() {
     // SAFETY: malloc_trim takes no pointer and touches only the allocator's own lists,
     // under the same locks every malloc and free take (glibc documents it MT-Safe).
     unsafe {

@@ -13,7 +13,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 /// Options that refuse a link and never block in `open(2)`: add read, write, create….
 #[must_use]
-pub fn options() -> OpenOptions {
+pub(crate) fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits());
     options
@@ -22,7 +22,7 @@ pub fn options() -> OpenOptions {
 /// Opens `path` with `options` (from [`options`]) and checks it is a regular file: a
 /// FIFO, socket or device there is an error naming what it is. The descriptor is made
 /// blocking again, so reads and writes behave as on any regular file.
-pub fn open(path: &Path, options: &OpenOptions) -> std::io::Result<File> {
+pub(crate) fn open(path: &Path, options: &OpenOptions) -> std::io::Result<File> {
     let file = options.open(path)?;
     let kind = file.metadata()?.file_type();
     if !kind.is_file() {
@@ -49,7 +49,7 @@ pub fn open(path: &Path, options: &OpenOptions) -> std::io::Result<File> {
 }
 
 /// Reads the whole of `path` as [`open`] opens it.
-pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = open(path, options().read(true))?;
     let mut bytes = Vec::new();

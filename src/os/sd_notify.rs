@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Where notifications go: the socket systemd named, if any.
 #[derive(Debug, Clone, Default)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: Option<PathBuf>,
     watchdog: Option<Duration>,
 }
@@ -20,7 +20,7 @@ impl Notifier {
     /// The notifier systemd set up for this process: `$NOTIFY_SOCKET`, and the keep-alive
     /// interval from `$WATCHDOG_USEC` when `$WATCHDOG_PID` is unset or this process.
     #[must_use]
-    pub fn from_env() -> Notifier {
+    pub(crate) fn from_env() -> Notifier {
         let watchdog_pid = std::env::var("WATCHDOG_PID").ok();
         let ours = watchdog_pid.is_none_or(|p| p == std::process::id().to_string());
         Notifier {
@@ -37,8 +37,9 @@ impl Notifier {
     }
 
     /// A notifier sending to `socket` (`@name` for an abstract socket), for tests.
+    #[cfg(test)]
     #[must_use]
-    pub fn to_socket(socket: PathBuf, watchdog: Option<Duration>) -> Notifier {
+    pub(crate) fn to_socket(socket: PathBuf, watchdog: Option<Duration>) -> Notifier {
         Notifier {
             socket: Some(socket),
             watchdog,
@@ -46,36 +47,37 @@ impl Notifier {
     }
 
     /// Whether systemd listens (a `Type=notify` unit).
+    #[cfg(test)]
     #[must_use]
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.socket.is_some()
     }
 
     /// How often to send [`Notifier::watchdog`]: half of `WatchdogSec=`, as sd_watchdog_enabled(3)
     /// advises; `None` when systemd watches no keep-alive.
     #[must_use]
-    pub fn keep_alive_interval(&self) -> Option<Duration> {
+    pub(crate) fn keep_alive_interval(&self) -> Option<Duration> {
         self.watchdog.map(|w| w / 2)
     }
 
     /// Startup is done: the watcher hears its folders.
-    pub fn ready(&self) {
+    pub(crate) fn ready(&self) {
         self.send("READY=1");
     }
 
     /// A one-line status for `systemctl status` ("idle; last run 12:03 ok").
-    pub fn status(&self, text: &str) {
+    pub(crate) fn status(&self, text: &str) {
         // One line: a newline would start another assignment.
         self.send(&format!("STATUS={}", text.replace('\n', " ")));
     }
 
     /// The keep-alive: the loop is still turning.
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.send("WATCHDOG=1");
     }
 
     /// Shutdown has begun (a step may still be finishing).
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send("STOPPING=1");
     }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Exit, Result};
 use crate::run::runner::{self, Running};
 
 /// Installs the handlers for a one-shot run: `stop` is set by the first signal.
-pub fn install(stop: Arc<AtomicBool>) -> Result<()> {
+pub(crate) fn install(stop: Arc<AtomicBool>) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|source| Error::Signals { source })?;
     std::thread::spawn(move || {
@@ -40,7 +40,7 @@ fn name(signal: i32) -> String {
 
 /// What the first signal says: what memsched waits for, and how to abort it.
 #[must_use]
-pub fn waiting_notice(signal: i32, running: &[Running]) -> String {
+pub(crate) fn waiting_notice(signal: i32, running: &[Running]) -> String {
     if running.is_empty() {
         return format!(
             "memsched: {}: stopping; no step is running, none will start",
@@ -58,7 +58,7 @@ pub fn waiting_notice(signal: i32, running: &[Running]) -> String {
 
 /// What the second signal says, given what [`runner::abort_all`] ended.
 #[must_use]
-pub fn abort_notice(ended: &[Running]) -> String {
+pub(crate) fn abort_notice(ended: &[Running]) -> String {
     if ended.is_empty() {
         return "memsched: no step is running; ending the run".to_owned();
     }

@@ -11,14 +11,14 @@ use crate::run::report::{ActionReport, Outcome};
 
 /// What an execution did, and the error that stopped it, if one did: what was done before
 /// the error is still reported.
-pub struct Executed<D> {
+pub(crate) struct Executed<D> {
     pub done: D,
     pub stopped_by: Option<Error>,
 }
 
 impl<D> Executed<D> {
     /// An execution that went to its end.
-    pub fn whole(done: D) -> Executed<D> {
+    pub(crate) fn whole(done: D) -> Executed<D> {
         Executed {
             done,
             stopped_by: None,
@@ -28,7 +28,7 @@ impl<D> Executed<D> {
 
 /// How an execution ended, as the action tells it: the skeleton turns it into the
 /// report's outcome, summary and error.
-pub struct Ran {
+pub(crate) struct Ran {
     /// Items (files, tasks, the command) the step failed on: any makes the action fail.
     pub failed: usize,
     /// Whether the execution did anything at all: one that did not (every due task paused,
@@ -41,7 +41,7 @@ pub struct Ran {
 }
 
 /// One action's part in the skeleton. Static dispatch: [`perform`] is generic over it.
-pub trait Job {
+pub(crate) trait Job {
     /// The action this job runs.
     const ACTION: Action;
     /// What `load` read (state files, a scan), kept for the plan and the execution.
@@ -121,7 +121,7 @@ pub trait Job {
 /// Runs `job`: load, plan, describe; then nothing to do, a dry run's line, or execute and
 /// record.
 #[must_use]
-pub fn perform<J: Job>(job: &J, ctx: &Context<'_>) -> ActionReport {
+pub(crate) fn perform<J: Job>(job: &J, ctx: &Context<'_>) -> ActionReport {
     let mut report = ActionReport::new(J::ACTION, Outcome::NothingToDo, "");
     let mut state = match job.load(ctx, &mut report) {
         Ok(state) => state,
@@ -184,7 +184,7 @@ fn finish<J: Job>(
 
 /// "the upload step failed on 2 files": the error of a step that failed on some files.
 #[must_use]
-pub fn step_failed_on(action: Action, files: usize) -> String {
+pub(crate) fn step_failed_on(action: Action, files: usize) -> String {
     format!(
         "the {action} step failed on {}",
         words::count(files, "file", "files")

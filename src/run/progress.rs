@@ -13,7 +13,7 @@ const SHOWN_FROM: usize = 2;
 
 /// The bar over one ingest's batches.
 #[derive(Debug)]
-pub struct Batches {
+pub(crate) struct Batches {
     bar: ProgressBar,
     done: usize,
     failed: usize,
@@ -23,7 +23,7 @@ impl Batches {
     /// A bar for `files` in `batches`, drawn only when `wanted` (not `--json`, not the
     /// watcher) and stderr is a terminal.
     #[must_use]
-    pub fn new(files: usize, batches: usize, wanted: bool) -> Batches {
+    pub(crate) fn new(files: usize, batches: usize, wanted: bool) -> Batches {
         let shown = wanted && batches >= SHOWN_FROM && std::io::stderr().is_terminal();
         Batches::drawn_to(
             files,
@@ -52,7 +52,7 @@ impl Batches {
     }
 
     /// One batch finished: `done` files recorded, `failed` failed.
-    pub fn sent(&mut self, done: usize, failed: usize) {
+    pub(crate) fn sent(&mut self, done: usize, failed: usize) {
         self.done += done;
         self.failed += failed;
         self.bar.inc((done + failed) as u64);
@@ -61,8 +61,9 @@ impl Batches {
     }
 
     /// The text the bar shows now (for tests).
+    #[cfg(test)]
     #[must_use]
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         self.bar.message()
     }
 }

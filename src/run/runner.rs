@@ -28,8 +28,8 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::model::placeholder::{self, Placeholder};
 use crate::os::lock;
-pub use crate::state::run_record::CommandReport;
-pub use registry::{Running, abort_all, aborted, running};
+pub(crate) use crate::state::run_record::CommandReport;
+pub(crate) use registry::{Running, abort_all, running};
 
 /// Lines of stdout and of stderr kept for the log.
 const TAIL_LINES: usize = 20;
@@ -50,7 +50,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Values for the placeholders of a command.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Vars<'a> {
+pub(crate) struct Vars<'a> {
     pub files: &'a [PathBuf],
     pub list: Option<&'a Path>,
     pub path: Option<&'a Path>,
@@ -63,7 +63,7 @@ pub struct Vars<'a> {
 /// check) becomes one argument per file; the others are replaced inside their argument.
 /// A placeholder with no value here is left as written.
 #[must_use]
-pub fn expand(argv: &[String], vars: &Vars<'_>) -> Vec<OsString> {
+pub(crate) fn expand(argv: &[String], vars: &Vars<'_>) -> Vec<OsString> {
     let mut out = Vec::with_capacity(argv.len() + vars.files.len());
     for arg in argv {
         if *arg == Placeholder::Files.slot() {
@@ -103,7 +103,7 @@ impl Vars<'_> {
 
 /// One command to run.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub argv: Vec<OsString>,
     pub cwd: PathBuf,
     pub env: Vec<(&'static str, OsString)>,
@@ -166,7 +166,7 @@ fn is_current_dir(dir: &Path) -> bool {
 
 /// Runs `inv` to completion or timeout. Only failing to start is an error; how the
 /// command ended is in the report.
-pub fn run(inv: &Invocation) -> Result<CommandReport> {
+pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
     let program = inv
         .argv
         .first()
@@ -286,7 +286,7 @@ fn end_group(
 
 /// "SIGTERM" for 15; "signal 99" for a number with no name here.
 #[must_use]
-pub fn signal_name(signal: i32) -> String {
+pub(crate) fn signal_name(signal: i32) -> String {
     Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
 

@@ -37,7 +37,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// Whether `bytes` are what this process recently wrote to `path`.
 #[must_use]
-pub fn is_own_write(path: &Path, bytes: &[u8]) -> bool {
+pub(crate) fn is_own_write(path: &Path, bytes: &[u8]) -> bool {
     let d = digest(bytes);
     own_writes()
         .lock()
@@ -51,7 +51,7 @@ pub fn is_own_write(path: &Path, bytes: &[u8]) -> bool {
 /// pipeline's other scripts can still read it; a new file is the user's alone (0600)
 /// (issue 10 item 6). A link at `path` is refused with `ELOOP` rather than replaced or
 /// followed, and the temporary file is created new, never through a link (issue 10 item 2).
-pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -93,7 +93,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Removes the temporary files in `dir` that a writer killed mid-write left behind
 /// (`kill -9` between create and rename): those of processes that no longer exist, and
 /// only regular files this user owns. A live pid's file may be in use and stays.
-pub fn sweep_stale(dir: &Path) {
+pub(crate) fn sweep_stale(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

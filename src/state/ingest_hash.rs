@@ -15,7 +15,7 @@ mod held;
 mod journal;
 mod json;
 mod manifest;
-pub mod record;
+pub(crate) mod record;
 
 pub use hash_text::HashText;
 pub use held::{Held, HeldGuard};

@@ -179,15 +179,45 @@ impl ListDoc {
     pub fn update<W: DocView, T>(
         path: &Path,
         key: &'static str,
-        change: impl FnOnce(&mut W) -> (bool, T),
+        change: impl FnOnce(&mut W) -> Edit<T>,
     ) -> Result<T> {
         let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
         let mut view = W::wrap(ListDoc::load(path, key)?);
-        let (changed, value) = change(&mut view);
+        let (changed, value) = change(&mut view).split();
         if changed {
             view.doc().save()?;
         }
         Ok(value)
+    }
+}
+
+/// What a change given to a locked read-modify-write hands back: whether it changed the
+/// document (so the file is written back) and the value its caller gets.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit<T> {
+    /// The document changed: write it back.
+    Changed(T),
+    /// Nothing changed: the file stays as it is.
+    Unchanged(T),
+}
+
+impl<T> Edit<T> {
+    /// [`Edit::Changed`] when `changed`, else [`Edit::Unchanged`].
+    pub fn changed_if(changed: bool, value: T) -> Edit<T> {
+        if changed {
+            Edit::Changed(value)
+        } else {
+            Edit::Unchanged(value)
+        }
+    }
+
+    /// Whether to write back, and the value.
+    pub fn split(self) -> (bool, T) {
+        match self {
+            Edit::Changed(value) => (true, value),
+            Edit::Unchanged(value) => (false, value),
+        }
     }
 }
 

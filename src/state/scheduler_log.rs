@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::json_file::ListDoc;
+use super::json_file::{Edit, ListDoc};
 use super::run_record::RunRecord;
 use crate::config::paths::Paths;
 use crate::error::Result;
@@ -31,7 +31,7 @@ fn number(written: &Value, index: usize) -> u64 {
 /// now first, so dropping older ones never renumbers them. A log that does not parse is
 /// left untouched and the error returned.
 /// `record.seq` is set to the number it was given.
-pub fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> {
+pub(crate) fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> {
     ListDoc::update(&paths.scheduler_log, RUNS, |doc: &mut ListDoc| {
         let runs = doc.items_mut();
         let mut last = 0;
@@ -46,7 +46,7 @@ pub fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> 
         runs.push(serde_json::to_value(&*record).expect("a run record always serialises"));
         let excess = runs.len().saturating_sub(keep);
         runs.drain(..excess);
-        (true, ())
+        Edit::Changed(())
     })
 }
 
@@ -54,7 +54,7 @@ pub fn append(paths: &Paths, record: &mut RunRecord, keep: usize) -> Result<()> 
 /// prints, keys this version does not know included) and typed, or why it does not read
 /// as a [`RunRecord`] (a hand edit, an outcome a newer memsched wrote).
 #[derive(Debug, Clone)]
-pub struct Logged {
+pub(crate) struct Logged {
     /// Its stable number, as `log` shows it (see [`append`]).
     pub seq: u64,
     pub written: Value,
@@ -62,7 +62,7 @@ pub struct Logged {
 }
 
 /// Every slot of the log, oldest first.
-pub fn read_logged(paths: &Paths) -> Result<Vec<Logged>> {
+pub(crate) fn read_logged(paths: &Paths) -> Result<Vec<Logged>> {
     let mut doc = ListDoc::load(&paths.scheduler_log, RUNS)?;
     let runs = std::mem::take(doc.items_mut());
     Ok(runs
@@ -78,7 +78,7 @@ pub fn read_logged(paths: &Paths) -> Result<Vec<Logged>> {
 
 /// Every run record that reads, oldest first; a slot that does not is passed over, as it
 /// tells nothing about breakers or the last runs.
-pub fn read(paths: &Paths) -> Result<Vec<RunRecord>> {
+pub(crate) fn read(paths: &Paths) -> Result<Vec<RunRecord>> {
     Ok(read_logged(paths)?
         .into_iter()
         .filter_map(|slot| slot.record.ok())

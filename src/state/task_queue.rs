@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use super::atomic;
-use super::json_file::{DocView, ListDoc};
+use super::json_file::{DocView, Edit, ListDoc};
 use crate::config::paths::Paths;
 use crate::error::Result;
 use crate::os::lock;
@@ -304,7 +304,7 @@ impl TaskQueue {
 
     /// Locked read-modify-write (see [`ListDoc::update`]); `change` returns whether it
     /// changed anything, and a value.
-    pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> (bool, T)) -> Result<T> {
+    pub fn update<T>(paths: &Paths, change: impl FnOnce(&mut TaskQueue) -> Edit<T>) -> Result<T> {
         ListDoc::update(&paths.task_queue, "tasks", change)
     }
 
@@ -317,7 +317,7 @@ impl TaskQueue {
     pub fn update_cached<T>(
         paths: &Paths,
         cache: &mut Option<TaskQueue>,
-        change: impl FnOnce(&mut TaskQueue) -> (bool, T),
+        change: impl FnOnce(&mut TaskQueue) -> Edit<T>,
     ) -> Result<T> {
         let path = &paths.task_queue;
         let _guard = lock::acquire_within(&Paths::file_lock(path), LOCK_PATIENCE)?;
@@ -326,7 +326,7 @@ impl TaskQueue {
             _ => TaskQueue::load(path)?,
         };
         // `change` reports every change it makes: the cache must stay what was written.
-        let (changed, value) = change(&mut queue);
+        let (changed, value) = change(&mut queue).split();
         if changed {
             queue.written = None;
             queue.doc.save()?;
@@ -393,15 +393,15 @@ mod tests {
     use super::*;
     use std::time::UNIX_EPOCH;
 
-    fn add(queue: &mut TaskQueue, id: &str) -> (bool, ()) {
+    fn add(queue: &mut TaskQueue, id: &str) -> Edit<()> {
         let mut fields = Map::new();
         fields.insert("status".into(), "failed".into());
         queue.upsert(id, fields);
-        (true, ())
+        Edit::Changed(())
     }
 
     fn has(cache: &mut Option<TaskQueue>, paths: &Paths, id: &str) -> bool {
-        TaskQueue::update_cached(paths, cache, |q| (false, q.get(id).is_some())).unwrap()
+        TaskQueue::update_cached(paths, cache, |q| Edit::Unchanged(q.get(id).is_some())).unwrap()
     }
 
     #[test]

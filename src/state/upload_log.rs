@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::json_file::{DocView, ListDoc};
+use super::json_file::{DocView, Edit, ListDoc};
 use super::parse_time;
 use super::stat::Stat;
 use crate::error::Result;
@@ -127,7 +127,7 @@ impl UploadLog {
     }
 
     /// Locked read-modify-write (see [`ListDoc::update`]).
-    pub fn update<T>(file: &Path, change: impl FnOnce(&mut UploadLog) -> (bool, T)) -> Result<T> {
+    pub fn update<T>(file: &Path, change: impl FnOnce(&mut UploadLog) -> Edit<T>) -> Result<T> {
         ListDoc::update(file, "uploads", change)
     }
 }

@@ -18,7 +18,7 @@ const WATCHER: &str = "watcher";
 
 /// Replaces the known fields of watchdog_state.json with `health` (an object). A file that
 /// does not parse is left untouched and the error returned.
-pub fn write(path: &Path, health: Value) -> Result<()> {
+pub(crate) fn write(path: &Path, health: Value) -> Result<()> {
     let mut root = match json_file::read(path)? {
         None => serde_json::Map::new(),
         Some(Value::Object(map)) => map,
@@ -38,7 +38,7 @@ pub fn write(path: &Path, health: Value) -> Result<()> {
 /// How the last canary went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CanaryStatus {
+pub(crate) enum CanaryStatus {
     /// It came back: the watcher hears data_dir.
     Ok,
     /// It never came back: the watcher was rebuilt or replaced by polling.
@@ -47,14 +47,14 @@ pub enum CanaryStatus {
 
 /// The last canary's outcome and when it was known.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CanaryMark {
+pub(crate) struct CanaryMark {
     pub status: CanaryStatus,
     pub at: String,
 }
 
 impl CanaryMark {
     #[must_use]
-    pub fn new(status: CanaryStatus, at: SystemTime) -> CanaryMark {
+    pub(crate) fn new(status: CanaryStatus, at: SystemTime) -> CanaryMark {
         CanaryMark {
             status,
             at: timestamp(at),
@@ -68,7 +68,7 @@ impl CanaryMark {
 /// `pid` is needed to read one: reports written by hand or by earlier versions lack some
 /// of the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WatcherReport {
+pub(crate) struct WatcherReport {
     pub pid: u32,
     /// When the watcher started.
     pub started_at: Option<String>,
@@ -92,7 +92,7 @@ pub struct WatcherReport {
 
 /// The fields `report` replaces in watchdog_state.json (for [`write()`]).
 #[must_use]
-pub fn watcher_fields(report: &WatcherReport) -> Value {
+pub(crate) fn watcher_fields(report: &WatcherReport) -> Value {
     let report =
         serde_json::to_value(report).expect("strings, numbers and unit enums always serialize");
     Value::Object([(WATCHER.to_owned(), report)].into_iter().collect())
@@ -101,7 +101,7 @@ pub fn watcher_fields(report: &WatcherReport) -> Value {
 /// The watcher's last report: `None` when there is no file, no report in it, or one that
 /// does not read as a report (no pid, a hand edit), which tells nothing about a watcher.
 /// A file that does not parse is an error.
-pub fn read_watcher(path: &Path) -> Result<Option<WatcherReport>> {
+pub(crate) fn read_watcher(path: &Path) -> Result<Option<WatcherReport>> {
     let Some(root) = json_file::read(path)? else {
         return Ok(None);
     };

@@ -21,12 +21,12 @@ use crate::run::runner::{self, Vars};
 
 /// The longest single argument Linux passes, its NUL included (`MAX_ARG_STRLEN`, 32 pages
 /// of 4 KiB, fixed whatever the page size).
-pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+pub(crate) const MAX_ARG_STRLEN: usize = 32 * 4096;
 
 /// Room kept free below `ARG_MAX` beside everything counted: the kernel's own pointer at
 /// the top of the stack, and slack for an environment that grows between the count and
 /// the start (xargs keeps 2 KiB for the same reasons).
-pub const HEADROOM: usize = 1024;
+pub(crate) const HEADROOM: usize = 1024;
 
 /// `PATH_MAX`: the longest program path the kernel copies, when it cannot be resolved here.
 const PATH_MAX: usize = 4096;
@@ -34,13 +34,13 @@ const PATH_MAX: usize = 4096;
 /// What one argument or environment string costs the kernel: its bytes, its NUL and
 /// the pointer to it.
 #[must_use]
-pub fn cost(bytes: usize) -> usize {
+pub(crate) fn cost(bytes: usize) -> usize {
     bytes + 1 + size_of::<usize>()
 }
 
 /// The bytes the files of one batch may take, and how many files it may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// At most this many files (the rules' `batch_size`).
     pub max_files: usize,
     /// The [`cost`] of all file names together may not pass this; `None`: names are not
@@ -54,7 +54,7 @@ impl Limits {
     /// the command's other arguments, its environment (every `NAME=value` string) and
     /// [`HEADROOM`].
     #[must_use]
-    pub fn for_args<'a>(
+    pub(crate) fn for_args<'a>(
         max_files: usize,
         arg_max: usize,
         program: usize,
@@ -76,7 +76,7 @@ impl Limits {
 
     /// Why a name of `bytes` bytes can go in no batch, if it cannot.
     #[must_use]
-    pub fn too_long(&self, bytes: usize) -> Option<String> {
+    pub(crate) fn too_long(&self, bytes: usize) -> Option<String> {
         let room = self.room?;
         if bytes + 1 > MAX_ARG_STRLEN {
             Some(format!(
@@ -95,7 +95,7 @@ impl Limits {
 
 /// One piece of the split, in the order of the files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece {
+pub(crate) enum Piece {
     /// Files `range` go to the step together.
     Batch(Range<usize>),
     /// File `index` fits in no batch, for this reason: it fails alone.
@@ -109,7 +109,7 @@ pub enum Piece {
 /// Splits files whose names are `lens` bytes long into batches within `limits`, in
 /// order, as xargs does: a batch closes when the next name would pass either limit.
 #[must_use]
-pub fn split(lens: &[usize], limits: &Limits) -> Vec<Piece> {
+pub(crate) fn split(lens: &[usize], limits: &Limits) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut used = 0;
@@ -140,7 +140,7 @@ pub fn split(lens: &[usize], limits: &Limits) -> Vec<Piece> {
 
 /// How many runs of the step `pieces` make.
 #[must_use]
-pub fn batch_count(pieces: &[Piece]) -> usize {
+pub(crate) fn batch_count(pieces: &[Piece]) -> usize {
     pieces
         .iter()
         .filter(|p| matches!(p, Piece::Batch(_)))
@@ -151,7 +151,7 @@ pub fn batch_count(pieces: &[Piece]) -> usize {
 /// argv, by count alone otherwise. When names go one per line, a name with a line break
 /// is a piece of its own that is never sent.
 #[must_use]
-pub fn plan(ctx: &Context<'_>, config: &IngestConfig, send: &[Candidate]) -> Vec<Piece> {
+pub(crate) fn plan(ctx: &Context<'_>, config: &IngestConfig, send: &[Candidate]) -> Vec<Piece> {
     let lines = line_mode(config.pass_files);
     let (broken, sendable): (Vec<usize>, Vec<usize>) =
         (0..send.len()).partition(|&i| lines.is_some() && has_line_break(send[i].abs.as_os_str()));
@@ -253,7 +253,7 @@ fn limits(ctx: &Context<'_>, config: &IngestConfig) -> Limits {
 
 /// "; 1 file not sent: …" for the summary, or "".
 #[must_use]
-pub fn unsent_text(unsent: usize) -> String {
+pub(crate) fn unsent_text(unsent: usize) -> String {
     if unsent == 0 {
         return String::new();
     }
@@ -287,7 +287,7 @@ fn program_len(program: &OsStr, path: Option<&OsStr>) -> usize {
 
 /// `sysconf(_SC_ARG_MAX)`; POSIX's smallest allowed value when it cannot be read.
 #[must_use]
-pub fn arg_max() -> usize {
+pub(crate) fn arg_max() -> usize {
     const POSIX_ARG_MAX: usize = 4096;
     nix::unistd::sysconf(nix::unistd::SysconfVar::ARG_MAX)
         .ok()

@@ -17,6 +17,7 @@ use crate::model::words;
 use crate::run::context::Context;
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::ingest_hash::IngestHash;
+use crate::state::json_file::Edit;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
 
@@ -418,10 +419,10 @@ fn record_tasks(
             changed = true;
         }
         if !changed {
-            return (false, Ok(()));
+            return Edit::Unchanged(Ok(()));
         }
         let committed = hashes.commit();
-        (committed.is_ok(), committed)
+        Edit::changed_if(committed.is_ok(), committed)
     })?
 }
 

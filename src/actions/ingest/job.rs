@@ -34,7 +34,7 @@ pub struct IngestJob<'a> {
 }
 
 /// What ingest reads before it plans.
-pub struct Loaded<'a> {
+pub(crate) struct Loaded<'a> {
     /// The manifest, held for the whole turn.
     hashes: HeldGuard<'a>,
     /// The queue, dropped once planned.

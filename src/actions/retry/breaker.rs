@@ -21,7 +21,7 @@ const CLASS_CHARS: usize = 80;
 
 /// A step whose retries are paused until `until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenBreaker {
+pub(crate) struct OpenBreaker {
     pub step: String,
     /// The error class that tripped it.
     pub class: String,
@@ -38,7 +38,7 @@ struct Written {
 
 impl OpenBreaker {
     #[must_use]
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let written = Written {
             step: self.step.clone(),
             class: self.class.clone(),
@@ -63,7 +63,7 @@ impl OpenBreaker {
 /// action reports (a [`crate::run::report::RunRecord`] from the log, or this run's
 /// reports so far).
 #[must_use]
-pub fn open_from_log<R, I>(runs: I, now: SystemTime) -> Vec<OpenBreaker>
+pub(crate) fn open_from_log<R, I>(runs: I, now: SystemTime) -> Vec<OpenBreaker>
 where
     R: AsRef<[ActionReport]>,
     I: IntoIterator<Item = R>,

@@ -35,6 +35,7 @@ use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
 use crate::run::context::Context;
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
+use crate::state::json_file::Edit;
 use crate::state::task_queue::TaskQueue;
 use crate::state::task_queue::{RUNNER, RUNNING_BY};
 use crate::state::timestamp;
@@ -279,7 +280,7 @@ fn take<'p>(
             );
             taken.push(t);
         }
-        (!taken.is_empty(), (taken, gone))
+        Edit::changed_if(!taken.is_empty(), (taken, gone))
     })
 }
 
@@ -509,7 +510,7 @@ fn record(
                 turns.push(TaskTurn { id, turn });
             }
         }
-        (changed, turns)
+        Edit::changed_if(changed, turns)
     })
 }
 

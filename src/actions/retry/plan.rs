@@ -17,7 +17,7 @@ const LISTED: usize = 100;
 
 /// A failed task that is due, with what ranked it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
+pub(crate) struct Due {
     pub id: String,
     pub step: String,
     pub priority: Priority,
@@ -29,7 +29,7 @@ pub struct Due {
 
 /// A task whose status the plan repairs before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repair {
+pub(crate) struct Repair {
     pub id: String,
     pub attempts: u64,
     pub max_attempts: u64,
@@ -37,7 +37,7 @@ pub struct Repair {
 }
 
 #[derive(Debug, Default)]
-pub struct RetryPlan {
+pub(crate) struct RetryPlan {
     /// Due tasks in run order.
     pub due: Vec<Due>,
     /// Tasks left `running` past `stuck_after`: back to failed (or dead).
@@ -61,7 +61,7 @@ pub struct RetryPlan {
 
 impl RetryPlan {
     #[must_use]
-    pub fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         !self.due.is_empty()
             || !self.stuck.is_empty()
             || !self.exhausted.is_empty()
@@ -70,7 +70,7 @@ impl RetryPlan {
 
     /// The ranked plan, a line per place, then the repairs and pauses.
     #[must_use]
-    pub fn reasons(&self) -> Vec<String> {
+    pub(crate) fn reasons(&self) -> Vec<String> {
         let mut out = Vec::new();
         if !self.due.is_empty() {
             out.push("order: priority (critical, high, normal, low), then step weight (higher first), then oldest first".to_owned());
@@ -139,7 +139,7 @@ pub(super) fn tasks(n: usize, kind: &str) -> String {
 
 /// Builds the retry plan against the one instant `clock` tells.
 #[must_use]
-pub fn plan(
+pub(crate) fn plan(
     queue: &TaskQueue,
     config: &RetryConfig,
     open: &[OpenBreaker],

@@ -21,7 +21,7 @@ fn allowed_roots(home: &Path, config: &UploadConfig) -> Vec<PathBuf> {
 
 /// What the upload plan asks of the file system, behind a trait so the plan is a pure
 /// function of the log, the rules and a file system a test can make up.
-pub trait Disk {
+pub(crate) trait Disk {
     /// The source files the `sources` globs match: (entry key, stat).
     fn sources(&self) -> Vec<(String, Stat)>;
     /// Whether `abs` names nothing (following links: a dangling link is missing).
@@ -32,7 +32,7 @@ pub trait Disk {
 }
 
 /// The real file system under the pipeline home.
-pub struct RealDisk<'a> {
+pub(crate) struct RealDisk<'a> {
     home: &'a Path,
     config: &'a UploadConfig,
     /// The folders uploads may come from (see [`allowed_roots`]).
@@ -41,7 +41,7 @@ pub struct RealDisk<'a> {
 
 impl<'a> RealDisk<'a> {
     #[must_use]
-    pub fn new(home: &'a Path, config: &'a UploadConfig) -> RealDisk<'a> {
+    pub(crate) fn new(home: &'a Path, config: &'a UploadConfig) -> RealDisk<'a> {
         RealDisk {
             home,
             config,

@@ -18,7 +18,7 @@ use crate::state::upload_log::UploadLog;
 
 /// An entry to upload now.
 #[derive(Debug, Clone)]
-pub struct DueUpload {
+pub(crate) struct DueUpload {
     /// The entry's `path`, as written in the log.
     pub entry: String,
     pub abs: PathBuf,
@@ -27,7 +27,7 @@ pub struct DueUpload {
 }
 
 #[derive(Debug, Default)]
-pub struct UploadPlan {
+pub(crate) struct UploadPlan {
     /// Uploaded entries whose file is gone, for the `remove` command.
     pub remove: Vec<DueRemoval>,
     /// Why the removals were held back, and how many (more than `max_remove` allows at
@@ -54,7 +54,7 @@ pub struct UploadPlan {
 
 impl UploadPlan {
     #[must_use]
-    pub fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         !self.due.is_empty()
             || !self.remove.is_empty()
             || !self.missing.is_empty()
@@ -63,7 +63,7 @@ impl UploadPlan {
     }
 
     #[must_use]
-    pub fn reasons(&self) -> Vec<String> {
+    pub(crate) fn reasons(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .malformed
             .iter()
@@ -142,7 +142,7 @@ fn confine(
 /// the one instant `clock` tells: queue new and changed sources, upload what is due, mark
 /// what is gone skipped, refuse what may not go, leave what waits or gave up.
 #[must_use]
-pub fn plan(
+pub(crate) fn plan(
     home: &Path,
     disk: &impl Disk,
     config: &UploadConfig,

@@ -11,6 +11,7 @@ use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::run::context::Context;
 use crate::run::report::FailedItem;
+use crate::state::json_file::Edit;
 use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
 
@@ -65,7 +66,7 @@ pub(super) fn remove_gone(
                 }
             }
             log.upsert(&item.entry, fields);
-            (true, ())
+            Edit::Changed(())
         })?;
         match error {
             None => done.removed += 1,

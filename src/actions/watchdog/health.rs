@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-pub use super::judge::Status;
+pub(crate) use super::judge::Status;
 use super::judge::{Evidence, LISTED, list};
 use crate::actions::retry::{OpenBreaker, open_from_log};
 use crate::actions::walk;
@@ -32,7 +32,7 @@ use crate::state::watchdog_state::{self, CanaryStatus, WatcherReport};
 use crate::state::{scheduler_log, timestamp};
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct UploadHealth {
+pub(crate) struct UploadHealth {
     pub outstanding: usize,
     pub failed: usize,
     pub given_up: usize,
@@ -45,7 +45,7 @@ pub struct UploadHealth {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     pub at: String,
     pub outcome: Outcome,
     pub summary: String,
@@ -53,7 +53,7 @@ pub struct LastRun {
 
 /// A failed or dead task, as `status` lists it.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskLine {
+pub(crate) struct TaskLine {
     pub id: String,
     pub step: Option<String>,
     pub status: String,
@@ -68,7 +68,7 @@ pub struct TaskLine {
 
 /// Whether the watcher that last wrote its report in watchdog_state.json still runs.
 #[derive(Debug, Clone, Serialize)]
-pub struct WatcherSeen {
+pub(crate) struct WatcherSeen {
     /// Its pid is alive and is a memsched process.
     pub running: bool,
     pub pid: u64,
@@ -81,10 +81,10 @@ pub struct WatcherSeen {
 }
 
 /// The version of the health's shape (`status --json`, watchdog_state.json).
-pub const HEALTH_VERSION: u32 = 1;
+pub(crate) const HEALTH_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Health {
+pub(crate) struct Health {
     /// [`HEALTH_VERSION`].
     pub version: u32,
     pub status: Status,
@@ -128,7 +128,12 @@ pub struct Health {
 /// Reads everything and judges. `current` holds the reports of this run so far, which are
 /// not in scheduler_log.json yet.
 #[must_use]
-pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: SystemTime) -> Health {
+pub(crate) fn assess(
+    paths: &Paths,
+    rules: &Rules,
+    current: &[ActionReport],
+    now: SystemTime,
+) -> Health {
     let mut h = Health {
         version: HEALTH_VERSION,
         status: Status::Ok,

@@ -12,7 +12,7 @@ pub(super) const LISTED: usize = 50;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     Degraded,
     Failing,
@@ -20,7 +20,7 @@ pub enum Status {
 
 impl Status {
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Degraded => "degraded",

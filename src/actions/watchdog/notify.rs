@@ -22,7 +22,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
+pub(crate) struct Notice {
     pub summary: String,
     pub body: String,
     /// "critical" for failing, else "normal".
@@ -31,7 +31,7 @@ pub struct Notice {
 
 /// What the last watchdog run left in watchdog_state.json.
 #[derive(Debug, Clone, Default)]
-pub struct Before {
+pub(crate) struct Before {
     pub status: Option<Status>,
     pub dead_tasks: Vec<String>,
     pub notified_at: Option<SystemTime>,
@@ -40,7 +40,7 @@ pub struct Before {
 impl Before {
     /// Reads it from the previous watchdog_state.json (`None`: there was none).
     #[must_use]
-    pub fn from_state(state: Option<&Value>) -> Before {
+    pub(crate) fn from_state(state: Option<&Value>) -> Before {
         let Some(state) = state else {
             return Before::default();
         };
@@ -72,7 +72,7 @@ impl Before {
 /// What to tell the user, if anything: health got worse, or tasks died since the last
 /// watchdog run; nothing within `gap` of the last notification.
 #[must_use]
-pub fn decide(
+pub(crate) fn decide(
     before: &Before,
     now_health: &Health,
     now: SystemTime,
@@ -123,7 +123,7 @@ pub fn decide(
 
 /// The `notifications` block kept in watchdog_state.json after sending `notice`.
 #[must_use]
-pub fn record(notice: &Notice, at: SystemTime) -> Value {
+pub(crate) fn record(notice: &Notice, at: SystemTime) -> Value {
     json!({"notifications": {"last_at": timestamp(at), "last_summary": notice.summary}})
 }
 
@@ -146,7 +146,7 @@ fn gvariant_string(text: &str) -> String {
 }
 
 /// Sends `notice` on the session bus; `Err` says why it was not shown.
-pub fn send(notice: &Notice, home: &Path) -> Result<(), String> {
+pub(crate) fn send(notice: &Notice, home: &Path) -> Result<(), String> {
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() {
         return Err("no session bus (DBUS_SESSION_BUS_ADDRESS is unset)".to_owned());
     }
@@ -201,7 +201,7 @@ pub fn send(notice: &Notice, home: &Path) -> Result<(), String> {
 
 /// The gap between notifications.
 #[must_use]
-pub fn gap() -> Duration {
+pub(crate) fn gap() -> Duration {
     defaults::NOTIFY_GAP
 }
 

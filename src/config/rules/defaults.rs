@@ -11,21 +11,21 @@ const fn minutes(n: u64) -> Duration {
 }
 
 /// Quiet time after the last change before the watcher's run.
-pub const DEBOUNCE: Duration = Duration::from_millis(500);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(500);
 /// Longest a change waits for its run, however busy the folder.
-pub const MAX_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(10);
 /// The periodic tick: watchdog plus a full reconcile.
-pub const TICK: Duration = minutes(15);
+pub(crate) const TICK: Duration = minutes(15);
 /// Runs kept in scheduler_log.json.
-pub const LOG_KEEP: usize = 200;
+pub(crate) const LOG_KEEP: usize = 200;
 /// While this file (relative to data_dir) exists, the watcher defers its runs.
-pub const PAUSE_FILE: &str = ".memsched-pause";
+pub(crate) const PAUSE_FILE: &str = ".memsched-pause";
 
-pub const INGEST_TIMEOUT: Duration = minutes(30);
-pub const INGEST_INCLUDE: &[&str] = &["**/*.txt"];
+pub(crate) const INGEST_TIMEOUT: Duration = minutes(30);
+pub(crate) const INGEST_INCLUDE: &[&str] = &["**/*.txt"];
 /// Files skipped unless `exclude` says otherwise: hidden files and folders, editor swap,
 /// lock and backup files, and partial downloads.
-pub const INGEST_EXCLUDE: &[&str] = &[
+pub(crate) const INGEST_EXCLUDE: &[&str] = &[
     "**/.*",
     "**/.*/**",
     "**/*~",
@@ -38,32 +38,32 @@ pub const INGEST_EXCLUDE: &[&str] = &[
     "**/*.part",
     "**/*.crdownload",
 ];
-pub const BATCH_SIZE: usize = 64;
+pub(crate) const BATCH_SIZE: usize = 64;
 /// A file modified more recently than this is still being written and waits.
-pub const SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 /// Half the memories at once is no everyday deletion; a vanished folder is all of them.
-pub const MAX_REMOVE: RemoveLimit = RemoveLimit::Percent(50);
+pub(crate) const MAX_REMOVE: RemoveLimit = RemoveLimit::Percent(50);
 
-pub const RETRY_TIMEOUT: Duration = minutes(10);
+pub(crate) const RETRY_TIMEOUT: Duration = minutes(10);
 /// Attempts of a task or an upload before it is dead or given up.
-pub const MAX_ATTEMPTS: u32 = 5;
-pub const PARALLEL: usize = 1;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const PARALLEL: usize = 1;
 /// A task `running` longer than this is taken as crashed.
-pub const STUCK_AFTER: Duration = minutes(60);
-pub const BREAKER_FAILURES: usize = 3;
-pub const BREAKER_COOLDOWN: Duration = minutes(15);
+pub(crate) const STUCK_AFTER: Duration = minutes(60);
+pub(crate) const BREAKER_FAILURES: usize = 3;
+pub(crate) const BREAKER_COOLDOWN: Duration = minutes(15);
 
-pub const UPLOAD_TIMEOUT: Duration = minutes(10);
-pub const WATCHDOG_TIMEOUT: Duration = minutes(1);
+pub(crate) const UPLOAD_TIMEOUT: Duration = minutes(10);
+pub(crate) const WATCHDOG_TIMEOUT: Duration = minutes(1);
 /// Desktop notifications from the watchdog (they need a session bus, which cron lacks).
-pub const NOTIFY: bool = true;
+pub(crate) const NOTIFY: bool = true;
 /// At most one desktop notification in this long.
-pub const NOTIFY_GAP: Duration = minutes(10);
+pub(crate) const NOTIFY_GAP: Duration = minutes(10);
 
-pub const BACKOFF_INITIAL: Duration = Duration::from_secs(30);
-pub const BACKOFF_FACTOR: f64 = 2.0;
-pub const BACKOFF_MAX: Duration = minutes(60);
-pub const BACKOFF_JITTER: f64 = 0.2;
+pub(crate) const BACKOFF_INITIAL: Duration = Duration::from_secs(30);
+pub(crate) const BACKOFF_FACTOR: f64 = 2.0;
+pub(crate) const BACKOFF_MAX: Duration = minutes(60);
+pub(crate) const BACKOFF_JITTER: f64 = 0.2;
 
 // The range each value must lie in, checked when the rules load (issue 10 item 4): a value
 // outside is refused with its file, line and column, so nothing later can overflow a
@@ -73,18 +73,18 @@ const fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86_400)
 }
 
-pub const DEBOUNCE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
+pub(crate) const DEBOUNCE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
 /// `max_wait` is also at least `debounce`.
-pub const MAX_WAIT_RANGE: (Duration, Duration) = (Duration::ZERO, days(1));
-pub const TICK_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(1));
-pub const SETTLE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
+pub(crate) const MAX_WAIT_RANGE: (Duration, Duration) = (Duration::ZERO, days(1));
+pub(crate) const TICK_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(1));
+pub(crate) const SETTLE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
 /// From 100ms, so a test can time a step out quickly.
-pub const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
-pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
-pub const STUCK_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(365));
-pub const COOLDOWN_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
-pub const LOG_KEEP_RANGE: (usize, usize) = (1, 100_000);
-pub const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);
-pub const PARALLEL_RANGE: (usize, usize) = (1, 64);
-pub const MAX_ATTEMPTS_RANGE: (usize, usize) = (1, 10_000);
-pub const BREAKER_FAILURES_RANGE: (usize, usize) = (1, 10_000);
+pub(crate) const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
+pub(crate) const BACKOFF_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
+pub(crate) const STUCK_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(365));
+pub(crate) const COOLDOWN_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
+pub(crate) const LOG_KEEP_RANGE: (usize, usize) = (1, 100_000);
+pub(crate) const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);
+pub(crate) const PARALLEL_RANGE: (usize, usize) = (1, 64);
+pub(crate) const MAX_ATTEMPTS_RANGE: (usize, usize) = (1, 10_000);
+pub(crate) const BREAKER_FAILURES_RANGE: (usize, usize) = (1, 10_000);

@@ -2,7 +2,7 @@
 //! second one ends ([`abort_all`]), whichever thread started them.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 /// One running command, as people are told about it.
 #[derive(Debug, Clone)]
-pub struct Running {
+pub(crate) struct Running {
     /// The action that runs it (`MEMSCHED_ACTION` of its environment).
     pub action: Option<String>,
     /// The task it retries (`MEMSCHED_TASK_ID`).
@@ -61,7 +61,6 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     aborted: false,
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-static ABORTED: AtomicBool = AtomicBool::new(false);
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     // A panic elsewhere while holding the lock leaves a list that is still valid.
@@ -117,25 +116,18 @@ pub(super) fn register(
 
 /// The commands running now, oldest first.
 #[must_use]
-pub fn running() -> Vec<Running> {
+pub(crate) fn running() -> Vec<Running> {
     registry().slots.iter().map(|s| s.info.clone()).collect()
 }
 
 /// Ends every running command's whole process group (SIGTERM, then SIGKILL after a
 /// grace), and any command that starts from now on; each ended command's report says
 /// `interrupted`. Returns what it ends. Safe from any thread; it does not wait.
-pub fn abort_all() -> Vec<Running> {
+pub(crate) fn abort_all() -> Vec<Running> {
     let mut registry = registry();
     registry.aborted = true;
-    ABORTED.store(true, Ordering::SeqCst);
     for slot in &registry.slots {
         let _ = slot.abort.try_send(());
     }
     registry.slots.iter().map(|s| s.info.clone()).collect()
-}
-
-/// Whether [`abort_all`] was called in this process.
-#[must_use]
-pub fn aborted() -> bool {
-    ABORTED.load(Ordering::SeqCst)
 }

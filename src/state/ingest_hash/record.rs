@@ -58,7 +58,7 @@ fn nibble(c: u8) -> Option<u8> {
 
 /// How the record's JSON looked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// An object (every record memsched writes).
     Object,
     /// A bare string: the hash alone.
@@ -70,7 +70,7 @@ pub enum Shape {
 
 /// Fields of a record kept as written: (name, raw JSON value). Boxed twice so a record
 /// without any (nearly all) pays one pointer.
-pub type Extra = Box<Vec<(Box<str>, Box<RawValue>)>>;
+pub(crate) type Extra = Box<Vec<(Box<str>, Box<RawValue>)>>;
 
 /// Which of a record's typed fields it holds (bits of `Record::has`).
 const HASH: u8 = 1;
