@@ -60,10 +60,49 @@ fn example() -> TestEnv {
 /// `memsched --once --json` on the example with the shipped rules; it must exit 0.
 #[track_caller]
 fn run_example(env: &TestEnv) -> Run<'_> {
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("watch-rules.toml");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pipeline/watch-rules.toml");
     env.test()
         .args(&["--rules", rules.to_str().unwrap(), "--once", "--json"])
         .run()
+}
+
+/// Issue 20 item 13: `cp -r examples/pipeline ~/memory` is a starter. Its rules sit beside
+/// its paths.json, so a copy run from any other folder, with no `--rules`, finds them.
+#[test]
+fn the_example_copied_elsewhere_runs_from_another_folder_with_its_own_rules() {
+    let env = TestEnv::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pipeline");
+    let copy = env.home().join("memory");
+    // What `git clone` gives: the tracked files, none of a previous run's output.
+    for entry in walkdir(&example) {
+        let rel = entry.strip_prefix(&example).unwrap();
+        let top = rel.components().next().map(|c| c.as_os_str().to_owned());
+        if top.is_some_and(|t| ["state", "index", "drive"].iter().any(|n| t == *n)) {
+            continue;
+        }
+        if entry.is_dir() {
+            std::fs::create_dir_all(copy.join(rel)).unwrap();
+        } else {
+            std::fs::copy(&entry, copy.join(rel)).unwrap();
+            set_old(&copy.join(rel));
+        }
+    }
+    let elsewhere = env.home().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = env
+        .bare_command()
+        .current_dir(&elsewhere)
+        .arg("--paths")
+        .arg(copy.join("paths.json"))
+        .args(["--once", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ingest = action(&record, "ingest");
+    assert_eq!(ingest["outcome"], "ran", "{record:#}");
+    assert_eq!(ingest["counts"]["done"], 4);
+    assert_eq!(std::fs::read_dir(copy.join("index")).unwrap().count(), 4);
 }
 
 #[test]

@@ -472,7 +472,7 @@ fn issue_17_the_example_pipeline_removes_a_deleted_memory_from_the_drive() {
             set_old(&env.data().join(entry.file_name()));
         }
     }
-    let rules = manifest.join("watch-rules.toml");
+    let rules = manifest.join("examples/pipeline/watch-rules.toml");
     let rules = rules.to_str().unwrap();
     env.test().args(&["--rules", rules, "--once"]).run();
     let drive = env.home().join("drive/memory/index");
