@@ -65,8 +65,8 @@ pub struct Cli {
     #[arg(long)]
     pub once: bool,
 
-    /// Which actions to run; repeat for several [default: all]
-    #[arg(long, value_enum, value_name = "MODE")]
+    /// Which actions to run; repeat, or give a comma list (`ingest,upload`) [default: all]
+    #[arg(long, value_enum, value_name = "MODE", value_delimiter = ',')]
     pub mode: Vec<Mode>,
 
     /// Plan and print what would run; run nothing, write nothing (with --once)

@@ -2,6 +2,7 @@
 //! command, a backoff, the pause file) into a checked one, or into an error that points at
 //! its file, line and column. The sections are put together from these in `parse`.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -148,6 +149,29 @@ impl Checker<'_> {
                 "jitter must be at least 0 and below 1",
             )?,
         })
+    }
+
+    /// `weights`: step name to weight, each 0 or more. A negative weight would quietly sort
+    /// its step below every step without one (weight 0); raising the others says it.
+    pub(super) fn weights(
+        &self,
+        value: Option<&BTreeMap<String, Spanned<i64>>>,
+    ) -> Result<BTreeMap<String, i64>> {
+        let Some(weights) = value else {
+            return Ok(BTreeMap::new());
+        };
+        weights
+            .iter()
+            .map(|(step, w)| match *w.get_ref() {
+                n if n >= 0 => Ok((step.clone(), n)),
+                n => Err(self.at(
+                    w.span(),
+                    format!(
+                        "weights.{step} = {n} is out of range: a weight is 0 or more (a step without one weighs 0; weigh the others more instead)"
+                    ),
+                )),
+            })
+            .collect()
     }
 
     /// A count within `(low, high)`, both included.

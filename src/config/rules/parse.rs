@@ -102,15 +102,22 @@ fn settings(check: &Checker, raw: &RawRules) -> Result<Rules> {
         rules: Vec::new(),
     };
     if rules.max_wait < rules.debounce {
-        let span = raw.max_wait.as_ref().map_or(0..0, Spanned::span);
-        return Err(check.at(
-            span,
-            format!(
-                "max_wait must be at least debounce ({}), found {}",
-                humantime::format_duration(rules.debounce),
-                humantime::format_duration(rules.max_wait)
+        let debounce = humantime::format_duration(rules.debounce);
+        let max_wait = humantime::format_duration(rules.max_wait);
+        // Blame the key the user wrote: max_wait when they set it, else their debounce
+        // that outgrew max_wait's default.
+        return Err(match (&raw.max_wait, &raw.debounce) {
+            (None, Some(d)) => check.at(
+                d.span(),
+                format!(
+                    "debounce ({debounce}) is longer than max_wait, which is {max_wait} by default: set max_wait too (at least {debounce})"
+                ),
             ),
-        ));
+            (m, _) => check.at(
+                m.as_ref().map_or(0..0, Spanned::span),
+                format!("max_wait must be at least debounce ({debounce}), found {max_wait}"),
+            ),
+        });
     }
     Ok(rules)
 }
@@ -227,7 +234,7 @@ fn retry(check: &Checker, r: raw::RawRetry) -> Result<RetryConfig> {
             "parallel",
             defaults::PARALLEL_RANGE,
         )?,
-        weights: r.weights.unwrap_or_default(),
+        weights: check.weights(r.weights.as_ref())?,
         backoff: check.backoff(&r.backoff.unwrap_or_default())?,
         stuck_after: check.duration(
             r.stuck_after.as_ref(),

@@ -62,7 +62,7 @@ pub(super) struct RawRetry {
     pub timeout: Option<Spanned<String>>,
     pub max_attempts: Option<Spanned<i64>>,
     pub parallel: Option<Spanned<i64>>,
-    pub weights: Option<BTreeMap<String, i64>>,
+    pub weights: Option<BTreeMap<String, Spanned<i64>>>,
     pub backoff: Option<RawBackoff>,
     pub stuck_after: Option<Spanned<String>>,
     pub breaker: Option<RawBreaker>,

@@ -1,0 +1,61 @@
+//! What a daily user trips on (issue 20 item 14): each small lie or silent no-op the issue
+//! saw, through the real binary.
+
+use crate::util::*;
+
+/// `--mode ingest,upload` is what people type; it means `--mode ingest --mode upload`.
+#[test]
+fn issue_20_modes_may_be_given_as_one_comma_list() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "a");
+    let record = env
+        .test()
+        .args(&["--once", "--mode", "ingest,watchdog", "--json"])
+        .run()
+        .record();
+    assert_eq!(action(&record, "ingest")["outcome"], "ran", "{record:#}");
+    assert_eq!(record["modes"], serde_json::json!(["ingest", "watchdog"]));
+}
+
+/// A negative weight would sort a step below every unweighted one without a word; the
+/// rules say what a weight is instead.
+#[test]
+fn issue_20_a_negative_retry_weight_is_refused_where_it_is_written() {
+    TestEnv::new()
+        .raw_rules(
+            "[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\nweights = { ingest = -5 }\n",
+        )
+        .test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has(
+            "watch-rules.toml:3:22: weights.ingest = -5 is out of range: a weight is 0 or more",
+        )
+        .run();
+}
+
+/// `debounce = "1m"` alone: the error is about the key the user wrote, and says which
+/// default it met.
+#[test]
+fn issue_20_a_long_debounce_names_itself_and_the_max_wait_default() {
+    TestEnv::new()
+        .raw_rules("debounce = \"1m\"\n[actions.ingest]\ncommand = [\"true\", \"{files}\"]\n")
+        .test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has("watch-rules.toml:1:12: debounce (1m) is longer than max_wait, which is 10s by default: set max_wait too (at least 1m)")
+        .run();
+}
+
+/// Written by the user, max_wait is the one to blame, where it is written.
+#[test]
+fn issue_20_a_short_max_wait_the_user_wrote_is_blamed_where_it_is() {
+    TestEnv::new()
+        .raw_rules("debounce = \"2s\"\nmax_wait = \"1s\"\n[actions.ingest]\ncommand = [\"true\", \"{files}\"]\n")
+        .test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has("watch-rules.toml:2:12: max_wait must be at least debounce (2s), found 1s")
+        .run();
+}
