@@ -59,3 +59,45 @@ fn issue_20_a_short_max_wait_the_user_wrote_is_blamed_where_it_is() {
         .stderr_has("watch-rules.toml:2:12: max_wait must be at least debounce (2s), found 1s")
         .run();
 }
+
+/// A degraded watchdog is painted as a warning, not green like a clean run, in the run's
+/// summary and in `log`; and `status` counts refused uploads on its uploads line.
+#[test]
+fn issue_20_degraded_is_yellow_and_status_counts_refused_uploads() {
+    let env = TestEnv::new();
+    env.raw_rules("[actions.watchdog]\n");
+    env.state_file(
+        "upload_log.json",
+        &serde_json::json!({"uploads": [
+            {"path": "Data/a.txt", "status": "refused", "error": "refused: starts with '-'"},
+            {"path": "Data/b.txt", "status": "uploaded"},
+        ]}),
+    );
+    let run = env
+        .test()
+        .args(&["--once", "--color", "always"])
+        .run()
+        .stdout();
+    let line = run
+        .lines()
+        .find(|l| l.trim_start().starts_with("watchdog"))
+        .unwrap();
+    assert!(line.contains("\x1b[33m"), "{line:?}");
+    assert!(line.contains("status degraded"), "{line:?}");
+
+    let log = env
+        .test()
+        .args(&["log", "--color", "always"])
+        .run()
+        .stdout();
+    let row = log.lines().nth(1).unwrap();
+    assert!(row.contains("\x1b[33mran degraded"), "{row:?}");
+
+    let status = env.test().args(&["status"]).status(1).run().stdout();
+    assert!(
+        status.contains(
+            "  uploads    0 outstanding (0 failed), 0 given up, 0 skipped, 1 refused, 1 uploaded"
+        ),
+        "{status}"
+    );
+}

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use crate::commands::output;
+use crate::commands::{output, summary};
 use crate::config::paths::Paths;
 use crate::error::{Error, Exit, Result};
 use crate::model::action::Action;
@@ -119,14 +119,15 @@ fn cell(a: Option<&ActionReport>) -> (String, &'static str) {
     };
     let ok = a.count_of(&count::OK);
     let bad = a.count_of(&count::BAD);
-    let (word, code) = match a.outcome {
-        Outcome::Ran => ("ran", "32"),
-        Outcome::NothingToDo => ("none", "2"),
-        Outcome::WouldRun => ("would", "36"),
-        Outcome::Skipped => ("skipped", "33"),
-        Outcome::Failed => ("FAILED", "31;1"),
-        Outcome::Interrupted => ("INTERRUPTED", "31;1"),
+    let word = match a.outcome {
+        Outcome::Ran => "ran",
+        Outcome::NothingToDo => "none",
+        Outcome::WouldRun => "would",
+        Outcome::Skipped => "skipped",
+        Outcome::Failed => "FAILED",
+        Outcome::Interrupted => "INTERRUPTED",
     };
+    let code = summary::colour(a);
     let mut text = word.to_owned();
     if let Some(status) = a.details.get(detail::STATUS).and_then(Value::as_str) {
         text.push(' ');

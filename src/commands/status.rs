@@ -98,8 +98,18 @@ pub(crate) fn write(
     if h.uploads_configured || logged > 0 {
         writeln!(
             out,
-            "  uploads    {} outstanding ({} failed), {} given up, {} skipped, {} uploaded",
-            u.outstanding, u.failed, u.given_up, u.skipped, u.uploaded
+            "  uploads    {} outstanding ({} failed), {} given up, {} skipped, {}{} uploaded",
+            u.outstanding,
+            u.failed,
+            u.given_up,
+            u.skipped,
+            // Refused entries are named only when there are some: they need a person.
+            if u.refused > 0 {
+                format!("{} refused, ", u.refused)
+            } else {
+                String::new()
+            },
+            u.uploaded
         )?;
     }
     match (h.data_files, h.unindexed_files) {

@@ -3,10 +3,26 @@
 
 use std::io::{self, Write};
 
-use crate::run::report::{Outcome, RunRecord};
+use serde_json::Value;
+
+use crate::run::report::{ActionReport, Outcome, RunRecord, detail};
 
 /// Failed items listed under an action before the rest are counted.
 const LISTED_FAILURES: usize = 10;
+
+/// The ANSI colour of an action's outcome: green ran, yellow skipped, red failed. A
+/// watchdog that ran and judged the pipeline degraded or failing is painted as what it
+/// found (issue 20 item 14: a degraded pipeline was green).
+pub(crate) fn colour(action: &ActionReport) -> &'static str {
+    let health = action.details.get(detail::STATUS).and_then(Value::as_str);
+    match (action.outcome, health) {
+        (Outcome::Ran, Some("failing")) | (Outcome::Failed | Outcome::Interrupted, _) => "31;1",
+        (Outcome::Ran, Some("degraded")) | (Outcome::Skipped, _) => "33",
+        (Outcome::Ran, _) => "32",
+        (Outcome::NothingToDo, _) => "2",
+        (Outcome::WouldRun, _) => "36",
+    }
+}
 
 /// Writes the summary of `run`; `color` adds ANSI colours (for a terminal).
 pub(crate) fn write(
@@ -14,18 +30,12 @@ pub(crate) fn write(
     run: &RunRecord,
     color: bool,
 ) -> io::Result<()> {
-    let paint = |outcome: Outcome, text: &str| -> String {
-        if !color {
-            return text.to_owned();
+    let paint = |action: &ActionReport, text: &str| -> String {
+        if color {
+            format!("\x1b[{}m{text}\x1b[0m", colour(action))
+        } else {
+            text.to_owned()
         }
-        let code = match outcome {
-            Outcome::Ran => "32",
-            Outcome::NothingToDo => "2",
-            Outcome::WouldRun => "36",
-            Outcome::Skipped => "33",
-            Outcome::Failed | Outcome::Interrupted => "31;1",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
     };
     let what = if run.dry_run { "dry run" } else { "run" };
     writeln!(
@@ -42,7 +52,7 @@ pub(crate) fn write(
             out,
             "  {:<9} {} {}",
             action.action.name(),
-            paint(action.outcome, &label),
+            paint(action, &label),
             action.summary
         )?;
         for failed in action.failed_items.iter().take(LISTED_FAILURES) {
