@@ -101,3 +101,50 @@ fn issue_20_degraded_is_yellow_and_status_counts_refused_uploads() {
         "{status}"
     );
 }
+
+/// paths.json is shared with the rest of the pipeline, so a key memsched does not know is
+/// not an error; but one a typo away from a key it reads (`data_dri`), or no data_dir at
+/// all, or a data_dir that does not exist, is worth a warning from `check`.
+#[test]
+fn issue_20_check_warns_of_a_near_miss_key_and_a_missing_data_dir_in_paths_json() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.write(
+        "paths.json",
+        r#"{"data_dri": "Memories", "state_dir": "state", "other_tool": 1}"#,
+    );
+    env.test()
+        .args(&["check"])
+        .stderr_has("memsched: warning: paths.json has the key \"data_dri\", which memsched does not read; did you mean \"data_dir\"?")
+        .stderr_has("memsched: warning: paths.json gives no data_dir: memsched watches {home}/Data, the default")
+        .run();
+    env.write(
+        "paths.json",
+        r#"{"data_dir": "Nope", "state_dir": "state"}"#,
+    );
+    let out = env
+        .test()
+        .args(&["check"])
+        .stderr_has("memsched: warning: data_dir {home}/Nope does not exist: nothing can be ingested until it does")
+        .run()
+        .stderr();
+    assert!(!out.contains("other_tool"), "{out}");
+    let status = env.test().args(&["status"]).status(1).run().stdout();
+    assert!(
+        status.contains("  data       not checked: data_dir")
+            && status.contains("Nope does not exist"),
+        "{status}"
+    );
+}
+
+/// A rules file that does not load is why data is not checked, not "ingest not configured".
+#[test]
+fn issue_20_status_says_data_is_not_checked_because_the_rules_do_not_load() {
+    let env = TestEnv::new();
+    env.raw_rules("[actions.ingest]\ncomand = 1\n");
+    let status = env.test().args(&["status"]).status(1).run().stdout();
+    assert!(
+        status.contains("  data       not checked: the rules do not load"),
+        "{status}"
+    );
+}

@@ -100,7 +100,13 @@ fn gaps(paths: &Paths, rules: &Rules) -> Vec<String> {
             .iter()
             .any(|r| r.scope == scope && r.run.contains(&action))
     };
-    let mut warnings = Vec::new();
+    let mut warnings = paths.doubts.clone();
+    if !paths.data_dir.is_dir() {
+        warnings.push(format!(
+            "data_dir {} does not exist: nothing can be ingested until it does",
+            paths.data_dir.display()
+        ));
+    }
     if rules.ingest.is_some() && !runs(Scope::Data, Action::Ingest) {
         warnings.push(
             "ingest is configured but no rule runs it on changes in data_dir: the watcher ingests only at startup and every tick".to_owned(),

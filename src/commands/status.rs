@@ -57,6 +57,19 @@ pub(crate) fn print(paths: &Paths, rules: Result<&Rules, &Error>, json: bool, co
     }
 }
 
+/// Why health has no data figures: the rules do not load (so no ingest table is known),
+/// data_dir is missing, or ingest is not configured. The first two are among its problems.
+fn why_data_unchecked(h: &Health) -> String {
+    let found = |start: &str| h.problems.iter().find(|p| p.starts_with(start));
+    if found("the rules do not load").is_some() {
+        "the rules do not load".to_owned()
+    } else if let Some(missing) = found("data_dir ").filter(|p| p.ends_with("does not exist")) {
+        missing.clone()
+    } else {
+        "ingest not configured".to_owned()
+    }
+}
+
 /// The one-screen form; `marker` is the pause marker's path.
 pub(crate) fn write(
     out: &mut (impl Write + ?Sized),
@@ -126,7 +139,7 @@ pub(crate) fn write(
                 words::count(files, "file", "files")
             )?;
         }
-        _ => writeln!(out, "  data       not checked (ingest not configured)")?,
+        _ => writeln!(out, "  data       not checked: {}", why_data_unchecked(h))?,
     }
     if h.last_runs.is_empty() {
         writeln!(out, "  last runs  none recorded")?;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config::rules::suggest;
 use crate::config::trust;
 use crate::error::{Error, Result};
 
@@ -36,7 +37,22 @@ pub struct Paths {
     pub upload_log: PathBuf,
     pub watchdog_state: PathBuf,
     pub scheduler_log: PathBuf,
+    /// What `check` should warn about in paths.json itself: a key a typo away from one
+    /// memsched reads, or no data_dir at all (the default then applies unseen).
+    pub doubts: Vec<String>,
 }
+
+/// The keys of [`RawPaths`], for "did you mean".
+const KNOWN_KEYS: [&str; 8] = [
+    "data_dir",
+    "index_dir",
+    "state_dir",
+    "task_queue",
+    "ingest_hash",
+    "upload_log",
+    "watchdog_state",
+    "scheduler_log",
+];
 
 impl Paths {
     /// Reads and resolves `file`. A missing or malformed file is a configuration error,
@@ -75,8 +91,10 @@ impl Paths {
                 source,
             }
         })?;
-        let paths = Paths::resolve(file, home, raw);
+        let given_data_dir = raw.data_dir.is_some();
+        let mut paths = Paths::resolve(file, home, raw);
         trust::check_folder(&paths.state_dir)?;
+        paths.doubts = doubts(&text, given_data_dir, &paths.data_dir);
         Ok(paths)
     }
 
@@ -101,6 +119,7 @@ impl Paths {
             index_dir,
             state_dir,
             home,
+            doubts: Vec::new(),
         }
     }
 
@@ -149,6 +168,30 @@ impl Paths {
             ("scheduler_log", &self.scheduler_log),
         ]
     }
+}
+
+/// paths.json is shared with the pipeline's other tools, so a key memsched does not read
+/// is theirs; but one close to a key memsched reads is most likely a typo of it.
+fn doubts(text: &str, given_data_dir: bool, data_dir: &Path) -> Vec<String> {
+    let keys = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .map(|map| map.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut out: Vec<String> = keys
+        .iter()
+        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+        .filter_map(|k| {
+            suggest::closest(k, KNOWN_KEYS).map(|known| {
+                format!("paths.json has the key {k:?}, which memsched does not read; did you mean {known:?}?")
+            })
+        })
+        .collect();
+    if !given_data_dir {
+        out.push(format!(
+            "paths.json gives no data_dir: memsched watches {}, the default",
+            data_dir.display()
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

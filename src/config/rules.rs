@@ -9,7 +9,7 @@ pub(crate) mod defaults;
 mod parse;
 mod pass_files;
 mod raw;
-mod suggest;
+pub(crate) mod suggest;
 mod tables;
 mod upload;
 

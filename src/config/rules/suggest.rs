@@ -3,7 +3,7 @@
 
 /// The known name closest to `word`, if near enough (a typo, not another word).
 #[must_use]
-pub(super) fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(word, k), k))
