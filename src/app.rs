@@ -23,6 +23,22 @@ use crate::run::report::exit_of;
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
+    let result = dispatch(cli);
+    // Scripts read `check --json`: a configuration that does not load is a document on
+    // stdout too, beside the message on stderr (issue 20 item 14).
+    if let (Err(e), Some(Command::Check), true) = (&result, &cli.command, cli.json) {
+        let doc = serde_json::json!({
+            "version": 1,
+            "ok": false,
+            "error": e.chain(),
+            "exit": e.exit().code(),
+        });
+        let _ = output::print(true, &doc, |_, _| Ok(()));
+    }
+    result
+}
+
+fn dispatch(cli: &Cli) -> Result<Exit> {
     // What needs no pipeline comes first: it works anywhere.
     match &cli.command {
         Some(Command::Completions { shell }) => return Ok(completions(*shell)),
@@ -158,9 +174,10 @@ fn autostart(cli: &Cli, action: &AutostartAction) -> Result<Exit> {
             return Ok(Exit::Ok);
         }
     };
-    for line in lines {
-        println!("{line}");
-    }
+    let doc = serde_json::json!({"version": 1, "done": lines});
+    let _ = output::print(cli.json, &doc, |out, _| {
+        lines.iter().try_for_each(|l| writeln!(out, "{l}"))
+    });
     Ok(Exit::Ok)
 }
 

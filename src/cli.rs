@@ -289,6 +289,12 @@ impl Cli {
             (self.trigger.is_some(), "--trigger"),
         ];
         match &self.command {
+            Some(command @ (Command::Completions { .. } | Command::Man)) if self.json => {
+                Some(format!(
+                    "--json has no meaning for '{}': it prints a script or a page, not a report",
+                    command.name()
+                ))
+            }
             Some(command) => run_flags.iter().find(|(given, _)| *given).map(|(_, flag)| {
                 format!(
                     "{flag} is for runs and the watcher; it cannot be used with the '{}' subcommand",

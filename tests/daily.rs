@@ -148,3 +148,58 @@ fn issue_20_status_says_data_is_not_checked_because_the_rules_do_not_load() {
         "{status}"
     );
 }
+
+/// `check --json` is read by scripts: an invalid configuration is a JSON document on
+/// stdout too (with the error), beside the message on stderr and exit 2.
+#[test]
+fn issue_20_check_json_reports_an_invalid_configuration_on_stdout() {
+    let env = TestEnv::new();
+    env.raw_rules("[actions.ingest]\ncomand = 1\n");
+    let out = env
+        .test()
+        .args(&["check", "--json"])
+        .status(2)
+        .stderr_has("unknown field `comand`")
+        .run()
+        .stdout();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `comand`"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["exit"], 2, "{doc:#}");
+}
+
+/// `--json` where it means nothing is refused, not silently ignored; where a subcommand
+/// writes something, `--json` says what.
+#[test]
+fn issue_20_json_is_refused_where_it_means_nothing_and_honoured_by_autostart() {
+    let env = TestEnv::new();
+    env.test()
+        .args(&["completions", "bash", "--json"])
+        .status(2)
+        .stderr_has("--json has no meaning for 'completions'")
+        .run();
+    env.rules(&["--"], "");
+    let out = env
+        .test()
+        .args(&["autostart", "enable", "--json"])
+        .run()
+        .stdout();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        doc["done"][0].as_str().unwrap().contains("memsched"),
+        "{doc:#}"
+    );
+    let out = env
+        .test()
+        .args(&["autostart", "disable", "--json"])
+        .run()
+        .stdout();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["done"].as_array().unwrap().len(), 1, "{doc:#}");
+}
