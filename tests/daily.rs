@@ -203,3 +203,22 @@ fn issue_20_json_is_refused_where_it_means_nothing_and_honoured_by_autostart() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["done"].as_array().unwrap().len(), 1, "{doc:#}");
 }
+
+/// `--once` right after a save: the summary names the file still being written and how
+/// long it waits, not only a count.
+#[test]
+fn issue_20_once_names_the_file_still_being_written_and_its_wait() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "settle = \"1h\"\n");
+    std::fs::write(env.data().join("fresh.txt"), "just saved").unwrap();
+    let out = env
+        .test()
+        .args(&["--once", "--mode", "ingest"])
+        .run()
+        .stdout();
+    assert!(
+        out.contains("1 still being written (fresh.txt: modified ")
+            && out.contains("waits until it is 1h old"),
+        "{out}"
+    );
+}

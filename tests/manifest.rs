@@ -153,7 +153,7 @@ fn issue_11_files_still_being_written_are_not_called_ingested() {
         .then()
         .write("Data/fresh.txt", "just written")
         .args(&["--once", "--mode", "ingest"])
-        .stdout_has("2 files: 1 ingested, 1 still being written (0 read)")
+        .stdout_has("2 files: 1 ingested, 1 still being written (fresh.txt: modified ")
         .run();
 }
 

@@ -374,8 +374,14 @@ fn would_text(ctx: &Context<'_>, config: &IngestConfig, plan: &Plan, waiting: &s
 
 /// "; 2 still being written, 1 awaiting retry" or "".
 fn waiting_text(plan: &Plan) -> String {
+    // The file just saved is the one a person asks about: name it and its wait.
+    let deferred = match plan.deferred.as_slice() {
+        [] => String::new(),
+        [(name, why)] => format!("still being written ({name}: {why})"),
+        [(name, why), ..] => format!("still being written (the first, {name}: {why})"),
+    };
     let parts: Vec<String> = [
-        (plan.deferred.len(), "still being written"),
+        (plan.deferred.len(), deferred.as_str()),
         (plan.awaiting_retry.len(), "awaiting retry"),
         (plan.given_up.len(), "given up (dead task)"),
         (plan.removed.len(), "removed from data_dir"),
