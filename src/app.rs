@@ -252,11 +252,26 @@ fn actions_of(modes: &[Mode]) -> Vec<Action> {
         .collect()
 }
 
-/// `--paths`, else `$MEMSCHED_PATHS` (clap reads both), else `./paths.json`.
+/// `--paths`, else `$MEMSCHED_PATHS` (both through clap), else the nearest paths.json in
+/// the working folder or a folder above it, as git and cargo find theirs: from Data/ or
+/// deeper, the pipeline home's. Named relatively when it is in the working folder.
 fn paths_file(cli: &Cli) -> PathBuf {
-    cli.paths
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("paths.json"))
+    let here = PathBuf::from("paths.json");
+    if let Some(given) = &cli.paths {
+        return given.clone();
+    }
+    if here.is_file() {
+        return here;
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            cwd.ancestors()
+                .skip(1)
+                .map(|folder| folder.join("paths.json"))
+                .find(|file| file.is_file())
+        })
+        .unwrap_or(here)
 }
 
 /// `--rules`, else watch-rules.toml beside paths.json, else ./watch-rules.toml.

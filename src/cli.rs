@@ -11,7 +11,7 @@ use crate::model::trigger::Trigger;
 const AFTER_LONG_HELP: &str = "\
 Examples:
   memsched --paths ~/memory/paths.json              run the watcher in the foreground
-  memsched --once                                   reconcile once (./paths.json), then exit
+  memsched --once                                   reconcile once (the paths.json here or above), then exit
   memsched --once --mode ingest --dry-run           show what ingest would send, and why
   memsched status                                   the pipeline's health; exit 1 when not ok
   memsched log --outcome failed                     recent runs that failed
@@ -47,7 +47,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The pipeline's paths.json [default: $MEMSCHED_PATHS, else ./paths.json]
+    /// The pipeline's paths.json [default: $MEMSCHED_PATHS, else the nearest paths.json here or above]
     #[arg(
         long,
         global = true,

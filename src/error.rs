@@ -192,7 +192,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::PathsMissing { .. } => Some(
-                "pass --paths FILE, set MEMSCHED_PATHS, or run from the folder holding paths.json"
+                "pass --paths FILE, set MEMSCHED_PATHS, or run from the folder holding paths.json or one inside it"
                     .to_owned(),
             ),
             Error::LockHeld { path, .. } if path.ends_with("scheduler.lock") => Some(

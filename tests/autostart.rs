@@ -160,9 +160,11 @@ fn issue_11_two_pipelines_get_two_entries_and_status_and_disable_work_anywhere()
         .run();
     assert_eq!(written(&env, "autostart").len(), 2);
 
-    // Outside any pipeline home (no paths.json in Data/, none named): status lists both.
+    // Outside any pipeline home (no paths.json there or above, none named): status lists
+    // both.
+    let outside = tempfile::tempdir().unwrap();
     let mut cmd = env.bare_command();
-    cmd.current_dir(env.data())
+    cmd.current_dir(outside.path())
         .args(["autostart", "status", "--json"]);
     let out = cmd.output().unwrap();
     assert_exit(&out, 0);
@@ -180,7 +182,8 @@ fn issue_11_two_pipelines_get_two_entries_and_status_and_disable_work_anywhere()
     assert_eq!(written(&env, "autostart").len(), 1);
     // Outside a home, the only pipeline left is the one to disable.
     let mut cmd = env.bare_command();
-    cmd.current_dir(env.data()).args(["autostart", "disable"]);
+    cmd.current_dir(outside.path())
+        .args(["autostart", "disable"]);
     let out = cmd.output().unwrap();
     assert_exit(&out, 0);
     assert!(written(&env, "autostart").is_empty());

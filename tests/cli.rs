@@ -16,9 +16,10 @@ fn issue_11_completions_and_the_manual_page_need_no_pipeline() {
         (&["completions", "fish"][..], "complete -c memsched"),
         (&["man"][..], ".TH memsched"),
     ] {
-        // From Data/, which holds no paths.json, with none named.
+        // From a folder with no paths.json in it or above, with none named.
+        let outside = tempfile::tempdir().unwrap();
         let mut cmd = env.bare_command();
-        cmd.current_dir(env.data()).args(args);
+        cmd.current_dir(outside.path()).args(args);
         let out = cmd.output().unwrap();
         assert_exit(&out, 0);
         assert!(stdout(&out).contains(needle), "{args:?}: {}", stdout(&out));

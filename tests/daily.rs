@@ -222,3 +222,20 @@ fn issue_20_once_names_the_file_still_being_written_and_its_wait() {
         "{out}"
     );
 }
+
+/// As git and cargo find their files: from a folder inside the pipeline home (Data/ or
+/// below), with no --paths and no MEMSCHED_PATHS, memsched finds the home's paths.json.
+#[test]
+fn issue_20_paths_json_is_found_in_the_folders_above() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("notes/a.txt", "a");
+    let mut cmd = env.bare_command();
+    cmd.current_dir(env.data().join("notes"))
+        .args(["--once", "--mode", "ingest", "--json"]);
+    let out = cmd.output().unwrap();
+    assert_exit(&out, 0);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(action(&record, "ingest")["counts"]["done"], 1, "{record:#}");
+    assert_eq!(env.calls().len(), 1);
+}

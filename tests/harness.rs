@@ -134,8 +134,8 @@ impl<'a> Test<'a> {
         self
     }
 
-    /// Names paths.json through `MEMSCHED_PATHS` instead of `--paths`, from a working
-    /// folder (Data/) that has no paths.json of its own to fall back on.
+    /// Names paths.json through `MEMSCHED_PATHS` instead of `--paths`, from the working
+    /// folder Data/ (where, without the variable, the home's paths.json above is found).
     pub(crate) fn paths_from_env(mut self) -> Self {
         self.paths_flag = false;
         self.env("MEMSCHED_PATHS", "{home}/paths.json")
