@@ -1,7 +1,11 @@
 //! What a daily user trips on (issue 20 item 14): each small lie or silent no-op the issue
 //! saw, through the real binary.
 
+use std::time::Duration;
+
 use crate::util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// `--mode ingest,upload` is what people type; it means `--mode ingest --mode upload`.
 #[test]
@@ -238,4 +242,44 @@ fn issue_20_paths_json_is_found_in_the_folders_above() {
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(action(&record, "ingest")["counts"]["done"], 1, "{record:#}");
     assert_eq!(env.calls().len(), 1);
+}
+
+/// The index written as ingest writes it (a temporary file renamed into place) wakes upload
+/// as the file it is: the kernel said it is no folder, so the run's woken_by does not call
+/// the temporary file a "new folder".
+#[test]
+fn issue_20_a_temporary_file_renamed_into_the_sources_is_no_new_folder() {
+    let env = TestEnv::new();
+    let upload = env.step_argv_raw(&["--tag", "upload", "--", "{path}"]);
+    env.raw_rules(&format!(
+        "debounce = \"100ms\"\n[actions.upload]\ncommand = {upload}\nsources = [\"index/*.json\"]\n"
+    ));
+    std::fs::create_dir_all(env.home().join("index")).unwrap();
+    let w = env.watch(&[], &[]);
+    wait_until("the startup run is recorded", DEADLINE, &|| w.log(), || {
+        !env.runs().is_empty()
+    });
+    let tmp = env.home().join("index/.abc.tmp");
+    std::fs::write(&tmp, "{}").unwrap();
+    std::fs::rename(&tmp, env.home().join("index/abc.json")).unwrap();
+    wait_until("the index is uploaded", DEADLINE, &|| w.log(), || {
+        env.calls()
+            .iter()
+            .any(|c| c.tag.as_deref() == Some("upload"))
+    });
+    wait_until("the upload run is recorded", DEADLINE, &|| w.log(), || {
+        env.runs().iter().any(|r| r["trigger"] == "event")
+    });
+    let woken: Vec<String> = env
+        .runs()
+        .iter()
+        .filter(|r| r["trigger"] == "event")
+        .flat_map(|r| r["woken_by"].as_array().unwrap().clone())
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        woken.iter().any(|w| w.contains("index/abc.json")),
+        "{woken:?}"
+    );
+    assert!(!woken.iter().any(|w| w.contains("new folder")), "{woken:?}");
 }

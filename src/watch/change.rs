@@ -122,6 +122,11 @@ pub(crate) fn source_folders(home: &Path, globs: &[String]) -> Vec<(PathBuf, Rec
 /// moved out of data_dir takes its memories with it (issue 17).
 pub(crate) const FOLDER_INFO: &str = "folder";
 
+/// The info memsched's inotify backend gives an event about anything but a folder: the
+/// kernel said so, so a renamed temporary file is never taken for a new folder (issue 20
+/// item 14). An event with neither info (the poll backend) leaves it open.
+pub(crate) const FILE_INFO: &str = "file";
+
 #[must_use]
 pub(crate) fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
     if event.need_rescan() {
@@ -145,7 +150,11 @@ pub(crate) fn classify(event: &Event, roots: &Roots) -> Vec<Change> {
         }
         NotifyKind::Remove(_) => (EventKind::Remove, None, false),
     };
-    let folder = folder.or_else(|| (event.info() == Some(FOLDER_INFO)).then_some(true));
+    let folder = folder.or(match event.info() {
+        Some(FOLDER_INFO) => Some(true),
+        Some(FILE_INFO) => Some(false),
+        _ => None,
+    });
     event
         .paths
         .iter()

@@ -198,10 +198,12 @@ impl Table {
             if renamed {
                 event_out = event_out.set_tracker(event.cookie as usize);
             }
-            if folder {
-                // notify's kinds for a rename say nothing of folders: the kernel did.
-                event_out = event_out.set_info(crate::watch::change::FOLDER_INFO);
-            }
+            // notify's kinds for a rename say nothing of folders: the kernel did.
+            event_out = event_out.set_info(if folder {
+                crate::watch::change::FOLDER_INFO
+            } else {
+                crate::watch::change::FILE_INFO
+            });
             out.push(Ok(event_out));
         }
     }
