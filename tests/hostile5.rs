@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
 
+use crate::retry::task;
 use crate::util::*;
 
 // ---- item 4: an mtime ahead of the clock is not "being written" ----
@@ -91,5 +93,84 @@ fn issue_21_a_file_dated_in_the_future_is_ingested_by_the_watcher_which_then_sta
         vec!["event"],
         "only g.txt's run happened:\n{}",
         w.log()
+    );
+}
+
+// ---- item 7: `parallel` runs slow steps side by side ----
+
+/// The (start, end) of every call of tests/steps/span.py that logged to `logdir`, by
+/// start, with the arguments it was given.
+fn spans(logdir: &Path) -> Vec<(f64, f64, Vec<String>)> {
+    let mut spans: Vec<(f64, f64, Vec<String>)> = std::fs::read_dir(logdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            let args = v["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect();
+            (
+                v["start"].as_f64().unwrap(),
+                v["end"].as_f64().unwrap(),
+                args,
+            )
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    spans
+}
+
+/// The most calls running at one moment.
+fn most_at_once(spans: &[(f64, f64, Vec<String>)]) -> usize {
+    spans
+        .iter()
+        .map(|(start, _, _)| {
+            spans
+                .iter()
+                .filter(|(s, e, _)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn issue_21_parallel_runs_slow_independent_tasks_side_by_side() {
+    let env = TestEnv::new();
+    let span = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/span.py");
+    let logdir = env.home().join("spans");
+    let command = serde_json::to_string(&[
+        "python3",
+        &span.display().to_string(),
+        &logdir.display().to_string(),
+        "1",
+        "{task_id}",
+    ])
+    .unwrap();
+    env.raw_rules(&format!(
+        "[actions.retry]\ncommand = {command}\nparallel = 4\n"
+    ));
+    // Tasks of a step of their own (no memsched action's lock to share).
+    let tasks: Vec<Value> = (0..8)
+        .map(|i| task(&format!("t{i}"), "embed", json!({})))
+        .collect();
+    env.state_file("task_queue.json", &json!({ "tasks": tasks }));
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run();
+    assert_eq!(run.action("retry")["counts"]["done"], 8);
+    let spans = spans(&logdir);
+    let mut ran: Vec<String> = spans.iter().map(|s| s.2[0].clone()).collect();
+    ran.sort();
+    assert_eq!(ran, ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"]);
+    let at_once = most_at_once(&spans);
+    assert!(
+        (2..=4).contains(&at_once),
+        "{at_once} tasks ran at once at parallel = 4: {spans:?}"
     );
 }
