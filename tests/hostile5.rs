@@ -174,3 +174,122 @@ fn issue_21_parallel_runs_slow_independent_tasks_side_by_side() {
         "{at_once} tasks ran at once at parallel = 4: {spans:?}"
     );
 }
+
+// ---- item 3: no program or script others can write is run ----
+
+fn chown_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn issue_21_a_program_on_path_others_can_write_is_refused_naming_it() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "alpha");
+    // A python3 that nobody put in a folder nobody owns and anyone may write, early on PATH.
+    let evil = env.home().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    let ran_as = env.home().join("ran-as");
+    let program = evil.join("python3");
+    std::fs::write(
+        &program,
+        format!("#!/bin/sh\nid -u > '{}'\n", ran_as.display()),
+    )
+    .unwrap();
+    chmod(&program, 0o755);
+    chown_nobody(&program);
+    chown_nobody(&evil);
+    chmod(&evil, 0o777);
+    let path = format!("{}:{}", evil.display(), std::env::var("PATH").unwrap());
+    env.test()
+        .args(&["check"])
+        .env("PATH", &path)
+        .status(2)
+        .stderr_has("{home}/evil/python3: it is owned by nobody, not by you (root) or root (mode 0755, owner nobody, group nogroup); memsched runs no program others can write (fix: chown root {home}/evil/python3)")
+        .run();
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "ingest", "--json"])
+        .env("PATH", &path)
+        .status(1)
+        .run();
+    assert!(!ran_as.exists(), "the program ran");
+    assert!(env.calls().is_empty());
+    let error = run.action("ingest")["error"].as_str().unwrap().to_owned();
+    let named = format!("{}: it is owned by nobody", program.display());
+    assert!(error.contains(&named), "{error}");
+    // Its folder is judged too: whoever can write it can put another python3 there.
+    std::os::unix::fs::chown(&program, Some(0), Some(0)).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .env("PATH", &path)
+        .status(1)
+        .stdout_has("{home}/evil/python3: the folder holding it, {home}/evil, is owned by nobody")
+        .run();
+    assert!(!ran_as.exists(), "the program ran");
+    std::os::unix::fs::chown(&evil, Some(0), Some(0)).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .env("PATH", &path)
+        .status(1)
+        .stdout_has("the folder holding it, {home}/evil, is writable by others (mode 0777, owner root, group root)")
+        .stdout_has("(fix: chmod go-w {home}/evil)")
+        .run();
+    assert!(!ran_as.exists(), "the program ran");
+    chmod(&evil, 0o755);
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .env("PATH", &path)
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(&ran_as).unwrap(),
+        "0\n",
+        "trusted, it runs"
+    );
+}
+
+#[test]
+fn issue_21_a_step_script_others_can_write_is_refused_naming_it() {
+    let env = TestEnv::new();
+    let script = env.home().join("step.py");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/record.py"),
+        &script,
+    )
+    .unwrap();
+    chmod(&script, 0o666);
+    let argv = serde_json::to_string(&[
+        "python3",
+        "step.py",
+        &env.log_dir().display().to_string(),
+        "--",
+        "{files}",
+    ])
+    .unwrap();
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {argv}\nsettle = \"0s\"\n"
+    ));
+    env.data_file("a.txt", "alpha");
+    let refused = "{home}/step.py: it is writable by others (mode 0666, owner root, group root); memsched runs no script others can write (fix: chmod go-w {home}/step.py)";
+    env.test()
+        .args(&["check"])
+        .status(2)
+        .stderr_has(refused)
+        .stdout_has("REFUSED")
+        .run();
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has(refused)
+        .run();
+    assert!(env.calls().is_empty(), "the script ran");
+    chmod(&script, 0o644);
+    env.test().args(&["check"]).run();
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    assert_eq!(env.calls().len(), 1);
+}

@@ -448,6 +448,11 @@ fn invocation(
 ) -> Invocation {
     let mut stdin = serde_json::to_vec(json).expect("a task always serialises");
     stdin.push(b'\n');
+    let scripts = runner::program::scripts(
+        ctx.paths,
+        ctx.rules,
+        own_command.as_deref().unwrap_or(&config.command.argv),
+    );
     let argv = match own_command {
         Some(argv) => argv.into_iter().map(OsString::from).collect(),
         None => runner::expand(
@@ -468,6 +473,7 @@ fn invocation(
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
         step_lock: None,
+        scripts,
     }
 }
 
