@@ -293,3 +293,84 @@ fn issue_21_a_step_script_others_can_write_is_refused_naming_it() {
     env.test().args(&["--once", "--mode", "ingest"]).run();
     assert_eq!(env.calls().len(), 1);
 }
+
+// ---- item 9: a mount made or removed under data_dir is heard at once ----
+
+/// A tmpfs mounted on a folder for the test, unmounted when dropped (even when the test
+/// fails, so its home can be removed).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(on: &Path) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(on)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs (the test runs as root)");
+        Tmpfs(on.to_path_buf())
+    }
+
+    fn unmount(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let status = std::process::Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .unwrap();
+            assert!(status.success(), "umount {}", self.0.display());
+            self.0 = std::path::PathBuf::new();
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn issue_21_a_mount_made_or_removed_under_data_dir_is_heard_without_the_tick() {
+    let env = TestEnv::new();
+    let sub = env.data().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let ingest = env.step_argv(&["--"]);
+    env.raw_rules(&format!(
+        "debounce = \"50ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    let mut tmpfs = Tmpfs::mount(&sub);
+    // Written into the new file system, whose folders no watch covered when it came.
+    let inside = env.write("Data/sub/m.txt", "a memory on the new mount");
+    wait_until(
+        "m.txt on the new mount reaches the step",
+        Duration::from_secs(20),
+        &|| w.log(),
+        || env.sent().contains(&bytes(&inside)),
+    );
+    let before = env.runs().len();
+    tmpfs.unmount();
+    wait_until(
+        "a run finds m.txt gone with its mount",
+        Duration::from_secs(20),
+        &|| w.log(),
+        || {
+            env.runs()[before..].iter().any(|r| {
+                r["actions"].as_array().unwrap().iter().any(|a| {
+                    a["reasons"].as_array().is_some_and(|reasons| {
+                        reasons
+                            .iter()
+                            .any(|x| x.as_str().unwrap().starts_with("removed sub/m.txt"))
+                    })
+                })
+            })
+        },
+    );
+}
