@@ -106,7 +106,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load and validate paths.json and the rules, resolve every command; print what they resolve to
+    /// Load and validate paths.json and the rules, resolve every command and judge who can write it; print what they resolve to
     Check,
     /// Show the pipeline's health (exit 0 ok, 1 degraded or failing); writes nothing
     Status,

@@ -137,6 +137,16 @@ pub enum Error {
         why: String,
         fix: String,
     },
+    /// A program or script a command would run that someone else could write (issue 21
+    /// item 3; see trust.rs): the command is not run. `what` is "program" or "script"; the
+    /// fix is part of the message, since a run records the message alone.
+    #[error("{}: {why}; memsched runs no {what} others can write (fix: {fix})", path.display())]
+    UntrustedCommand {
+        path: PathBuf,
+        what: &'static str,
+        why: String,
+        fix: String,
+    },
     /// What a subcommand prints (the manual page) could not be written to stdout: an I/O
     /// failure, not bad usage.
     #[error("cannot write the {what}")]
@@ -168,6 +178,7 @@ impl Error {
             | Error::ConfigParse { .. }
             | Error::ConfigInvalid { .. }
             | Error::Untrusted { .. }
+            | Error::UntrustedCommand { .. }
             | Error::Usage(_) => Exit::Usage,
             Error::LockHeld { .. } => Exit::LockHeld,
             Error::StateRead { .. }

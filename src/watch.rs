@@ -14,6 +14,7 @@
 pub(crate) mod change;
 pub(crate) mod inotify;
 pub(crate) mod interest;
+pub(crate) mod mounts;
 pub(crate) mod poll;
 
 pub(crate) use change::{Change, Roots, classify, source_folders};
@@ -48,6 +49,9 @@ pub(crate) enum Notice {
     /// The OS watch limit stopped a watch: the folders past it are deaf until the loop
     /// polls instead. Why, said for health (see [`watch_limit_reason`]).
     WatchLimit(String),
+    /// A file system was mounted or unmounted at, under or above data_dir (what changed):
+    /// its folders are watched by no one yet, or its watches are gone (see [`mounts`]).
+    Mounts(String),
 }
 
 /// Why the watcher polls once the inotify watch limit stopped a watch of `at`: names the

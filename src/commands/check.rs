@@ -1,9 +1,9 @@
 //! `memsched check`: what paths.json and the rules resolve to, whether each state file
-//! can be read, whether every command can be found, and where the rules leave gaps, so a
-//! configuration can be verified before anything runs.
+//! can be read, whether every command can be found and may run (no program or script
+//! others can write), and where the rules leave gaps, so a configuration can be verified
+//! before anything runs.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use crate::config::rules::{Backoff, CommandSpec, Rules};
 use crate::error::{Exit, Result};
 use crate::model::action::Action;
 use crate::model::scope::Scope;
+use crate::run::runner::program;
 use crate::state::json_file;
 
 /// The version of `check --json`'s shape.
@@ -32,15 +33,18 @@ pub(crate) fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<Exit> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["found"].is_null())
+        .filter(|c| c["found"].is_null() || !c["refused"].is_null())
         .collect();
     for c in &missing {
-        eprintln!(
-            "memsched: error: the {} command {} {}",
-            c["action"].as_str().unwrap_or(""),
-            c["program"],
-            c["problem"].as_str().unwrap_or("cannot be found")
-        );
+        let action = c["action"].as_str().unwrap_or("");
+        match c["refused"].as_str() {
+            Some(why) => eprintln!("memsched: error: the {action} command will not run: {why}"),
+            None => eprintln!(
+                "memsched: error: the {action} command {} {}",
+                c["program"],
+                c["problem"].as_str().unwrap_or("cannot be found")
+            ),
+        }
     }
     Ok(if missing.is_empty() {
         Exit::Ok
@@ -49,29 +53,8 @@ pub(crate) fn print(paths: &Paths, rules: &Rules, json: bool) -> Result<Exit> {
     })
 }
 
-/// Where `program` resolves as a step would run it (in `home`, on `PATH`), or why not.
-fn resolve(program: &str, home: &Path) -> std::result::Result<PathBuf, String> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let path = home.join(program);
-        return if executable(&path) {
-            Ok(path)
-        } else if path.exists() {
-            Err(format!("({}) is not an executable file", path.display()))
-        } else {
-            Err(format!("({}) does not exist", path.display()))
-        };
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path_var)
-        .map(|dir| home.join(dir).join(program))
-        .find(|p| executable(p))
-        .ok_or_else(|| "is not found on PATH".to_owned())
-}
-
-/// Every configured command and where its program resolves.
+/// Every configured command, where its program resolves, and why it would be refused
+/// (a program or script others can write), as a run would judge it.
 fn commands(paths: &Paths, rules: &Rules) -> Vec<Value> {
     let configured: [(Action, Option<&CommandSpec>); 4] = [
         (Action::Retry, rules.retry.as_ref().map(|r| &r.command)),
@@ -84,10 +67,19 @@ fn commands(paths: &Paths, rules: &Rules) -> Vec<Value> {
     ];
     configured
         .into_iter()
-        .filter_map(|(action, c)| Some((action, c?.argv.first()?)))
-        .map(|(action, program)| match resolve(program, &paths.home) {
-            Ok(found) => json!({"action": action.name(), "program": program, "found": found, "problem": null}),
-            Err(why) => json!({"action": action.name(), "program": program, "found": null, "problem": why}),
+        .filter_map(|(action, c)| Some((action, c?.argv.first()?, c?)))
+        .map(|(action, name, c)| {
+            let path_var = program::path_of(&[]);
+            match program::resolve(name.as_ref(), &paths.home, path_var.as_deref()) {
+                Ok(found) => {
+                    let scripts = program::scripts(paths, rules, &c.argv);
+                    let refused = program::check(name.as_ref(), &paths.home, path_var.as_deref(), &scripts)
+                        .err()
+                        .map(|e| e.to_string());
+                    json!({"action": action.name(), "program": name, "found": found, "problem": null, "refused": refused})
+                }
+                Err(why) => json!({"action": action.name(), "program": name, "found": null, "problem": why, "refused": null}),
+            }
         })
         .collect()
 }
@@ -335,9 +327,10 @@ fn write_text(out: &mut (impl Write + ?Sized), r: &Value) -> std::io::Result<()>
     }
     writeln!(out, "\ncommands")?;
     for c in r["commands"].as_array().into_iter().flatten() {
-        let found = match &c["found"] {
-            Value::Null => format!("NOT FOUND: {} {}", s(&c["program"]), s(&c["problem"])),
-            found => s(found),
+        let found = match (&c["found"], &c["refused"]) {
+            (Value::Null, _) => format!("NOT FOUND: {} {}", s(&c["program"]), s(&c["problem"])),
+            (found, Value::Null) => s(found),
+            (found, why) => format!("{}  REFUSED: {}", s(found), s(why)),
         };
         writeln!(out, "  {:<9} {found}", s(&c["action"]))?;
     }

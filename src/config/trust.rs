@@ -10,9 +10,14 @@
 //! other members listed. The folder holding a checked file passes the same test, since
 //! whoever can write that folder can replace the file; a world-writable folder with the
 //! sticky bit (`/tmp`) is allowed there, as others cannot replace a file they do not own.
+//!
+//! What a command runs (its program, found on `PATH`, and a script its arguments name) is
+//! judged by [`check_executable`]: the file and every folder above it, up to the root,
+//! through every link (issue 21 item 3).
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
 
@@ -24,22 +29,71 @@ use crate::error::{Error, Result};
 /// Checks `path` (a rules file, paths.json, task_queue.json) and the folder holding it.
 /// A path that does not exist passes: whoever reads it reports that.
 pub(crate) fn check_file(path: &Path) -> Result<()> {
-    check(path, None)?;
+    check(path, Role::Itself)?;
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    check(folder, Some(path))
+    check(folder, Role::Holds(path))
 }
 
 /// Checks a folder memsched keeps state in (the state folder) itself.
 pub(crate) fn check_folder(path: &Path) -> Result<()> {
-    check(path, None)
+    check(path, Role::Itself)
 }
 
-/// Checks `path`, itself or (`holds`) as the folder holding a checked file, which the
-/// error then names.
-fn check(path: &Path, holds: Option<&Path>) -> Result<()> {
+/// Checks a file memsched has run (a command's program or script, an absolute path) and
+/// every folder above it up to the root, since whoever can write any of them can put
+/// another file in its place. Each link on the way is followed hop by hop, and the
+/// folders above each hop and above the resolved file are judged too: `/usr/bin/python3`
+/// names `/etc/alternatives/python3`, which names the file that runs.
+pub(crate) fn check_executable(path: &Path) -> Result<()> {
+    check(path, Role::Itself)?;
+    let mut judged = HashSet::new();
+    let mut hop = path.to_path_buf();
+    // The kernel follows at most 40 links in a path; so does this.
+    for _ in 0..40 {
+        check_folders_above(&hop, path, &mut judged)?;
+        let Ok(target) = std::fs::read_link(&hop) else {
+            break;
+        };
+        hop = hop.parent().unwrap_or(Path::new("/")).join(target);
+    }
+    if let Ok(real) = std::fs::canonicalize(path) {
+        check_folders_above(&real, path, &mut judged)?;
+    }
+    Ok(())
+}
+
+/// Checks every folder above `hop` (on the way to `file`), skipping those `judged`.
+fn check_folders_above(hop: &Path, file: &Path, judged: &mut HashSet<PathBuf>) -> Result<()> {
+    for (depth, folder) in hop.ancestors().skip(1).enumerate() {
+        if folder.as_os_str().is_empty() || !judged.insert(folder.to_path_buf()) {
+            continue;
+        }
+        let role = if depth == 0 && hop == file {
+            Role::Holds(file)
+        } else {
+            Role::Above(file)
+        };
+        check(folder, role)?;
+    }
+    Ok(())
+}
+
+/// What a checked path is to what memsched uses, for the error's words.
+#[derive(Clone, Copy)]
+enum Role<'a> {
+    /// The file or folder memsched uses.
+    Itself,
+    /// The folder holding this file.
+    Holds(&'a Path),
+    /// A folder further above this file (or above a link on the way to it).
+    Above(&'a Path),
+}
+
+/// Checks `path` in its `role`; an error names the file memsched uses.
+fn check(path: &Path, role: Role<'_>) -> Result<()> {
     // Followed, as OpenSSH does: a rules file kept in a dotfiles repository and linked
     // into place is judged by what it is.
     let Ok(meta) = std::fs::metadata(path) else {
@@ -56,15 +110,20 @@ fn check(path: &Path, holds: Option<&Path>) -> Result<()> {
             group_name(group)
         )
     };
+    let holds = match role {
+        Role::Itself => None,
+        Role::Holds(file) | Role::Above(file) => Some(file),
+    };
     let untrusted = |why: String, fix: String| Error::Untrusted {
         path: holds.unwrap_or(path).to_path_buf(),
         why: format!("{why} ({})", shown()),
         fix,
     };
-    let what = match (holds, meta.is_dir()) {
-        (None, false) => "it".to_owned(),
-        (None, true) => "this folder".to_owned(),
-        (Some(_), _) => format!("the folder holding it, {},", path.display()),
+    let what = match (role, meta.is_dir()) {
+        (Role::Itself, false) => "it".to_owned(),
+        (Role::Itself, true) => "this folder".to_owned(),
+        (Role::Holds(_), _) => format!("the folder holding it, {},", path.display()),
+        (Role::Above(_), _) => format!("a folder above it, {},", path.display()),
     };
     let target = path.display();
     if owner != me && !owner.is_root() {
@@ -109,9 +168,10 @@ fn check(path: &Path, holds: Option<&Path>) -> Result<()> {
     {
         let writer = acl_writer(&acl, me).map(|(why, _)| why);
         if let Some(why) = writer.or_else(|| acl.others.then(|| "others".to_owned())) {
-            let folder = match holds {
-                None => "this folder".to_owned(),
-                Some(_) => format!("the folder holding it, {target},"),
+            let folder = match role {
+                Role::Itself => "this folder".to_owned(),
+                Role::Holds(_) => format!("the folder holding it, {target},"),
+                Role::Above(_) => format!("a folder above it, {target},"),
             };
             return Err(untrusted(
                 format!("files created in {folder} would be writable by {why} (its default ACL)"),
@@ -198,6 +258,43 @@ mod tests {
         chmod(dir.path(), 0o1777);
         check_file(&file).unwrap();
         chmod(dir.path(), 0o700);
+    }
+
+    #[test]
+    fn an_executable_is_judged_through_every_link_and_every_folder_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (real, bin) = (dir.path().join("real"), dir.path().join("bin"));
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(real.join("prog"), "").unwrap();
+        chmod(&real.join("prog"), 0o755);
+        let link = bin.join("prog");
+        std::os::unix::fs::symlink("../real/prog", &link).unwrap();
+        check_executable(&link).unwrap();
+        // The folder holding what the link names: anyone could swap the program.
+        chmod(&real, 0o777);
+        let e = check_executable(&link).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}: a folder above it, ", link.display())),
+            "{e}"
+        );
+        assert!(e.contains("/real, is writable by others (mode 0777"), "{e}");
+        chmod(&real, 0o755);
+        // A folder two levels above the link.
+        chmod(dir.path(), 0o777);
+        let e = check_executable(&link).unwrap_err().to_string();
+        let above = format!(
+            "a folder above it, {}, is writable by others",
+            dir.path().display()
+        );
+        assert!(e.contains(&above), "{e}");
+        chmod(dir.path(), 0o700);
+        chmod(&real.join("prog"), 0o757);
+        let e = check_executable(&link).unwrap_err().to_string();
+        assert!(
+            e.contains("prog: it is writable by others (mode 0757"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,12 +8,16 @@ use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::{Error, Result};
 use crate::model::watcher_kind::WatcherKind;
+use crate::watch::mounts::MountWatch;
 use crate::watch::{self, CANARY_PREFIX, Interest, Outlet, Roots, Watcher};
 
 /// The file-system watcher, where it looks, what it lets through, and where it sends.
 pub(super) struct Watching {
     /// `None` only while it is being replaced, or after a replacement failed.
     watcher: Option<Watcher>,
+    /// Hears mounts under data_dir, which inotify cannot (with inotify only: polling
+    /// walks into a new mount by itself).
+    mounts: Option<MountWatch>,
     /// The kind of the watcher last started; a failed replacement leaves it as it was.
     pub(super) kind: WatcherKind,
     /// Why it polls though inotify was asked for (the watch limit); health names it.
@@ -29,6 +33,7 @@ impl Watching {
     pub(super) fn new(roots: Roots, interest: Interest, outlet: Outlet) -> Watching {
         Watching {
             watcher: None,
+            mounts: None,
             kind: WatcherKind::default(),
             fell_back: None,
             roots,
@@ -41,8 +46,19 @@ impl Watching {
     pub(super) fn start(&mut self, kind: WatcherKind) -> Result<()> {
         // The old watcher goes first, so its inotify watches are free for the new one.
         self.watcher = None;
+        // The mounts of now are known before the folders are watched: one made meanwhile
+        // is heard.
+        self.mounts = None;
+        if kind == WatcherKind::Inotify {
+            self.mounts = MountWatch::start(&self.roots.data_dir, self.outlet.notices.clone())
+                .inspect_err(|e| log::debug!("mounts are found by the tick alone: {e}"))
+                .ok();
+        }
         let started = watch::start(&self.roots, &self.interest, &self.outlet, kind)?;
         self.kind = started.watcher.kind();
+        if self.kind != WatcherKind::Inotify {
+            self.mounts = None;
+        }
         // A poller asked for (after a fallback, or a deaf inotify) keeps the reason; an
         // inotify watcher that started has none.
         if started.fell_back.is_some() || self.kind == WatcherKind::Inotify {

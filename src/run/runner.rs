@@ -4,6 +4,7 @@
 //! command is in [`running`] until it ends, so a second Ctrl-C can end them all
 //! ([`abort_all`]).
 
+pub(crate) mod program;
 mod registry;
 
 use std::collections::VecDeque;
@@ -116,6 +117,9 @@ pub(crate) struct Invocation {
     /// runs (ingest.lock for an ingest task), so that step never runs twice at once
     /// (issue 21 item 1).
     pub step_lock: Option<PathBuf>,
+    /// Scripts the command's own arguments name (see [`program::scripts`]): judged, with
+    /// the program, before it starts.
+    pub scripts: Vec<PathBuf>,
 }
 
 impl Invocation {
@@ -164,14 +168,19 @@ fn is_current_dir(dir: &Path) -> bool {
     }
 }
 
-/// Runs `inv` to completion or timeout. Only failing to start is an error; how the
-/// command ended is in the report.
+/// Runs `inv` to completion or timeout. Only failing to start is an error (a program or
+/// script others can write is refused before it starts); how the command ended is in the
+/// report.
 pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
     let program = inv
         .argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if let Some(first) = inv.argv.first() {
+        let path_var = program::path_of(&inv.env);
+        program::check(first, &inv.cwd, path_var.as_deref(), &inv.scripts)?;
+    }
     let started = Instant::now();
     let locks: Vec<&Path> = inv
         .lock
@@ -500,6 +509,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             lock: None,
             step_lock: None,
+            scripts: Vec::new(),
         };
         let report = run(&inv).unwrap();
         assert!(report.timed_out);
@@ -528,6 +538,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             lock: None,
             step_lock: None,
+            scripts: Vec::new(),
         };
         let report = run(&inv).unwrap();
         assert_eq!(report.exit_code, Some(4));
@@ -565,6 +576,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             lock: None,
             step_lock: None,
+            scripts: Vec::new(),
         };
         let e = run(&inv).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/step"));

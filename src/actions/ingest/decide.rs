@@ -135,26 +135,44 @@ pub(super) fn open_tasks(queue: &TaskQueue) -> HashMap<&str, IngestTask<'_>> {
         .collect()
 }
 
-/// Why a file whose stat is `stat` must wait before it is read, if it must: younger than
+/// Whether a file is old enough to be read, judged by its mtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Age {
+    /// Older than `settle`, or its writer was heard closing it: read it.
+    Settled,
+    /// Its mtime is ahead of the clock by more than `settle` (this much): a camera's or
+    /// phone's clock, tar's "time stamp in the future". Its age says nothing of a writer,
+    /// and waiting for it would wait until that date, so it is read now, saying so.
+    Ahead(Duration),
+    /// Younger than `settle`: still being written, it waits (why).
+    Young(String),
+}
+
+/// Whether a file whose stat is `stat` must wait before it is read: younger than
 /// `settle`, unless the watcher heard its writer finish (`closed`), when it is complete
-/// whatever its mtime says.
-pub(super) fn waits(
-    clock: &dyn Clock,
-    stat: Stat,
-    settle: Duration,
-    closed: bool,
-) -> Option<String> {
-    let age = clock
-        .now()
-        .duration_since(mtime_of(stat))
-        .unwrap_or(Duration::ZERO);
-    (age < settle && !closed).then(|| {
-        format!(
+/// whatever its mtime says. An mtime ahead of the clock by no more than `settle` (a
+/// network file system's clock a little off) waits as a young file does; one further
+/// ahead is [`Age::Ahead`].
+pub(super) fn age(clock: &dyn Clock, stat: Stat, settle: Duration, closed: bool) -> Age {
+    if closed {
+        return Age::Settled;
+    }
+    let now = clock.now();
+    let mtime = mtime_of(stat);
+    match now.duration_since(mtime) {
+        Ok(age) if age >= settle => Age::Settled,
+        Ok(age) => Age::Young(format!(
             "modified {} ago, waits until it is {} old",
             humantime::format_duration(round_ms(age)),
             humantime::format_duration(settle)
-        )
-    })
+        )),
+        Err(ahead) if ahead.duration() > settle => Age::Ahead(ahead.duration()),
+        Err(ahead) => Age::Young(format!(
+            "modified {} ahead of the clock, waits until it is {} old",
+            humantime::format_duration(round_ms(ahead.duration())),
+            humantime::format_duration(settle)
+        )),
+    }
 }
 
 /// The content hash a read of a file whose scan found `stat` gave, or why there is none.
@@ -385,9 +403,9 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_000);
         let clock = Frozen(now);
         let settle = Duration::from_secs(2);
-        let modified = |secs_ago: u64| Stat {
+        let modified = |secs_ago: i64| Stat {
             size: 1,
-            mtime_ns: i64::try_from((1_000 - secs_ago) * 1_000_000_000).unwrap(),
+            mtime_ns: (1_000 - secs_ago) * 1_000_000_000,
             inode: 1,
             ctime_ns: None,
         };
@@ -397,15 +415,45 @@ mod tests {
             ("just settled", modified(2), false, false),
             ("too young", modified(1), false, true),
             ("too young but closed", modified(1), true, false),
-            ("an mtime ahead of the clock", modified(0), false, true),
+            ("modified this very moment", modified(0), false, true),
+            ("a second ahead of the clock", modified(-1), false, true),
         ];
         for (case, stat, closed, waits_expected) in cases {
-            let why = waits(&clock, stat, settle, closed);
-            assert_eq!(why.is_some(), waits_expected, "{case}: {why:?}");
+            let age = age(&clock, stat, settle, closed);
+            assert_eq!(
+                matches!(age, Age::Young(_)),
+                waits_expected,
+                "{case}: {age:?}"
+            );
         }
         assert_eq!(
-            waits(&clock, modified(1), settle, false).as_deref(),
-            Some("modified 1s ago, waits until it is 2s old")
+            age(&clock, modified(1), settle, false),
+            Age::Young("modified 1s ago, waits until it is 2s old".to_owned())
+        );
+        assert_eq!(
+            age(&clock, modified(-1), settle, false),
+            Age::Young("modified 1s ahead of the clock, waits until it is 2s old".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_mtime_far_ahead_of_the_clock_is_read_at_once_not_waited_for() {
+        let clock = Frozen(UNIX_EPOCH + Duration::from_secs(1_000));
+        let settle = Duration::from_secs(2);
+        let in_a_year = Stat {
+            size: 1,
+            mtime_ns: (1_000 + 365 * 86_400) * 1_000_000_000,
+            inode: 1,
+            ctime_ns: None,
+        };
+        assert_eq!(
+            age(&clock, in_a_year, settle, false),
+            Age::Ahead(Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(age(&clock, in_a_year, settle, true), Age::Settled);
+        assert_eq!(
+            age(&clock, in_a_year, Duration::ZERO, false),
+            Age::Ahead(Duration::from_secs(365 * 86_400))
         );
     }
 

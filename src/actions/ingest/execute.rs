@@ -345,6 +345,7 @@ fn run_batch(
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
         step_lock: None,
+        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);

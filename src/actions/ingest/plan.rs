@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use super::decide::Known;
-use super::decide::{self, Back, Decision, Removals, Seen, Unread};
+use super::decide::{self, Age, Back, Decision, Removals, Seen, Unread};
 use super::hash::{self, ToRead};
 use super::hints::WatcherHints;
 use super::scan::{Found, Scan};
@@ -65,6 +65,9 @@ pub struct Plan {
     pub after_send: Vec<(Candidate, String)>,
     /// Files modified within `settle`, or changing while hashed: (file, why).
     pub deferred: Vec<(String, String)>,
+    /// Files read without waiting to settle because their mtime is ahead of the clock by
+    /// more than `settle`: (file, by how much).
+    pub ahead_of_clock: Vec<(String, std::time::Duration)>,
     /// Files whose earlier failure is a task the retry action owns: (file, task id).
     pub awaiting_retry: Vec<(String, String)>,
     /// Files whose task is dead: (file, task id). Changing the file sends it again.
@@ -148,6 +151,12 @@ impl Plan {
             format!(
                 "record {} once its twin in this run is done: same content",
                 c.shown()
+            )
+        }));
+        list(&mut self.ahead_of_clock.iter().map(|(f, by)| {
+            format!(
+                "read {f} without waiting: its mtime is in the future ({} ahead of the clock: a clock set wrong, an archive's time stamp), which says nothing of a writer",
+                humantime::format_duration(std::time::Duration::from_secs(by.as_secs()))
             )
         }));
         list(
@@ -296,9 +305,12 @@ pub fn plan(
     let mut to_read = Vec::with_capacity(to_hash.len());
     for (key, file) in to_hash {
         let closed = hints.was_closed(&file.rel) || file.heard;
-        match decide::waits(&clock, file.stat, config.settle, closed) {
-            Some(why) => plan.deferred.push((file_key::display(&file.rel), why)),
-            None => {
+        match decide::age(&clock, file.stat, config.settle, closed) {
+            Age::Young(why) => plan.deferred.push((file_key::display(&file.rel), why)),
+            settled_or_ahead => {
+                if let Age::Ahead(by) = settled_or_ahead {
+                    plan.ahead_of_clock.push((file_key::display(&file.rel), by));
+                }
                 let abs = ctx.paths.data_dir.join(&file.rel);
                 to_read.push(ToRead { key, file, abs });
             }

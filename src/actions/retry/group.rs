@@ -10,15 +10,16 @@
 //! it (so the writes stay a small part of the run). A group grows fourfold while it
 //! finishes within half the budget and halves when it takes longer, and no task of a
 //! group starts once the group has used its budget: it is handed back as it was (its old
-//! status and times), for the next group. The first group holds one task, so a slow step
-//! runs one task per group, recorded alone, as before; a task waits in `running` without
-//! running for at most about the budget or one task's run.
+//! status and times), for the next group. A group holds at least `parallel` tasks, and
+//! each worker's first task always starts, so a slow step runs `parallel` tasks per group
+//! side by side (issue 21 item 7); a task waits in `running` without running for at most
+//! about the budget or one task's run.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -114,7 +115,10 @@ pub(super) fn execute(
 ) -> Executed {
     let mut executed = Executed::default();
     let mut waiting: VecDeque<&Due> = plan.due.iter().collect();
-    let mut size = 1;
+    // A group holds at least one task per worker, or `parallel` would have nothing to
+    // run side by side: with groups of one, a slow step ran one task at a time.
+    let least = config.parallel.max(1);
+    let mut size = least;
     let mut budget = BUDGET;
     // The queue as the last write left it, so the next write need not parse it again.
     let mut cache = None;
@@ -152,7 +156,7 @@ pub(super) fn execute(
                 for due in ran.not_started.into_iter().rev() {
                     waiting.push_front(due);
                 }
-                size = next_size(size, ran.took, budget);
+                size = next_size(size, ran.took, budget, least);
                 budget = BUDGET.max(ran.write * WRITES_PER_BUDGET);
             }
             Err(e) => {
@@ -164,12 +168,12 @@ pub(super) fn execute(
     executed
 }
 
-/// The size of the next group after one of `size` tasks took `took`.
-fn next_size(size: usize, took: Duration, budget: Duration) -> usize {
+/// The size of the next group after one of `size` tasks took `took`, never below `least`.
+fn next_size(size: usize, took: Duration, budget: Duration, least: usize) -> usize {
     if took < budget / 2 {
-        (size * 4).min(MAX_GROUP)
+        (size * 4).clamp(least, MAX_GROUP.max(least))
     } else if took > budget {
-        (size / 2).max(1)
+        (size / 2).max(least)
     } else {
         size
     }
@@ -311,8 +315,9 @@ struct Window {
 }
 
 /// Runs the taken tasks in order, `parallel` at a time, none starting after the group's
-/// budget is spent or a signal came; tasks of a step whose lock the group holds run one
-/// at a time under it.
+/// budget is spent or a signal came (the first one per worker always starts, so
+/// `parallel` slow steps run side by side); tasks of a step whose lock the group holds run
+/// one at a time under it, and one that waited its turn past the budget is handed back.
 fn run_taken(
     ctx: &Context<'_>,
     config: &RetryConfig,
@@ -323,6 +328,7 @@ fn run_taken(
     locks: &StepLocks,
 ) -> Vec<Outcome> {
     let next = AtomicUsize::new(0);
+    let any_started = AtomicBool::new(false);
     let outcomes: Vec<Mutex<Outcome>> = taken
         .iter()
         .map(|_| Mutex::new(Outcome::NotStarted))
@@ -340,8 +346,9 @@ fn run_taken(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    // The first task of a group always runs, so every group makes progress.
-                    if i >= taken.len() || ctx.stopping() || (i > 0 && spent()) {
+                    // Each worker's first task always runs, so every group makes progress
+                    // and `parallel` tasks start together.
+                    if i >= taken.len() || ctx.stopping() || (i >= workers && spent()) {
                         break;
                     }
                     let t = &taken[i];
@@ -357,6 +364,13 @@ fn run_taken(
                             continue;
                         }
                     };
+                    // Tasks of one step queue for its turn: one that waited past the
+                    // budget behind a task of this group goes to the next group.
+                    if turn.is_some() && any_started.load(Ordering::SeqCst) && spent() {
+                        drop(turn);
+                        continue;
+                    }
+                    any_started.store(true, Ordering::SeqCst);
                     let step_lock = turn.as_ref().map(|turn| turn.path.clone());
                     let outcome = run_one(ctx, config, t, refused, step_lock);
                     drop(turn);
@@ -435,6 +449,11 @@ fn invocation(
 ) -> Invocation {
     let mut stdin = serde_json::to_vec(json).expect("a task always serialises");
     stdin.push(b'\n');
+    let scripts = runner::program::scripts(
+        ctx.paths,
+        ctx.rules,
+        own_command.as_deref().unwrap_or(&config.command.argv),
+    );
     let argv = match own_command {
         Some(argv) => argv.into_iter().map(OsString::from).collect(),
         None => runner::expand(
@@ -455,6 +474,7 @@ fn invocation(
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
         step_lock: None,
+        scripts,
     }
 }
 
@@ -521,15 +541,27 @@ mod tests {
     #[test]
     fn groups_grow_while_quick_and_shrink_when_slow() {
         let b = BUDGET;
-        assert_eq!(next_size(1, Duration::from_millis(10), b), 4);
-        assert_eq!(next_size(MAX_GROUP, Duration::ZERO, b), MAX_GROUP);
-        assert_eq!(next_size(8, b * 3 / 4, b), 8);
-        assert_eq!(next_size(8, b * 2, b), 4);
-        assert_eq!(next_size(1, b * 10, b), 1);
+        assert_eq!(next_size(1, Duration::from_millis(10), b, 1), 4);
+        assert_eq!(next_size(MAX_GROUP, Duration::ZERO, b, 1), MAX_GROUP);
+        assert_eq!(next_size(8, b * 3 / 4, b, 1), 8);
+        assert_eq!(next_size(8, b * 2, b, 1), 4);
+        assert_eq!(next_size(1, b * 10, b, 1), 1);
         assert_eq!(
-            next_size(8, b * 3 / 2, b * 4),
+            next_size(8, b * 3 / 2, b * 4, 1),
             32,
             "a larger budget lets it grow"
         );
+    }
+
+    #[test]
+    fn a_group_never_holds_fewer_tasks_than_run_side_by_side() {
+        let b = BUDGET;
+        assert_eq!(
+            next_size(4, b * 10, b, 4),
+            4,
+            "slow tasks still fill the workers"
+        );
+        assert_eq!(next_size(4, Duration::ZERO, b, 4), 16);
+        assert_eq!(next_size(64, b * 3 / 4, b, 64), 64);
     }
 }

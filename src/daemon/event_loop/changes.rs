@@ -214,6 +214,7 @@ impl Daemon {
                 self.counted_rescan("rescan: events were dropped while the loop was busy", now);
             }
             Notice::WatchLimit(why) => self.past_the_limit(why, now),
+            Notice::Mounts(what) => self.rewatch_mounts(&what, now),
             Notice::Errors(errors) => {
                 for e in &errors {
                     log::warn!("watcher error: {e}");
@@ -221,6 +222,21 @@ impl Daemon {
                 self.counted_rescan("rescan: the watcher reported errors", now);
             }
         }
+    }
+
+    /// A file system was mounted or unmounted under data_dir (`what`): no event announces
+    /// what the mount brings or takes, and its folders have no watch, so the watcher is
+    /// rebuilt on data_dir as it is now and everything reconciled.
+    fn rewatch_mounts(&mut self, what: &str, now: Instant) {
+        log::info!("{what}: watching data_dir again and reconciling everything");
+        if let Err(e) = self.watching.start(self.watching.kind) {
+            log::error!("cannot rebuild the watcher: {}", e.chain());
+        }
+        self.sched.rescan(
+            "rescan: a file system was mounted or unmounted in data_dir",
+            now,
+        );
+        self.recheck_pause(now);
     }
 
     /// The inotify watch limit stopped a watch: poll instead, and reconcile what the deaf
