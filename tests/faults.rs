@@ -137,7 +137,11 @@ fn kill_9_during_ingest_loses_no_file_and_resends_only_what_was_in_flight() {
         }
         let mut trial_kills = 0;
         for _ in 0..3 {
-            let mut once = env.command(&["--once"]).spawn().unwrap();
+            let mut once = env
+                .command(&["--once"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
             moments.kill_within(&mut once, 400);
             trial_kills += 1;
             assert_state_readable(&env);
@@ -184,7 +188,11 @@ fn kill_9_during_retry_loses_no_task_and_reruns_only_what_was_in_flight() {
         env.state_file("task_queue.json", &json!({ "tasks": tasks }));
         let (mut trial_kills, mut in_flight) = (0, 0);
         for _ in 0..3 {
-            let mut once = env.command(&["--once", "--mode", "retry"]).spawn().unwrap();
+            let mut once = env
+                .command(&["--once", "--mode", "retry"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
             moments.kill_within(&mut once, 400);
             trial_kills += 1;
             assert_state_readable(&env);
@@ -260,6 +268,7 @@ fn kill_9_during_upload_loses_no_entry_and_reuploads_only_what_was_in_flight() {
         for _ in 0..3 {
             let mut once = env
                 .command(&["--once", "--mode", "upload"])
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
             moments.kill_within(&mut once, 400);
@@ -312,6 +321,7 @@ fn kill_9_of_the_watcher_in_a_storm_loses_no_file() {
         while written < FILES {
             let mut watcher = env
                 .command(&[])
+                .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();

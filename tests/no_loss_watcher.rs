@@ -159,7 +159,11 @@ fn issue_9_a_run_skipped_for_a_held_lock_runs_once_the_lock_is_free() {
     let ingest = env.step_argv(&["--sleep", "2", "--"]);
     watcher_rules(&env, "debounce = \"50ms\"\ntick = \"1h\"", &ingest);
     let first = env.data_file("first.txt", "planned by the one-shot run");
-    let mut once = env.command(&["--once"]).spawn().unwrap();
+    let mut once = env
+        .command(&["--once"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     wait_until(
         "the one-shot run's step holds the lock",
         std::time::Duration::from_secs(20),

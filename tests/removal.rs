@@ -258,6 +258,7 @@ fn issue_17_a_kill_during_a_removal_leaves_the_memory_to_be_sent_again_when_rest
     std::fs::rename(&note, &away).unwrap();
     let mut child = env
         .command(&["--once", "--mode", "ingest"])
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Duration::from_secs(30);
