@@ -283,3 +283,34 @@ fn issue_20_a_temporary_file_renamed_into_the_sources_is_no_new_folder() {
     );
     assert!(!woken.iter().any(|w| w.contains("new folder")), "{woken:?}");
 }
+
+/// Times meant for people are local (TZ, else /etc/localtime) and name their zone; the
+/// state files keep UTC.
+#[test]
+fn issue_20_people_read_local_times_the_files_keep_utc() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.test().args(&["--once"]).run();
+    let status = env
+        .test()
+        .args(&["status"])
+        .env("TZ", "Asia/Kolkata")
+        .run()
+        .stdout();
+    let first = status.lines().next().unwrap();
+    assert!(first.contains(" IST)"), "{first}");
+    let log = env
+        .test()
+        .args(&["log"])
+        .env("TZ", "Asia/Kolkata")
+        .run()
+        .stdout();
+    let mut lines = log.lines();
+    assert!(lines.next().unwrap().contains("  started  "), "{log}");
+    assert!(lines.next().unwrap().contains(" IST  manual"), "{log}");
+    let record = &env.runs()[0];
+    assert!(
+        record["started_at"].as_str().unwrap().ends_with('Z'),
+        "{record:#}"
+    );
+}

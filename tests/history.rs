@@ -21,7 +21,7 @@ fn issue_11_log_shows_recent_runs_as_a_table() {
     let run = env
         .test()
         .args(&["log"])
-        .stdout_has("   #  started (UTC)        trigger       took  retry")
+        .stdout_has("   #  started                  trigger       took  retry")
         .stdout_has("ran 2 ok")
         .stdout_has("none")
         .stdout_has("FAILED 0 ok 1 bad")

@@ -11,6 +11,7 @@ use crate::config::paths::Paths;
 use crate::error::{Error, Exit, Result};
 use crate::model::action::Action;
 use crate::model::outcome::Outcome;
+use crate::model::words;
 use crate::run::report::{ActionReport, RunRecord, count, detail};
 use crate::state::scheduler_log::{self, Logged};
 
@@ -107,9 +108,9 @@ fn took(ms: u64) -> String {
     }
 }
 
-/// "2026-11-26 03:48:22" from the stored "2026-11-26T03:48:22.124Z".
+/// "2026-11-26 04:48:22 CET" from the stored "2026-11-26T03:48:22.124Z".
 fn when(at: &str) -> String {
-    at.get(..19).unwrap_or(at).replace('T', " ")
+    words::local_time(at)
 }
 
 /// One action's cell: its outcome and what it got done ("ran 4 ok", "FAILED 3 ok 1 bad").
@@ -178,8 +179,8 @@ fn write_table(
     });
     write!(
         out,
-        "{:>4}  {:<19}  {:<8}  {:>8}",
-        "#", "started (UTC)", "trigger", "took"
+        "{:>4}  {:<23}  {:<8}  {:>8}",
+        "#", "started", "trigger", "took"
     )?;
     for (action, width) in Action::ALL.iter().zip(widths) {
         write!(out, "  {:<width$}", action.name())?;
@@ -198,7 +199,7 @@ fn write_table(
         };
         write!(
             out,
-            "{n:>4}  {:<19}  {:<8}  {:>8}",
+            "{n:>4}  {:<23}  {:<8}  {:>8}",
             when(started),
             trigger,
             took(ms),
@@ -244,8 +245,8 @@ fn write_record(
     writeln!(
         out,
         "  started {}  finished {}  took {}  pid {}  exit {}",
-        run.started_at,
-        run.finished_at,
+        when(&run.started_at),
+        when(&run.finished_at),
         took(run.duration_ms),
         run.pid,
         run.exit_code

@@ -88,7 +88,11 @@ pub(crate) fn write(
     } else {
         word
     };
-    writeln!(out, "memsched status: {word}  (checked {})", h.checked_at)?;
+    writeln!(
+        out,
+        "memsched status: {word}  (checked {})",
+        words::local_time(&h.checked_at)
+    )?;
     writeln!(out, "  watcher    {}", watcher_line(h))?;
     if let Some(line) = pause_line(h, marker) {
         writeln!(out, "  paused     {line}")?;
@@ -150,7 +154,7 @@ pub(crate) fn write(
             out,
             "  {label:<10} {action:<9} {} at {}: {}",
             run.outcome.label(),
-            run.at,
+            words::local_time(&run.at),
             run.summary
         )?;
     }
@@ -183,7 +187,7 @@ fn watcher_line(h: &Health) -> String {
                 );
             }
             if let Some(since) = &w.since {
-                parts.push(format!("since {since}"));
+                parts.push(format!("since {}", words::local_time(since)));
             } else if let Some(at) = &w.updated_at {
                 parts.push(format!("last report {at}"));
             }
@@ -201,7 +205,8 @@ fn pause_line(h: &Health, marker: &Path) -> Option<String> {
     let since = h.watcher.as_ref().and_then(|w| w.paused_since.as_deref());
     match since {
         Some(since) if running => Some(format!(
-            "since {since}: runs wait until {} is removed",
+            "since {}: runs wait until {} is removed",
+            words::local_time(since),
             marker.display()
         )),
         _ if marker.exists() => Some(format!(

@@ -38,6 +38,20 @@ pub(crate) fn span(d: Duration) -> String {
     }
 }
 
+/// A stored time ("2026-11-26T03:48:22.124Z") as people read it: to the second, in the
+/// local time zone (TZ, else /etc/localtime), with its name ("2026-11-26 04:48:22 CET").
+/// Files keep UTC; text that does not parse is shown as it is.
+#[must_use]
+pub(crate) fn local_time(stored: &str) -> String {
+    match stored.parse::<jiff::Timestamp>() {
+        Ok(at) => at
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        Err(_) => stored.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
