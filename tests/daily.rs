@@ -314,3 +314,19 @@ fn issue_20_people_read_local_times_the_files_keep_utc() {
         "{record:#}"
     );
 }
+
+/// A state file that does not parse is named once, with its 1-based line and column, not
+/// "does not parse: …: does not parse".
+#[test]
+fn issue_20_a_state_file_parse_error_says_it_once_with_its_line_and_column() {
+    let env = TestEnv::new();
+    env.raw_rules("[actions.watchdog]\n");
+    env.write("state/task_queue.json", "{\"tasks\": [\n  {\"id\": 1,}\n]}");
+    let status = env.test().args(&["status"]).status(1).run().stdout();
+    let problem = status
+        .lines()
+        .find(|l| l.contains("task_queue.json"))
+        .unwrap();
+    assert_eq!(problem.matches("does not parse").count(), 1, "{problem}");
+    assert!(problem.contains("task_queue.json:2:12: "), "{problem}");
+}

@@ -47,7 +47,7 @@ fn dead_tasks_and_unreadable_files_make_it_failing_and_status_exit_1() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(
-        problems[0].starts_with("state file does not parse:"),
+        problems[0].contains("/state/upload_log.json:1:2: state file does not parse"),
         "{problems:?}"
     );
     assert!(

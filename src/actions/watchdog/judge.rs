@@ -59,11 +59,9 @@ pub(super) struct Judgement {
 pub(super) fn judge(e: &Evidence<'_>, mut noticed: Vec<String>) -> Judgement {
     let mut failing = Vec::new();
     let mut degraded = Vec::new();
+    // The error names the file, its line and column, and what is wrong: said once.
     for u in e.unreadable_files {
-        failing.push(format!(
-            "state file does not parse: {}",
-            u["error"].as_str().unwrap_or("")
-        ));
+        failing.push(u["error"].as_str().unwrap_or("").to_owned());
     }
     if !e.dead_tasks.is_empty() {
         failing.push(format!(
@@ -162,7 +160,9 @@ mod tests {
     fn what_loses_data_or_needs_a_person_fails() {
         let dead = ids(2);
         let stuck = ids(1);
-        let unreadable = [json!({"file": "q.json", "error": "bad json"})];
+        let unreadable = [
+            json!({"file": "q.json", "error": "q.json:1:2: state file does not parse, left untouched: bad json"}),
+        ];
         // (case, evidence, status, the first problem)
         let cases: Vec<(&str, Evidence<'_>, Status, Option<&str>)> = vec![
             ("nothing wrong", Evidence::default(), Status::Ok, None),
@@ -173,7 +173,7 @@ mod tests {
                     ..Evidence::default()
                 },
                 Status::Failing,
-                Some("state file does not parse: bad json"),
+                Some("q.json:1:2: state file does not parse, left untouched: bad json"),
             ),
             (
                 "dead tasks",
