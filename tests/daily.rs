@@ -330,3 +330,38 @@ fn issue_20_a_state_file_parse_error_says_it_once_with_its_line_and_column() {
     assert_eq!(problem.matches("does not parse").count(), 1, "{problem}");
     assert!(problem.contains("task_queue.json:2:12: "), "{problem}");
 }
+
+/// A task that dies in a retry run refreshes the health at once (watchdog_state.json and
+/// the watchdog's notification), not at the next tick an hour away (issue 20 item 10).
+#[test]
+fn issue_20_a_task_dying_runs_the_watchdog_at_once() {
+    let env = TestEnv::new();
+    let retry = env.step_argv_raw(&["--exit", "1", "--", "{task_id}"]);
+    env.raw_rules(&format!(
+        "tick = \"1h\"\n[actions.retry]\ncommand = {retry}\nmax_attempts = 1\n[actions.watchdog]\n"
+    ));
+    let soon = std::time::SystemTime::now() + Duration::from_secs(2);
+    let soon = jiff::Timestamp::try_from(soon).unwrap().to_string();
+    env.state_file(
+        "task_queue.json",
+        &serde_json::json!({"tasks": [{"id": "t1", "step": "index", "status": "failed",
+            "attempts": 0, "next_attempt_at": soon}]}),
+    );
+    let w = env.watch(&[], &[]);
+    wait_until(
+        "the startup run's health is written",
+        DEADLINE,
+        &|| w.log(),
+        || env.state("watchdog_state.json").exists(),
+    );
+    assert_eq!(
+        env.state_json("watchdog_state.json")["dead_tasks"],
+        serde_json::json!([])
+    );
+    wait_until(
+        "the dead task reaches the health",
+        DEADLINE,
+        &|| w.log(),
+        || env.state_json("watchdog_state.json")["dead_tasks"] == serde_json::json!(["t1"]),
+    );
+}

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use crate::model::action::Action;
 use crate::model::trigger::Trigger;
-use crate::run::report::{Outcome, RunRecord};
+use crate::run::report::{Outcome, RunRecord, count};
 
 /// What a run carries from the order that started it, through its thread, back to the loop
 /// beside its record.
@@ -49,6 +49,9 @@ pub(super) struct AfterRun {
     /// Files ingest failed on are now failed tasks, due at once: retry takes them now,
     /// not at the next tick (its own plan backs off whatever is not due yet).
     pub(super) retry_now: bool,
+    /// A task died in this run and no watchdog ran after it: the health (watchdog_state.json,
+    /// the notification) is refreshed now, not at the next tick.
+    pub(super) watchdog_now: bool,
     /// On a tick's run: how many items it found that no event announced.
     pub(super) unannounced: Option<u64>,
 }
@@ -81,6 +84,15 @@ pub(super) fn decide(record: &RunRecord, carried: &Carried) -> AfterRun {
             after.retry_now |= !a.failed_items.is_empty();
         }
     }
+    let died = record
+        .actions
+        .iter()
+        .any(|a| a.count_of(&[count::DEAD]) > 0);
+    let watchdog_ran = record
+        .actions
+        .iter()
+        .any(|a| a.action == Action::Watchdog && a.outcome == Outcome::Ran);
+    after.watchdog_now = died && !watchdog_ran;
     after.unannounced = (record.trigger == Trigger::Tick).then_some(unannounced);
     after
 }
@@ -177,6 +189,33 @@ mod tests {
                 &carried(&[action], partial),
             );
             assert_eq!(after.timers, [(action, timer)], "{case}");
+        }
+    }
+
+    #[test]
+    fn a_task_dying_wakes_the_watchdog_unless_one_ran_after_it() {
+        let died = || {
+            let mut retry = report(Action::Retry, Outcome::Failed);
+            retry.counts.insert(count::DEAD.into(), 1.into());
+            retry
+        };
+        // (case, actions, watchdog_now)
+        let cases = [
+            ("a task died", vec![died()], true),
+            (
+                "no task died",
+                vec![report(Action::Retry, Outcome::Failed)],
+                false,
+            ),
+            (
+                "the watchdog ran after it",
+                vec![died(), report(Action::Watchdog, Outcome::Ran)],
+                false,
+            ),
+        ];
+        for (case, actions, watchdog_now) in cases {
+            let after = decide(&record(Trigger::Timer, actions), &Carried::default());
+            assert_eq!(after.watchdog_now, watchdog_now, "{case}");
         }
     }
 

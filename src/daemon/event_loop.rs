@@ -266,6 +266,10 @@ impl Daemon {
             log::debug!("ingest queued failed files: retry is due at once");
             self.sched.wake_at(Action::Retry, Instant::now());
         }
+        if after.watchdog_now {
+            log::debug!("a task died: the watchdog runs at once");
+            self.sched.wake_at(Action::Watchdog, Instant::now());
+        }
         if let Some(unannounced) = after.unannounced {
             // A tick that found nothing is the usual case: not worth a line at info.
             let level = if unannounced == 0 {
