@@ -70,6 +70,7 @@ fn dispatch(cli: &Cli) -> Result<Exit> {
             Some(TasksAction::Revive { ids }) => tasks::Request::Revive(ids.clone()),
             Some(TasksAction::Drop { ids }) => tasks::Request::Drop(ids.clone()),
             Some(TasksAction::ClearDone) => tasks::Request::ClearDone,
+            Some(TasksAction::Prune { older_than }) => tasks::Request::Prune(*older_than),
         };
         return tasks::run(&paths, &request, cli.json);
     }

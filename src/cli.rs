@@ -175,6 +175,12 @@ pub enum TasksAction {
     },
     /// Remove every done task
     ClearDone,
+    /// Remove done tasks last updated longer ago than AGE (`done_keep` in [actions.retry] does it at every retry run)
+    Prune {
+        /// e.g. 7d, 12h
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]

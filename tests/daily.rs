@@ -365,3 +365,53 @@ fn issue_20_a_task_dying_runs_the_watchdog_at_once() {
         || env.state_json("watchdog_state.json")["dead_tasks"] == serde_json::json!(["t1"]),
     );
 }
+
+fn ago(secs: u64) -> String {
+    let at = std::time::SystemTime::now() - Duration::from_secs(secs);
+    jiff::Timestamp::try_from(at).unwrap().to_string()
+}
+
+/// Done tasks pile up (43 after one afternoon): `tasks prune --older-than AGE` clears the
+/// old ones under the queue's lock, and `done_keep` in `[actions.retry]` does it at every
+/// retry run. Only done tasks go, and only those older than the age.
+#[test]
+fn issue_20_done_tasks_older_than_an_age_are_pruned_by_hand_or_by_done_keep() {
+    let queue = || {
+        serde_json::json!({"tasks": [
+            {"id": "old", "step": "index", "status": "done", "updated_at": ago(7200)},
+            {"id": "new", "step": "index", "status": "done", "updated_at": ago(600)},
+            {"id": "f", "step": "index", "status": "failed", "attempts": 9, "max_attempts": 9, "updated_at": ago(7200)},
+            {"id": "timeless", "step": "index", "status": "done"},
+        ]})
+    };
+    let ids = |env: &TestEnv| -> Vec<String> {
+        env.state_json("task_queue.json")["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let env = TestEnv::new();
+    env.raw_rules("[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\n");
+    env.state_file("task_queue.json", &queue());
+    env.test()
+        .args(&["tasks", "prune", "--older-than", "1h"])
+        .stdout("pruned 1 done task older than 1h\n")
+        .run();
+    assert_eq!(ids(&env), ["new", "f", "timeless"]);
+
+    let env = TestEnv::new();
+    env.raw_rules("[actions.retry]\ncommand = [\"true\", \"{task_id}\"]\ndone_keep = \"1h\"\n");
+    env.state_file("task_queue.json", &queue());
+    let out = env
+        .test()
+        .args(&["--once", "--mode", "retry"])
+        .run()
+        .stdout();
+    assert!(
+        out.contains("pruned 1 done task older than done_keep (1h)"),
+        "{out}"
+    );
+    assert_eq!(ids(&env), ["new", "f", "timeless"]);
+}

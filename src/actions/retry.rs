@@ -145,7 +145,7 @@ impl Job for RetryJob<'_> {
         format!(
             "would run {} in ranked order{}",
             tasks(plan.due.len(), "due"),
-            repairs(plan)
+            repairs(plan, self.config)
         )
     }
 
@@ -199,7 +199,7 @@ impl Job for RetryJob<'_> {
                     .collect(),
             ),
         );
-        let ran = summarise(report, plan, &turns, &tracker, now);
+        let ran = summarise(report, plan, self.config, &turns, &tracker, now);
         if let Some(next) = next_due(plan, &turns, &tracker, now) {
             report.set_next_due(next);
         }
@@ -246,6 +246,7 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
 fn summarise(
     report: &mut ActionReport,
     plan: &RetryPlan,
+    config: &RetryConfig,
     turns: &[TaskTurn],
     tracker: &Tracker,
     now: SystemTime,
@@ -291,7 +292,7 @@ fn summarise(
     let mut summary = format!(
         "ran {}: {done} done, {failed} failed again, {dead} dead{}",
         tasks(ran, "due"),
-        repairs(plan)
+        repairs(plan, config)
     );
     if paused > 0 {
         let steps: Vec<String> = tracker
@@ -321,7 +322,7 @@ fn summarise(
     // upload; the tasks themselves are recorded for the next attempt either way.
     Ran {
         failed: failed + dead,
-        acted: ran + closed > 0 || !repairs(plan).is_empty(),
+        acted: ran + closed > 0 || !repairs(plan, config).is_empty(),
         summary,
         error: None,
     }
@@ -329,7 +330,7 @@ fn summarise(
 
 /// "; repaired 1 stuck task, 2 exhausted tasks, restamped 1 task" (only what there is),
 /// or "".
-fn repairs(plan: &RetryPlan) -> String {
+fn repairs(plan: &RetryPlan, config: &RetryConfig) -> String {
     let repaired: Vec<String> = [
         (plan.stuck.len(), "stuck"),
         (plan.exhausted.len(), "exhausted"),
@@ -348,6 +349,13 @@ fn repairs(plan: &RetryPlan) -> String {
             tasks(plan.restamp.len(), "running")
         ));
     }
+    if let (false, Some(keep)) = (plan.prune.is_empty(), config.done_keep) {
+        parts.push(format!(
+            "pruned {} older than done_keep ({})",
+            tasks(plan.prune.len(), "done"),
+            humantime::format_duration(keep)
+        ));
+    }
     if parts.is_empty() {
         String::new()
     } else {
@@ -359,7 +367,11 @@ fn repairs(plan: &RetryPlan) -> String {
 /// become dead, running tasks whose times tell nothing get this run's time (the old
 /// value kept in `updated_at_was`); one locked write for all.
 fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<()> {
-    if plan.stuck.is_empty() && plan.exhausted.is_empty() && plan.restamp.is_empty() {
+    if plan.stuck.is_empty()
+        && plan.exhausted.is_empty()
+        && plan.restamp.is_empty()
+        && plan.prune.is_empty()
+    {
         return Ok(());
     }
     let now = ctx.clock.now();
@@ -397,6 +409,13 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
             fields.insert("status".into(), TaskStatus::Dead.into());
             fields.insert("updated_at".into(), timestamp(now).into());
             queue.upsert(&r.id, fields);
+        }
+        // Only what is still done and old under the lock goes: a writer may have revived it.
+        let cutoff = config.done_keep.and_then(|keep| now.checked_sub(keep));
+        if let Some(cutoff) = cutoff.filter(|_| !plan.prune.is_empty()) {
+            queue.remove_where(|t| {
+                t.done_before(cutoff) && t.id().is_some_and(|id| plan.prune.iter().any(|p| p == id))
+            });
         }
         Edit::Changed(())
     })

@@ -4,7 +4,7 @@
 //! or a retry run writing at the same time never loses its change, and only the tasks
 //! named are touched.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -31,6 +31,8 @@ pub(crate) enum Request {
     Drop(Vec<String>),
     /// Remove every done task.
     ClearDone,
+    /// Remove done tasks last updated longer ago than this.
+    Prune(Duration),
 }
 
 /// Runs `request`; a change prints what it did, one line per task.
@@ -39,6 +41,20 @@ pub(crate) fn run(paths: &Paths, request: &Request, json: bool) -> Result<Exit> 
         Request::List { status } => return list(paths, status.as_deref(), json),
         Request::Revive(ids) => TaskQueue::update(paths, |q| revive(q, ids, SystemTime::now()))?,
         Request::Drop(ids) => TaskQueue::update(paths, |q| drop_tasks(q, ids))?,
+        Request::Prune(age) => TaskQueue::update(paths, |q| {
+            let cutoff = SystemTime::now()
+                .checked_sub(*age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let n = q.remove_where(|t| t.done_before(cutoff));
+            Edit::changed_if(
+                n > 0,
+                Ok(vec![format!(
+                    "pruned {} older than {}",
+                    words::count(n, "done task", "done tasks"),
+                    humantime::format_duration(*age)
+                )]),
+            )
+        })?,
         Request::ClearDone => TaskQueue::update(paths, |q| {
             let n = q.remove_where(|t| t.status() == Some(TaskStatus::Done));
             Edit::changed_if(

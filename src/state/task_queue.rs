@@ -128,6 +128,13 @@ impl<'a> TaskView<'a> {
         (at <= bound).then_some(at)
     }
 
+    /// Whether this task is done and was last updated before `cutoff`. A done task whose
+    /// time cannot be read is never taken as old.
+    #[must_use]
+    pub fn done_before(self, cutoff: SystemTime) -> bool {
+        self.status() == Some(TaskStatus::Done) && self.updated_at().is_some_and(|at| at < cutoff)
+    }
+
     /// Whether memsched set this task running (see [`RUNNING_BY`]).
     #[must_use]
     pub fn is_running_by_memsched(self) -> bool {

@@ -57,6 +57,8 @@ pub(crate) struct RetryPlan {
     pub by_status: BTreeMap<String, usize>,
     /// Tasks no one can act on safely (see `TaskQueue::malformed`): reported, not run.
     pub malformed: Vec<String>,
+    /// Done tasks older than `done_keep`: removed from the queue.
+    pub prune: Vec<String>,
 }
 
 impl RetryPlan {
@@ -66,6 +68,7 @@ impl RetryPlan {
             || !self.stuck.is_empty()
             || !self.exhausted.is_empty()
             || !self.restamp.is_empty()
+            || !self.prune.is_empty()
     }
 
     /// The ranked plan, a line per place, then the repairs and pauses.
@@ -223,6 +226,12 @@ pub(crate) fn plan(
                             plan.due.push(due(task, id, step, config, max_attempts));
                         }
                     }
+                }
+            }
+            Some(TaskStatus::Done) => {
+                let cutoff = config.done_keep.and_then(|keep| now.checked_sub(keep));
+                if cutoff.is_some_and(|cutoff| task.done_before(cutoff)) {
+                    plan.prune.push(id.to_owned());
                 }
             }
             _ => {}

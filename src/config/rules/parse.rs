@@ -4,6 +4,7 @@
 //! is the one reported.
 
 use std::path::Path;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -242,6 +243,18 @@ fn retry(check: &Checker, r: raw::RawRetry) -> Result<RetryConfig> {
             "stuck_after",
             defaults::STUCK_AFTER_RANGE,
         )?,
+        done_keep: r
+            .done_keep
+            .as_ref()
+            .map(|keep| {
+                check.duration(
+                    Some(keep),
+                    Duration::ZERO,
+                    "done_keep",
+                    defaults::DONE_KEEP_RANGE,
+                )
+            })
+            .transpose()?,
         breaker: BreakerConfig {
             failures: check.count(
                 breaker.failures.as_ref(),

@@ -65,6 +65,7 @@ pub(super) struct RawRetry {
     pub weights: Option<BTreeMap<String, Spanned<i64>>>,
     pub backoff: Option<RawBackoff>,
     pub stuck_after: Option<Spanned<String>>,
+    pub done_keep: Option<Spanned<String>>,
     pub breaker: Option<RawBreaker>,
 }
 

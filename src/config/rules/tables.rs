@@ -97,6 +97,8 @@ pub struct RetryConfig {
     /// A task `running` for longer than this is taken as crashed and returned to failed.
     pub stuck_after: Duration,
     pub breaker: BreakerConfig,
+    /// Done tasks older than this are removed at each retry run; `None` keeps them.
+    pub done_keep: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
