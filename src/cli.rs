@@ -154,22 +154,30 @@ pub enum Command {
     },
     /// Print a shell completion script (e.g. `memsched completions bash > ~/.local/share/bash-completion/completions/memsched`)
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `memsched man > ~/.local/share/man/man1/memsched.1`
-    Man,
+    /// Print the manual page (roff), or install it where man(1) finds it
+    Man {
+        /// Write it to $XDG_DATA_HOME/man/man1/memsched.1 (default ~/.local/share/man/man1)
+        /// instead of stdout
+        #[arg(long)]
+        install: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TasksAction {
     /// Make dead or failed tasks pending again, attempts reset: retry takes them on at its next run
     Revive {
+        /// Task ids, as `memsched tasks` lists them
         #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
     },
     /// Remove tasks from the queue (a failed ingest file's task dropped, ingest sends the file afresh)
     Drop {
+        /// Task ids, as `memsched tasks` lists them
         #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
     },
@@ -316,7 +324,7 @@ impl Command {
             Command::Tasks { .. } => "tasks",
             Command::Autostart { .. } => "autostart",
             Command::Completions { .. } => "completions",
-            Command::Man => "man",
+            Command::Man { .. } => "man",
         }
     }
 }
