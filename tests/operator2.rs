@@ -319,3 +319,36 @@ fn issue_20_man_install_writes_the_page_where_man_finds_it() {
         stderr(&out)
     );
 }
+
+/// A home whose ingest step is tests/steps/chatty.py, with one file to send: the step
+/// prints a line on stdout and one on stderr, then waits for the file this returns.
+fn chatty_home(env: &TestEnv) -> std::path::PathBuf {
+    let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/chatty.py");
+    let go = env.home().join("go");
+    let argv = serde_json::to_string(&[
+        "python3",
+        &step.display().to_string(),
+        &go.display().to_string(),
+        "{files}",
+    ])
+    .unwrap();
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {argv}\nsettle = \"0s\"\n"
+    ));
+    env.data_file("a.txt", "alpha");
+    go
+}
+
+/// Issue 20 item 12 (c): `log N` shows the tail of a step's stdout beside its stderr.
+#[test]
+fn issue_20_log_shows_both_output_tails_of_a_step() {
+    let env = TestEnv::new();
+    let go = chatty_home(&env);
+    std::fs::write(&go, "").unwrap();
+    assert_exit(&env.run(&["--once"]), 0);
+    let out = env.run(&["log", "1"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("        stdout: hello-out"), "{text}");
+    assert!(text.contains("        stderr: hello-err"), "{text}");
+}
