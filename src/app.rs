@@ -18,11 +18,14 @@ use crate::config::rules::Rules;
 use crate::daemon;
 use crate::error::{Error, Exit, Result};
 use crate::reconcile::{self, Request};
-use crate::run::interrupt;
 use crate::run::report::exit_of;
+use crate::run::{interrupt, live};
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
+    // What a running step shows on stderr: its output with -v; in a one-shot run, a
+    // spinner while it runs (on a terminal only, and not with --json or -q).
+    live::configure(cli.once && !cli.json && cli.quiet == 0, cli.verbose > 0);
     // What needs no pipeline comes first: it works anywhere.
     match &cli.command {
         Some(Command::Completions { shell }) => return Ok(completions(*shell)),

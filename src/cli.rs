@@ -95,11 +95,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, hide_default_value = true)]
     pub color: ColorChoice,
 
-    /// More log lines (-v debug, -vv trace); overrides RUST_LOG's level
+    /// More log lines (-v debug, -vv trace); overrides RUST_LOG's level. -v also passes each
+    /// step's output through to stderr as it comes, every line prefixed with its action
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Fewer log lines (-q errors only, -qq none)
+    /// Fewer log lines (-q errors only, -qq none) and no spinner for a running step
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub quiet: u8,
 }

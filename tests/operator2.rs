@@ -352,3 +352,172 @@ fn issue_20_log_shows_both_output_tails_of_a_step() {
     assert!(text.contains("        stdout: hello-out"), "{text}");
     assert!(text.contains("        stderr: hello-err"), "{text}");
 }
+
+/// Issue 20 item 12 (b): with -v a step's stdout and stderr reach memsched's stderr line by
+/// line as the step writes them, prefixed with the action, and are still kept in the
+/// record; without -v they are not shown.
+#[test]
+fn issue_20_verbose_passes_a_steps_output_through_as_it_comes() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    let env = TestEnv::new();
+    let go = chatty_home(&env);
+    let mut child = env
+        .command(&["-v", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wanted = ["ingest| hello-out", "ingest| hello-err"];
+    while !wanted.iter().all(|w| seen.iter().any(|l| l == w)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|e| {
+            panic!("the step's lines did not come while it ran ({e}):\n{seen:#?}")
+        });
+        seen.push(line);
+    }
+    // The step still runs: it waits for `go`, which only now exists.
+    assert!(child.try_wait().unwrap().is_none(), "{seen:#?}");
+    std::fs::write(&go, "").unwrap();
+    wait_until(
+        "memsched exits",
+        Duration::from_secs(30),
+        &|| seen.join("\n"),
+        || child.try_wait().unwrap().is_some(),
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let runs = env.runs();
+    let command = &action(runs.last().unwrap(), "ingest")["commands"][0];
+    assert_eq!(command["stdout_tail"], serde_json::json!(["hello-out"]));
+    assert_eq!(command["stderr_tail"], serde_json::json!(["hello-err"]));
+
+    // Without -v the step's output stays in the record.
+    env.data_file("b.txt", "beta");
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("hello-"), "{}", stderr(&out));
+    // Nor is a spinner drawn on a stderr that is no terminal.
+    assert!(
+        !stderr(&out).contains("ingest: python3"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// memsched with `args` in `env`'s home, run on a pseudo-terminal by tests/steps/pty_run.py;
+/// what it draws there comes out of the child's stdout as it is drawn.
+fn on_a_terminal(env: &TestEnv, args: &[&str]) -> std::process::Child {
+    let wrapper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/pty_run.py");
+    Command::new("python3")
+        .arg(wrapper)
+        .arg(BIN)
+        .arg("--paths")
+        .arg(env.home().join("paths.json"))
+        .args(args)
+        .current_dir(env.home())
+        .env("HOME", env.home())
+        .env("XDG_CONFIG_HOME", env.home().join(".config"))
+        .env("TERM", "xterm")
+        .env_remove("MEMSCHED_PATHS")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What `child` writes to its stdout, chunk by chunk as it comes, until it closes.
+fn chunks(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    use std::io::Read;
+    let mut pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0; 65536];
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Issue 20 item 12 (a): on a terminal, a running step shows one line saying what runs (the
+/// action, the program, its file) and for how long, while it runs; it is cleared when the
+/// step ends.
+#[test]
+fn issue_20_a_running_step_shows_a_spinner_on_a_terminal_cleared_when_it_ends() {
+    use std::time::{Duration, Instant};
+
+    let env = TestEnv::new();
+    let go = chatty_home(&env);
+    let mut child = on_a_terminal(&env, &["--once"]);
+    let output = chunks(&mut child);
+    let mut screen = Vec::new();
+    let spinner = "ingest: python3 on a.txt, ";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&screen).contains(spinner) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = output.recv_timeout(left).unwrap_or_else(|e| {
+            panic!(
+                "no spinner while the step ran ({e}):\n{:?}",
+                String::from_utf8_lossy(&screen)
+            )
+        });
+        screen.extend(chunk);
+    }
+    // Seen while the step still waits for `go`.
+    std::fs::write(&go, "").unwrap();
+    while let Ok(chunk) = output.recv_timeout(Duration::from_secs(30)) {
+        screen.extend(chunk);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let screen = String::from_utf8_lossy(&screen);
+    let last = screen.rfind(spinner).unwrap();
+    let after = &screen[last + spinner.len()..];
+    // The time it has run: "0s", "1s" …
+    assert!(
+        after.starts_with(|c: char| c.is_ascii_digit()),
+        "no elapsed time: {screen:?}"
+    );
+    // After its last drawing, the line is erased (ESC [2K), before the summary.
+    let erased = after
+        .find("\x1b[2K")
+        .unwrap_or_else(|| panic!("never cleared: {screen:?}"));
+    let summary = after.find("ingest").unwrap_or(after.len());
+    assert!(
+        erased < summary,
+        "cleared only after the summary: {screen:?}"
+    );
+}
+
+/// Issue 20 item 12 (a): `-q` draws no spinner, even on a terminal, for a step that runs a
+/// second (the spinner redraws every 200 ms).
+#[test]
+fn issue_20_quiet_draws_no_spinner_on_a_terminal() {
+    let env = TestEnv::new();
+    env.rules(&["--sleep", "1", "--"], "");
+    env.data_file("a.txt", "alpha");
+    let mut child = on_a_terminal(&env, &["--once", "-q"]);
+    let output = chunks(&mut child);
+    let mut screen = Vec::new();
+    while let Ok(chunk) = output.recv_timeout(std::time::Duration::from_secs(30)) {
+        screen.extend(chunk);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(screen.contains("ingest"), "no summary: {screen:?}");
+    assert!(!screen.contains("ingest: python3"), "{screen:?}");
+}

@@ -261,6 +261,7 @@ fn run_for(
         timeout: command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Upload.name())),
         step_lock: None,
+        item: Some(item.relpath.display().to_string()),
     };
     match runner::run(&invocation) {
         Ok(r) if r.success() => (Some(r), None),

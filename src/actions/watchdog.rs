@@ -111,6 +111,7 @@ impl Job for WatchdogJob<'_> {
             timeout: command.timeout,
             lock: Some(ctx.paths.action_lock(Action::Watchdog.name())),
             step_lock: None,
+            item: None,
         };
         Ok(match runner::run(&invocation) {
             Ok(r) => {

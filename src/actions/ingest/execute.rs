@@ -345,6 +345,10 @@ fn run_batch(
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
         step_lock: None,
+        item: Some(match batch {
+            [one] => one.shown(),
+            many => format!("{} files", many.len()),
+        }),
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);

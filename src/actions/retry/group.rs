@@ -455,6 +455,8 @@ fn invocation(
         timeout: config.command.timeout,
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
         step_lock: None,
+        // The spinner names the task by its MEMSCHED_TASK_ID.
+        item: None,
     }
 }
 

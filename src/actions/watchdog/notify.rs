@@ -189,6 +189,7 @@ pub(crate) fn send(notice: &Notice, home: &Path) -> Result<(), String> {
             timeout: SEND_TIMEOUT,
             lock: None,
             step_lock: None,
+            item: Some("a desktop notification".to_owned()),
         };
         match runner::run(&invocation) {
             Ok(r) if r.success() => return Ok(()),
