@@ -12,14 +12,14 @@ use clap::CommandFactory;
 
 use crate::cli::{AutostartAction, Cli, Command, Mode, OutcomeArg, TasksAction, TriggerArg};
 use crate::commands::output;
-use crate::commands::{check, forget, history, status, summary, tasks};
+use crate::commands::{check, forget, history, manual, status, summary, tasks};
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::daemon;
 use crate::error::{Error, Exit, Result};
 use crate::reconcile::{self, Request};
-use crate::run::interrupt;
 use crate::run::report::exit_of;
+use crate::run::{interrupt, live};
 
 /// Runs memsched as the command line asks.
 pub fn run(cli: &Cli) -> Result<Exit> {
@@ -39,10 +39,13 @@ pub fn run(cli: &Cli) -> Result<Exit> {
 }
 
 fn dispatch(cli: &Cli) -> Result<Exit> {
+    // What a running step shows on stderr: its output with -v; in a one-shot run, a
+    // spinner while it runs (on a terminal only, and not with --json or -q).
+    live::configure(cli.once && !cli.json && cli.quiet == 0, cli.verbose > 0);
     // What needs no pipeline comes first: it works anywhere.
     match &cli.command {
         Some(Command::Completions { shell }) => return Ok(completions(*shell)),
-        Some(Command::Man) => return man(),
+        Some(Command::Man { install }) => return man(*install),
         Some(Command::Autostart { action }) => return autostart(cli, action),
         _ => {}
     }
@@ -95,7 +98,7 @@ fn dispatch(cli: &Cli) -> Result<Exit> {
             Command::Log { .. }
             | Command::Tasks { .. }
             | Command::Completions { .. }
-            | Command::Man
+            | Command::Man { .. }
             | Command::Autostart { .. },
         ) => {
             unreachable!("handled before the rules are read")
@@ -119,10 +122,17 @@ fn completions(shell: clap_complete::Shell) -> Exit {
     Exit::Ok
 }
 
-/// `memsched man`: the manual page (roff) on stdout.
-fn man() -> Result<Exit> {
-    let page = clap_mangen::Man::new(Cli::command());
-    match page.render(&mut std::io::stdout()) {
+/// `memsched man`: the manual page (roff) on stdout, or `--install`ed where man finds it.
+fn man(install: bool) -> Result<Exit> {
+    if install {
+        let target = manual::install(Cli::command(), &manual::data_home()?)?;
+        println!("{}", target.display());
+        if let Some(hint) = manual::unseen_by_man(&target) {
+            eprintln!("memsched: note: {hint}");
+        }
+        return Ok(Exit::Ok);
+    }
+    match manual::render(Cli::command(), &mut std::io::stdout().lock()) {
         // A closed stdout (`| head`) is not a failure.
         Ok(()) => Ok(Exit::Ok),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Ok),

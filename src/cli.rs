@@ -95,11 +95,12 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto, hide_default_value = true)]
     pub color: ColorChoice,
 
-    /// More log lines (-v debug, -vv trace); overrides RUST_LOG's level
+    /// More log lines (-v debug, -vv trace); overrides RUST_LOG's level. -v also passes each
+    /// step's output through to stderr as it comes, every line prefixed with its action
     #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Fewer log lines (-q errors only, -qq none)
+    /// Fewer log lines (-q errors only, -qq none) and no spinner for a running step
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub quiet: u8,
 }
@@ -154,22 +155,30 @@ pub enum Command {
     },
     /// Print a shell completion script (e.g. `memsched completions bash > ~/.local/share/bash-completion/completions/memsched`)
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `memsched man > ~/.local/share/man/man1/memsched.1`
-    Man,
+    /// Print the manual page (roff), or install it where man(1) finds it
+    Man {
+        /// Write it to $XDG_DATA_HOME/man/man1/memsched.1 (default ~/.local/share/man/man1)
+        /// instead of stdout
+        #[arg(long)]
+        install: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TasksAction {
     /// Make dead or failed tasks pending again, attempts reset: retry takes them on at its next run
     Revive {
+        /// Task ids, as `memsched tasks` lists them
         #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
     },
     /// Remove tasks from the queue (a failed ingest file's task dropped, ingest sends the file afresh)
     Drop {
+        /// Task ids, as `memsched tasks` lists them
         #[arg(value_name = "ID", required = true)]
         ids: Vec<String>,
     },
@@ -295,7 +304,7 @@ impl Cli {
             (self.trigger.is_some(), "--trigger"),
         ];
         match &self.command {
-            Some(command @ (Command::Completions { .. } | Command::Man)) if self.json => {
+            Some(command @ (Command::Completions { .. } | Command::Man { .. })) if self.json => {
                 Some(format!(
                     "--json has no meaning for '{}': it prints a script or a page, not a report",
                     command.name()
@@ -328,7 +337,7 @@ impl Command {
             Command::Tasks { .. } => "tasks",
             Command::Autostart { .. } => "autostart",
             Command::Completions { .. } => "completions",
-            Command::Man => "man",
+            Command::Man { .. } => "man",
         }
     }
 }

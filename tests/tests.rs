@@ -31,6 +31,7 @@ mod no_loss;
 mod no_loss_watcher;
 mod notify;
 mod operator;
+mod operator2;
 mod properties;
 mod reaction;
 mod removal;

@@ -262,6 +262,7 @@ fn run_for(
         lock: Some(ctx.paths.action_lock(Action::Upload.name())),
         step_lock: None,
         scripts: runner::program::scripts(ctx.paths, ctx.rules, &command.argv),
+        item: Some(item.relpath.display().to_string()),
     };
     match runner::run(&invocation) {
         Ok(r) if r.success() => (Some(r), None),

@@ -112,6 +112,7 @@ impl Job for WatchdogJob<'_> {
             lock: Some(ctx.paths.action_lock(Action::Watchdog.name())),
             step_lock: None,
             scripts: runner::program::scripts(ctx.paths, ctx.rules, &command.argv),
+            item: None,
         };
         Ok(match runner::run(&invocation) {
             Ok(r) => {

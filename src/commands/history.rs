@@ -282,6 +282,11 @@ fn write_record(
                 if c.timed_out { ", timed out" } else { "" },
                 if c.interrupted { ", interrupted" } else { "" }
             )?;
+            // Both tails: a step may say why it failed on either (a record written
+            // before stdout was kept has none, and shows none).
+            for line in &c.stdout_tail {
+                writeln!(out, "        stdout: {line}")?;
+            }
             for line in &c.stderr_tail {
                 writeln!(out, "        stderr: {line}")?;
             }

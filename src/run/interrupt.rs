@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::error::{Error, Exit, Result};
+use crate::run::live;
 use crate::run::runner::{self, Running};
 
 /// Installs the handlers for a one-shot run: `stop` is set by the first signal.
@@ -18,11 +19,16 @@ pub(crate) fn install(stop: Arc<AtomicBool>) -> Result<()> {
     std::thread::spawn(move || {
         for (count, signal) in signals.forever().enumerate() {
             match count {
+                // Above the running steps' spinners, which redraw below.
                 0 => {
                     stop.store(true, Ordering::SeqCst);
-                    eprintln!("{}", waiting_notice(signal, &runner::running()));
+                    let notice = waiting_notice(signal, &runner::running());
+                    live::bars().suspend(|| eprintln!("{notice}"));
                 }
-                1 => eprintln!("{}", abort_notice(&runner::abort_all())),
+                1 => {
+                    let notice = abort_notice(&runner::abort_all());
+                    live::bars().suspend(|| eprintln!("{notice}"));
+                }
                 _ => {
                     eprintln!("memsched: a third signal: exiting now");
                     std::process::exit(i32::from(Exit::Interrupted.code()));

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::run::live;
+
 /// Batches below this many are over before a bar would help.
 const SHOWN_FROM: usize = 2;
 
@@ -25,18 +27,12 @@ impl Batches {
     #[must_use]
     pub(crate) fn new(files: usize, batches: usize, wanted: bool) -> Batches {
         let shown = wanted && batches >= SHOWN_FROM && std::io::stderr().is_terminal();
-        Batches::drawn_to(
-            files,
-            if shown {
-                ProgressDrawTarget::stderr()
-            } else {
-                ProgressDrawTarget::hidden()
-            },
-        )
+        let bar = ProgressBar::with_draw_target(Some(files as u64), ProgressDrawTarget::hidden());
+        // Among the other bars (the running step's spinner below it), never over them.
+        Batches::drawn_as(if shown { live::bars().add(bar) } else { bar })
     }
 
-    fn drawn_to(files: usize, target: ProgressDrawTarget) -> Batches {
-        let bar = ProgressBar::with_draw_target(Some(files as u64), target);
+    fn drawn_as(bar: ProgressBar) -> Batches {
         bar.set_style(
             ProgressStyle::with_template(
                 "ingest {bar:30} {pos}/{len} files {msg} ({per_sec}, {eta} left)",
@@ -71,6 +67,7 @@ impl Batches {
 impl Drop for Batches {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+        live::bars().remove(&self.bar);
     }
 }
 
@@ -80,7 +77,7 @@ mod tests {
 
     #[test]
     fn the_bar_counts_files_done_and_failed_across_batches() {
-        let mut p = Batches::drawn_to(5, ProgressDrawTarget::hidden());
+        let mut p = Batches::drawn_as(ProgressBar::hidden());
         p.sent(2, 0);
         p.sent(1, 2);
         assert_eq!(p.message(), "(3 done, 2 failed)");

@@ -29,6 +29,7 @@ use nix::unistd::Pid;
 use crate::error::{Error, Result};
 use crate::model::placeholder::{self, Placeholder};
 use crate::os::lock;
+use crate::run::live;
 pub(crate) use crate::state::run_record::CommandReport;
 pub(crate) use registry::{Running, abort_all, running};
 
@@ -120,6 +121,9 @@ pub(crate) struct Invocation {
     /// Scripts the command's own arguments name (see [`program::scripts`]): judged, with
     /// the program, before it starts.
     pub scripts: Vec<PathBuf>,
+    /// What the step works on, for the spinner a terminal shows while it runs ("a.txt",
+    /// "3 files"); a retried task is named by its id without it.
+    pub item: Option<String>,
 }
 
 impl Invocation {
@@ -216,12 +220,14 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         source,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
-    let entry = registry::register(
-        inv.var("MEMSCHED_ACTION"),
-        inv.var("MEMSCHED_TASK_ID"),
+    let (action, task_id) = (inv.var("MEMSCHED_ACTION"), inv.var("MEMSCHED_TASK_ID"));
+    let spinner = live::Spinner::start(
+        action.as_deref(),
         &program,
-        child.id(),
+        inv.item.as_deref().or(task_id.as_deref()),
     );
+    let echo = live::Echo::new(action.as_deref(), &program);
+    let entry = registry::register(action, task_id, &program, child.id());
 
     if let (Some(bytes), Some(mut pipe)) = (inv.stdin.clone(), child.stdin.take()) {
         // A step that exits without reading its stdin closes the pipe: not our error.
@@ -239,7 +245,7 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         child.stdout.take().map(OwnedFd::from),
         child.stderr.take().map(OwnedFd::from),
     ];
-    thread::spawn(move || tail_tx.send(drain(pipes, &leader_gone)));
+    thread::spawn(move || tail_tx.send(drain(pipes, &leader_gone, echo)));
 
     let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
     thread::spawn(move || exit_tx.send(child.wait()));
@@ -257,6 +263,7 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         }
     };
     drop(entry);
+    drop(spinner);
     let status = status.map_err(|source| Error::Spawn {
         program: program.clone(),
         source,
@@ -366,8 +373,13 @@ impl Tail {
 /// The tails of the step's stdout and stderr: read as they come until both close, or
 /// until `leader_gone` (the read end of a pipe the runner closes once the step's leader
 /// has exited) says so, when what is left in them is taken without waiting. Either way the
-/// pipes are closed on return, whatever still holds their other ends.
-fn drain(pipes: [Option<OwnedFd>; 2], leader_gone: &std::io::PipeReader) -> [Vec<String>; 2] {
+/// pipes are closed on return, whatever still holds their other ends. With an `echo`,
+/// what is read is also passed on as it comes (-v).
+fn drain(
+    pipes: [Option<OwnedFd>; 2],
+    leader_gone: &std::io::PipeReader,
+    mut echo: Option<live::Echo>,
+) -> [Vec<String>; 2] {
     let mut files: [Option<std::fs::File>; 2] = pipes.map(|p| {
         p.and_then(|fd| {
             fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
@@ -377,10 +389,15 @@ fn drain(pipes: [Option<OwnedFd>; 2], leader_gone: &std::io::PipeReader) -> [Vec
     let mut tails = [Tail::default(), Tail::default()];
     let mut buf = vec![0; READ_CHUNK];
     // Reads what `file` holds now; `false` once it is closed (or broken).
-    let mut take = |file: &mut std::fs::File, tail: &mut Tail| loop {
+    let mut take = |file: &mut std::fs::File, tail: &mut Tail, stream: usize| loop {
         match file.read(&mut buf) {
             Ok(0) => return false,
-            Ok(n) => tail.push(&buf[..n]),
+            Ok(n) => {
+                tail.push(&buf[..n]);
+                if let Some(echo) = echo.as_mut() {
+                    echo.push(stream, &buf[..n]);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(_) => return false,
@@ -404,7 +421,7 @@ fn drain(pipes: [Option<OwnedFd>; 2], leader_gone: &std::io::PipeReader) -> [Vec
         for (i, ready) in open.iter().zip(ready) {
             if (ready || gone)
                 && let Some(file) = files[*i].as_mut()
-                && !take(file, &mut tails[*i])
+                && !take(file, &mut tails[*i], *i)
             {
                 files[*i] = None;
             }
@@ -510,6 +527,7 @@ mod tests {
             lock: None,
             step_lock: None,
             scripts: Vec::new(),
+            item: None,
         };
         let report = run(&inv).unwrap();
         assert!(report.timed_out);
@@ -539,6 +557,7 @@ mod tests {
             lock: None,
             step_lock: None,
             scripts: Vec::new(),
+            item: None,
         };
         let report = run(&inv).unwrap();
         assert_eq!(report.exit_code, Some(4));
@@ -577,6 +596,7 @@ mod tests {
             lock: None,
             step_lock: None,
             scripts: Vec::new(),
+            item: None,
         };
         let e = run(&inv).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/step"));

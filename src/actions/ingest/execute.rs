@@ -346,6 +346,10 @@ fn run_batch(
         lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
         step_lock: None,
         scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
+        item: Some(match batch {
+            [one] => one.shown(),
+            many => format!("{} files", many.len()),
+        }),
     };
     let report = runner::run(&invocation)?;
     let result = StepResult::read(&result_path);

@@ -475,6 +475,8 @@ fn invocation(
         lock: Some(ctx.paths.action_lock(Action::Retry.name())),
         step_lock: None,
         scripts,
+        // The spinner names the task by its MEMSCHED_TASK_ID.
+        item: None,
     }
 }
 

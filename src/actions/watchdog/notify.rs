@@ -190,6 +190,7 @@ pub(crate) fn send(notice: &Notice, home: &Path) -> Result<(), String> {
             lock: None,
             step_lock: None,
             scripts: Vec::new(),
+            item: Some("a desktop notification".to_owned()),
         };
         match runner::run(&invocation) {
             Ok(r) if r.success() => return Ok(()),
