@@ -82,6 +82,8 @@ pub const SETTLE_RANGE: (Duration, Duration) = (Duration::ZERO, minutes(60));
 pub const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
 pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
 pub const STUCK_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(1), days(365));
+/// A resident step's quiet spell before its stdin is closed (issue 19).
+pub const IDLE_EXIT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
 pub const COOLDOWN_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
 pub const LOG_KEEP_RANGE: (usize, usize) = (1, 100_000);
 pub const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);
