@@ -4,7 +4,7 @@
 //! command is in [`running`] until it ends, so a second Ctrl-C can end them all
 //! ([`abort_all`]).
 
-mod registry;
+pub(in crate::run) mod registry;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -43,7 +43,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Arguments shown in the log before the rest are summarised.
 const SHOWN_ARGS: usize = 8;
 /// After SIGTERM on timeout, how long the group has before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
+pub(in crate::run) const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the command exits, how long to wait for its output pipes to close (a background
 /// grandchild may hold them open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -271,7 +271,7 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
 
 /// Ends a process group: SIGTERM, then SIGKILL after [`KILL_GRACE`] (or at once when the
 /// leader has left, so nothing else of the group lingers). Returns the leader's status.
-fn end_group(
+pub(in crate::run) fn end_group(
     group: Pid,
     exit_rx: &crossbeam_channel::Receiver<std::io::Result<std::process::ExitStatus>>,
 ) -> std::io::Result<std::process::ExitStatus> {
@@ -295,7 +295,7 @@ pub fn signal_name(signal: i32) -> String {
 /// read, cut at the same length. A step printing gigabytes without a newline costs a
 /// fixed amount of memory.
 #[derive(Debug, Default)]
-struct Tail {
+pub(in crate::run) struct Tail {
     lines: VecDeque<Vec<u8>>,
     current: Vec<u8>,
     /// Whether any bytes were read since the last newline (an empty line still counts).
@@ -303,7 +303,7 @@ struct Tail {
 }
 
 impl Tail {
-    fn push(&mut self, mut chunk: &[u8]) {
+    pub(in crate::run) fn push(&mut self, mut chunk: &[u8]) {
         while let Some(at) = chunk.iter().position(|b| *b == b'\n') {
             self.extend(&chunk[..at]);
             self.end_line();
@@ -336,7 +336,7 @@ impl Tail {
     }
 
     /// The lines kept (lossy UTF-8, each cut at [`LINE_CHARS`] characters).
-    fn finish(mut self) -> Vec<String> {
+    pub(in crate::run) fn finish(mut self) -> Vec<String> {
         if self.open {
             self.end_line();
         }
@@ -408,7 +408,7 @@ fn drain(pipes: [Option<OwnedFd>; 2], leader_gone: &std::io::PipeReader) -> [Vec
     [out.finish(), err.finish()]
 }
 
-fn shown_argv(argv: &[OsString]) -> Vec<String> {
+pub(in crate::run) fn shown_argv(argv: &[OsString]) -> Vec<String> {
     let mut shown: Vec<String> = argv
         .iter()
         .take(SHOWN_ARGS)
