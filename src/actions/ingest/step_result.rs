@@ -156,6 +156,8 @@ pub(super) enum StepResult {
     Absent,
     Read(Reported),
     Malformed(String),
+    /// A resident step gave no answer (it timed out or died): every file failed, why.
+    Unanswered(String),
 }
 
 impl StepResult {
@@ -208,6 +210,9 @@ impl StepResult {
         let reported = match self {
             StepResult::Absent => return Ok(verdicts),
             StepResult::Malformed(why) => return Err(UnusableReport(why.clone())),
+            StepResult::Unanswered(why) => {
+                return Ok(vec![Verdict::Failed(why.clone()); names.len()]);
+            }
             StepResult::Read(r) => r,
         };
         if reported.repaired {
