@@ -32,6 +32,7 @@ mod operator;
 mod properties;
 mod reaction;
 mod removal;
+mod resident;
 mod retry;
 mod retry_groups;
 mod state_files;
