@@ -18,13 +18,19 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// The rules: the resident double as ingest (one file per batch), `extra` in its table,
 /// and (for the watcher) a data rule for every .txt.
 fn resident_rules(env: &TestEnv, extra: &str) {
+    resident_rules_argv(env, &[], extra);
+}
+
+/// [`resident_rules`] with `more` arguments after the double's log folder.
+fn resident_rules_argv(env: &TestEnv, more: &[&str], extra: &str) {
     let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/resident.py");
-    let argv = serde_json::to_string(&[
+    let mut argv = vec![
         "python3".to_owned(),
         step.display().to_string(),
         env.log_dir().display().to_string(),
-    ])
-    .unwrap();
+    ];
+    argv.extend(more.iter().map(|a| (*a).to_owned()));
+    let argv = serde_json::to_string(&argv).unwrap();
     let batch = if extra.contains("batch_size") {
         ""
     } else {
@@ -264,5 +270,95 @@ fn issue_19_sigterm_lets_the_batch_in_flight_finish_and_be_recorded_then_ends_th
     );
     assert_eq!(recorded(&env), ["slow.txt"], "{}", w.log());
     assert!(matches!(status, Some(0 | 130)), "{status:?}\n{}", w.log());
+    no_overlap(&env);
+}
+
+#[test]
+fn issue_19_idle_exit_closes_the_step_after_a_quiet_spell_and_frees_the_lock() {
+    let env = TestEnv::new();
+    resident_rules(&env, "idle_exit = \"300ms\"");
+    let w = env.watch(&[], &[]);
+    env.write("Data/one.txt", "first save");
+    wait_until("one.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "one.txt").is_some()
+    });
+    let first = pid_of(&env, "one.txt").unwrap();
+    wait_until("the idle step exits at EOF", DEADLINE, &|| w.log(), || {
+        lines(&env, "exits.jsonl").iter().any(|e| e["pid"] == first)
+    });
+    wait_until("the step is gone", DEADLINE, &|| w.log(), || gone(first));
+    // ingest.lock is free again: another memsched may ingest.
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .stdout_has("ingest    ")
+        .run();
+    env.write("Data/two.txt", "second save");
+    wait_until("two.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "two.txt").is_some()
+    });
+    assert_ne!(
+        pid_of(&env, "two.txt"),
+        Some(first),
+        "a fresh step after idle_exit"
+    );
+    no_overlap(&env);
+}
+
+#[test]
+fn issue_19_a_reload_with_a_changed_command_starts_a_fresh_step() {
+    let env = TestEnv::new();
+    resident_rules(&env, "");
+    let w = env.watch(&[], &[]);
+    env.write("Data/one.txt", "first save");
+    wait_until("one.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "one.txt").is_some()
+    });
+    let first = pid_of(&env, "one.txt").unwrap();
+    resident_rules_argv(&env, &["--changed"], "");
+    wait_until("the rules are reloaded", DEADLINE, &|| w.log(), || {
+        w.log().contains("rules reloaded")
+    });
+    wait_until("the old step is closed", DEADLINE, &|| w.log(), || {
+        lines(&env, "exits.jsonl").iter().any(|e| e["pid"] == first)
+    });
+    env.write("Data/two.txt", "second save");
+    wait_until("two.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "two.txt").is_some()
+    });
+    assert_ne!(pid_of(&env, "two.txt"), Some(first));
+    no_overlap(&env);
+}
+
+#[test]
+fn issue_19_a_gone_memory_goes_to_the_resident_step_as_a_remove_line() {
+    let env = TestEnv::new();
+    let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/resident.py");
+    let argv = serde_json::to_string(&[
+        "python3".to_owned(),
+        step.display().to_string(),
+        env.log_dir().display().to_string(),
+    ])
+    .unwrap();
+    resident_rules(&env, &format!("remove = {argv}"));
+    let gone_file = env.data_file("b.txt", "beta");
+    env.test()
+        .data("a.txt", "alpha")
+        .args(&["--once", "--mode", "ingest"])
+        .run();
+    std::fs::remove_file(&gone_file).unwrap();
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .stdout_has("ingest    ran")
+        .run();
+    let removes: Vec<Value> = lines(&env, "batches.jsonl")
+        .into_iter()
+        .filter(|b| !b["remove"].is_null())
+        .collect();
+    assert_eq!(removes.len(), 1, "{removes:?}");
+    assert_eq!(
+        removes[0]["remove"],
+        serde_json::json!([gone_file.display().to_string()])
+    );
+    assert_eq!(recorded(&env), ["a.txt"]);
     no_overlap(&env);
 }
