@@ -336,7 +336,7 @@ fn run_batch(
             config.command.timeout,
         )?;
         let result = match served.answer {
-            resident::Answer::Line(line) => StepResult::parse(&line),
+            resident::Answer::Line(line) => StepResult::answer(&line),
             resident::Answer::Wrong(why) => StepResult::Malformed(why),
             resident::Answer::None(why) => StepResult::Unanswered(why),
         };
