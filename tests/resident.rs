@@ -362,3 +362,31 @@ fn issue_19_a_gone_memory_goes_to_the_resident_step_as_a_remove_line() {
     assert_eq!(recorded(&env), ["a.txt"]);
     no_overlap(&env);
 }
+
+#[test]
+fn issue_19_a_step_that_keeps_dying_is_started_again_after_a_growing_pause() {
+    let env = TestEnv::new();
+    resident_rules(&env, "");
+    env.test()
+        .data("a.txt", "CRASH")
+        .data("b.txt", "CRASH")
+        .data("c.txt", "CRASH")
+        .data("d.txt", "delta")
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("1 done, 3 failed")
+        .run();
+    let starts: Vec<f64> = lines(&env, "starts.jsonl")
+        .iter()
+        .map(|s| s["t"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        starts.len(),
+        4,
+        "a fresh process per batch after each death"
+    );
+    // Deaths in a row: 1 (no pause), 2 (0.5 s), 3 (1 s).
+    assert!(starts[2] - starts[1] >= 0.5, "{starts:?}");
+    assert!(starts[3] - starts[2] >= 1.0, "{starts:?}");
+    assert_eq!(recorded(&env), ["d.txt"]);
+}

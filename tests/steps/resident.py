@@ -64,7 +64,7 @@ while True:
             os.unlink(marker)
         except FileNotFoundError:
             pass
-append("starts.jsonl", {"pid": os.getpid()})
+append("starts.jsonl", {"pid": os.getpid(), "t": time.time()})
 say("resident.py: loaded")
 
 
