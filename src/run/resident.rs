@@ -202,6 +202,10 @@ pub fn serve(
 ) -> Result<Served> {
     let key: Key = (spec.lock.clone(), spec.argv.clone());
     let (process, generation) = check_out(spec, &key)?;
+    let _out = OutServing {
+        key: &key,
+        pid: process.pid,
+    };
     let started = Instant::now();
     // A line written while no batch was in flight answers nothing: dropped, so it is
     // never taken for this batch's answer.
@@ -388,6 +392,25 @@ fn restart_pause(deaths: u32) -> Duration {
     }
     let doublings = (deaths - 2).min(16);
     (Duration::from_millis(500) * 2u32.pow(doublings)).min(MAX_RESTART_PAUSE)
+}
+
+/// A step out serving a batch: should the batch never come back (a panic), its place is
+/// cleared, so the lock is not held for a step that is gone.
+struct OutServing<'a> {
+    key: &'a Key,
+    pid: u32,
+}
+
+impl Drop for OutServing<'_> {
+    fn drop(&mut self) {
+        let mut state = state();
+        if let Some(slot) = state.slots.get_mut(self.key)
+            && slot.in_flight == Some(self.pid)
+        {
+            slot.in_flight = None;
+            state.release_if_unused(&self.key.0);
+        }
+    }
 }
 
 /// Puts a step back after its batch: kept when it answered and lives (and no
