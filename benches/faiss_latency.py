@@ -7,15 +7,16 @@ itself, see store.py) holds that word: from then on search.py finds it. Each wat
 under test runs the example's own ingest.py through the real FAISS venv:
 
   memsched  `memsched --paths HOME/paths.json` with the example's watch-rules.toml,
-            debounce set to --debounce (the step starts per batch: "one-shot");
+            debounce set to --debounce, twice: with the step started per batch
+            ("one-shot": `ingest.py add {files}`) and with the resident step the rules
+            ship (`ingest.py --resident`, issue 19), when the binary knows it;
   watchexec `watchexec --debounce D -w Data -e txt --postpone --on-busy-update=queue
             --shell=none -- .venv/bin/python ingest.py add Data` when it is installed
             (it cannot say which file changed, so the step is given the folder: every
             file is re-embedded each time, as a user of a plain watcher would do).
 
 Samples are interleaved between the tools (one reacts at a time) so load falls on each
-alike; reported as p50 and p99 (nearest rank). Resident steps (one process kept loaded)
-are not built yet (issue 19): that row says so.
+alike; reported as p50 and p99 (nearest rank).
 
 usage: benches/faiss_latency.py [--memsched LABEL=PATH]... [--samples N] [--debounce MS]
 needs examples/faiss/.venv (see examples/faiss/README.md)
@@ -34,7 +35,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "faiss")
 
 
-def home_for(base, label, debounce_ms, with_remove):
+ONE_SHOT = {
+    "command": '[".venv/bin/python", "ingest.py", "add", "{files}"]',
+    "remove": '[".venv/bin/python", "ingest.py", "remove", "{files}"]',
+}
+
+
+def one_shot(rules):
+    """The rules with ingest.py started per batch instead of resident."""
+    out = []
+    for line in rules.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if key in ("resident", "idle_exit"):
+            continue
+        out.append(f"{key} = {ONE_SHOT[key]}" if key in ONE_SHOT and "--resident" in line else line)
+    return "\n".join(out) + "\n"
+
+
+def home_for(base, label, debounce_ms, with_remove, resident=False):
     home = os.path.join(base, label)
     os.makedirs(os.path.join(home, "Data"))
     for name in os.listdir(EXAMPLE):
@@ -45,6 +63,8 @@ def home_for(base, label, debounce_ms, with_remove):
     rules = open(os.path.join(home, "watch-rules.toml")).read()
     rules = rules.replace('debounce = "500ms"', f'debounce = "{debounce_ms}ms"')
     rules = rules.replace('settle = "2s"', 'settle = "0s"')
+    if not resident:
+        rules = one_shot(rules)
     if not with_remove:
         rules = "\n".join(l for l in rules.splitlines() if not l.startswith("remove ="))
     # Upload is not what this measures: the index only.
@@ -91,15 +111,25 @@ def main():
     if not args.memsched:
         args.memsched = ["memsched=" + os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/memsched")]
     base = tempfile.mkdtemp(prefix="faiss-latency-")
-    procs, homes = [], []
+    procs, homes, missing = [], [], []
     for spec in args.memsched:
         label, path = spec.split("=", 1)
         help_text = subprocess.run([path, "--help"], capture_output=True, text=True).stdout
-        home = home_for(base, label, args.debounce, "confirm-removals" in help_text)
-        p = subprocess.Popen([path, "--paths", os.path.join(home, "paths.json")],
-                             stderr=open(os.path.join(base, label + ".err"), "w"))
-        procs.append(p)
-        homes.append((f"memsched {label}, step per batch", home))
+        with_remove = "confirm-removals" in help_text
+        for resident in (False, True):
+            name = label + ("-resident" if resident else "")
+            home = home_for(base, name, args.debounce, with_remove, resident)
+            rules = os.path.join(home, "watch-rules.toml")
+            knows = subprocess.run([path, "--paths", os.path.join(home, "paths.json"), "--rules",
+                                    rules, "check"], capture_output=True).returncode == 0
+            if not knows:
+                missing.append(f"memsched {label}, resident step: its rules do not load")
+                continue
+            p = subprocess.Popen([path, "--paths", os.path.join(home, "paths.json")],
+                                 stderr=open(os.path.join(base, name + ".err"), "w"))
+            procs.append(p)
+            step = "resident step" if resident else "step per batch"
+            homes.append((f"memsched {label}, {step}", home))
     wx = shutil.which("watchexec")
     if wx:
         home = home_for(base, "watchexec", args.debounce, False)
@@ -137,7 +167,8 @@ def main():
             print(f"| {label} | {statistics.median(xs):,.0f} ms | {pct(xs, 99):,.0f} ms | {len(xs)} |")
         else:
             print(f"| {label} | — | — | 0 (never searchable within 60 s) |")
-    print("| resident step (issue 19) | not built | | |")
+    for label in missing:
+        print(f"| {label} | — | — | 0 |")
     if not wx:
         print("\nwatchexec not found: install it with `cargo install watchexec-cli --locked`")
     shutil.rmtree(base, ignore_errors=True)

@@ -223,6 +223,9 @@ fn once(cli: &Cli, paths: &Paths, rules: &Rules, color: bool) -> Exit {
         )
     };
     let (record, logged) = reconcile::run_and_record(paths, rules, &request);
+    // A resident step lives no longer than the run that started it: EOF on its stdin,
+    // and memsched waits for it to exit (issue 19).
+    crate::run::resident::stop_all();
     // A closed stdout (`| head`) is not a failure of the run.
     let _ = output::print(cli.json, &record, |out, record| {
         summary::write(out, record, color)

@@ -16,6 +16,7 @@ use crate::model::trigger::Trigger;
 use crate::os::lock;
 use crate::run::context::Context;
 use crate::run::report::{ActionReport, Outcome, RunRecord, exit_of};
+use crate::run::resident;
 use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
@@ -219,7 +220,7 @@ fn run_action(
     let _guard = if ctx.dry_run {
         None
     } else {
-        match lock::try_acquire(&ctx.paths.action_lock(action.name())) {
+        match hold(ctx, &job, action) {
             Ok(guard) => Some(guard),
             Err(Error::LockHeld { path, pid }) => {
                 let mut report = ActionReport::new(
@@ -245,6 +246,26 @@ fn run_action(
         }
         Job::Upload(config) => upload::perform(ctx, config, request.confirm_removals),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
+    }
+}
+
+/// An action's lock as a run holds it: its own, or (for ingest with a resident step) a
+/// lease on the one its resident steps keep between runs.
+enum Hold {
+    Lock { _guard: lock::Guard },
+    Resident { _lease: resident::Lease },
+}
+
+/// Takes `action`'s lock for this run, without waiting.
+fn hold(ctx: &Context<'_>, job: &Job<'_>, action: Action) -> Result<Hold> {
+    let path = ctx.paths.action_lock(action.name());
+    match job {
+        Job::Ingest(config) if config.resident.is_some() => {
+            let keep = ingest::resident_argvs(config);
+            resident::lease(&path, &keep, || lock::try_acquire(&path))
+                .map(|lease| Hold::Resident { _lease: lease })
+        }
+        _ => lock::try_acquire(&path).map(|guard| Hold::Lock { _guard: guard }),
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every action runs with: its context, the one job skeleton, their reports, the
-//! command runner, what a running step shows live, and interrupts.
+//! command runner, the resident steps kept between batches, what a running step shows
+//! live, and interrupts.
 
 pub(crate) mod context;
 pub(crate) mod interrupt;
@@ -7,4 +8,5 @@ pub(crate) mod job;
 pub(crate) mod live;
 pub(crate) mod progress;
 pub mod report;
+pub(crate) mod resident;
 pub(crate) mod runner;

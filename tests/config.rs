@@ -211,7 +211,7 @@ fn issue_11_toml_errors_are_file_line_col_with_a_did_you_mean() {
         .raw_rules("[actions.ingest]\ncomand = [\"i\", \"{files}\"]\n")
         .args(&["--once"])
         .status(2)
-        .stderr("memsched: error: {home}/watch-rules.toml:2:1: unknown field `comand`, expected one of `command`, `timeout`, `include`, `exclude`, `batch_size`, `pass_files`, `settle`, `skip_known_content`, `remove`, `max_remove`; did you mean `command`?\n")
+        .stderr("memsched: error: {home}/watch-rules.toml:2:1: unknown field `comand`, expected one of `command`, `timeout`, `include`, `exclude`, `batch_size`, `pass_files`, `resident`, `idle_exit`, `settle`, `skip_known_content`, `remove`, `max_remove`; did you mean `command`?\n")
         .run();
     Test::new()
         .raw_rules("[actions.ingest]\ncommand = [\"i\", \"{files}\"]\n[[rules]]\nname = \"r\"\nin = \"dat\"\npaths = [\"*\"]\nrun = [\"ingets\"]\n")

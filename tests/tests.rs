@@ -35,6 +35,7 @@ mod operator2;
 mod properties;
 mod reaction;
 mod removal;
+mod resident;
 mod retry;
 mod retry_groups;
 mod state_files;

@@ -6,6 +6,10 @@ Usage:
   ingest.py remove FILE...   drop every chunk of these memories (memsched's `remove`
                              command: it passes the paths that are gone from disk)
   ingest.py rebuild          re-embed every stored chunk now (after a new model)
+  ingest.py --resident       serve memsched's batches as a resident step (`resident =
+                             true`): one JSON request per line on stdin, {"id", "files"}
+                             or {"id", "remove"}, one answer per line on stdout; exits
+                             at EOF. The embedder and the index are loaded once.
 A FILE of `-` reads the files from stdin, one per line (`-0`: NUL-terminated, for any
 name); `--` ends the options. memsched passes absolute paths.
 
@@ -25,7 +29,9 @@ step exits 1 so memsched counts it failed. Without MEMSCHED_RESULT it prints a s
 and exits 1 if anything failed.
 
 The load-modify-save runs under an exclusive flock on index/.lock (memsched's ingest and
-the retry runner's can meet) and saves atomically: see store.py.
+the retry runner's can meet) and saves atomically: see store.py. A resident ingest.py
+keeps the index it loaded between batches, and loads it again when the pair on disk is
+no longer the one it last loaded or saved (another writer, `ingest.py rebuild`).
 """
 import hashlib
 import json
@@ -166,7 +172,72 @@ def report(done, failed, notes):
     return 1 if any(not spellable(i["path"]) for i in failed) else 0
 
 
+def on_disk(index_dir):
+    """What identifies the saved pair: each file's inode, size and mtime (a save replaces
+    both by rename, so any writer's save changes it)."""
+    marks = []
+    for name in (store.INDEX_FILE, store.SIDECAR_FILE):
+        try:
+            st = os.stat(os.path.join(index_dir, name))
+            marks.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            marks.append(None)
+    return tuple(marks)
+
+
+def apply(index_dir, held, puts, drops):
+    """One batch's changes under the lock, on the index held from the last batch when the
+    pair on disk is still that one. Returns the (index, identity) to hold next."""
+    os.makedirs(index_dir, exist_ok=True)
+    with store.locked(index_dir, exclusive=True):
+        if held is not None and held[1] == on_disk(index_dir):
+            ix, repaired = held[0], None
+        else:
+            ix, repaired = store.load(index_dir)
+            if repaired:
+                print(f"rebuilt the FAISS index from {store.SIDECAR_FILE}: {repaired}", file=sys.stderr)
+        gone, added = ix.replace(puts, drops)
+        if gone or added or repaired:
+            store.save(index_dir, ix)
+        print(f"index: {gone} chunks out, {added} in, {ix.chunk_count()} in all, "
+              f"generation {ix.meta['generation']}", file=sys.stderr)
+        return ix, on_disk(index_dir)
+
+
+def serve():
+    """Resident mode: one answer line per request line, until EOF on stdin."""
+    data_dir, index_dir = store.folders()
+    held = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "remove" in request:
+            puts, drops, done, failed, _ = prepare_remove(request["remove"], data_dir)
+        else:
+            puts, drops, done, failed, _ = prepare_add(request.get("files", []), data_dir)
+        if puts or drops:
+            try:
+                held = apply(index_dir, held, puts, drops)
+            except (OSError, ValueError, RuntimeError, store.Broken) as e:
+                # Nothing of this batch reached the disk (the save is atomic), and the
+                # index in memory may hold half of it: loaded afresh next time.
+                held = None
+                error = f"index not updated: {type(e).__name__}: {e}"
+                failed += [{"path": a, "error": error} for a in done]
+                done = []
+        # A done name JSON cannot spell is left out (it counts as done); a failed one is
+        # named, so memsched takes every file the answer does not name as failed.
+        answer = {"id": request["id"], "done": [p for p in done if spellable(p)],
+                  "failed": failed}
+        try:
+            print(json.dumps(answer), flush=True)
+        except BrokenPipeError:
+            return 0  # memsched is gone: nobody reads the answer, nor the next request
+    return 0
+
+
 def main(argv):
+    if argv == ["--resident"]:
+        return serve()
     if not argv or argv[0] not in ("add", "remove", "rebuild") or (argv[0] == "rebuild" and argv[1:]):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2

@@ -9,8 +9,8 @@ requirements.txt; the upload check also needs rclone, and is skipped without it.
 
 Why: memsched's own tests use a step double, not this example; this keeps the example
 honest (for CI): add, edit, remove, rename, non-UTF-8 content and names, paths outside the
-data folder, concurrent ingests, a save cut short, the retry runner, the watchdog and the
-rclone upload of watch-rules.toml.
+data folder, concurrent ingests, a save cut short, the resident mode, the retry runner, the
+watchdog and the rclone upload of watch-rules.toml.
 """
 import json
 import os
@@ -315,6 +315,33 @@ def run_checks(h, root):
     check("add of a gone file: failed, and its chunks dropped",
           rep and rep["failed"] and rep["failed"][0]["path"] == late and h.hits("markerlate") == [], str(rep))
 
+    # -- resident mode ----------------------------------------------------------------------------------
+    proc = h.start("ingest.py", "--resident", result=False)
+
+    def ask(request):
+        proc.stdin.write((json.dumps(request) + "\n").encode())
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    s1 = h.write("served1.txt", words("markerserved1", 100))
+    s2 = h.write("served2.txt", words("markerserved2", 100))
+    a1 = ask({"id": 1, "files": [s1]})
+    check("resident: a batch is answered with its id", a1 == {"id": 1, "done": [s1], "failed": []}, str(a1))
+    check("resident: its file is searchable", len(h.hits("markerserved1")) == 1)
+    # Another writer changes the index between two batches: the resident step loads it afresh.
+    h.run("ingest.py", "add", s2)
+    a2 = ask({"id": 2, "remove": [s1]})
+    check("resident: a remove request is answered", a2 == {"id": 2, "done": [s1], "failed": []}, str(a2))
+    check("resident: the removal went, and another writer's file stayed",
+          h.hits("markerserved1") == [] and len(h.hits("markerserved2")) == 1 and h.consistent() is None)
+    bad = h.write(b"served-\xff.txt", words("markerservedodd", 100))
+    a3 = ask({"id": 3, "files": [bad, os.path.join(root, "outside.txt")]})
+    check("resident: a done name JSON cannot spell is left out, a refused path is failed",
+          a3["done"] == [] and [f["path"] for f in a3["failed"]] == [os.path.join(root, "outside.txt")],
+          str(a3))
+    proc.stdin.close()
+    check("resident: exits 0 at EOF", proc.wait(timeout=60) == 0, proc.stderr.read().decode(errors="replace"))
+
     # -- watchdog --------------------------------------------------------------------------------------
     rc, out, err, _ = h.run("watchdog.py", result=False)
     check("watchdog: exit 0, and it reports the index", rc == 0 and "index:" in out, out + err)
@@ -323,9 +350,9 @@ def run_checks(h, root):
     with open(os.path.join(h.root, "watch-rules.toml"), "rb") as f:
         rules = tomllib.load(f)
     ingest = rules["actions"]["ingest"]
-    check("watch-rules.toml: ingest add and remove commands",
-          ingest["command"][1:] == ["ingest.py", "add", "{files}"]
-          and ingest["remove"][1:] == ["ingest.py", "remove", "{files}"])
+    check("watch-rules.toml: ingest and remove as one resident ingest.py",
+          ingest.get("resident") is True
+          and ingest["command"][1:] == ingest["remove"][1:] == ["ingest.py", "--resident"])
     check("watch-rules.toml: a rule runs ingest on remove",
           any("remove" in r.get("on", []) and "ingest" in r["run"] for r in rules["rules"]))
     upload = rules["actions"]["upload"]

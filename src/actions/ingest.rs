@@ -12,7 +12,7 @@ mod scan;
 mod step_result;
 mod twins;
 
-pub use execute::{Executed, execute, task_id};
+pub use execute::{Executed, execute, resident_argvs, task_id};
 pub use hash::hash_one;
 pub use hints::{Prehashed, WatcherHints};
 pub use job::IngestJob;

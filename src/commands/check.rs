@@ -176,6 +176,8 @@ fn describe(paths: &Paths, rules: &Rules) -> Value {
                 json!({
                     "command": command_json(&i.command),
                     "pass_files": i.pass_files,
+                    "resident": i.resident.is_some(),
+                    "idle_exit": i.resident.and_then(|r| r.idle_exit).map(|d| humantime::format_duration(d).to_string()),
                     "batch_size": i.batch_size,
                     "settle": humantime::format_duration(i.settle).to_string(),
                     "include": i.include,

@@ -25,8 +25,8 @@ use crate::model::event_kind::EventKind;
 use crate::model::scope::Scope;
 pub use pass_files::PassFiles;
 pub use tables::{
-    Backoff, BreakerConfig, CommandSpec, IngestConfig, RemoveLimit, RetryConfig, UploadConfig,
-    WatchdogConfig,
+    Backoff, BreakerConfig, CommandSpec, IngestConfig, RemoveLimit, Resident, RetryConfig,
+    UploadConfig, WatchdogConfig,
 };
 
 /// One `[[rules]]` entry: changes under `scope` matching `paths` and `on` run `run`.

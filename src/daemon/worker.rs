@@ -1,8 +1,8 @@
 //! The run worker: each reconcile runs on a thread of its own, so the loop keeps
 //! listening, and comes back to the loop as an input with its record and what it carried.
 //! It also keeps what outlives a run: the stop flag, the ingest manifest held for the
-//! watcher's life (folded in as the watcher stops), and the threads waiting for a lock
-//! another process holds.
+//! watcher's life (folded in as the watcher stops), the threads waiting for a lock
+//! another process holds, and the end of the resident steps kept between runs.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -48,6 +48,9 @@ impl Drop for Worker {
     /// stops, so the pipeline's scripts find every record there. Skipped when another
     /// process holds ingest.lock: its run compacts, and the journal is safe either way.
     fn drop(&mut self) {
+        // Resident steps end with the watcher (EOF on their stdin, waited for), and with
+        // them their hold on ingest.lock, which the fold below takes.
+        crate::run::resident::stop_all();
         if !self.manifest.has_journal() {
             return;
         }

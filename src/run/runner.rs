@@ -4,13 +4,13 @@
 //! command is in [`running`] until it ends, so a second Ctrl-C can end them all
 //! ([`abort_all`]).
 
+mod output;
 pub(crate) mod program;
-mod registry;
+pub(in crate::run) mod registry;
 
-use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -21,8 +21,6 @@ use std::thread;
 use crossbeam_channel::{after, select};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -31,21 +29,14 @@ use crate::model::placeholder::{self, Placeholder};
 use crate::os::lock;
 use crate::run::live;
 pub(crate) use crate::state::run_record::CommandReport;
+pub(in crate::run) use output::Tail;
+use output::drain;
 pub(crate) use registry::{Running, abort_all, running};
 
-/// Lines of stdout and of stderr kept for the log.
-const TAIL_LINES: usize = 20;
-/// Characters kept of one output line.
-const LINE_CHARS: usize = 400;
-/// Bytes kept of one output line while reading: room for [`LINE_CHARS`] characters of
-/// any UTF-8.
-const LINE_BYTES: usize = LINE_CHARS * 4;
-/// Bytes read from a step's output at a time.
-const READ_CHUNK: usize = 64 * 1024;
 /// Arguments shown in the log before the rest are summarised.
 const SHOWN_ARGS: usize = 8;
 /// After SIGTERM on timeout, how long the group has before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
+pub(in crate::run) const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the command exits, how long to wait for its output pipes to close (a background
 /// grandchild may hold them open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -287,7 +278,7 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
 
 /// Ends a process group: SIGTERM, then SIGKILL after [`KILL_GRACE`] (or at once when the
 /// leader has left, so nothing else of the group lingers). Returns the leader's status.
-fn end_group(
+pub(in crate::run) fn end_group(
     group: Pid,
     exit_rx: &crossbeam_channel::Receiver<std::io::Result<std::process::ExitStatus>>,
 ) -> std::io::Result<std::process::ExitStatus> {
@@ -306,135 +297,7 @@ pub(crate) fn signal_name(signal: i32) -> String {
     Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
 
-/// The last lines of a stream, bounded whatever the stream holds (issue 10 item 5): at
-/// most [`TAIL_LINES`] lines of at most [`LINE_BYTES`] bytes each, plus the line being
-/// read, cut at the same length. A step printing gigabytes without a newline costs a
-/// fixed amount of memory.
-#[derive(Debug, Default)]
-struct Tail {
-    lines: VecDeque<Vec<u8>>,
-    current: Vec<u8>,
-    /// Whether any bytes were read since the last newline (an empty line still counts).
-    open: bool,
-}
-
-impl Tail {
-    fn push(&mut self, mut chunk: &[u8]) {
-        while let Some(at) = chunk.iter().position(|b| *b == b'\n') {
-            self.extend(&chunk[..at]);
-            self.end_line();
-            chunk = &chunk[at + 1..];
-        }
-        if !chunk.is_empty() {
-            self.extend(chunk);
-        }
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        self.open = true;
-        let room = LINE_BYTES.saturating_sub(self.current.len());
-        self.current
-            .extend_from_slice(&bytes[..bytes.len().min(room)]);
-    }
-
-    fn end_line(&mut self) {
-        if self.lines.len() == TAIL_LINES {
-            self.lines.pop_front();
-        }
-        self.lines.push_back(std::mem::take(&mut self.current));
-        self.open = false;
-    }
-
-    /// Bytes held, for the bound's test.
-    #[cfg(test)]
-    fn held(&self) -> usize {
-        self.current.len() + self.lines.iter().map(Vec::len).sum::<usize>()
-    }
-
-    /// The lines kept (lossy UTF-8, each cut at [`LINE_CHARS`] characters).
-    fn finish(mut self) -> Vec<String> {
-        if self.open {
-            self.end_line();
-        }
-        self.lines
-            .iter()
-            .map(|line| {
-                String::from_utf8_lossy(line)
-                    .trim_end_matches('\r')
-                    .chars()
-                    .take(LINE_CHARS)
-                    .collect()
-            })
-            .collect()
-    }
-}
-
-/// Reads a stream to its end in fixed-size chunks, keeping its bounded [`Tail`].
-/// The tails of the step's stdout and stderr: read as they come until both close, or
-/// until `leader_gone` (the read end of a pipe the runner closes once the step's leader
-/// has exited) says so, when what is left in them is taken without waiting. Either way the
-/// pipes are closed on return, whatever still holds their other ends. With an `echo`,
-/// what is read is also passed on as it comes (-v).
-fn drain(
-    pipes: [Option<OwnedFd>; 2],
-    leader_gone: &std::io::PipeReader,
-    mut echo: Option<live::Echo>,
-) -> [Vec<String>; 2] {
-    let mut files: [Option<std::fs::File>; 2] = pipes.map(|p| {
-        p.and_then(|fd| {
-            fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).ok()?;
-            Some(std::fs::File::from(fd))
-        })
-    });
-    let mut tails = [Tail::default(), Tail::default()];
-    let mut buf = vec![0; READ_CHUNK];
-    // Reads what `file` holds now; `false` once it is closed (or broken).
-    let mut take = |file: &mut std::fs::File, tail: &mut Tail, stream: usize| loop {
-        match file.read(&mut buf) {
-            Ok(0) => return false,
-            Ok(n) => {
-                tail.push(&buf[..n]);
-                if let Some(echo) = echo.as_mut() {
-                    echo.push(stream, &buf[..n]);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
-        }
-    };
-    loop {
-        let mut fds = vec![PollFd::new(leader_gone.as_fd(), PollFlags::POLLIN)];
-        let open: Vec<usize> = (0..2).filter(|i| files[*i].is_some()).collect();
-        if open.is_empty() {
-            break;
-        }
-        for i in &open {
-            let file = files[*i].as_ref().expect("open files are some");
-            fds.push(PollFd::new(file.as_fd(), PollFlags::POLLIN));
-        }
-        if poll(&mut fds, PollTimeout::NONE).is_err() {
-            continue;
-        }
-        let gone = fds[0].any().unwrap_or(false);
-        let ready: Vec<bool> = fds[1..].iter().map(|f| f.any().unwrap_or(true)).collect();
-        for (i, ready) in open.iter().zip(ready) {
-            if (ready || gone)
-                && let Some(file) = files[*i].as_mut()
-                && !take(file, &mut tails[*i], *i)
-            {
-                files[*i] = None;
-            }
-        }
-        if gone {
-            break;
-        }
-    }
-    let [out, err] = tails;
-    [out.finish(), err.finish()]
-}
-
-fn shown_argv(argv: &[OsString]) -> Vec<String> {
+pub(in crate::run) fn shown_argv(argv: &[OsString]) -> Vec<String> {
     let mut shown: Vec<String> = argv
         .iter()
         .take(SHOWN_ARGS)
@@ -563,26 +426,6 @@ mod tests {
         assert_eq!(report.exit_code, Some(4));
         assert_eq!(report.stdout_tail, ["one", "two"]);
         assert_eq!(report.failure_text(), "exit 4: oops");
-    }
-
-    #[test]
-    fn the_tail_stays_bounded_whatever_the_stream_holds() {
-        let mut tail = Tail::default();
-        let chunk = vec![b'x'; READ_CHUNK];
-        for _ in 0..1000 {
-            tail.push(&chunk);
-            assert!(tail.held() <= LINE_BYTES);
-        }
-        let line = format!("{}\n", "y".repeat(5000));
-        for _ in 0..1000 {
-            tail.push(line.as_bytes());
-            assert!(tail.held() <= (TAIL_LINES + 1) * LINE_BYTES);
-        }
-        tail.push(b"last\r\n\npartial");
-        let lines = tail.finish();
-        assert_eq!(lines.len(), TAIL_LINES);
-        assert!(lines.iter().all(|l| l.chars().count() <= LINE_CHARS));
-        assert_eq!(lines[TAIL_LINES - 3..], ["last", "", "partial"]);
     }
 
     #[test]

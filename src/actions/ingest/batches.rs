@@ -6,7 +6,8 @@
 //! argv and envp, each with its NUL, plus one pointer per string, do not fit in
 //! `sysconf(_SC_ARG_MAX)` (a quarter of the stack limit, 2 MiB by default), or when any
 //! one argument is longer than `MAX_ARG_STRLEN` (32 pages, 128 KiB, with its NUL). A list
-//! on stdin or in a list file has no such limit, so only `{files}` splits by bytes.
+//! on stdin or in a list file has no such limit, nor has a resident step's JSON line, so
+//! only `{files}` splits by bytes.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -152,7 +153,8 @@ pub(crate) fn batch_count(pieces: &[Piece]) -> usize {
 /// is a piece of its own that is never sent.
 #[must_use]
 pub(crate) fn plan(ctx: &Context<'_>, config: &IngestConfig, send: &[Candidate]) -> Vec<Piece> {
-    let lines = line_mode(config.pass_files);
+    // A resident step's names go in JSON, which spells a line break.
+    let lines = line_mode(config.pass_files).filter(|_| config.resident.is_none());
     let (broken, sendable): (Vec<usize>, Vec<usize>) =
         (0..send.len()).partition(|&i| lines.is_some() && has_line_break(send[i].abs.as_os_str()));
     let lens: Vec<usize> = sendable
@@ -220,7 +222,7 @@ fn renumber(pieces: Vec<Piece>, kept: &[usize]) -> Vec<Piece> {
 /// The limits of one batch of this step, with the environment it will really get:
 /// memsched's own, with the step's variables set over it.
 fn limits(ctx: &Context<'_>, config: &IngestConfig) -> Limits {
-    if config.pass_files != PassFiles::Args {
+    if config.pass_files != PassFiles::Args || config.resident.is_some() {
         return Limits {
             max_files: config.batch_size,
             room: None,

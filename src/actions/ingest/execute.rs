@@ -15,6 +15,7 @@ use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
 use crate::model::words;
 use crate::run::context::Context;
+use crate::run::resident;
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::ingest_hash::IngestHash;
 use crate::state::json_file::Edit;
@@ -128,7 +129,7 @@ fn send_all(
             break;
         }
         out.batches += 1;
-        let (report, result) = run_batch(ctx, config, &config.command.argv, batch)?;
+        let (report, result) = run_batch(ctx, config, &config.command.argv, "files", batch)?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -265,7 +266,7 @@ fn remove_gone(
             break;
         }
         out.batches += 1;
-        let (report, result) = run_batch(ctx, config, argv, batch)?;
+        let (report, result) = run_batch(ctx, config, argv, "remove", batch)?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -289,13 +290,59 @@ fn remove_gone(
     Ok(())
 }
 
-/// Runs `argv` (the ingest or the remove command) on one batch and reads what it reported.
+/// The resident step `argv` (the ingest or the remove command) makes: started in the
+/// pipeline home with the steps' environment, holding ingest.lock.
+fn resident_spec(ctx: &Context<'_>, config: &IngestConfig, argv: &[String]) -> resident::Spec {
+    resident::Spec {
+        argv: runner::expand(argv, &Vars::default()),
+        cwd: ctx.paths.home.clone(),
+        env: ctx.step_env(Action::Ingest, None),
+        lock: ctx.paths.action_lock(Action::Ingest.name()),
+        idle_exit: config.resident.and_then(|r| r.idle_exit),
+    }
+}
+
+/// The argument vectors of the resident steps these rules start (the command, and the
+/// remove command when it differs): what a run of them may keep from an earlier run.
+#[must_use]
+pub fn resident_argvs(config: &IngestConfig) -> Vec<Vec<std::ffi::OsString>> {
+    config
+        .remove
+        .iter()
+        .chain(std::iter::once(&config.command.argv))
+        .map(|argv| runner::expand(argv, &Vars::default()))
+        .collect()
+}
+
+/// Runs `argv` (the ingest or the remove command; `kind` says which, `"files"` or
+/// `"remove"`) on one batch and reads what it reported: a one-shot step through
+/// MEMSCHED_RESULT, a resident one through its answer line.
 fn run_batch(
     ctx: &Context<'_>,
     config: &IngestConfig,
     argv: &[String],
+    kind: &str,
     batch: &[Candidate],
 ) -> Result<(CommandReport, StepResult)> {
+    if config.resident.is_some() {
+        let spec = resident_spec(ctx, config, argv);
+        let id = resident::next_id();
+        let files: Vec<&std::path::Path> = batch.iter().map(|c| c.abs.as_path()).collect();
+        let line = resident::request_line(id, kind, &files);
+        let served = resident::serve(
+            &spec,
+            Action::Ingest.name(),
+            id,
+            line,
+            config.command.timeout,
+        )?;
+        let result = match served.answer {
+            resident::Answer::Line(line) => StepResult::answer(&line),
+            resident::Answer::Wrong(why) => StepResult::Malformed(why),
+            resident::Answer::None(why) => StepResult::Unanswered(why),
+        };
+        return Ok((served.report, result));
+    }
     let scratch = tempfile::Builder::new()
         .prefix("memsched-ingest-")
         .tempdir()
@@ -441,7 +488,7 @@ pub fn task_id(key: &str) -> String {
 /// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
 /// file from the task's `file`.
 fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
-    if config.pass_files != PassFiles::Args {
+    if config.pass_files != PassFiles::Args || config.resident.is_some() {
         return None;
     }
     let files = [candidate.abs.clone()];

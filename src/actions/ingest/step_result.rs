@@ -25,6 +25,10 @@ pub(super) struct Reported {
     /// and that file follows the exit status. The rest of the report stands.
     #[serde(skip)]
     repaired: bool,
+    /// A resident step's answer: it has no exit status, so when an entry could not be
+    /// read (`repaired`), the files it names nowhere fail rather than pass.
+    #[serde(skip)]
+    answer: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +160,8 @@ pub(super) enum StepResult {
     Absent,
     Read(Reported),
     Malformed(String),
+    /// A resident step gave no answer (it timed out or died): every file failed, why.
+    Unanswered(String),
 }
 
 impl StepResult {
@@ -190,6 +196,17 @@ impl StepResult {
         }
     }
 
+    /// A resident step's answer line, read as a report is.
+    pub(super) fn answer(line: &[u8]) -> StepResult {
+        match Self::parse(line) {
+            StepResult::Read(mut r) => {
+                r.answer = true;
+                StepResult::Read(r)
+            }
+            other => other,
+        }
+    }
+
     /// For each file of the batch, its verdict. A file the report does not mention counts
     /// as done when the step exited 0, failed otherwise.
     pub(super) fn verdicts(
@@ -204,10 +221,20 @@ impl StepResult {
         } else {
             Verdict::Failed(report.failure_text())
         };
+        let unlisted = match self {
+            StepResult::Read(r) if r.answer && r.repaired => Verdict::Failed(
+                "the answer named a path JSON cannot spell (a lone surrogate), so the files it names nowhere are taken as failed"
+                    .to_owned(),
+            ),
+            _ => unlisted,
+        };
         let mut verdicts = vec![unlisted; names.len()];
         let reported = match self {
             StepResult::Absent => return Ok(verdicts),
             StepResult::Malformed(why) => return Err(UnusableReport(why.clone())),
+            StepResult::Unanswered(why) => {
+                return Ok(vec![Verdict::Failed(why.clone()); names.len()]);
+            }
             StepResult::Read(r) => r,
         };
         if reported.repaired {
@@ -412,6 +439,37 @@ mod tests {
             });
             assert_eq!(got, want, "{spelling:?}");
         }
+    }
+
+    #[test]
+    fn an_answer_with_an_entry_json_cannot_spell_fails_the_files_it_does_not_name() {
+        let home = Path::new("/h");
+        let (x, odd) = (Path::new("/h/Data/x.txt"), Path::new("/h/Data/odd.txt"));
+        let index = BatchIndex::new(
+            home,
+            Path::new("/h/Data"),
+            &[
+                (x, "x.txt", Path::new("x.txt")),
+                (odd, "odd.txt", Path::new("odd.txt")),
+            ],
+        );
+        let report = CommandReport {
+            exit_code: Some(0),
+            ..CommandReport::default()
+        };
+        let names = ["x.txt".to_owned(), "odd.txt".to_owned()];
+        let line =
+            br#"{"id": 1, "done": ["x.txt"], "failed": [{"path": "caf\udce9.txt", "error": "e"}]}"#;
+        let verdicts = StepResult::answer(line)
+            .verdicts(&names, &index, &report, &mut Vec::new())
+            .unwrap();
+        assert_eq!(verdicts[0], Verdict::Done);
+        assert!(matches!(&verdicts[1], Verdict::Failed(why) if why.contains("cannot spell")));
+        // A one-shot report that exited 0 leaves the unnamed file to its exit status.
+        let verdicts = StepResult::parse(line)
+            .verdicts(&names, &index, &report, &mut Vec::new())
+            .unwrap();
+        assert_eq!(verdicts[1], Verdict::Done);
     }
 
     #[test]

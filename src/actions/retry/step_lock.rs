@@ -43,6 +43,9 @@ impl StepLocks {
                 continue;
             }
             let path = ctx.paths.action_lock(action.name());
+            // A resident step of this process holding the lock is closed first: a task's
+            // one-shot step never runs beside it (issue 19).
+            crate::run::resident::release(&path);
             match lock::try_acquire(&path) {
                 Ok(guard) => {
                     locks.held.insert(action, (guard, Mutex::new(())));

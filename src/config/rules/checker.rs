@@ -36,6 +36,29 @@ impl Checker<'_> {
         }
     }
 
+    /// A resident step's command (`key`: `command` or `remove`) gets its files as JSON
+    /// lines on stdin: `{files}` or `{list}` in it would silently become nothing.
+    pub(super) fn takes_no_file_slot(
+        &self,
+        span: Range<usize>,
+        argv: &[String],
+        key: &str,
+    ) -> Result<()> {
+        let slot = [Placeholder::Files, Placeholder::List]
+            .into_iter()
+            .find(|p| argv.iter().any(|a| a.contains(&p.slot())));
+        match slot {
+            Some(p) => Err(self.at(
+                span,
+                format!(
+                    "[actions.ingest] {key} has {slot}, but resident = true sends each batch as a JSON line on stdin: {slot} would be empty; remove it",
+                    slot = p.slot()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// An ingest command (`key`: `command` or `remove`) must carry the placeholder that
     /// passes `what` the way `pass_files` says; with a stdin mode it must carry neither
     /// `{files}` nor `{list}`, which would silently become nothing (issue 20 item 9).

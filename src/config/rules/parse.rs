@@ -11,7 +11,9 @@ use toml::Spanned;
 use super::checker::{Checker, glob_set};
 use super::pass_files::PassFiles;
 use super::raw::{self, RawRules};
-use super::tables::{BreakerConfig, IngestConfig, RemoveLimit, RetryConfig, WatchdogConfig};
+use super::tables::{
+    BreakerConfig, IngestConfig, RemoveLimit, Resident, RetryConfig, WatchdogConfig,
+};
 use super::{Rule, Rules, defaults, suggest};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
@@ -133,13 +135,18 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
         defaults::INGEST_TIMEOUT,
         Action::Ingest,
     )?;
-    check.passes_files(
-        i.command.span(),
-        &command.argv,
-        pass_files,
-        "command",
-        "files",
-    )?;
+    let resident = resident(check, i)?;
+    if resident.is_some() {
+        check.takes_no_file_slot(i.command.span(), &command.argv, "command")?;
+    } else {
+        check.passes_files(
+            i.command.span(),
+            &command.argv,
+            pass_files,
+            "command",
+            "files",
+        )?;
+    }
     let include = check.globs(i.include.as_deref(), defaults::INGEST_INCLUDE)?;
     let exclude = check.globs(i.exclude.as_deref(), defaults::INGEST_EXCLUDE)?;
     Ok(IngestConfig {
@@ -155,6 +162,7 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
             defaults::BATCH_SIZE_RANGE,
         )?,
         pass_files,
+        resident,
         settle: check.duration(
             i.settle.as_ref(),
             defaults::SETTLE,
@@ -162,7 +170,7 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
             defaults::SETTLE_RANGE,
         )?,
         skip_known_content: i.skip_known_content.unwrap_or(false),
-        remove: remove_command(check, i, pass_files)?,
+        remove: remove_command(check, i, pass_files, resident.is_some())?,
         max_remove: max_remove(check, i.max_remove.as_ref())?,
     })
 }
@@ -173,6 +181,7 @@ fn remove_command(
     check: &Checker,
     i: &raw::RawIngest,
     pass_files: PassFiles,
+    resident: bool,
 ) -> Result<Option<Vec<String>>> {
     let Some(argv) = &i.remove else {
         return Ok(None);
@@ -184,8 +193,45 @@ fn remove_command(
         Action::Ingest,
         "remove",
     )?;
-    check.passes_files(argv.span(), &spec.argv, pass_files, "remove", "gone files")?;
+    if resident {
+        check.takes_no_file_slot(argv.span(), &spec.argv, "remove")?;
+    } else {
+        check.passes_files(argv.span(), &spec.argv, pass_files, "remove", "gone files")?;
+    }
     Ok(Some(spec.argv))
+}
+
+/// `[actions.ingest] resident` and `idle_exit` (issue 19): a resident step gets its
+/// batches as JSON lines on stdin, so `pass_files` would say nothing and is refused
+/// beside it; `idle_exit` means nothing without it.
+fn resident(check: &Checker, i: &raw::RawIngest) -> Result<Option<Resident>> {
+    let on = i.resident.as_ref().filter(|r| *r.get_ref());
+    match (on, &i.idle_exit) {
+        (None, Some(idle)) => Err(check.at(
+            idle.span(),
+            "idle_exit is for a resident step: set resident = true, or remove idle_exit"
+                .to_owned(),
+        )),
+        (None, None) => Ok(None),
+        (Some(flag), _) if i.pass_files.is_some() => Err(check.at(
+            flag.span(),
+            "resident = true gives the step each batch as one JSON line on stdin: pass_files does not apply beside it; remove pass_files"
+                .to_owned(),
+        )),
+        (Some(_), idle) => Ok(Some(Resident {
+            idle_exit: idle
+                .as_ref()
+                .map(|d| {
+                    check.duration(
+                        Some(d),
+                        Duration::ZERO,
+                        "idle_exit",
+                        defaults::IDLE_EXIT_RANGE,
+                    )
+                })
+                .transpose()?,
+        })),
+    }
 }
 
 /// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories

@@ -41,6 +41,8 @@ pub(super) struct RawIngest {
     pub exclude: Option<Vec<Spanned<String>>>,
     pub batch_size: Option<Spanned<i64>>,
     pub pass_files: Option<PassFiles>,
+    pub resident: Option<Spanned<bool>>,
+    pub idle_exit: Option<Spanned<String>>,
     pub settle: Option<Spanned<String>>,
     pub skip_known_content: Option<bool>,
     pub remove: Option<Spanned<Vec<String>>>,

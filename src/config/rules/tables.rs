@@ -25,6 +25,9 @@ pub struct IngestConfig {
     pub exclude_set: GlobSet,
     pub batch_size: usize,
     pub pass_files: PassFiles,
+    /// Started once and kept, given each batch as a JSON line on stdin (issue 19);
+    /// `pass_files` does not apply then.
+    pub resident: Option<Resident>,
     /// A file modified more recently than this is still being written and waits.
     pub settle: Duration,
     /// Record a file whose content is already ingested under another path without
@@ -37,6 +40,14 @@ pub struct IngestConfig {
     /// Removals beyond this in one run are held back until a person confirms them (a
     /// vanished or emptied Data folder deletes nothing).
     pub max_remove: RemoveLimit,
+}
+
+/// A resident step's settings (`resident = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resident {
+    /// After this long without a batch its stdin is closed, handing its memory back;
+    /// `None`: kept as long as memsched runs.
+    pub idle_exit: Option<Duration>,
 }
 
 /// How many of the recorded memories one run may remove without a person confirming.

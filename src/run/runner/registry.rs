@@ -68,14 +68,14 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 }
 
 /// A command's place in the registry; dropping it removes the command.
-pub(super) struct Entry {
+pub(in crate::run) struct Entry {
     id: u64,
     abort: Receiver<()>,
 }
 
 impl Entry {
     /// Receives once when the command must be ended.
-    pub(super) fn abort(&self) -> &Receiver<()> {
+    pub(in crate::run) fn abort(&self) -> &Receiver<()> {
         &self.abort
     }
 }
@@ -88,7 +88,7 @@ impl Drop for Entry {
 
 /// Adds a command that has just started as `pid`; `action` and `task_id` say what it
 /// does, for people.
-pub(super) fn register(
+pub(in crate::run) fn register(
     action: Option<String>,
     task_id: Option<String>,
     program: &str,

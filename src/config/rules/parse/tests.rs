@@ -117,6 +117,40 @@ const INGEST: &[Case] = &[
         Err("rules.toml:2:11: [actions.ingest] command needs {list} to pass the files"),
     ),
     (
+        "[actions.ingest]\ncommand = [\"i\"]\nremove = [\"i\"]\nresident = true\nidle_exit = \"5m\"\n",
+        Ok(()),
+    ),
+    (
+        "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nresident = true\n",
+        Err(
+            "rules.toml:2:11: [actions.ingest] command has {files}, but resident = true sends each batch as a JSON line on stdin: {files} would be empty; remove it",
+        ),
+    ),
+    (
+        "[actions.ingest]\ncommand = [\"i\"]\nremove = [\"r\", \"{list}\"]\nresident = true\n",
+        Err(
+            "rules.toml:3:10: [actions.ingest] remove has {list}, but resident = true sends each batch as a JSON line on stdin: {list} would be empty; remove it",
+        ),
+    ),
+    (
+        "[actions.ingest]\ncommand = [\"i\"]\nresident = true\npass_files = \"stdin-nul\"\n",
+        Err(
+            "rules.toml:3:12: resident = true gives the step each batch as one JSON line on stdin: pass_files does not apply beside it; remove pass_files",
+        ),
+    ),
+    (
+        "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nidle_exit = \"5m\"\n",
+        Err(
+            "rules.toml:3:13: idle_exit is for a resident step: set resident = true, or remove idle_exit",
+        ),
+    ),
+    (
+        "[actions.ingest]\ncommand = [\"i\"]\nresident = true\nidle_exit = \"soon\"\n",
+        Err(
+            "rules.toml:4:13: idle_exit = \"soon\" is not a valid duration (expected number at 0); write it like \"200ms\", \"30s\" or \"15m\"",
+        ),
+    ),
+    (
         "[actions.ingest]\ncommand = [\"i\", \"{files}\"]\nbatch_size = 0\n",
         Err("rules.toml:3:14: batch_size = 0 is out of range: it must be between 1 and 100000"),
     ),
