@@ -67,7 +67,9 @@ def status_kib(pid, field):
 
 def watcher_ready(args, home):
     """Seconds from start until the startup run is done, and VmRSS/VmHWM (KiB) then."""
-    env = dict(os.environ, RUST_LOG="memsched=info")
+    # The loop logs each action's outcome when a run finishes: at info when it did
+    # something, at debug when it found nothing to do (issue 20: a quiet run is no news).
+    env = dict(os.environ, RUST_LOG="memsched=info,memsched::daemon::event_loop=debug")
     start = time.perf_counter()
     proc = subprocess.Popen(
         [args.bin, "--paths", os.path.join(home, "paths.json"), "--mode", "ingest"],
