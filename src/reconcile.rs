@@ -216,7 +216,7 @@ fn run_action(
         );
     };
     // A dry run takes no lock: it writes nothing, not even a lock file.
-    let _guard = if ctx.dry_run {
+    let guard = if ctx.dry_run {
         None
     } else {
         match lock::try_acquire(&ctx.paths.action_lock(action.name())) {
@@ -238,14 +238,19 @@ fn run_action(
             Err(e) => return ActionReport::new(action, Outcome::Failed, "").fail(&e),
         }
     };
-    match job {
+    let mut report = match job {
         Job::Retry(config) => retry::perform(ctx, config),
         Job::Ingest(config) => {
             ingest::perform(ctx, config, &request.ingest_hints, request.confirm_removals)
         }
         Job::Upload(config) => upload::perform(ctx, config, request.confirm_removals),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
+    };
+    // A lock file a leftover helper held was set aside: the record keeps why.
+    if let Some(note) = guard.as_ref().and_then(lock::Guard::set_aside) {
+        report.reasons.insert(0, note.to_owned());
     }
+    report
 }
 
 fn millis(since: Instant) -> u64 {

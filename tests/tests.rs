@@ -18,6 +18,7 @@ mod faults;
 mod history;
 mod hostile;
 mod hostile3;
+mod hostile4;
 mod hostile_manifest;
 mod hostile_steps;
 mod hostile_watcher;

@@ -134,6 +134,16 @@ pub(crate) fn write(
     for (name, pid) in &h.locks {
         writeln!(out, "  running    {name} (pid {pid} holds {name}.lock)")?;
     }
+    for (name, left) in &h.leftover_locks {
+        let pids: Vec<String> = left.pids.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "  leftover   {name}.lock is held by {}, which a step of a killed run left behind: \
+             the next {name} run sets it aside; `kill {}` ends it if nothing needs it",
+            left.holders,
+            pids.join(" ")
+        )?;
+    }
     if !h.problems.is_empty() {
         writeln!(out, "  problems")?;
         for p in &h.problems {

@@ -207,6 +207,9 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         source,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+    // The lock names the step's group, so a helper the step leaves behind in a session of
+    // its own is told from the step once both memsched and the group are gone.
+    lock::note_step(&locks, child.id());
     let entry = registry::register(
         inv.var("MEMSCHED_ACTION"),
         inv.var("MEMSCHED_TASK_ID"),
@@ -248,6 +251,7 @@ pub fn run(inv: &Invocation) -> Result<CommandReport> {
         }
     };
     drop(entry);
+    lock::step_ended(&locks);
     let status = status.map_err(|source| Error::Spawn {
         program: program.clone(),
         source,

@@ -114,6 +114,10 @@ pub struct Health {
     pub unreadable_files: Vec<Value>,
     /// Locks held by a live process other than this one: name -> pid.
     pub locks: BTreeMap<String, u32>,
+    /// Locks only helpers a killed run's step left behind hold (issue 18 item 12): the
+    /// lock's name -> who holds it. The next run of that action sets them aside.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub leftover_locks: BTreeMap<String, LeftoverLock>,
     /// The running watcher's own report, if one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watcher: Option<WatcherReport>,
@@ -123,6 +127,14 @@ pub struct Health {
     /// The instant of `checked_at`, for times relative to it.
     #[serde(skip)]
     pub now: SystemTime,
+}
+
+/// A lock only helpers a killed run's step left behind hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeftoverLock {
+    /// "pid 441 (sleep 300)", each holder so.
+    pub holders: String,
+    pub pids: Vec<u32>,
 }
 
 /// Reads everything and judges. `current` holds the reports of this run so far, which are
@@ -148,6 +160,7 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         breakers: Vec::new(),
         unreadable_files: Vec::new(),
         locks: BTreeMap::new(),
+        leftover_locks: BTreeMap::new(),
         watcher: None,
         watcher_process: None,
         now,
@@ -201,7 +214,13 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         .into_iter()
         .chain(["scheduler"])
     {
-        if let Some(pid) = live_holder(&paths.action_lock(name)) {
+        let path = paths.action_lock(name);
+        if let Some(left) = lock::leftover(&path) {
+            let pids = left.holders.iter().map(|(pid, _)| *pid).collect();
+            let holders = left.describe();
+            h.leftover_locks
+                .insert(name.to_owned(), LeftoverLock { holders, pids });
+        } else if let Some(pid) = live_holder(&path) {
             h.locks.insert(name.to_owned(), pid);
         }
     }

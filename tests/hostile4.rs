@@ -1,0 +1,141 @@
+//! Hostile round three, what was left (issues 18 and 21): a helper a killed run's step left
+//! behind, an interrupted run's summary, far-future dates and odd names in state files, a
+//! symlink swapped during an upload, an unclamped breaker, and wrong or costly messages.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::*;
+
+/// Kills a process group when dropped, so a failing test leaves nothing running.
+struct KillOnDrop(Vec<String>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for target in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", target])
+                .status();
+        }
+    }
+}
+
+/// The number a step double wrote into `path`, once it is there.
+fn read_pid(path: &Path) -> u32 {
+    wait_until(
+        &format!("{} is written", path.display()),
+        Duration::from_secs(20),
+        &String::new,
+        || std::fs::read_to_string(path).is_ok_and(|t| t.ends_with('\n')),
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `pid` is gone or a zombie (which holds no descriptor).
+fn gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+// ---- issue 18 item 12: a helper a killed run's step left behind ----
+
+/// A step that, the first time, starts a long-lived helper the way an embedding server is
+/// started (double fork, setsid, every descriptor kept), then runs on; later calls only
+/// record themselves.
+const HELPER_STEP: &str = r#"
+import os, sys, time
+here = sys.argv[1]
+def note(name, pid):
+    with open(os.path.join(here, name + ".tmp"), "w") as f:
+        f.write(f"{pid}\n")
+    os.replace(os.path.join(here, name + ".tmp"), os.path.join(here, name))
+first = not os.path.exists(os.path.join(here, "helper.pid"))
+note(f"call-{os.getpid()}", os.getpid())
+if first:
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            note("helper.pid", os.getpid())
+            os.execvp("sleep", ["sleep", "300"])
+        os._exit(0)
+    os.wait()
+    note("step.pid", os.getpid())
+    time.sleep(60)
+"#;
+
+fn calls_of_helper_step(env: &TestEnv) -> usize {
+    std::fs::read_dir(env.home().join("steps"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("call-") && !name.ends_with(".tmp")
+        })
+        .count()
+}
+
+#[test]
+fn issue_18_a_helper_left_by_a_killed_runs_step_does_not_keep_the_action_locked() {
+    let env = TestEnv::new();
+    let steps = env.home().join("steps");
+    std::fs::create_dir_all(&steps).unwrap();
+    let script = env.write("helper_step.py", HELPER_STEP);
+    let argv = json!(["python3", script, steps, "{files}"]);
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {argv}\nsettle = \"0s\"\n"
+    ));
+    env.data_file("a.txt", "alpha");
+    let mut first = env
+        .command(&["--once", "--mode", "ingest"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let helper = read_pid(&steps.join("helper.pid"));
+    let step = read_pid(&steps.join("step.pid"));
+    let _cleanup = KillOnDrop(vec![format!("-{step}"), helper.to_string()]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // While the step's group runs, the action stays locked (issue 9 item 3).
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(3)
+        .stdout_has("holds {home}/state/ingest.lock")
+        .run();
+    // The step's group ends; only the helper it started holds the lock now.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{step}")])
+        .status();
+    wait_until(
+        "the step ends",
+        Duration::from_secs(20),
+        &String::new,
+        || gone(step),
+    );
+    env.test()
+        .args(&["status"])
+        .stdout_has(&format!(
+            "ingest.lock is held by pid {helper} (sleep 300), which a step of a killed run left \
+             behind: the next ingest run sets it aside; `kill {helper}` ends it"
+        ))
+        .run();
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .stderr_has(&format!(
+            "set {{home}}/state/ingest.lock aside: pid {helper} (sleep 300) holds it, left behind by a step of a killed run"
+        ))
+        .run();
+    assert_eq!(calls_of_helper_step(&env), 2, "the step ran again");
+    assert!(!gone(helper), "memsched left the helper alone");
+    assert!(env.state("ingest.lock").exists());
+}
