@@ -139,3 +139,52 @@ fn issue_18_a_helper_left_by_a_killed_runs_step_does_not_keep_the_action_locked(
     assert!(!gone(helper), "memsched left the helper alone");
     assert!(env.state("ingest.lock").exists());
 }
+
+// ---- issue 18 item 15: a run a signal stopped says so ----
+
+#[test]
+fn issue_18_a_once_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left() {
+    let env = TestEnv::new();
+    env.rules(&["--sleep", "0.3", "--"], "batch_size = 1\n");
+    for i in 0..10 {
+        env.data_file(format!("f{i}.txt"), &format!("memory {i}"));
+    }
+    let out = env.home().join("once.out");
+    let mut once = env
+        .command(&["--once", "--mode", "ingest"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the step starts",
+        Duration::from_secs(20),
+        &String::new,
+        || !env.calls().is_empty(),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(once.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(once.wait().unwrap().code(), Some(130));
+    let sent = env.calls().len();
+    assert!(sent < 10, "the signal stopped nothing");
+    let summary = std::fs::read_to_string(&out).unwrap();
+    let line = format!(
+        "stopped by a signal after {sent} of 10 batches: sent {sent} of 10 files: {sent} done, 0 failed; the other {} files are sent next run",
+        10 - sent
+    );
+    assert!(summary.contains("ingest    interrupted"), "{summary}");
+    assert!(summary.contains(&line), "{summary}");
+    let run = env.runs().last().cloned().unwrap();
+    let ingest = action(&run, "ingest");
+    assert_eq!(ingest["outcome"], "interrupted", "{run:#}");
+    assert!(
+        ingest["summary"].as_str().unwrap().contains(&line),
+        "{run:#}"
+    );
+    // What was not sent is sent by the next run.
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    assert_eq!(env.calls().len(), 10);
+}

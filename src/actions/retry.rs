@@ -323,6 +323,7 @@ fn summarise(
         acted: ran + closed > 0 || !repairs(plan).is_empty(),
         summary,
         error: None,
+        interrupted: false,
     }
 }
 

@@ -214,6 +214,7 @@ impl Job for UploadJob<'_> {
             acted: true,
             summary,
             error: Some(job::step_failed_on(Action::Upload, failed)),
+            interrupted: false,
         }
     }
 
