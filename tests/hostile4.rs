@@ -188,3 +188,85 @@ fn issue_18_a_once_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left()
     env.test().args(&["--once", "--mode", "ingest"]).run();
     assert_eq!(env.calls().len(), 10);
 }
+
+// ---- issue 18 item 17: far-future dates, a climbing remote, a pause_file folder ----
+
+#[test]
+fn issue_18_a_next_attempt_past_the_time_librarys_range_means_not_yet() {
+    let env = TestEnv::new();
+    env.retry_rules(&[], "");
+    env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [
+            {"id": "max", "step": "s", "status": "failed", "attempts": 1,
+             "next_attempt_at": "9999-12-31T23:59:59.999999"},
+            {"id": "max-z", "step": "s", "status": "failed", "attempts": 1,
+             "next_attempt_at": "9999-12-31T23:59:59Z"},
+            {"id": "max-offset", "step": "s", "status": "failed", "attempts": 1,
+             "next_attempt_at": "9999-12-31T23:59:59+00:00"},
+        ]}),
+    );
+    env.test().args(&["--once", "--mode", "retry"]).run();
+    assert!(env.calls().is_empty(), "a task due in year 9999 ran now");
+    // Degraded (failed tasks wait), and each says when: not in this millennium.
+    env.test()
+        .args(&["status"])
+        .status(1)
+        .stdout_has(
+            "failed max (s), attempt 1 of 5: no error recorded; next retry not before year 9999",
+        )
+        .stdout_has("none due; the next at 9999-12-31T23:59:59.000Z")
+        .run();
+}
+
+#[test]
+fn issue_18_an_upload_entry_whose_remote_climbs_out_is_refused() {
+    for template in ["remote = \"memory/{relpath}\"\n", ""] {
+        an_upload_entry_whose_remote_climbs_out_is_refused(template);
+    }
+}
+
+fn an_upload_entry_whose_remote_climbs_out_is_refused(template: &str) {
+    let env = TestEnv::new();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {}\n{template}",
+        env.step_argv_raw(&["--", "{path}", "{remote}"])
+    ));
+    env.data_file("a.txt", "secret");
+    env.state_file(
+        "upload_log.json",
+        &json!({"uploads": [{"path": "Data/a.txt", "remote": "x/../../evil", "status": "pending"}]}),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .stdout_has("1 entry refused")
+        .run();
+    assert!(env.calls().is_empty());
+    let entry = &env.state_json("upload_log.json")["uploads"][0];
+    assert_eq!(entry["status"], "refused", "{entry}");
+    assert!(
+        entry["error"].as_str().unwrap().contains("x/../../evil"),
+        "{entry}"
+    );
+}
+
+#[test]
+fn issue_18_a_pause_file_that_is_no_plain_file_path_fails_check_naming_the_key() {
+    let rules = |value: &str| {
+        let env = TestEnv::new();
+        let ingest = env.step_argv(&["--"]);
+        env.raw_rules(&format!(
+            "pause_file = {value:?}\n[actions.ingest]\ncommand = {ingest}\n"
+        ));
+        env
+    };
+    for value in ["sub/", "sub//p", "./paused", "sub/./p", "."] {
+        rules(value)
+            .test()
+            .args(&["check"])
+            .status(2)
+            .stderr_has("watch-rules.toml:1:14: pause_file must name a file inside data_dir")
+            .run();
+    }
+    rules("sub/paused").test().args(&["check"]).run();
+}
