@@ -270,3 +270,92 @@ fn issue_18_a_pause_file_that_is_no_plain_file_path_fails_check_naming_the_key()
     }
     rules("sub/paused").test().args(&["check"]).run();
 }
+
+// ---- issue 21 item 2: the upload step gets the file memsched checked, never a link ----
+
+#[test]
+fn issue_21_an_upload_through_a_symlink_passes_the_resolved_checked_path() {
+    let env = TestEnv::new();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {}\nsources = [\"index/*.json\"]\n",
+        env.step_argv_raw(&["--", "{path}", "{remote}"])
+    ));
+    let real = env.write("index/real/z.json", "{\"good\": true}");
+    std::os::unix::fs::symlink("real/z.json", env.home().join("index/link.json")).unwrap();
+    // The walk of `sources` passes links by; an entry a script logged names one.
+    env.state_file(
+        "upload_log.json",
+        &json!({"uploads": [{"path": "index/link.json", "status": "pending"}]}),
+    );
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "upload", "--json"])
+        .run();
+    let canonical = std::fs::canonicalize(&real).unwrap();
+    let sent = env.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let shown: Vec<String> = sent
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            canonical.display().to_string(),
+            "index/real/z.json".to_owned()
+        ],
+        "the step must get the link's checked target, never the link"
+    );
+    let argv = &run.action("upload")["commands"][0]["argv"];
+    assert!(
+        argv.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == canonical.to_str().unwrap()),
+        "--json shows another path than the one passed: {argv}"
+    );
+}
+
+/// An upload step that records the path it got and, on its first call, swaps the folder
+/// `index/sub` for a link to the folder `argv[2]` names.
+const SWAPPING_UPLOAD: &str = r#"
+import os, sys
+home, outside, path = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(os.path.join(home, "uploaded.txt"), "a") as f:
+    f.write(path + "\n")
+sub = os.path.join(home, "index", "sub")
+if not os.path.islink(sub):
+    os.rename(sub, sub + ".old")
+    os.symlink(outside, sub)
+"#;
+
+#[test]
+fn issue_21_a_folder_swapped_for_a_link_after_the_check_sends_nothing() {
+    let env = TestEnv::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("b.json"), "secret").unwrap();
+    let script = env.write("swap.py", SWAPPING_UPLOAD);
+    let argv = json!(["python3", script, env.home(), outside.path(), "{path}"]);
+    env.raw_rules(&format!("[actions.upload]\ncommand = {argv}\n"));
+    env.write("index/a.json", "{}");
+    let b = env.write("index/sub/b.json", "{}");
+    let b = std::fs::canonicalize(b).unwrap();
+    env.state_file(
+        "upload_log.json",
+        &json!({"uploads": [
+            {"path": "index/a.json", "status": "pending"},
+            {"path": "index/sub/b.json", "status": "pending"},
+        ]}),
+    );
+    env.test()
+        .args(&["--once", "--mode", "upload"])
+        .status(1)
+        .stdout_has(&format!(
+            "failed index/sub/b.json: not uploaded: {} changed since memsched checked it",
+            b.display()
+        ))
+        .run();
+    let uploaded = std::fs::read_to_string(env.home().join("uploaded.txt")).unwrap();
+    assert_eq!(uploaded.lines().count(), 1, "{uploaded}");
+    assert!(uploaded.ends_with("index/a.json\n"), "{uploaded}");
+}
