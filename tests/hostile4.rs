@@ -359,3 +359,55 @@ fn issue_21_a_folder_swapped_for_a_link_after_the_check_sends_nothing() {
     assert_eq!(uploaded.lines().count(), 1, "{uploaded}");
     assert!(uploaded.ends_with("index/a.json\n"), "{uploaded}");
 }
+
+// ---- issue 21 item 6: a breaker's pause is never longer than its cool-down ----
+
+#[test]
+fn issue_21_a_breaker_until_far_ahead_is_clamped_to_its_cooldown_and_status_tells_it() {
+    let env = TestEnv::new();
+    env.retry_rules(&[], "breaker = { failures = 2, cooldown = \"1h\" }\n");
+    env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [{"id": "up-1", "step": "upload", "status": "failed", "attempts": 1}]}),
+    );
+    // What a forward clock jump leaves: a breaker open until 2099.
+    env.state_file(
+        "scheduler_log.json",
+        &json!({"runs": [{
+            "started_at": "2026-11-01T00:00:00.000Z", "finished_at": "2026-11-01T00:00:01.000Z",
+            "duration_ms": 1000, "trigger": "manual", "modes": ["retry"], "pid": 1,
+            "exit_code": 1,
+            "actions": [{"action": "retry", "outcome": "failed", "summary": "breaker",
+                         "details": {"breakers": [{"step": "upload", "class": "exit 1",
+                                                   "until": "2099-01-01T00:00:00Z"}]}}]
+        }]}),
+    );
+    let status = env.test().args(&["status"]).status(1).run();
+    let text = status.stdout();
+    assert!(!text.contains("2099"), "{text}");
+    let line = "failed up-1 (upload), attempt 1 of 5: no error recorded; next retry once the circuit breaker for upload closes, in";
+    assert!(
+        [" 59 min\n", " 60 min\n"]
+            .iter()
+            .any(|left| text.contains(&format!("{line}{left}"))),
+        "{text}"
+    );
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run();
+    let retry = run.action("retry");
+    let until = retry["details"]["breakers"][0]["until"].as_str().unwrap();
+    let until = humantime::parse_rfc3339(until).unwrap();
+    let left = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        left <= Duration::from_secs(3600) && left > Duration::from_secs(3000),
+        "the pause is not clamped to the cool-down: {retry:#}"
+    );
+    assert!(
+        env.calls().is_empty(),
+        "the breaker stays open for its cool-down"
+    );
+}

@@ -75,7 +75,7 @@ impl Job for RetryJob<'_> {
         });
         Ok(Loaded {
             queue: Some(queue),
-            open: open_from_log(&runs, ctx.now),
+            open: open_from_log(&runs, ctx.now, self.config.breaker.cooldown),
             plan_ms: 0,
         })
     }

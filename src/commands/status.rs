@@ -212,6 +212,11 @@ fn task_line(t: &TaskLine, now: SystemTime, retry_configured: bool) -> String {
     );
     if t.status == TaskStatus::Failed.name() && !retry_configured {
         line.push_str("; never retried: no [actions.retry] is configured");
+    } else if let (Some(until), Some(step)) = (t.paused_until, &t.step) {
+        line.push_str(&format!(
+            "; next retry once the circuit breaker for {step} closes, {}",
+            words::from_now(until, now)
+        ));
     } else if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),

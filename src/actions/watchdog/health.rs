@@ -64,6 +64,30 @@ pub struct TaskLine {
     pub next_attempt_at: Option<String>,
     #[serde(skip)]
     pub next_at: Option<SystemTime>,
+    /// When the circuit breaker open for its step closes, if that is later than
+    /// `next_at`: retry leaves it alone until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_until: Option<String>,
+    #[serde(skip)]
+    pub paused_until: Option<SystemTime>,
+}
+
+/// Notes on each failed task whose step an open breaker pauses when it closes (issue 21
+/// item 6: status said "next retry now" under a breaker open for hours).
+fn paused_by_breakers(tasks: &mut [TaskLine], open: &[OpenBreaker]) {
+    for t in tasks
+        .iter_mut()
+        .filter(|t| t.status == TaskStatus::Failed.name())
+    {
+        let until = open
+            .iter()
+            .filter(|b| t.step.as_deref() == Some(b.step.as_str()))
+            .map(|b| b.until)
+            .max()
+            .filter(|until| t.next_at.is_none_or(|at| at < *until));
+        t.paused_until = until;
+        t.breaker_until = until.map(timestamp);
+    }
 }
 
 /// Whether the watcher that last wrote its report in watchdog_state.json still runs.
@@ -205,10 +229,13 @@ pub fn assess(paths: &Paths, rules: &Rules, current: &[ActionReport], now: Syste
         .map(|r| (r.started_at.as_str(), r.actions.as_slice()));
     last_runs(&mut h, logged.chain([(this_run.as_str(), current)]));
     let reports = runs.iter().map(|r| r.actions.as_slice());
-    h.breakers = open_from_log(reports.chain([current]), now)
-        .iter()
-        .map(OpenBreaker::to_json)
-        .collect();
+    let cooldown = rules
+        .retry
+        .as_ref()
+        .map_or(defaults::BREAKER_COOLDOWN, |r| r.breaker.cooldown);
+    let open = open_from_log(reports.chain([current]), now, cooldown);
+    paused_by_breakers(&mut h.failed_tasks, &open);
+    h.breakers = open.iter().map(OpenBreaker::to_json).collect();
     for name in Action::ALL
         .map(Action::name)
         .into_iter()
@@ -283,6 +310,8 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) -> u
                     .map(str::to_owned),
                 next_attempt_at: next_at.map(timestamp),
                 next_at,
+                breaker_until: None,
+                paused_until: None,
             });
         }
         if status == Some(TaskStatus::Dead) {
