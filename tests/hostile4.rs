@@ -411,3 +411,60 @@ fn issue_21_a_breaker_until_far_ahead_is_clamped_to_its_cooldown_and_status_tell
         "the breaker stays open for its cool-down"
     );
 }
+
+// ---- issue 21 item 8: right and bounded messages ----
+
+/// Runs memsched with `args` in a mount namespace of its own whose state folder is a full
+/// tmpfs: `None` when this machine makes no such namespace (`unshare -U -r -m`).
+fn run_with_a_full_state_folder(env: &TestEnv, args: &[&str]) -> Option<std::process::Output> {
+    let usable = std::process::Command::new("unshare")
+        .args(["-U", "-r", "-m", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        return None;
+    }
+    let state = env.home().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // A folder of 64 KiB, filled to the last block before memsched starts.
+    let script = format!(
+        "mount -t tmpfs -o size=64k,mode=0755 tmpfs '{}' && \
+         (dd if=/dev/zero of='{}/filler' bs=4k 2>/dev/null; true) && exec \"$0\" \"$@\"",
+        state.display(),
+        state.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-U", "-r", "-m", "sh", "-c", &script, BIN, "--paths"])
+        .arg(env.home().join("paths.json"))
+        .args(args)
+        .current_dir(env.home())
+        .env("HOME", env.home())
+        .env_remove("MEMSCHED_PATHS")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Some(out)
+}
+
+#[test]
+fn issue_21_a_full_disk_during_a_journal_append_is_told_as_a_write_failure() {
+    let env = TestEnv::new();
+    env.rules(&["--"], "");
+    env.data_file("a.txt", "alpha");
+    let Some(out) = run_with_a_full_state_folder(&env, &["--once", "--mode", "ingest"]) else {
+        eprintln!("skipped: no mount namespaces here (unshare -U -r -m fails)");
+        return;
+    };
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
+    let journal = env.state("ingest_hash.json.journal");
+    let said = format!("no space left on device writing {}", journal.display());
+    assert!(
+        stdout.contains(&said) || stderr.contains(&said),
+        "--- stdout\n{stdout}--- stderr\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("cannot read") && !stderr.contains("cannot read"),
+        "--- stdout\n{stdout}--- stderr\n{stderr}"
+    );
+}

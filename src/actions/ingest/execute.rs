@@ -309,10 +309,7 @@ fn run_batch(
     let scratch = tempfile::Builder::new()
         .prefix("memsched-ingest-")
         .tempdir()
-        .map_err(|source| Error::StateWrite {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        .map_err(|source| Error::state_write(&std::env::temp_dir(), source))?;
     let result_path = scratch.path().join("result.json");
     let list_path = scratch.path().join("files.txt");
     let files: Vec<PathBuf> = batch.iter().map(|c| c.abs.clone()).collect();
@@ -331,10 +328,7 @@ fn run_batch(
         PassFiles::ListFile => {
             std::fs::File::create(&list_path)
                 .and_then(|mut f| f.write_all(&joined(b'\n')))
-                .map_err(|source| Error::StateWrite {
-                    path: list_path.clone(),
-                    source,
-                })?;
+                .map_err(|source| Error::state_write(&list_path, source))?;
             (None, Some(list_path.as_path()))
         }
     };
