@@ -468,3 +468,41 @@ fn issue_21_a_full_disk_during_a_journal_append_is_told_as_a_write_failure() {
         "--- stdout\n{stdout}--- stderr\n{stderr}"
     );
 }
+
+#[test]
+fn issue_21_the_watchdogs_failure_summary_never_quotes_its_own_earlier_summary() {
+    let env = TestEnv::new();
+    env.raw_rules("[actions.watchdog]\ncommand = [\"sh\", \"-c\", \"echo boom >&2; exit 1\"]\n");
+    for _ in 0..3 {
+        env.test()
+            .args(&["--once", "--mode", "watchdog"])
+            .status(1)
+            .run();
+    }
+    let run = env.runs().last().cloned().unwrap();
+    let summary = action(&run, "watchdog")["summary"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        summary.matches("status degraded").count(),
+        1,
+        "the summary quotes an earlier one: {summary}"
+    );
+    assert_eq!(
+        summary.matches("the last watchdog run failed").count(),
+        1,
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("; the watchdog command failed: exit 1: boom"),
+        "{summary}"
+    );
+    let status = env.test().args(&["status"]).status(1).run();
+    assert!(
+        status.stdout().contains("the last watchdog run failed at",)
+            && status.stdout().matches("status degraded").count() <= 1,
+        "{}",
+        status.stdout()
+    );
+}

@@ -49,6 +49,10 @@ pub struct LastRun {
     pub at: String,
     pub outcome: Outcome,
     pub summary: String,
+    /// The run's own error, when it failed: what the watchdog quotes of its own failed
+    /// run, whose summary is that run's health and would nest (issue 21 item 8).
+    #[serde(skip)]
+    pub error: Option<String>,
 }
 
 /// A failed or dead task, as `status` lists it.
@@ -528,6 +532,7 @@ fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [A
                     at: at.to_owned(),
                     outcome: a.outcome,
                     summary: a.summary.clone(),
+                    error: a.error.clone(),
                 },
             );
         }
@@ -560,7 +565,16 @@ fn judge(h: &mut Health, never_run: usize) {
             .last_runs
             .iter()
             .filter(|(_, run)| run.outcome == Outcome::Failed)
-            .map(|(action, run)| (action.as_str(), run.at.as_str(), run.summary.as_str()))
+            .map(|(action, run)| {
+                let own = (action == Action::Watchdog.name())
+                    .then_some(run.error.as_deref())
+                    .flatten();
+                (
+                    action.as_str(),
+                    run.at.as_str(),
+                    own.unwrap_or(&run.summary),
+                )
+            })
             .collect(),
     };
     let judged = super::judge::judge(&evidence, std::mem::take(&mut h.problems));
