@@ -506,3 +506,46 @@ fn issue_21_the_watchdogs_failure_summary_never_quotes_its_own_earlier_summary()
         status.stdout()
     );
 }
+
+/// An ingest step that reports its files done in a report padded to `MiB` mebibytes.
+const HUGE_REPORT: &str = r#"
+import json, os, sys
+mib, files = int(sys.argv[1]), sys.argv[2:]
+with open(os.environ["MEMSCHED_RESULT"], "w") as f:
+    f.write('{"done": ' + json.dumps(files) + ', "pad": "')
+    chunk = "x" * (1 << 20)
+    for _ in range(mib):
+        f.write(chunk)
+    f.write('"}')
+"#;
+
+#[test]
+fn issue_21_a_step_report_past_its_bound_is_unusable_and_never_read_whole() {
+    let env = TestEnv::new();
+    let script = env.write("huge.py", HUGE_REPORT);
+    let huge = json!(["python3", script, "80", "{files}"]);
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {huge}\nsettle = \"0s\"\n"
+    ));
+    env.data_file("a.txt", "alpha");
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("the ingest step's report (MEMSCHED_RESULT) is larger than 4 MiB plus 8 KiB for each file of its batch (4.0 MiB here): nothing of this batch was recorded")
+        .run();
+    let recorded = ["ingest_hash.json", "ingest_hash.json.journal"]
+        .iter()
+        .any(|name| std::fs::read_to_string(env.state(name)).is_ok_and(|t| t.contains("a.txt")));
+    assert!(!recorded, "a report past its bound recorded the file");
+    // A report within it is read as before.
+    let small = json!(["python3", script, "1", "{files}"]);
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {small}\nsettle = \"0s\"\n"
+    ));
+    env.test().args(&["--once", "--mode", "ingest"]).run();
+    assert!(
+        env.state_json("ingest_hash.json")["files"]
+            .get("a.txt")
+            .is_some()
+    );
+}

@@ -351,7 +351,7 @@ fn run_batch(
         step_lock: None,
     };
     let report = runner::run(&invocation)?;
-    let result = StepResult::read(&result_path);
+    let result = StepResult::read(&result_path, batch.len());
     Ok((report, result))
 }
 
