@@ -549,3 +549,37 @@ fn issue_21_a_step_report_past_its_bound_is_unusable_and_never_read_whole() {
             .is_some()
     );
 }
+
+#[test]
+fn issue_21_a_task_id_starting_with_a_dash_never_reaches_the_step() {
+    let env = TestEnv::new();
+    env.retry_rules(&[], "");
+    env.state_file(
+        "task_queue.json",
+        &json!({"tasks": [
+            {"id": "--config=evil.conf", "step": "s", "status": "failed", "attempts": 1},
+            {"id": "ok", "step": "s", "status": "failed", "attempts": 1},
+        ]}),
+    );
+    env.test()
+        .args(&["--once", "--mode", "retry"])
+        .status(1)
+        .stdout_has("failed --config=evil.conf: its id \"--config=evil.conf\" starts with '-'")
+        .run();
+    let given: Vec<String> = env
+        .sent()
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(given, ["ok"], "a dash-led id reached {{task_id}}");
+    let queue = env.state_json("task_queue.json");
+    let refused = &queue["tasks"][0];
+    assert_eq!(refused["status"], "dead", "{queue:#}");
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("which the retry command would take for an option"),
+        "{queue:#}"
+    );
+}
