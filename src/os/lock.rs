@@ -79,6 +79,9 @@ struct Held {
     file: File,
     /// The process groups of the steps it was handed to that may still run.
     step_groups: Vec<u32>,
+    /// Whether it was handed to a step at all: a step's helper may hold it after the
+    /// step's group is gone.
+    handed: bool,
 }
 
 impl Held {
@@ -88,7 +91,9 @@ impl Held {
     fn write_record(&mut self) {
         self.step_groups.retain(|group| group_alive(*group));
         let mut text = format!("{}\n", std::process::id());
-        if !self.step_groups.is_empty() {
+        // The line stays once a step had the lock, its groups or none: a helper started
+        // by a step that has ended holds the lock as surely as one whose step still runs.
+        if self.handed {
             let groups: Vec<String> = self.step_groups.iter().map(u32::to_string).collect();
             text.push_str(&format!("{STEP_GROUPS} {}\n", groups.join(" ")));
         }
@@ -119,6 +124,8 @@ fn held() -> &'static Mutex<HashMap<PathBuf, Held>> {
 pub struct Record {
     pub pid: Option<u32>,
     pub step_groups: Vec<u32>,
+    /// Whether that process handed the lock to a step (the line is there, groups or not).
+    pub handed: bool,
 }
 
 impl Record {
@@ -138,8 +145,8 @@ impl Record {
     fn parse(text: &str) -> Record {
         let mut lines = text.lines();
         let pid = lines.next().and_then(|l| l.trim().parse().ok());
-        let step_groups = lines
-            .find_map(|l| l.strip_prefix(STEP_GROUPS))
+        let groups = lines.find_map(|l| l.strip_prefix(STEP_GROUPS));
+        let step_groups = groups
             .map(|groups| {
                 groups
                     .split_whitespace()
@@ -147,7 +154,11 @@ impl Record {
                     .collect()
             })
             .unwrap_or_default();
-        Record { pid, step_groups }
+        Record {
+            pid,
+            step_groups,
+            handed: groups.is_some(),
+        }
     }
 }
 
@@ -253,6 +264,7 @@ fn take(path: &Path) -> Result<Guard> {
                     fd: file.as_raw_fd(),
                     file: copy,
                     step_groups: Vec::new(),
+                    handed: false,
                 };
                 entry.write_record();
                 if let Ok(mut held) = held().lock() {
@@ -322,7 +334,10 @@ fn set_aside(path: &Path, left: &Leftover) -> Result<()> {
 /// `group` was handed it: the mark [`leftover`] tells a step's own processes from a
 /// helper it left behind by.
 pub fn note_step(locks: &[&Path], group: u32) {
-    update(locks, |held| held.step_groups.push(group));
+    update(locks, |held| {
+        held.step_groups.push(group);
+        held.handed = true;
+    });
 }
 
 /// Updates the records of `locks` once a step has ended: groups with no process left are

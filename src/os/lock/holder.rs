@@ -108,16 +108,16 @@ impl Leftover {
 
 /// The helpers holding the lock at `path` when they are all that holds it: the kernel
 /// says the lock was taken by the process the file names (so it is a lock memsched took,
-/// not a script's own), that process no longer holds it (a `kill -9`), the file names the
-/// process groups of the steps it was handed to, and no process is left in any of them. A
-/// step still running, or anything else, keeps the lock: `None`.
+/// not a script's own), that process no longer holds it (a `kill -9`), the file says it
+/// was handed to steps, and no process is left in their process groups. A step still
+/// running, or anything else, keeps the lock: `None`.
 #[must_use]
 pub fn leftover(path: &Path) -> Option<Leftover> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     let key = key(meta.dev(), meta.ino());
     let record = super::Record::read(path);
     let taker = record.pid?;
-    if record.step_groups.is_empty() {
+    if !record.handed {
         return None;
     }
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
@@ -228,7 +228,13 @@ mod tests {
         let record = super::super::Record::parse("12\nstep_groups 40 41\n");
         assert_eq!(record.pid, Some(12));
         assert_eq!(record.step_groups, [40, 41]);
+        assert!(record.handed);
+        let ended = super::super::Record::parse("12\nstep_groups \n");
+        assert!(ended.handed && ended.step_groups.is_empty());
         let old = super::super::Record::parse("12\n");
-        assert_eq!((old.pid, old.step_groups.len()), (Some(12), 0));
+        assert_eq!(
+            (old.pid, old.step_groups.len(), old.handed),
+            (Some(12), 0, false)
+        );
     }
 }
