@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::util::*;
 
@@ -60,7 +60,8 @@ def note(name, pid):
         f.write(f"{pid}\n")
     os.replace(os.path.join(here, name + ".tmp"), os.path.join(here, name))
 first = not os.path.exists(os.path.join(here, "helper.pid"))
-note(f"call-{os.getpid()}", os.getpid())
+with open(os.path.join(here, "calls.txt"), "a") as f:
+    f.write(f"{os.getpid()}\n")
 if first:
     if os.fork() == 0:
         os.setsid()
@@ -72,17 +73,6 @@ if first:
     note("step.pid", os.getpid())
     time.sleep(60)
 "#;
-
-fn calls_of_helper_step(env: &TestEnv) -> usize {
-    std::fs::read_dir(env.home().join("steps"))
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("call-") && !name.ends_with(".tmp")
-        })
-        .count()
-}
 
 #[test]
 fn issue_18_a_helper_left_by_a_killed_runs_step_does_not_keep_the_action_locked() {
@@ -135,23 +125,20 @@ fn issue_18_a_helper_left_by_a_killed_runs_step_does_not_keep_the_action_locked(
             "set {{home}}/state/ingest.lock aside: pid {helper} (sleep 300) holds it, left behind by a step of a killed run"
         ))
         .run();
-    assert_eq!(calls_of_helper_step(&env), 2, "the step ran again");
+    let calls = std::fs::read_to_string(steps.join("calls.txt")).unwrap();
+    assert_eq!(calls.lines().count(), 2, "the step ran again");
     assert!(!gone(helper), "memsched left the helper alone");
     assert!(env.state("ingest.lock").exists());
 }
 
 // ---- issue 18 item 15: a run a signal stopped says so ----
 
-#[test]
-fn issue_18_a_once_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left() {
-    let env = TestEnv::new();
-    env.rules(&["--sleep", "0.3", "--"], "batch_size = 1\n");
-    for i in 0..10 {
-        env.data_file(format!("f{i}.txt"), &format!("memory {i}"));
-    }
+/// Runs `--once --mode <mode>`, sends it SIGTERM once the step has started, and returns
+/// its summary on stdout and the action's record, after checking it exited 130.
+fn stopped_by_sigterm(env: &TestEnv, mode: &str) -> (String, Value) {
     let out = env.home().join("once.out");
     let mut once = env
-        .command(&["--once", "--mode", "ingest"])
+        .command(&["--once", "--mode", mode])
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(Stdio::null())
         .spawn()
@@ -162,31 +149,61 @@ fn issue_18_a_once_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left()
         &String::new,
         || !env.calls().is_empty(),
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(once.id()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(once.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(once.wait().unwrap().code(), Some(130));
+    let run = env.runs().last().cloned().unwrap();
+    let record = action(&run, mode).clone();
+    assert_eq!(record["outcome"], "interrupted", "{run:#}");
+    (std::fs::read_to_string(&out).unwrap(), record)
+}
+
+#[test]
+fn issue_18_a_once_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left() {
+    let env = TestEnv::new();
+    env.rules(&["--sleep", "0.3", "--"], "batch_size = 1\n");
+    for i in 0..10 {
+        env.data_file(format!("f{i}.txt"), &format!("memory {i}"));
+    }
+    let (summary, ingest) = stopped_by_sigterm(&env, "ingest");
     let sent = env.calls().len();
     assert!(sent < 10, "the signal stopped nothing");
-    let summary = std::fs::read_to_string(&out).unwrap();
     let line = format!(
         "stopped by a signal after {sent} of 10 batches: sent {sent} of 10 files: {sent} done, 0 failed; the other {} files are sent next run",
         10 - sent
     );
     assert!(summary.contains("ingest    interrupted"), "{summary}");
     assert!(summary.contains(&line), "{summary}");
-    let run = env.runs().last().cloned().unwrap();
-    let ingest = action(&run, "ingest");
-    assert_eq!(ingest["outcome"], "interrupted", "{run:#}");
     assert!(
         ingest["summary"].as_str().unwrap().contains(&line),
-        "{run:#}"
+        "{ingest:#}"
     );
     // What was not sent is sent by the next run.
     env.test().args(&["--once", "--mode", "ingest"]).run();
     assert_eq!(env.calls().len(), 10);
+}
+
+#[test]
+fn issue_18_an_upload_stopped_by_sigterm_says_it_was_interrupted() {
+    let env = TestEnv::new();
+    let step = env.step_argv_raw(&["--sleep", "0.3", "--", "{path}"]);
+    env.raw_rules(&format!("[actions.upload]\ncommand = {step}\n"));
+    let entries: Vec<Value> = (0..5)
+        .map(|i| {
+            env.data_file(format!("u{i}.txt"), "x");
+            json!({"path": format!("Data/u{i}.txt"), "status": "pending"})
+        })
+        .collect();
+    env.state_file("upload_log.json", &json!({ "uploads": entries }));
+    let (summary, upload) = stopped_by_sigterm(&env, "upload");
+    let sent = env.calls().len();
+    let line =
+        format!("uploaded {sent} of 5 files; stopped by a signal: the rest is sent next run");
+    assert!(summary.contains("upload    interrupted"), "{summary}");
+    assert!(
+        upload["summary"].as_str().unwrap().contains(&line),
+        "{upload:#}"
+    );
 }
 
 // ---- issue 18 item 17: far-future dates, a climbing remote, a pause_file folder ----
@@ -222,32 +239,24 @@ fn issue_18_a_next_attempt_past_the_time_librarys_range_means_not_yet() {
 #[test]
 fn issue_18_an_upload_entry_whose_remote_climbs_out_is_refused() {
     for template in ["remote = \"memory/{relpath}\"\n", ""] {
-        an_upload_entry_whose_remote_climbs_out_is_refused(template);
+        let env = TestEnv::new();
+        let step = env.step_argv_raw(&["--", "{path}", "{remote}"]);
+        env.raw_rules(&format!("[actions.upload]\ncommand = {step}\n{template}"));
+        env.data_file("a.txt", "secret");
+        let entry = json!({"path": "Data/a.txt", "remote": "x/../../evil", "status": "pending"});
+        env.state_file("upload_log.json", &json!({ "uploads": [entry] }));
+        env.test()
+            .args(&["--once", "--mode", "upload"])
+            .stdout_has("1 entry refused")
+            .run();
+        assert!(env.calls().is_empty());
+        let entry = &env.state_json("upload_log.json")["uploads"][0];
+        assert_eq!(entry["status"], "refused", "{entry}");
+        assert!(
+            entry["error"].as_str().unwrap().contains("x/../../evil"),
+            "{entry}"
+        );
     }
-}
-
-fn an_upload_entry_whose_remote_climbs_out_is_refused(template: &str) {
-    let env = TestEnv::new();
-    env.raw_rules(&format!(
-        "[actions.upload]\ncommand = {}\n{template}",
-        env.step_argv_raw(&["--", "{path}", "{remote}"])
-    ));
-    env.data_file("a.txt", "secret");
-    env.state_file(
-        "upload_log.json",
-        &json!({"uploads": [{"path": "Data/a.txt", "remote": "x/../../evil", "status": "pending"}]}),
-    );
-    env.test()
-        .args(&["--once", "--mode", "upload"])
-        .stdout_has("1 entry refused")
-        .run();
-    assert!(env.calls().is_empty());
-    let entry = &env.state_json("upload_log.json")["uploads"][0];
-    assert_eq!(entry["status"], "refused", "{entry}");
-    assert!(
-        entry["error"].as_str().unwrap().contains("x/../../evil"),
-        "{entry}"
-    );
 }
 
 #[test]

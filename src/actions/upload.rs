@@ -70,6 +70,8 @@ pub struct Done {
     notes: Vec<String>,
     /// When the next upload is due, once every due one was tried.
     next_due: Option<SystemTime>,
+    /// Whether a signal stopped it before its plan's end (issue 18 item 15).
+    stopped: bool,
 }
 
 impl Job for UploadJob<'_> {
@@ -209,12 +211,15 @@ impl Job for UploadJob<'_> {
             ));
         }
         summary.push_str(&duplicates_text(plan));
+        if done.stopped {
+            summary.push_str("; stopped by a signal: the rest is sent next run");
+        }
         Ran {
             failed,
             acted: true,
             summary,
             error: Some(job::step_failed_on(Action::Upload, failed)),
-            interrupted: false,
+            interrupted: done.stopped,
         }
     }
 
@@ -280,6 +285,7 @@ fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> jo
                 "stopped early: a signal asked memsched to stop; the rest waits for the next run"
                     .to_owned(),
             );
+            done.stopped = true;
             break;
         }
         let tried = match upload_one(ctx, config, item) {
