@@ -79,6 +79,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A write the file system refused for want of room (ENOSPC) or quota (EDQUOT):
+    /// told as what it is, naming the file (issue 21 item 8), not as an I/O error.
+    #[error("{} writing {}", if *quota { "disk quota exceeded" } else { "no space left on device" }, path.display())]
+    NoSpace { path: PathBuf, quota: bool },
     #[error("cannot use lock file {}", path.display())]
     Lock {
         path: PathBuf,
@@ -169,6 +173,26 @@ pub fn holder_text(pid: Option<u32>) -> String {
 }
 
 impl Error {
+    /// A failed write of the state file at `path`: [`Error::NoSpace`] when the file system
+    /// is full or the quota spent, else [`Error::StateWrite`].
+    #[must_use]
+    pub fn state_write(path: &std::path::Path, source: std::io::Error) -> Error {
+        match source.raw_os_error() {
+            Some(code) if code == nix::errno::Errno::ENOSPC as i32 => Error::NoSpace {
+                path: path.to_path_buf(),
+                quota: false,
+            },
+            Some(code) if code == nix::errno::Errno::EDQUOT as i32 => Error::NoSpace {
+                path: path.to_path_buf(),
+                quota: true,
+            },
+            _ => Error::StateWrite {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+
     /// The exit status this error ends a run with.
     #[must_use]
     pub fn exit(&self) -> Exit {
@@ -185,6 +209,7 @@ impl Error {
             | Error::StateParse { .. }
             | Error::StateShape { .. }
             | Error::StateWrite { .. }
+            | Error::NoSpace { .. }
             | Error::Lock { .. }
             | Error::Link { .. }
             | Error::Spawn { .. }
@@ -211,6 +236,12 @@ impl Error {
                     .to_owned(),
             ),
             Error::Watch { .. } => Some(LIMIT_HINT.to_owned()),
+            Error::NoSpace { path, .. } => {
+                let folder = path.parent().unwrap_or(path).display();
+                Some(format!(
+                    "free space where {folder} lies (df -h {folder}); nothing recorded is lost, and what was not is done again by the next run"
+                ))
+            }
             Error::Untrusted { fix, .. } => Some(fix.clone()),
             Error::StateParse { .. } | Error::StateShape { .. } => Some(
                 "fix or move the file by hand; memsched never overwrites a file it cannot read"
@@ -269,5 +300,29 @@ mod tests {
     fn exit_codes_are_distinct() {
         let codes = [Exit::Ok, Exit::ActionFailed, Exit::Usage, Exit::LockHeld].map(Exit::code);
         assert_eq!(codes, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_write_the_disk_had_no_room_for_is_told_so_naming_the_file() {
+        let path = std::path::Path::new("/s/ingest_hash.json.journal");
+        let full = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32);
+        let e = Error::state_write(path, full);
+        assert_eq!(
+            e.chain(),
+            "no space left on device writing /s/ingest_hash.json.journal"
+        );
+        assert!(e.hint().unwrap().contains("df -h /s"));
+        let quota = std::io::Error::from_raw_os_error(nix::errno::Errno::EDQUOT as i32);
+        assert!(
+            Error::state_write(path, quota)
+                .chain()
+                .starts_with("disk quota exceeded writing")
+        );
+        let other = std::io::Error::from_raw_os_error(nix::errno::Errno::EIO as i32);
+        assert!(
+            Error::state_write(path, other)
+                .chain()
+                .starts_with("cannot write state file")
+        );
     }
 }

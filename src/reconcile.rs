@@ -217,7 +217,7 @@ fn run_action(
         );
     };
     // A dry run takes no lock: it writes nothing, not even a lock file.
-    let _guard = if ctx.dry_run {
+    let guard = if ctx.dry_run {
         None
     } else {
         match hold(ctx, &job, action) {
@@ -239,21 +239,37 @@ fn run_action(
             Err(e) => return ActionReport::new(action, Outcome::Failed, "").fail(&e),
         }
     };
-    match job {
+    let mut report = match job {
         Job::Retry(config) => retry::perform(ctx, config),
         Job::Ingest(config) => {
             ingest::perform(ctx, config, &request.ingest_hints, request.confirm_removals)
         }
         Job::Upload(config) => upload::perform(ctx, config, request.confirm_removals),
         Job::Watchdog(config) => watchdog::perform(ctx, config, earlier),
+    };
+    // A lock file a leftover helper held was set aside: the record keeps why.
+    if let Some(note) = guard.as_ref().and_then(Hold::set_aside) {
+        report.reasons.insert(0, note.to_owned());
     }
+    report
 }
 
 /// An action's lock as a run holds it: its own, or (for ingest with a resident step) a
 /// lease on the one its resident steps keep between runs.
 enum Hold {
-    Lock { _guard: lock::Guard },
+    Lock { guard: lock::Guard },
     Resident { _lease: resident::Lease },
+}
+
+impl Hold {
+    /// The sentence saying which leftover helper's lock file was set aside to take the
+    /// lock (a resident step's lease keeps its lock between runs: it sets nothing aside).
+    fn set_aside(&self) -> Option<&str> {
+        match self {
+            Hold::Lock { guard } => guard.set_aside(),
+            Hold::Resident { .. } => None,
+        }
+    }
 }
 
 /// Takes `action`'s lock for this run, without waiting.
@@ -265,7 +281,7 @@ fn hold(ctx: &Context<'_>, job: &Job<'_>, action: Action) -> Result<Hold> {
             resident::lease(&path, &keep, || lock::try_acquire(&path))
                 .map(|lease| Hold::Resident { _lease: lease })
         }
-        _ => lock::try_acquire(&path).map(|guard| Hold::Lock { _guard: guard }),
+        _ => lock::try_acquire(&path).map(|guard| Hold::Lock { guard }),
     }
 }
 

@@ -19,6 +19,7 @@ mod faults;
 mod history;
 mod hostile;
 mod hostile3;
+mod hostile4;
 mod hostile5;
 mod hostile_manifest;
 mod hostile_steps;

@@ -76,7 +76,7 @@ impl Job for RetryJob<'_> {
         });
         Ok(Loaded {
             queue: Some(queue),
-            open: open_from_log(&runs, ctx.now),
+            open: open_from_log(&runs, ctx.now, self.config.breaker.cooldown),
             plan_ms: 0,
         })
     }
@@ -325,6 +325,7 @@ fn summarise(
         acted: ran + closed > 0 || !repairs(plan, config).is_empty(),
         summary,
         error: None,
+        interrupted: false,
     }
 }
 

@@ -74,6 +74,8 @@ pub(crate) struct Done {
     notes: Vec<String>,
     /// When the next upload is due, once every due one was tried.
     next_due: Option<SystemTime>,
+    /// Whether a signal stopped it before its plan's end (issue 18 item 15).
+    stopped: bool,
 }
 
 impl Job for UploadJob<'_> {
@@ -213,11 +215,15 @@ impl Job for UploadJob<'_> {
             ));
         }
         summary.push_str(&duplicates_text(plan));
+        if done.stopped {
+            summary.push_str("; stopped by a signal: the rest is sent next run");
+        }
         Ran {
             failed,
             acted: true,
             summary,
             error: Some(job::step_failed_on(Action::Upload, failed)),
+            interrupted: done.stopped,
         }
     }
 
@@ -248,7 +254,7 @@ fn run_for(
     item: &DueUpload,
 ) -> (Option<CommandReport>, Option<String>) {
     let vars = Vars {
-        path: Some(&item.abs),
+        path: Some(&item.path),
         relpath: Some(&item.relpath),
         remote: Some(&item.remote),
         ..Vars::default()
@@ -285,6 +291,7 @@ fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> jo
                 "stopped early: a signal asked memsched to stop; the rest waits for the next run"
                     .to_owned(),
             );
+            done.stopped = true;
             break;
         }
         let tried = match upload_one(ctx, config, item) {
@@ -359,12 +366,33 @@ fn queue_and_skip(ctx: &Context<'_>, plan: &UploadPlan) -> Result<()> {
     })
 }
 
+/// Whether the file the plan checked is still there as checked, just before its upload
+/// starts: a folder on its path swapped for a link since would send another file (issue
+/// 21 item 2). The step gets that path, with no link left in it to swap.
+fn still_where_checked(item: &DueUpload) -> std::result::Result<(), String> {
+    match std::fs::canonicalize(&item.path) {
+        Ok(now) if now == item.path && std::fs::metadata(&now).is_ok_and(|m| m.is_file()) => Ok(()),
+        Ok(now) => Err(format!(
+            "not uploaded: {} changed since memsched checked it (it now resolves to {}); tried again next run",
+            item.path.display(),
+            now.display()
+        )),
+        Err(e) => Err(format!(
+            "not uploaded: {} changed since memsched checked it ({e}); tried again next run",
+            item.path.display()
+        )),
+    }
+}
+
 /// Runs the upload command for one entry and records the result.
 fn upload_one(ctx: &Context<'_>, config: &UploadConfig, item: &DueUpload) -> Result<Tried> {
     let stat = std::fs::symlink_metadata(&item.abs)
         .ok()
         .map(|m| Stat::of(&m));
-    let (command, error) = run_for(ctx, &config.command, item);
+    let (command, error) = match still_where_checked(item) {
+        Ok(()) => run_for(ctx, &config.command, item),
+        Err(why) => (None, Some(why)),
+    };
     let finished = ctx.clock.now();
     let mut next = None;
     UploadLog::update(&ctx.paths.upload_log, |log| {

@@ -139,6 +139,7 @@ impl Job for WatchdogJob<'_> {
             acted: true,
             summary: status_text(health),
             error: None,
+            interrupted: false,
         };
         if let Some(r) = done.command {
             if !r.success() {

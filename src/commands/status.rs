@@ -161,6 +161,16 @@ pub(crate) fn write(
     for (name, pid) in &h.locks {
         writeln!(out, "  running    {name} (pid {pid} holds {name}.lock)")?;
     }
+    for (name, left) in &h.leftover_locks {
+        let pids: Vec<String> = left.pids.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "  leftover   {name}.lock is held by {}, which a step of a killed run left behind: \
+             the next {name} run sets it aside; `kill {}` ends it if nothing needs it",
+            left.holders,
+            pids.join(" ")
+        )?;
+    }
     if !h.problems.is_empty() {
         writeln!(out, "  problems")?;
         for p in &h.problems {
@@ -230,6 +240,11 @@ fn task_line(t: &TaskLine, now: SystemTime, retry_configured: bool) -> String {
     );
     if t.status == TaskStatus::Failed.name() && !retry_configured {
         line.push_str("; never retried: no [actions.retry] is configured");
+    } else if let (Some(until), Some(step)) = (t.paused_until, &t.step) {
+        line.push_str(&format!(
+            "; next retry once the circuit breaker for {step} closes, {}",
+            words::from_now(until, now)
+        ));
     } else if t.status == TaskStatus::Failed.name() {
         match t.next_at {
             Some(at) => line.push_str(&format!("; next retry {}", words::from_now(at, now))),

@@ -9,11 +9,18 @@ pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// How far ahead a time is told by its year.
+const FAR: Duration = Duration::from_secs(1000 * 86_400);
+
 /// How long from `now` until `at`: "in 67 s", "in 12 min", "in 3 h", "in 2 days", or
-/// "now" when it is due.
+/// "now" when it is due; a time 1,000 days or more away by its year: "not before year
+/// 9999" (Python's `datetime.max`, a far-future time a script wrote for "never").
 #[must_use]
 pub(crate) fn from_now(at: SystemTime, now: SystemTime) -> String {
     match at.duration_since(now) {
+        Ok(left) if left >= FAR => {
+            format!("not before year {}", super::clock::civil_utc(at).year())
+        }
         Ok(left) if left >= Duration::from_secs(1) => format!("in {}", span(left)),
         _ => "now".to_owned(),
     }
@@ -71,6 +78,8 @@ mod tests {
         assert_eq!(from_now(secs(720), now), "in 12 min");
         assert_eq!(from_now(secs(3 * 3600), now), "in 3 h");
         assert_eq!(from_now(secs(3 * 86_400), now), "in 3 days");
+        assert_eq!(from_now(secs(999 * 86_400), now), "in 999 days");
+        assert_eq!(from_now(secs(1000 * 86_400), now), "not before year 1972");
         assert_eq!(from_now(now - Duration::from_secs(5), now), "now");
     }
 }

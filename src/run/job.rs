@@ -38,6 +38,9 @@ pub(crate) struct Ran {
     pub summary: String,
     /// The report's error when something failed (`None` leaves it empty).
     pub error: Option<String>,
+    /// Whether a signal stopped it before the end of its plan: the outcome says
+    /// interrupted (unless something failed), as the summary must (issue 18 item 15).
+    pub interrupted: bool,
 }
 
 /// One action's part in the skeleton. Static dispatch: [`perform`] is generic over it.
@@ -145,6 +148,8 @@ pub(crate) fn perform<J: Job>(job: &J, ctx: &Context<'_>) -> ActionReport {
     let ran = job.record(ctx, &plan, done, &mut report);
     report.outcome = if ran.failed > 0 {
         Outcome::Failed
+    } else if ran.interrupted {
+        Outcome::Interrupted
     } else if ran.acted {
         Outcome::Ran
     } else {

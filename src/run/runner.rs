@@ -211,6 +211,9 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         source,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+    // The lock names the step's group, so a helper the step leaves behind in a session of
+    // its own is told from the step once both memsched and the group are gone.
+    lock::note_step(&locks, child.id());
     let (action, task_id) = (inv.var("MEMSCHED_ACTION"), inv.var("MEMSCHED_TASK_ID"));
     let spinner = live::Spinner::start(
         action.as_deref(),
@@ -255,6 +258,7 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
     };
     drop(entry);
     drop(spinner);
+    lock::step_ended(&locks);
     let status = status.map_err(|source| Error::Spawn {
         program: program.clone(),
         source,

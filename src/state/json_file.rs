@@ -59,10 +59,7 @@ pub fn write(path: &Path, value: &Value) -> Result<()> {
                 what: "state file",
             }
         } else {
-            Error::StateWrite {
-                path: path.to_path_buf(),
-                source,
-            }
+            Error::state_write(path, source)
         }
     })
 }

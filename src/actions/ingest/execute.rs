@@ -44,6 +44,11 @@ pub struct Executed {
     /// Gone memories the remove step failed on: (file, error). Their records stay
     /// pending removals, tried again by the next run that finds them gone.
     pub removals_failed: Vec<(String, String)>,
+    /// Files handed to the step.
+    pub sent: usize,
+    /// When a signal stopped the run before its last batch: how many batches it had, and
+    /// how many files were left unsent for the next run.
+    pub stopped: Option<(usize, usize)>,
 }
 
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
@@ -89,6 +94,8 @@ fn send_all(
     // Content the step failed on in this run: a gone memory with that content was
     // renamed, and its old path stays in the index until the new one is in.
     let mut failed_content = std::collections::HashSet::new();
+    // Files failed without being sent (a name too long, a line break).
+    let mut not_sendable = 0;
     for piece in pieces {
         let batch = match piece {
             Piece::Batch(range) => &plan.send[range],
@@ -100,6 +107,7 @@ fn send_all(
                 let failed = [(candidate, error.clone())];
                 record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
                 out.unsent += 1;
+                not_sendable += 1;
                 out.failed.push((candidate.shown(), error));
                 continue;
             }
@@ -116,6 +124,7 @@ fn send_all(
                     &now,
                     false,
                 )?;
+                not_sendable += 1;
                 out.failed.push((candidate.shown(), error));
                 continue;
             }
@@ -126,9 +135,11 @@ fn send_all(
                 out.batches,
                 words::count(total, "batch", "batches")
             ));
+            out.stopped = Some((total, plan.send.len() - out.sent - not_sendable));
             break;
         }
         out.batches += 1;
+        out.sent += batch.len();
         let (report, result) = run_batch(ctx, config, &config.command.argv, "files", batch)?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
@@ -346,10 +357,7 @@ fn run_batch(
     let scratch = tempfile::Builder::new()
         .prefix("memsched-ingest-")
         .tempdir()
-        .map_err(|source| Error::StateWrite {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+        .map_err(|source| Error::state_write(&std::env::temp_dir(), source))?;
     let result_path = scratch.path().join("result.json");
     let list_path = scratch.path().join("files.txt");
     let files: Vec<PathBuf> = batch.iter().map(|c| c.abs.clone()).collect();
@@ -368,10 +376,7 @@ fn run_batch(
         PassFiles::ListFile => {
             std::fs::File::create(&list_path)
                 .and_then(|mut f| f.write_all(&joined(b'\n')))
-                .map_err(|source| Error::StateWrite {
-                    path: list_path.clone(),
-                    source,
-                })?;
+                .map_err(|source| Error::state_write(&list_path, source))?;
             (None, Some(list_path.as_path()))
         }
     };
@@ -399,7 +404,7 @@ fn run_batch(
         }),
     };
     let report = runner::run(&invocation)?;
-    let result = StepResult::read(&result_path);
+    let result = StepResult::read(&result_path, batch.len());
     Ok((report, result))
 }
 

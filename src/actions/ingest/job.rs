@@ -195,6 +195,7 @@ impl<'a> Job for IngestJob<'a> {
             acted: true,
             summary: ran_text(plan, &executed, &waiting_text(plan)),
             error: Some(job::step_failed_on(Action::Ingest, failed)),
+            interrupted: executed.stopped.is_some(),
         }
     }
 
@@ -266,14 +267,28 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
     let failed = executed.failed.len();
     let mut parts = Vec::new();
     if !plan.send.is_empty() {
-        let mut summary = format!(
-            "sent {} in {}: {} done, {} failed{}",
-            words::count(plan.send.len() - executed.unsent, "file", "files"),
-            words::count(executed.batches, "batch", "batches"),
-            executed.done,
-            failed - executed.unsent,
-            batches::unsent_text(executed.unsent),
-        );
+        let mut summary = match executed.stopped {
+            None => format!(
+                "sent {} in {}: {} done, {} failed{}",
+                words::count(plan.send.len() - executed.unsent, "file", "files"),
+                words::count(executed.batches, "batch", "batches"),
+                executed.done,
+                failed - executed.unsent,
+                batches::unsent_text(executed.unsent),
+            ),
+            // Issue 18 item 15: a run a signal stopped says so, and what it left.
+            Some((total, left)) => format!(
+                "stopped by a signal after {} of {}: sent {} of {}: {} done, {} failed{}; the other {} sent next run",
+                executed.batches,
+                words::count(total, "batch", "batches"),
+                executed.sent,
+                words::count(plan.send.len(), "file", "files"),
+                executed.done,
+                failed - executed.unsent,
+                batches::unsent_text(executed.unsent),
+                words::count(left, "file is", "files are"),
+            ),
+        };
         if executed.gone > 0 {
             summary.push_str(&format!(
                 "; {} gone while the step ran (no task)",

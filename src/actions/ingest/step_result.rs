@@ -150,6 +150,12 @@ pub(super) enum Verdict {
     Failed(String),
 }
 
+/// "4.0 MiB": a size for a message.
+fn bytes_text(n: u64) -> String {
+    let (whole, tenths) = (n >> 20, ((n & ((1 << 20) - 1)) * 10) >> 20);
+    format!("{whole}.{tenths} MiB")
+}
+
 /// Why the step's report cannot be used; the whole batch is sent again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct UnusableReport(pub(super) String);
@@ -164,12 +170,50 @@ pub(super) enum StepResult {
     Unanswered(String),
 }
 
+/// What a report may hold for a batch of `files` files: 4 MiB, plus 8 KiB a file (room
+/// for the longest path and an error line each), 64 MiB at most. A report past it is
+/// unusable, and only that much plus one byte of it is ever read (issue 21 item 8: a
+/// 300 MB report cost memsched 311 MB).
+#[must_use]
+pub(super) fn report_limit(files: usize) -> u64 {
+    const BASE: u64 = 4 << 20;
+    const PER_FILE: u64 = 8 << 10;
+    const MOST: u64 = 64 << 20;
+    (BASE + PER_FILE.saturating_mul(files as u64)).min(MOST)
+}
+
 impl StepResult {
-    pub(super) fn read(path: &Path) -> StepResult {
-        match std::fs::read(path) {
-            Err(_) => StepResult::Absent,
-            Ok(bytes) => Self::parse(&bytes),
+    /// The report at `path` (written by the step for a batch of `files` files): never
+    /// through a link, never from anything but a regular file, never more than
+    /// [`report_limit`].
+    pub(super) fn read(path: &Path, files: usize) -> StepResult {
+        use std::io::Read;
+        let limit = report_limit(files);
+        let opened =
+            crate::os::regular_file::open(path, crate::os::regular_file::options().read(true));
+        let mut file = match opened {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StepResult::Absent,
+            Err(e) => {
+                return StepResult::Malformed(format!(
+                    "cannot be read ({e}); nothing of this batch was recorded, it will be sent again"
+                ));
+            }
+            Ok(file) => file,
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = (&mut file).take(limit + 1).read_to_end(&mut bytes) {
+            return StepResult::Malformed(format!(
+                "cannot be read ({e}); nothing of this batch was recorded, it will be sent again"
+            ));
         }
+        if bytes.len() as u64 > limit {
+            return StepResult::Malformed(format!(
+                "is larger than 4 MiB plus 8 KiB for each file of its batch ({} here): \
+                 nothing of this batch was recorded, it will be sent again",
+                bytes_text(limit)
+            ));
+        }
+        Self::parse(&bytes)
     }
 
     /// The report in `bytes`; one with lone surrogates is read with them replaced.

@@ -4,7 +4,7 @@
 //! so later runs honour them.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -61,9 +61,11 @@ impl OpenBreaker {
 /// The breakers still open at `now`, from the newest run that has a retry report (one
 /// not skipped: a skipped retry decided nothing). `runs` come oldest first, each as its
 /// action reports (a [`crate::run::report::RunRecord`] from the log, or this run's
-/// reports so far).
+/// reports so far). No breaker pauses longer than `max_pause` (the configured
+/// `cooldown`) from `now`: an `until` further ahead (what a forward clock jump, or a hand
+/// edit, leaves) is brought back to `now + max_pause` (issue 21 item 6).
 #[must_use]
-pub(crate) fn open_from_log<R, I>(runs: I, now: SystemTime) -> Vec<OpenBreaker>
+pub(crate) fn open_from_log<R, I>(runs: I, now: SystemTime, max_pause: Duration) -> Vec<OpenBreaker>
 where
     R: AsRef<[ActionReport]>,
     I: IntoIterator<Item = R>,
@@ -84,6 +86,11 @@ where
         .iter()
         .filter_map(OpenBreaker::from_json)
         .filter(|b| b.until > now)
+        .map(|mut b| {
+            let latest = now.checked_add(max_pause).unwrap_or(b.until);
+            b.until = b.until.min(latest);
+            b
+        })
         .collect()
 }
 
@@ -186,7 +193,6 @@ impl Tracker {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::time::Duration;
 
     #[test]
     fn same_class_failures_in_a_row_open_the_breaker_and_success_resets() {
@@ -238,7 +244,8 @@ mod tests {
                 ActionReport::new(Action::Retry, Outcome::Skipped, ""),
             ],
         ];
-        let open = open_from_log(&runs, now);
+        let hour = Duration::from_secs(3600);
+        let open = open_from_log(&runs, now, hour);
         assert_eq!(
             open.iter().map(|b| b.step.as_str()).collect::<Vec<_>>(),
             ["upload"]
@@ -248,7 +255,27 @@ mod tests {
             runs[0].clone(),
             vec![ActionReport::new(Action::Retry, Outcome::NothingToDo, "")],
         ];
-        assert!(open_from_log(&closed, now).is_empty());
+        assert!(open_from_log(&closed, now, hour).is_empty());
+    }
+
+    #[test]
+    fn a_breaker_never_pauses_longer_than_its_cooldown_from_now() {
+        let now = parse_time("2026-11-26T12:00:00Z").unwrap();
+        let mut report = ActionReport::new(Action::Retry, Outcome::Ran, "");
+        report.details.insert(
+            detail::BREAKERS.into(),
+            json!([{"step": "upload", "class": "x", "until": "2099-01-01T00:00:00Z"},
+                   {"step": "soon", "class": "x", "until": "2026-11-26T12:05:00Z"}]),
+        );
+        let open = open_from_log(&[vec![report]], now, Duration::from_secs(900));
+        let until: Vec<SystemTime> = open.iter().map(|b| b.until).collect();
+        assert_eq!(
+            until,
+            [
+                now + Duration::from_secs(900),
+                now + Duration::from_secs(300)
+            ]
+        );
     }
 
     #[test]

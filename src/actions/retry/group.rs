@@ -96,8 +96,8 @@ enum Outcome {
     /// The group's budget was spent, or a signal came, before it started: handed back
     /// and tried in a later group (if any).
     NotStarted,
-    /// Its file leads outside data_dir (why): not run, dead at once, since no later
-    /// attempt could be allowed either.
+    /// Its file leads outside data_dir, or its id reads as an option (why): not run, dead
+    /// at once, since no later attempt could be allowed either.
     Refused(String),
     /// Its file is gone (why): closed as done without running.
     Closed(String),
@@ -398,6 +398,14 @@ fn run_one(
     refused: Option<&str>,
     step_lock: Option<PathBuf>,
 ) -> Outcome {
+    // Whoever can write the queue names the task: an id a command would read as an option
+    // is refused as a remote is (issue 21 item 8).
+    if t.due.id.starts_with('-') {
+        return Outcome::Refused(format!(
+            "its id {:?} starts with '-', which the retry command would take for an option ({{task_id}}); not run",
+            t.due.id
+        ));
+    }
     match task_file::judge(&ctx.paths.data_dir, &t.json) {
         FileVerdict::Run => {}
         FileVerdict::Refuse(why) => return Outcome::Refused(why),

@@ -83,7 +83,8 @@ pub(super) fn result_fields(
     (fields, Some(turn))
 }
 
-/// The fields and turn of a task whose file leads outside data_dir: dead, never run.
+/// The fields and turn of a task whose file leads outside data_dir, or whose id reads as
+/// an option: dead, never run.
 pub(super) fn refused_fields(
     why: String,
     started: SystemTime,

@@ -21,7 +21,13 @@ use crate::state::upload_log::UploadLog;
 pub(crate) struct DueUpload {
     /// The entry's `path`, as written in the log.
     pub entry: String,
+    /// That path made absolute against the home (links not followed).
     pub abs: PathBuf,
+    /// What `{path}` is: for an upload the file memsched checked, every link resolved
+    /// (inside the home or an allowed folder, a regular file), never a link a swap could
+    /// point elsewhere once checked (issue 21 item 2); for a removal (its file is gone)
+    /// the entry's own path.
+    pub path: PathBuf,
     pub relpath: PathBuf,
     pub remote: String,
 }
@@ -263,6 +269,7 @@ fn due(
     Ok(DueUpload {
         entry: entry.to_owned(),
         abs,
+        path: canonical,
         relpath,
         remote,
     })

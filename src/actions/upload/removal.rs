@@ -100,6 +100,7 @@ fn removal(
         .map_err(|why| format!("its file is gone, but it cannot be removed: {why}"))?;
     Ok(DueRemoval {
         entry: entry.to_owned(),
+        path: abs.clone(),
         abs,
         relpath: relpath.unwrap_or_default(),
         remote,

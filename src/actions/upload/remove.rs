@@ -41,6 +41,7 @@ pub(super) fn remove_gone(
                 "removals not run: a signal asked memsched to stop; they wait for the next run"
                     .to_owned(),
             );
+            done.stopped = true;
             break;
         }
         if std::fs::metadata(&item.abs).is_ok() {

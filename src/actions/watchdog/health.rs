@@ -49,6 +49,10 @@ pub(crate) struct LastRun {
     pub at: String,
     pub outcome: Outcome,
     pub summary: String,
+    /// The run's own error, when it failed: what the watchdog quotes of its own failed
+    /// run, whose summary is that run's health and would nest (issue 21 item 8).
+    #[serde(skip)]
+    pub error: Option<String>,
 }
 
 /// A failed or dead task, as `status` lists it.
@@ -64,6 +68,30 @@ pub(crate) struct TaskLine {
     pub next_attempt_at: Option<String>,
     #[serde(skip)]
     pub next_at: Option<SystemTime>,
+    /// When the circuit breaker open for its step closes, if that is later than
+    /// `next_at`: retry leaves it alone until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker_until: Option<String>,
+    #[serde(skip)]
+    pub paused_until: Option<SystemTime>,
+}
+
+/// Notes on each failed task whose step an open breaker pauses when it closes (issue 21
+/// item 6: status said "next retry now" under a breaker open for hours).
+fn paused_by_breakers(tasks: &mut [TaskLine], open: &[OpenBreaker]) {
+    for t in tasks
+        .iter_mut()
+        .filter(|t| t.status == TaskStatus::Failed.name())
+    {
+        let until = open
+            .iter()
+            .filter(|b| t.step.as_deref() == Some(b.step.as_str()))
+            .map(|b| b.until)
+            .max()
+            .filter(|until| t.next_at.is_none_or(|at| at < *until));
+        t.paused_until = until;
+        t.breaker_until = until.map(timestamp);
+    }
 }
 
 /// Whether the watcher that last wrote its report in watchdog_state.json still runs.
@@ -114,6 +142,10 @@ pub(crate) struct Health {
     pub unreadable_files: Vec<Value>,
     /// Locks held by a live process other than this one: name -> pid.
     pub locks: BTreeMap<String, u32>,
+    /// Locks only helpers a killed run's step left behind hold (issue 18 item 12): the
+    /// lock's name -> who holds it. The next run of that action sets them aside.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub leftover_locks: BTreeMap<String, LeftoverLock>,
     /// The running watcher's own report, if one runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watcher: Option<WatcherReport>,
@@ -123,6 +155,14 @@ pub(crate) struct Health {
     /// The instant of `checked_at`, for times relative to it.
     #[serde(skip)]
     pub now: SystemTime,
+}
+
+/// A lock only helpers a killed run's step left behind hold.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LeftoverLock {
+    /// "pid 441 (sleep 300)", each holder so.
+    pub holders: String,
+    pub pids: Vec<u32>,
 }
 
 /// Reads everything and judges. `current` holds the reports of this run so far, which are
@@ -153,6 +193,7 @@ pub(crate) fn assess(
         breakers: Vec::new(),
         unreadable_files: Vec::new(),
         locks: BTreeMap::new(),
+        leftover_locks: BTreeMap::new(),
         watcher: None,
         watcher_process: None,
         now,
@@ -197,16 +238,25 @@ pub(crate) fn assess(
         .map(|r| (r.started_at.as_str(), r.actions.as_slice()));
     last_runs(&mut h, logged.chain([(this_run.as_str(), current)]));
     let reports = runs.iter().map(|r| r.actions.as_slice());
-    h.breakers = open_from_log(reports.chain([current]), now)
-        .iter()
-        .map(OpenBreaker::to_json)
-        .collect();
+    let cooldown = rules
+        .retry
+        .as_ref()
+        .map_or(defaults::BREAKER_COOLDOWN, |r| r.breaker.cooldown);
+    let open = open_from_log(reports.chain([current]), now, cooldown);
+    paused_by_breakers(&mut h.failed_tasks, &open);
+    h.breakers = open.iter().map(OpenBreaker::to_json).collect();
     for name in Action::ALL
         .map(Action::name)
         .into_iter()
         .chain(["scheduler"])
     {
-        if let Some(pid) = live_holder(&paths.action_lock(name)) {
+        let path = paths.action_lock(name);
+        if let Some(left) = lock::leftover(&path) {
+            let pids = left.holders.iter().map(|(pid, _)| *pid).collect();
+            let holders = left.describe();
+            h.leftover_locks
+                .insert(name.to_owned(), LeftoverLock { holders, pids });
+        } else if let Some(pid) = live_holder(&path) {
             h.locks.insert(name.to_owned(), pid);
         }
     }
@@ -269,6 +319,8 @@ fn tasks(h: &mut Health, queue: &TaskQueue, rules: &Rules, now: SystemTime) -> u
                     .map(str::to_owned),
                 next_attempt_at: next_at.map(timestamp),
                 next_at,
+                breaker_until: None,
+                paused_until: None,
             });
         }
         if status == Some(TaskStatus::Dead) {
@@ -485,6 +537,7 @@ fn last_runs<'a>(h: &mut Health, runs: impl IntoIterator<Item = (&'a str, &'a [A
                     at: at.to_owned(),
                     outcome: a.outcome,
                     summary: a.summary.clone(),
+                    error: a.error.clone(),
                 },
             );
         }
@@ -517,7 +570,16 @@ fn judge(h: &mut Health, never_run: usize) {
             .last_runs
             .iter()
             .filter(|(_, run)| run.outcome == Outcome::Failed)
-            .map(|(action, run)| (action.as_str(), run.at.as_str(), run.summary.as_str()))
+            .map(|(action, run)| {
+                let own = (action == Action::Watchdog.name())
+                    .then_some(run.error.as_deref())
+                    .flatten();
+                (
+                    action.as_str(),
+                    run.at.as_str(),
+                    own.unwrap_or(&run.summary),
+                )
+            })
             .collect(),
     };
     let judged = super::judge::judge(&evidence, std::mem::take(&mut h.problems));

@@ -232,6 +232,7 @@ mod tests {
             breakers: Vec::new(),
             unreadable_files: Vec::new(),
             locks: std::collections::BTreeMap::new(),
+            leftover_locks: std::collections::BTreeMap::new(),
             watcher: None,
             watcher_process: None,
             now: SystemTime::UNIX_EPOCH,

@@ -228,10 +228,14 @@ impl Checker<'_> {
             return Ok(PathBuf::from(defaults::PAUSE_FILE));
         };
         let path = Path::new(value.get_ref());
-        let inside = path
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if value.get_ref().is_empty() || !inside {
+        // Judged on the text as written, not on `Path::components` (which reads "sub/" as
+        // "sub" and drops a "."): every part a name, so the value names a file (issue 18
+        // item 17: "sub/" passed, naming a folder).
+        let plain = value
+            .get_ref()
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !plain {
             return Err(self.at(
                 value.span(),
                 format!(

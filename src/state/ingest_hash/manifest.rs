@@ -353,8 +353,10 @@ impl IngestHash {
             self.pending = lines;
         }
         let from = if fresh { 0 } else { self.journal_end };
+        // A failed append is a failed write, told as one (issue 21 item 8: a full disk was
+        // "cannot read").
         let (id, end) = journal::append(&self.journal, from, &self.pending)
-            .map_err(|source| state_error(&self.journal, source))?;
+            .map_err(|source| write_error(&self.journal, source))?;
         self.journal_stale = false;
         self.journal_id = Some(id);
         self.journal_end = end;
@@ -372,10 +374,7 @@ impl IngestHash {
         if !self.commits.pending() {
             return Ok(());
         }
-        journal::sync(&self.journal).map_err(|source| Error::StateWrite {
-            path: self.journal.clone(),
-            source,
-        })?;
+        journal::sync(&self.journal).map_err(|source| Error::state_write(&self.journal, source))?;
         self.commits.done();
         Ok(())
     }
@@ -398,23 +397,10 @@ impl IngestHash {
     /// that already hold it, which changes nothing.
     pub fn save(&mut self) -> Result<()> {
         let bytes = json::write(&self.top, &self.files);
-        crate::state::atomic::write(&self.path, &bytes).map_err(|source| {
-            if lock::is_link_refusal(&source) {
-                Error::Link {
-                    path: self.path.clone(),
-                    what: "state file",
-                }
-            } else {
-                Error::StateWrite {
-                    path: self.path.clone(),
-                    source,
-                }
-            }
-        })?;
-        journal::remove(&self.journal).map_err(|source| Error::StateWrite {
-            path: self.journal.clone(),
-            source,
-        })?;
+        crate::state::atomic::write(&self.path, &bytes)
+            .map_err(|source| write_error(&self.path, source))?;
+        journal::remove(&self.journal)
+            .map_err(|source| Error::state_write(&self.journal, source))?;
         self.pending = Vec::new();
         // A manifest that grew record by record (a first run) holds room for up to an
         // eighth more records than it has (see `Files::insert`) until now.
@@ -466,6 +452,18 @@ fn state_error(path: &Path, source: std::io::Error) -> Error {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// A failed write of a state file: a link refused, the disk full, or another error.
+fn write_error(path: &Path, source: std::io::Error) -> Error {
+    if lock::is_link_refusal(&source) {
+        Error::Link {
+            path: path.to_path_buf(),
+            what: "state file",
+        }
+    } else {
+        Error::state_write(path, source)
     }
 }
 
