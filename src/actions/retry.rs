@@ -24,7 +24,7 @@ use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
 use crate::run::context::Context;
 use crate::run::job::{self, Job, Ran};
-use crate::run::report::{ActionReport, FailedItem};
+use crate::run::report::{ActionReport, FailedItem, count};
 use crate::state::json_file::Edit;
 use crate::state::task_queue::{RUNNING_BY, TaskQueue};
 use crate::state::{scheduler_log, timestamp};
@@ -236,7 +236,7 @@ fn plan_counts(plan: &RetryPlan, plan_ms: u64) -> Map<String, Value> {
     counts.insert("waiting".into(), plan.waiting.into());
     counts.insert("paused".into(), plan.paused.len().into());
     counts.insert("stuck".into(), plan.stuck.len().into());
-    counts.insert("exhausted".into(), plan.exhausted.len().into());
+    counts.insert(count::EXHAUSTED.into(), plan.exhausted.len().into());
     counts.insert("restamped".into(), plan.restamp.len().into());
     counts.insert("plan_ms".into(), plan_ms.into());
     counts

@@ -84,10 +84,12 @@ pub(super) fn decide(record: &RunRecord, carried: &Carried) -> AfterRun {
             after.retry_now |= !a.failed_items.is_empty();
         }
     }
-    let died = record
-        .actions
-        .iter()
-        .any(|a| a.count_of(&[count::DEAD]) > 0);
+    // A task dies when retry runs it out of attempts, or finds it so and marks it dead.
+    let died = !record.dry_run
+        && record.actions.iter().any(|a| {
+            let ran = matches!(a.outcome, Outcome::Ran | Outcome::Failed);
+            a.count_of(&[count::DEAD]) > 0 || (ran && a.count_of(&[count::EXHAUSTED]) > 0)
+        });
     let watchdog_ran = record
         .actions
         .iter()
@@ -199,9 +201,19 @@ mod tests {
             retry.counts.insert(count::DEAD.into(), 1.into());
             retry
         };
+        let exhausted = || {
+            let mut retry = report(Action::Retry, Outcome::Ran);
+            retry.counts.insert(count::EXHAUSTED.into(), 1.into());
+            retry
+        };
         // (case, actions, watchdog_now)
         let cases = [
             ("a task died", vec![died()], true),
+            (
+                "a task found out of attempts was marked dead",
+                vec![exhausted()],
+                true,
+            ),
             (
                 "no task died",
                 vec![report(Action::Retry, Outcome::Failed)],

@@ -30,6 +30,9 @@ pub mod count {
     pub const FAILED_AGAIN: &str = "failed_again";
     /// Tasks retry ran that are now out of attempts.
     pub const DEAD: &str = "dead";
+    /// Failed tasks retry found out of attempts before running them: its run marks them
+    /// dead (a plan count, so a dry run has it too).
+    pub const EXHAUSTED: &str = "exhausted";
     /// What an action got done.
     pub const OK: [&str; 2] = [DONE, UPLOADED];
     /// What an action failed on.
