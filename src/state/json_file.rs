@@ -52,16 +52,19 @@ fn read_no_link(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn write(path: &Path, value: &Value) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("a JSON value always serialises");
     bytes.push(b'\n');
-    super::atomic::write(path, &bytes).map_err(|source| {
-        if lock::is_link_refusal(&source) {
-            Error::Link {
-                path: path.to_path_buf(),
-                what: "state file",
-            }
-        } else {
-            Error::state_write(path, source)
+    super::atomic::write(path, &bytes).map_err(|source| write_error(path, source))
+}
+
+/// A failed write of a state file: a link refused, the disk full, or another error.
+pub(crate) fn write_error(path: &Path, source: std::io::Error) -> Error {
+    if lock::is_link_refusal(&source) {
+        Error::Link {
+            path: path.to_path_buf(),
+            what: "state file",
         }
-    })
+    } else {
+        Error::state_write(path, source)
+    }
 }
 
 /// A state document whose payload is a list: either `{"<key>": [...], ...}` or a bare

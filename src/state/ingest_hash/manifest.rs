@@ -14,6 +14,7 @@ use super::json::{self, Files, Top};
 use super::record::{self, Digest, Record};
 use crate::error::{Error, Result};
 use crate::os::lock;
+use crate::state::json_file::write_error;
 use crate::state::stat::Stat;
 
 /// A journal larger than this (and than a quarter of ingest_hash.json) is compacted at
@@ -452,18 +453,6 @@ fn state_error(path: &Path, source: std::io::Error) -> Error {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// A failed write of a state file: a link refused, the disk full, or another error.
-fn write_error(path: &Path, source: std::io::Error) -> Error {
-    if lock::is_link_refusal(&source) {
-        Error::Link {
-            path: path.to_path_buf(),
-            what: "state file",
-        }
-    } else {
-        Error::state_write(path, source)
     }
 }
 
