@@ -10,7 +10,8 @@ mod removal;
 mod remove;
 
 pub(crate) use disk::RealDisk;
-pub(crate) use plan::{DueUpload, UploadPlan, plan};
+pub(crate) use entry::DueUpload;
+pub(crate) use plan::{UploadPlan, plan};
 
 use std::time::SystemTime;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::disk::Disk;
-use super::entry::{resolve, shown};
+use super::entry::{DueUpload, resolve, shown};
 use super::removal::{self, DueRemoval};
 use crate::config::rules::UploadConfig;
 use crate::model::clock::Clock;
@@ -15,22 +15,6 @@ use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::state::timestamp;
 use crate::state::upload_log::UploadLog;
-
-/// An entry to upload now.
-#[derive(Debug, Clone)]
-pub(crate) struct DueUpload {
-    /// The entry's `path`, as written in the log.
-    pub entry: String,
-    /// That path made absolute against the home (links not followed).
-    pub abs: PathBuf,
-    /// What `{path}` is: for an upload the file memsched checked, every link resolved
-    /// (inside the home or an allowed folder, a regular file), never a link a swap could
-    /// point elsewhere once checked (issue 21 item 2); for a removal (its file is gone)
-    /// the entry's own path.
-    pub path: PathBuf,
-    pub relpath: PathBuf,
-    pub remote: String,
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct UploadPlan {

@@ -9,7 +9,7 @@ use crate::config::rules::UploadConfig;
 
 /// An uploaded entry whose file is gone, to delete from the remote (issue 17): the same
 /// entry, paths and checked remote an upload of it had.
-pub(crate) type DueRemoval = super::plan::DueUpload;
+pub(crate) type DueRemoval = super::entry::DueUpload;
 
 /// What to do about the uploaded entries whose file is gone.
 #[derive(Debug, Default)]

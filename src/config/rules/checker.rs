@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::defaults;
 use super::pass_files::PassFiles;
 use super::raw;
-use super::tables::{Backoff, CommandSpec};
+use super::tables::{Backoff, CommandSpec, RemoveLimit};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
 use crate::model::placeholder::{self, Placeholder};
@@ -195,6 +195,33 @@ impl Checker<'_> {
                 )),
             })
             .collect()
+    }
+
+    /// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories
+    /// (`"25%"`).
+    pub(super) fn max_remove(&self, limit: Option<&Spanned<raw::RawLimit>>) -> Result<RemoveLimit> {
+        let Some(limit) = limit else {
+            return Ok(defaults::MAX_REMOVE);
+        };
+        let bad = || {
+            self.at(
+                limit.span(),
+                "max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"
+                    .to_owned(),
+            )
+        };
+        match limit.get_ref() {
+            raw::RawLimit::Count(n) => usize::try_from(*n)
+                .map(RemoveLimit::Count)
+                .map_err(|_| bad()),
+            raw::RawLimit::Share(text) => text
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u8>().ok())
+                .filter(|p| *p <= 100)
+                .map(RemoveLimit::Percent)
+                .ok_or_else(bad),
+        }
     }
 
     /// A count within `(low, high)`, both included.

@@ -11,9 +11,7 @@ use toml::Spanned;
 use super::checker::{Checker, glob_set};
 use super::pass_files::PassFiles;
 use super::raw::{self, RawRules};
-use super::tables::{
-    BreakerConfig, IngestConfig, RemoveLimit, Resident, RetryConfig, WatchdogConfig,
-};
+use super::tables::{BreakerConfig, IngestConfig, Resident, RetryConfig, WatchdogConfig};
 use super::{Rule, Rules, defaults, suggest};
 use crate::error::{Error, Result, line_col};
 use crate::model::action::Action;
@@ -171,7 +169,7 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
         )?,
         skip_known_content: i.skip_known_content.unwrap_or(false),
         remove: remove_command(check, i, pass_files, resident.is_some())?,
-        max_remove: max_remove(check, i.max_remove.as_ref())?,
+        max_remove: check.max_remove(i.max_remove.as_ref())?,
     })
 }
 
@@ -231,36 +229,6 @@ fn resident(check: &Checker, i: &raw::RawIngest) -> Result<Option<Resident>> {
                 })
                 .transpose()?,
         })),
-    }
-}
-
-/// `[actions.ingest] max_remove`: a count (`20`) or a share of the recorded memories
-/// (`"25%"`).
-pub(super) fn max_remove(
-    check: &Checker,
-    limit: Option<&Spanned<raw::RawLimit>>,
-) -> Result<RemoveLimit> {
-    let Some(limit) = limit else {
-        return Ok(defaults::MAX_REMOVE);
-    };
-    let bad = || {
-        check.at(
-            limit.span(),
-            "max_remove must be a count of memories (20) or a share of them (\"25%\", up to \"100%\")"
-                .to_owned(),
-        )
-    };
-    match limit.get_ref() {
-        raw::RawLimit::Count(n) => usize::try_from(*n)
-            .map(RemoveLimit::Count)
-            .map_err(|_| bad()),
-        raw::RawLimit::Share(text) => text
-            .trim()
-            .strip_suffix('%')
-            .and_then(|n| n.trim().parse::<u8>().ok())
-            .filter(|p| *p <= 100)
-            .map(RemoveLimit::Percent)
-            .ok_or_else(bad),
     }
 }
 

@@ -42,7 +42,7 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
     };
     Ok(UploadConfig {
         remove: remove_command,
-        max_remove: super::parse::max_remove(check, u.max_remove.as_ref())?,
+        max_remove: check.max_remove(u.max_remove.as_ref())?,
         command,
         remote,
         remote_root,
