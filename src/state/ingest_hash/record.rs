@@ -481,7 +481,10 @@ impl<'de> serde::Deserialize<'de> for Fields<'de> {
 /// The content of a JSON string written without escapes, or None.
 fn plain_string(text: &str) -> Option<&str> {
     let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains(['\\', '"'])).then_some(inner)
+    // Bytes, not a char pattern: this runs for every string of every record of a large
+    // manifest, and a byte loop is several times cheaper (both are ASCII).
+    let plain = inner.bytes().all(|b| b != b'\\' && b != b'"');
+    plain.then_some(inner)
 }
 
 /// A JSON number that is a plain integer (no fraction, no exponent), or None: anything
@@ -491,6 +494,8 @@ fn integer(text: &str) -> Option<i128> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // `str::parse` has a fast path for short numbers; a hand-made i128 fold measured 3 %
+    // slower over a whole manifest (callgrind).
     text.parse().ok()
 }
 

@@ -78,3 +78,37 @@ fn setting_a_record_keeps_other_fields_and_replaces_known_ones() {
     assert_eq!(back["ctime_ns"], "4");
     assert_eq!(back.as_object().unwrap().len(), 7, "{back}");
 }
+
+#[test]
+fn integers_and_plain_strings_are_read_exactly_or_not_at_all() {
+    // (text, what `integer` reads)
+    let integers = [
+        ("0", Some(0)),
+        ("-5", Some(-5)),
+        ("1764129576115000000", Some(1_764_129_576_115_000_000)),
+        ("170141183460469231731687303715884105727", Some(i128::MAX)),
+        ("-170141183460469231731687303715884105728", Some(i128::MIN)),
+        ("170141183460469231731687303715884105728", None),
+        ("", None),
+        ("-", None),
+        ("1.5", None),
+        ("1e3", None),
+        ("+1", None),
+        (" 1", None),
+    ];
+    for (text, want) in integers {
+        assert_eq!(integer(text), want, "{text:?}");
+    }
+    // (text, what `plain_string` reads)
+    let strings = [
+        (r#""abc""#, Some("abc")),
+        (r#""""#, Some("")),
+        (r#""a\"b""#, None),
+        (r#""a\\b""#, None),
+        ("abc", None),
+        (r#""é""#, Some("é")),
+    ];
+    for (text, want) in strings {
+        assert_eq!(plain_string(text), want, "{text:?}");
+    }
+}
