@@ -1,6 +1,6 @@
 //! Work a run creates runs in that run (issue 19): the index ingest writes goes up right
 //! behind it in the same run, not after a second debounce; a burst of files on stdin goes to
-//! the step in one load, not in batches of 64.
+//! the step in one load, not in batches of 64; an upload `set` goes up in its stated order.
 
 use std::time::Duration;
 
@@ -161,4 +161,77 @@ fn issue_19_a_burst_on_stdin_goes_to_the_step_in_one_call_without_batch_size() {
         .map(|c| c.stdin.split(|b| *b == 0).filter(|n| !n.is_empty()).count())
         .collect();
     assert_eq!(names, vec![n], "one step call carrying every file");
+}
+
+/// An upload step that logs each path it is given, in call order, to uploads.log, and
+/// fails on a path holding "faiss" while the file `drive-down` exists.
+const ORDERED_UPLOAD: &str = r#"
+import os, sys
+path = sys.argv[1]
+with open("uploads.log", "a") as log:
+    log.write(os.path.relpath(path) + "\n")
+if "faiss" in path and os.path.exists("drive-down"):
+    sys.exit("the drive refused " + path)
+"#;
+
+/// The files the ordered upload step was called for, relative to the home, in call order.
+fn upload_order(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(env.home().join("uploads.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn issue_19_an_upload_set_goes_up_in_its_stated_order_and_waits_whole_when_one_fails() {
+    let env = TestEnv::new();
+    env.write("upload.py", ORDERED_UPLOAD);
+    env.raw_rules(
+        "[actions.upload]\ncommand = [\"python3\", \"upload.py\", \"{path}\"]\n\
+         sources = [\"notes/*.md\"]\n\
+         set = [\"index/*.faiss\", \"index/*.json\"]\n",
+    );
+    // The side-car sorts before the index by name; the set says the index goes first.
+    env.write("index/docstore.json", "{\"ids\": [1]}");
+    env.write("index/memory.faiss", "vectors 1");
+    env.write("notes/a.md", "a note");
+    let out = env.run(&["--once", "--mode", "upload", "--json"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        upload_order(&env),
+        ["notes/a.md", "index/memory.faiss", "index/docstore.json"],
+        "every other file first, then the set in its order, the side-car last"
+    );
+    // Both change; the drive refuses the index: its side-car waits with it, so the drive
+    // never holds a new side-car beside an old index.
+    std::fs::remove_file(env.home().join("uploads.log")).unwrap();
+    env.write("index/docstore.json", "{\"ids\": [1, 2]}");
+    env.write("index/memory.faiss", "vectors 1 2");
+    env.write("drive-down", "");
+    let out = env.run(&["--once", "--mode", "upload", "--json"]);
+    let record = run_record(&out);
+    let upload = action(&record, "upload");
+    assert_eq!(upload_order(&env), ["index/memory.faiss"], "{upload:#}");
+    assert_eq!(upload["counts"]["held_back"], 1, "{upload:#}");
+    let log = env.state_json("upload_log.json");
+    let status = |p: &str| {
+        log["uploads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == p)
+            .map(|e| e["status"].clone())
+            .unwrap()
+    };
+    assert_eq!(status("index/docstore.json"), "pending", "{log:#}");
+    assert_eq!(status("index/memory.faiss"), "failed", "{log:#}");
+    // The drive is back, but the index waits for its backoff: the side-car, due at once
+    // as a pending entry, waits with it rather than go up alone.
+    std::fs::remove_file(env.home().join("drive-down")).unwrap();
+    let out = env.run(&["--once", "--mode", "upload", "--json"]);
+    let record = run_record(&out);
+    let upload = action(&record, "upload");
+    assert_eq!(upload_order(&env), ["index/memory.faiss"], "{upload:#}");
+    assert_eq!(upload["counts"]["held_back"], 1, "{upload:#}");
 }
