@@ -1,8 +1,8 @@
 //! One pass over the requested actions, in the seed's order: for each, take its lock, plan
 //! from disk, execute, and report; then append the run to scheduler_log.json.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::actions::ingest::{self, WatcherHints};
@@ -21,6 +21,9 @@ use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
 #[derive(Debug, Clone)]
+// Four independent switches: a dry run, progress shown, removals confirmed, upload behind
+// ingest.
+#[allow(clippy::struct_excessive_bools)]
 pub struct Request {
     pub actions: Vec<Action>,
     /// Why the run happens: manual, cron, event, tick, startup.
@@ -36,6 +39,11 @@ pub struct Request {
     pub ingest_hints: WatcherHints,
     /// A person confirmed the removals this run finds (`--confirm-removals`).
     pub confirm_removals: bool,
+    /// Upload is in the run only to follow ingest (issue 19): it runs if ingest ran a step
+    /// (whose writes, the index, are upload sources), and is left out of the run otherwise.
+    pub upload_behind_ingest: bool,
+    /// Set as upload starts to plan: what changed before then, its plan has seen.
+    pub upload_started: Arc<OnceLock<Instant>>,
 }
 
 impl Request {
@@ -52,6 +60,8 @@ impl Request {
             stop: Arc::new(AtomicBool::new(false)),
             ingest_hints: WatcherHints::default(),
             confirm_removals: false,
+            upload_behind_ingest: false,
+            upload_started: Arc::new(OnceLock::new()),
         }
     }
 }
@@ -89,12 +99,18 @@ pub fn run_with_clock(
             crate::state::atomic::sweep_stale(&dir);
         }
     }
-    let mut actions = Vec::new();
+    let mut actions: Vec<ActionReport> = Vec::new();
+    let mut left_out = None;
     for action in Action::ALL
         .into_iter()
         .filter(|a| request.actions.contains(a))
     {
         let began = Instant::now();
+        if action == Action::Upload && request.upload_behind_ingest && !ingest_ran_a_step(&actions)
+        {
+            left_out = Some(action);
+            continue;
+        }
         if ctx.stopping() {
             actions.push(ActionReport::new(
                 action,
@@ -103,7 +119,17 @@ pub fn run_with_clock(
             ));
             continue;
         }
+        if action == Action::Upload {
+            let _ = request.upload_started.set(began);
+        }
         let mut report = run_guarded(&ctx, request, action, &actions);
+        if action == Action::Upload && request.upload_behind_ingest {
+            report.reasons.insert(
+                0,
+                "right behind ingest, which ran its step: what it wrote goes up in this run"
+                    .to_owned(),
+            );
+        }
         report.duration_ms = millis(began);
         log::debug!("{action}: {}: {}", report.outcome.label(), report.summary);
         actions.push(report);
@@ -117,6 +143,7 @@ pub fn run_with_clock(
         modes: request
             .actions
             .iter()
+            .filter(|a| Some(**a) != left_out)
             .map(|a| a.name().to_owned())
             .collect(),
         dry_run: request.dry_run,
@@ -125,6 +152,15 @@ pub fn run_with_clock(
         exit_code: exit_of(&actions).code(),
         actions,
     }
+}
+
+/// Whether ingest, earlier in this run, ran its step (a batch, or the removal step): only
+/// then may it have written the index, an upload source.
+fn ingest_ran_a_step(earlier: &[ActionReport]) -> bool {
+    earlier.iter().any(|a| {
+        a.action == Action::Ingest
+            && a.count_of(&["batches", "removals_done", "removals_failed"]) > 0
+    })
 }
 
 /// Appends the run to scheduler_log.json (never for a dry run, which writes nothing).

@@ -43,6 +43,7 @@ mod state_files;
 mod status;
 mod unattended;
 mod upload;
+mod upload_behind;
 mod upload_confine;
 mod watchdog;
 mod watcher;

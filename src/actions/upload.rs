@@ -8,6 +8,7 @@ mod plan;
 mod remote;
 mod removal;
 mod remove;
+mod set;
 
 pub(crate) use disk::RealDisk;
 pub(crate) use entry::DueUpload;
@@ -77,6 +78,8 @@ pub(crate) struct Done {
     next_due: Option<SystemTime>,
     /// Whether a signal stopped it before its plan's end (issue 18 item 15).
     stopped: bool,
+    /// Files of the `set` left pending because an earlier one of the set did not go up.
+    held_back: usize,
 }
 
 impl Job for UploadJob<'_> {
@@ -188,12 +191,20 @@ impl Job for UploadJob<'_> {
         let (uploaded, failed) = (done.uploaded, report.failed_items.len());
         report.counts.insert("uploaded".into(), uploaded.into());
         report.counts.insert("failed".into(), failed.into());
+        if !self.config.set.is_empty() {
+            report
+                .counts
+                .insert("held_back".into(), done.held_back.into());
+        }
         let mut summary = format!(
             "uploaded {uploaded} of {}",
             words::count(plan.due.len(), "file", "files")
         );
         if failed > 0 {
             summary.push_str(&format!(", {failed} failed (retried after backoff)"));
+        }
+        if done.held_back > 0 {
+            summary.push_str(&format!(", {} of the set held back", done.held_back));
         }
         if !plan.remove.is_empty() {
             report.counts.insert("removed".into(), done.removed.into());
@@ -286,7 +297,13 @@ fn run_for(
 fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> job::Executed<Done> {
     let mut done = Done::default();
     let mut next_due = plan.next_due;
+    let mut blocked_from = plan.set_blocked_from;
     for item in &plan.due {
+        let rank = set::rank(config, &item.entry);
+        if set::held_back(rank, blocked_from) {
+            done.held_back += 1;
+            continue;
+        }
         if ctx.stopping() {
             done.notes.push(
                 "stopped early: a signal asked memsched to stop; the rest waits for the next run"
@@ -308,11 +325,20 @@ fn upload_due(ctx: &Context<'_>, config: &UploadConfig, plan: &UploadPlan) -> jo
         done.commands.extend(tried.command);
         match tried.error {
             None => done.uploaded += 1,
-            Some(error) => done.failed.push(FailedItem {
-                item: item.entry.clone(),
-                error,
-            }),
+            Some(error) => {
+                blocked_from = blocked_from.into_iter().chain(rank).min();
+                done.failed.push(FailedItem {
+                    item: item.entry.clone(),
+                    error,
+                });
+            }
         }
+    }
+    if done.held_back > 0 {
+        done.notes.push(format!(
+            "held back {}: an earlier file of the set did not go up, and the set goes up whole, in order",
+            words::count(done.held_back, "file of the set", "files of the set")
+        ));
     }
     done.next_due = next_due;
     job::Executed::whole(done)

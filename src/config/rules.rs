@@ -114,6 +114,17 @@ mod tests {
     }
 
     #[test]
+    fn names_that_are_no_arguments_default_to_a_batch_a_burst_fits_in() {
+        let stdin = "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-nul\"\n";
+        assert_eq!(parse(stdin).unwrap().ingest.unwrap().batch_size, 10_000);
+        let resident = "[actions.ingest]\ncommand = [\"i\"]\nresident = true\n";
+        assert_eq!(parse(resident).unwrap().ingest.unwrap().batch_size, 10_000);
+        let set =
+            "[actions.ingest]\ncommand = [\"i\"]\npass_files = \"stdin-nul\"\nbatch_size = 7\n";
+        assert_eq!(parse(set).unwrap().ingest.unwrap().batch_size, 7);
+    }
+
+    #[test]
     fn ingest_defaults() {
         let r = parse("[actions.ingest]\ncommand = [\"ingest\", \"{files}\"]\n").unwrap();
         let i = r.ingest.unwrap();

@@ -5,7 +5,7 @@
 //! the run's record and what the run carried in, an [`AfterRun`] out; the loop carries it
 //! out.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::model::action::Action;
 use crate::model::trigger::Trigger;
@@ -20,6 +20,9 @@ pub(super) struct Carried {
     /// Ingest planned from the changed paths alone: what it says falls due covers only
     /// those, so it may not clear a timer an earlier run set.
     pub(super) partial_ingest: bool,
+    /// When upload started to plan in the run, if it did: changes heard before then (the
+    /// index ingest wrote in the same run) need no upload run of their own.
+    pub(super) upload_started: Option<Instant>,
 }
 
 /// What becomes of an action's timer.
@@ -141,6 +144,7 @@ mod tests {
         Carried {
             heard: heard.to_vec(),
             partial_ingest,
+            upload_started: None,
         }
     }
 

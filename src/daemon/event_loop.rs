@@ -206,11 +206,16 @@ impl Daemon {
     /// Starts the run the scheduler ordered. An ingest run takes what the watcher heard
     /// since the last one: which files are complete, their early hashes, and (for a run
     /// that events alone woke) the paths to plan from; any other run walks all of data_dir.
-    fn start_run(&mut self, order: RunOrder) {
+    fn start_run(&mut self, mut order: RunOrder) {
         self.worker.heard.clone_from(&order.heard);
+        let upload_behind_ingest = self.upload_follows(&order.actions);
+        if upload_behind_ingest {
+            order.actions.push(Action::Upload);
+        }
         let mut request = Request {
             woken_by: order.reasons,
             stop: Arc::clone(&self.worker.stop),
+            upload_behind_ingest,
             ..Request::new(order.actions, order.trigger)
         };
         let hints = &mut request.ingest_hints;
@@ -223,6 +228,21 @@ impl Daemon {
         }
         self.worker.partial_ingest = request.ingest_hints.changed.is_some();
         self.worker.spawn(&self.paths, &self.config.rules, request);
+    }
+
+    /// Whether upload joins a run of `actions` to follow ingest (issue 19): the index
+    /// ingest's step writes is an upload source, and waiting for its events would cost a
+    /// second debounce. The run leaves it out again if ingest runs no step.
+    fn upload_follows(&self, actions: &[Action]) -> bool {
+        actions.contains(&Action::Ingest)
+            && !actions.contains(&Action::Upload)
+            && self.config.runnable().contains(&Action::Upload)
+            && self
+                .config
+                .rules
+                .upload
+                .as_ref()
+                .is_some_and(|u| !u.sources.is_empty())
     }
 
     /// Tells systemd the loop still turns, when it watches for that (`WatchdogSec=`): the
@@ -247,6 +267,17 @@ impl Daemon {
             for reason in &a.reasons {
                 log::debug!("{}: {reason}", a.action);
             }
+        }
+        if let Some(started) = carried.upload_started
+            && record.actions.iter().any(|a| {
+                a.action == Action::Upload
+                    && matches!(a.outcome, Outcome::Ran | Outcome::NothingToDo)
+            })
+            && self.sched.absorb(Action::Upload, started)
+        {
+            log::debug!(
+                "upload: the changes heard before its run planned were seen by it: no run of their own"
+            );
         }
         let after = after_run::decide(record, carried);
         for (action, timer) in after.timers {

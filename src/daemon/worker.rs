@@ -119,13 +119,15 @@ impl Worker {
             names.join(", "),
             request.woken_by.join("; ")
         );
-        let carried = Carried {
+        let mut carried = Carried {
             heard: std::mem::take(&mut self.heard),
             partial_ingest: std::mem::take(&mut self.partial_ingest),
+            upload_started: None,
         };
         let (paths, rules, tx) = (paths.clone(), rules.clone(), self.done.clone());
         std::thread::spawn(move || {
             let (record, logged) = reconcile::run_and_record(&paths, &rules, &request);
+            carried.upload_started = request.upload_started.get().copied();
             if let Err(e) = logged {
                 log::error!("the run was not recorded: {}", e.chain());
             }

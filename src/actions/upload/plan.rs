@@ -40,6 +40,9 @@ pub(crate) struct UploadPlan {
     /// Paths named by more than one entry, one sentence each: reported, neither
     /// queued nor uploaded nor marked (see `UploadLog::duplicate_paths`).
     pub malformed: Vec<String>,
+    /// The earliest place in the upload `set` of a file that waits for its backoff or was
+    /// given up: the set's later files wait with it.
+    pub set_blocked_from: Option<usize>,
 }
 
 impl UploadPlan {
@@ -194,12 +197,15 @@ pub(crate) fn plan(
             }
             continue;
         }
+        let rank = super::set::rank(config, entry);
         if status == UploadStatus::Failed && e.attempts() >= u64::from(config.max_attempts) {
             plan.given_up.push((entry.to_owned(), e.attempts()));
+            plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
             continue;
         }
         match e.next_attempt_at().filter(|at| *at > now) {
             Some(at) => {
+                plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
                 plan.waiting += 1;
                 plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
             }
@@ -213,6 +219,7 @@ pub(crate) fn plan(
     plan.remove = found.remove;
     plan.refused.extend(found.refused);
     plan.removals_held = found.held;
+    super::set::order(config, &mut plan.due);
     plan
 }
 

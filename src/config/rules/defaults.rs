@@ -38,7 +38,14 @@ pub(crate) const INGEST_EXCLUDE: &[&str] = &[
     "**/*.part",
     "**/*.crdownload",
 ];
+/// Files per batch when their names go in argv (`{files}`): the kernel's ARG_MAX splits
+/// long lists besides, so this keeps each step run a modest size.
 pub(crate) const BATCH_SIZE: usize = 64;
+/// Files per batch when their names go on stdin, in a list file or in a resident step's
+/// JSON line: no argument limit applies, and a step that loads a model or an index pays
+/// that per batch, so a 2,000-file import is one batch (issue 19 item 2); the step's
+/// `timeout` bounds its time.
+pub(crate) const BATCH_SIZE_UNBOUNDED: usize = 10_000;
 /// A file modified more recently than this is still being written and waits.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 /// Half the memories at once is no everyday deletion; a vanished folder is all of them.

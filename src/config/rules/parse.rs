@@ -123,6 +123,17 @@ fn settings(check: &Checker, raw: &RawRules) -> Result<Rules> {
     Ok(rules)
 }
 
+/// `batch_size` when the rules leave it out: names in argv keep the modest default (the
+/// kernel splits by bytes besides); names on stdin, in a list file or in a resident step's
+/// JSON line have no such limit, so a burst goes in one load.
+fn default_batch_size(pass_files: PassFiles, resident: bool) -> usize {
+    if pass_files == PassFiles::Args && !resident {
+        defaults::BATCH_SIZE
+    } else {
+        defaults::BATCH_SIZE_UNBOUNDED
+    }
+}
+
 /// `[actions.ingest]`: its command must carry the placeholder that passes the files the way
 /// `pass_files` says.
 fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
@@ -155,7 +166,7 @@ fn ingest(check: &Checker, i: &raw::RawIngest) -> Result<IngestConfig> {
         exclude,
         batch_size: check.count(
             i.batch_size.as_ref(),
-            defaults::BATCH_SIZE,
+            default_batch_size(pass_files, resident.is_some()),
             "batch_size",
             defaults::BATCH_SIZE_RANGE,
         )?,

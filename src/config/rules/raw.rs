@@ -97,6 +97,7 @@ pub(super) struct RawUpload {
     pub max_attempts: Option<Spanned<i64>>,
     pub backoff: Option<RawBackoff>,
     pub sources: Option<Vec<Spanned<String>>>,
+    pub set: Option<Vec<Spanned<String>>>,
     pub allow: Option<Vec<String>>,
     pub remove: Option<Spanned<Vec<String>>>,
     pub max_remove: Option<Spanned<RawLimit>>,

@@ -124,8 +124,13 @@ pub struct UploadConfig {
     pub max_attempts: u32,
     pub backoff: Backoff,
     /// Globs relative to the pipeline home: matching files are queued when new or changed.
+    /// The `set` globs are among them.
     pub sources: Vec<String>,
     pub source_set: GlobSet,
+    /// `set`: sources that go up together, in this order (an index, then its side-car),
+    /// after every other upload of the run; one failing holds back the rest (issue 19).
+    pub set: Vec<String>,
+    pub set_globs: GlobSet,
     /// Folders outside the pipeline home whose files may be uploaded (absolute, or
     /// relative to the home). Every other entry must resolve inside the home (issue 10).
     pub allow: Vec<PathBuf>,

@@ -15,7 +15,14 @@ use crate::model::placeholder::{self, Placeholder};
 
 /// `[actions.upload]`.
 pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig> {
-    let sources = check.globs(u.sources.as_deref(), &[])?;
+    let mut sources = check.globs(u.sources.as_deref(), &[])?;
+    let set = check.globs(u.set.as_deref(), &[])?;
+    // A set's files are sources: watched, queued when new or changed.
+    for glob in &set {
+        if !sources.contains(glob) {
+            sources.push(glob.clone());
+        }
+    }
     let command = check.command(
         &u.command,
         u.timeout.as_ref(),
@@ -50,6 +57,8 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
         backoff: check.backoff(&u.backoff.unwrap_or_default())?,
         source_set: glob_set(&sources),
         sources,
+        set_globs: glob_set(&set),
+        set,
         allow: u
             .allow
             .unwrap_or_default()
