@@ -3,7 +3,7 @@
 //! pair only while the set's own uploads take, and never a new side-car beside an index
 //! that did not go up.
 
-use super::plan::DueUpload;
+use super::entry::DueUpload;
 use crate::config::rules::UploadConfig;
 
 /// Where `entry` stands in the set: the first of its globs that matches it; `None`: it is
