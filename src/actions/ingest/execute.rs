@@ -140,7 +140,14 @@ fn send_all(
         }
         out.batches += 1;
         out.sent += batch.len();
-        let (report, result) = run_batch(ctx, config, &config.command.argv, "files", batch)?;
+        let (report, result) = run_batch(
+            ctx,
+            config,
+            &config.command.argv,
+            "files",
+            batch,
+            &BatchLocks::ingest(ctx, config),
+        )?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -277,7 +284,14 @@ fn remove_gone(
             break;
         }
         out.batches += 1;
-        let (report, result) = run_batch(ctx, config, argv, "remove", batch)?;
+        let (report, result) = run_batch(
+            ctx,
+            config,
+            argv,
+            "remove",
+            batch,
+            &BatchLocks::ingest(ctx, config),
+        )?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -325,28 +339,48 @@ pub fn resident_argvs(config: &IngestConfig) -> Vec<Vec<std::ffi::OsString>> {
         .collect()
 }
 
+/// The locks a one-shot run of the step holds and hands on: ingest.lock for an ingest
+/// run; retry.lock and ingest.lock for a retry of failed files (see `runner::Invocation`).
+#[derive(Debug, Clone)]
+pub(super) struct BatchLocks {
+    pub(super) lock: PathBuf,
+    pub(super) step_lock: Option<PathBuf>,
+    /// Per batch (ingest's `timeout`, or retry's for a retried batch).
+    pub(super) timeout: std::time::Duration,
+    /// `MEMSCHED_ACTION` of a one-shot step: who runs it (a resident step has the
+    /// environment it was started with).
+    pub(super) action: Action,
+}
+
+impl BatchLocks {
+    /// What an ingest run's batches hold.
+    fn ingest(ctx: &Context<'_>, config: &IngestConfig) -> BatchLocks {
+        BatchLocks {
+            lock: ctx.paths.action_lock(Action::Ingest.name()),
+            step_lock: None,
+            timeout: config.command.timeout,
+            action: Action::Ingest,
+        }
+    }
+}
+
 /// Runs `argv` (the ingest or the remove command; `kind` says which, `"files"` or
 /// `"remove"`) on one batch and reads what it reported: a one-shot step through
 /// MEMSCHED_RESULT, a resident one through its answer line.
-fn run_batch(
+pub(super) fn run_batch(
     ctx: &Context<'_>,
     config: &IngestConfig,
     argv: &[String],
     kind: &str,
     batch: &[Candidate],
+    locks: &BatchLocks,
 ) -> Result<(CommandReport, StepResult)> {
     if config.resident.is_some() {
         let spec = resident_spec(ctx, config, argv);
         let id = resident::next_id();
         let files: Vec<&std::path::Path> = batch.iter().map(|c| c.abs.as_path()).collect();
         let line = resident::request_line(id, kind, &files);
-        let served = resident::serve(
-            &spec,
-            Action::Ingest.name(),
-            id,
-            line,
-            config.command.timeout,
-        )?;
+        let served = resident::serve(&spec, Action::Ingest.name(), id, line, locks.timeout)?;
         let result = match served.answer {
             resident::Answer::Line(line) => StepResult::answer(&line),
             resident::Answer::Wrong(why) => StepResult::Malformed(why),
@@ -392,11 +426,11 @@ fn run_batch(
     let invocation = Invocation {
         argv: runner::expand(argv, &vars),
         cwd: ctx.paths.home.clone(),
-        env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
+        env: ctx.step_env(locks.action, Some(result_path.clone().into_os_string())),
         stdin,
-        timeout: config.command.timeout,
-        lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
-        step_lock: None,
+        timeout: locks.timeout,
+        lock: Some(locks.lock.clone()),
+        step_lock: locks.step_lock.clone(),
         scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
         item: Some(match batch {
             [one] => one.shown(),
@@ -492,7 +526,7 @@ pub fn task_id(key: &str) -> String {
 /// The ingest command for this one file, when it can be written down in JSON: files passed
 /// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
 /// file from the task's `file`.
-fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
+pub(super) fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
     if config.pass_files != PassFiles::Args || config.resident.is_some() {
         return None;
     }
