@@ -240,3 +240,39 @@ fn issue_19_with_a_resident_step_the_retried_files_go_as_one_batch() {
         assert_eq!(t["status"], want, "{id}: {t}");
     }
 }
+
+// ---- issue 19 item 4: the first retry of an ingest failure waits backoff.initial ----
+
+#[test]
+fn issue_19_a_file_ingest_fails_on_waits_backoff_initial_before_its_first_retry() {
+    let env = TestEnv::new();
+    env.data_file("bad.txt", "not UTF-8, say");
+    let argv = env.step_argv(&["--exit", "1", "--"]);
+    let retry = retry_table(&env, "backoff = { initial = \"10m\" }");
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {argv}\nsettle = \"0s\"\n{retry}"
+    ));
+    let before = std::time::SystemTime::now();
+    let out = env.run(&["--once", "--mode", "ingest"]);
+    assert_exit(&out, 1);
+    let after = std::time::SystemTime::now();
+    let task = tasks(&env)["ingest:bad.txt"].clone();
+    let next = memsched::state::parse_time(task["next_attempt_at"].as_str().unwrap()).unwrap();
+    // 10 minutes, spread by the default jitter (±20%).
+    let (least, most) = (Duration::from_secs(480), Duration::from_secs(720));
+    assert!(
+        next >= before + least && next <= after + most,
+        "next_attempt_at {:?} s after the run, want 480 to 720: {task}",
+        next.duration_since(before).unwrap_or_default()
+    );
+    let calls = env.calls().len();
+    let run = env
+        .test()
+        .args(&["--once", "--mode", "retry", "--json"])
+        .run();
+    assert_eq!(env.calls().len(), calls, "nothing ran before its backoff");
+    assert_eq!(run.action("retry")["outcome"], "nothing-to-do");
+    let task = tasks(&env)["ingest:bad.txt"].clone();
+    assert_eq!(task["attempts"], 1, "no attempt spent: {task}");
+    assert_eq!(task["status"], "failed", "{task}");
+}
