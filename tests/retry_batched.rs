@@ -276,3 +276,61 @@ fn issue_19_a_file_ingest_fails_on_waits_backoff_initial_before_its_first_retry(
     assert_eq!(task["attempts"], 1, "no attempt spent: {task}");
     assert_eq!(task["status"], "failed", "{task}");
 }
+
+// ---- issue 19: a retry run a signal stopped says so, as ingest and upload do ----
+
+#[test]
+fn issue_19_a_retry_stopped_by_sigterm_says_it_was_interrupted_and_what_is_left() {
+    let env = TestEnv::new();
+    env.retry_rules(&["--sleep", "0.3"], "");
+    let list: Vec<Value> = (0..8)
+        .map(|i| {
+            json!({"id": format!("t{i}"), "step": "other", "status": "failed", "attempts": 1,
+                   "created_at": "2026-11-01T00:00:00Z"})
+        })
+        .collect();
+    env.state_file("task_queue.json", &json!({ "tasks": list }));
+    let out = env.home().join("once.out");
+    let mut once = env
+        .command(&["--once", "--mode", "retry"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the step starts",
+        Duration::from_secs(20),
+        &String::new,
+        || !env.calls().is_empty(),
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(once.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(once.wait().unwrap().code(), Some(130));
+    let ran = env.calls().len();
+    assert!(ran < 8, "the signal stopped nothing");
+    let run = env.runs().last().cloned().unwrap();
+    let retry = action(&run, "retry").clone();
+    assert_eq!(retry["outcome"], "interrupted", "{run:#}");
+    let line = match 8 - ran {
+        1 => "stopped by a signal: the other 1 due task runs next run".to_owned(),
+        left => format!("stopped by a signal: the other {left} due tasks run next run"),
+    };
+    assert!(
+        retry["summary"].as_str().unwrap().contains(&line),
+        "{retry:#}"
+    );
+    let summary = std::fs::read_to_string(&out).unwrap();
+    assert!(summary.contains("retry     interrupted"), "{summary}");
+    // The rest run next time; none ran twice.
+    env.test().args(&["--once", "--mode", "retry"]).run();
+    assert_eq!(env.calls().len(), 8);
+    let queue = env.state_json("task_queue.json");
+    assert!(
+        queue["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "done"),
+        "{queue:#}"
+    );
+}
