@@ -220,14 +220,27 @@ fn issue_19_with_a_resident_step_the_retried_files_go_as_one_batch() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     };
+    // And a new memory, for the ingest that runs after retry in the same run.
+    env.data_file("new.txt", "ok");
     let (batches, starts) = (read("batches.jsonl").len(), read("starts.jsonl").len());
     env.test()
-        .args(&["--once", "--mode", "retry"])
+        .args(&["--once", "--mode", "retry,ingest"])
         .status(1)
         .run();
     let new_batches = &read("batches.jsonl")[batches..];
-    assert_eq!(new_batches.len(), 1, "one resident batch: {new_batches:?}");
+    assert_eq!(
+        new_batches.len(),
+        2,
+        "one resident batch each: {new_batches:?}"
+    );
     assert_eq!(new_batches[0]["files"].as_array().unwrap().len(), FILES);
+    // (With the files retried since changed from the content their tasks were made for,
+    // ingest sends them again too.)
+    assert!(new_batches[1]["files"].to_string().contains("new.txt"));
+    assert_eq!(
+        new_batches[0]["pid"], new_batches[1]["pid"],
+        "the retry kept the step loaded for ingest"
+    );
     assert_eq!(read("starts.jsonl").len() - starts, 1, "one process");
     assert!(env.calls().is_empty(), "no retry command ran");
     assert!(!env.log_dir().join("OVERLAP").exists());
