@@ -94,7 +94,7 @@ fn max_wait_holds_while_a_file_is_replaced_by_rename_again_and_again() {
 }
 
 #[test]
-fn files_ingest_failed_on_are_retried_at_once_not_at_the_tick() {
+fn files_ingest_failed_on_are_retried_when_due_not_at_the_tick() {
     let env = TestEnv::new();
     let retry = env.step_argv_raw(&["--", "{task_id}"]);
     rules(
@@ -102,7 +102,9 @@ fn files_ingest_failed_on_are_retried_at_once_not_at_the_tick() {
         &["--exit", "1", "--"],
         "debounce = \"100ms\"",
         "settle = \"0s\"",
-        &format!("[actions.retry]\ncommand = {retry}\n"),
+        &format!(
+            "[actions.retry]\ncommand = {retry}\nbackoff = {{ initial = \"2s\", jitter = 0.0 }}\n"
+        ),
     );
     let w = env.watch(&[], &[]);
     env.write("Data/fails.txt", "the ingest step fails on this");
@@ -111,6 +113,20 @@ fn files_ingest_failed_on_are_retried_at_once_not_at_the_tick() {
             .iter()
             .any(|c| c.env["MEMSCHED_ACTION"] == "retry")
     });
+    // Issue 19 item 4: not at once, which spent an attempt of a deterministic failure,
+    // but once its backoff (initial, 2 s) is over.
+    let retried_at = std::time::SystemTime::now();
+    let queue = env.state_json("task_queue.json");
+    let task = &queue["tasks"][0];
+    let created = memsched::state::parse_time(task["created_at"].as_str().unwrap()).unwrap();
+    let started = memsched::state::parse_time(task["started_at"].as_str().unwrap()).unwrap();
+    assert!(
+        started.duration_since(created).unwrap_or_default() >= Duration::from_millis(1900),
+        "retried {:?} after it failed, before its backoff: {task}\n{}",
+        started.duration_since(created),
+        w.log()
+    );
+    assert!(retried_at.duration_since(created).unwrap() < Duration::from_secs(20));
 }
 
 #[test]

@@ -362,7 +362,8 @@ fn an_ingest_failure_retried_to_success_is_recorded_by_the_next_ingest_without_r
     let ingest = env.step_argv(&["--fail-while", marker.to_str().unwrap(), "--"]);
     let retry = env.step_argv_raw(&["--", "{task_id}"]);
     env.raw_rules(&format!(
-        "[actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n[actions.retry]\ncommand = {retry}\n"
+        "[actions.ingest]\ncommand = {ingest}\nsettle = \"0s\"\n[actions.retry]\ncommand = {retry}\n\
+         backoff = {{ initial = \"0s\" }}\n"
     ));
     let file = env.data_file("note.txt", "remember this");
     env.test()
@@ -376,7 +377,7 @@ fn an_ingest_failure_retried_to_success_is_recorded_by_the_next_ingest_without_r
 
     std::fs::remove_file(&marker).unwrap();
     env.test().args(&["--once", "--mode", "retry"]).run();
-    // The task's own command re-ran the ingest step on just that file.
+    // The ingest step ran again on just that file (due at once: initial 0s).
     assert_eq!(env.calls()[1].args, [bytes(&file)]);
     assert_eq!(
         env.state_json("task_queue.json")["tasks"][0]["status"],

@@ -38,6 +38,7 @@ mod reaction;
 mod removal;
 mod resident;
 mod retry;
+mod retry_batched;
 mod retry_groups;
 mod state_files;
 mod status;

@@ -8,6 +8,7 @@ mod hash;
 mod hints;
 mod job;
 mod plan;
+mod retried;
 mod scan;
 mod step_result;
 mod twins;
@@ -17,6 +18,7 @@ pub use hash::hash_one;
 pub use hints::{Prehashed, WatcherHints};
 pub use job::IngestJob;
 pub use plan::{Candidate, Known, Plan, plan};
+pub use retried::{RetriedRun, batchable, retry as retry_files};
 pub use scan::{Scan, scan};
 
 use crate::config::rules::IngestConfig;

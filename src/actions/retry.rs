@@ -199,7 +199,18 @@ impl Job for RetryJob<'_> {
                     .collect(),
             ),
         );
-        let ran = summarise(report, plan, self.config, &turns, &tracker, now);
+        let mut ran = summarise(report, plan, self.config, &turns, &tracker, now);
+        // A due task with no turn never started: a signal stopped the run before it
+        // (issue 18 item 15 for ingest and upload; issue 19 for retry).
+        let left = plan.due.len().saturating_sub(turns.len());
+        if ctx.stopping() && left > 0 {
+            ran.interrupted = true;
+            ran.summary.push_str(&format!(
+                "; stopped by a signal: the other {} {} next run",
+                tasks(left, "due"),
+                if left == 1 { "runs" } else { "run" }
+            ));
+        }
         if let Some(next) = next_due(plan, &turns, &tracker, now) {
             report.set_next_due(next);
         }

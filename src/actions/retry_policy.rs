@@ -33,13 +33,23 @@ pub(crate) fn after_failure(
     if attempts >= max_attempts {
         AfterFailure::OutOfAttempts
     } else {
-        // The rules cap every backoff at 30 days, so this cannot overflow; if the clock
-        // itself sits at the end of time, the item is due at once rather than a panic.
-        AfterFailure::RetryAt(
-            now.checked_add(delay(backoff, attempts, item))
-                .unwrap_or(now),
-        )
+        AfterFailure::RetryAt(due_after(backoff, attempts, item, now))
     }
+}
+
+/// When an item that failed `attempts` times, the last at `now`, falls due again, whatever
+/// its attempts allow: its backoff from now (due at once only at the end of time).
+#[must_use]
+pub(crate) fn due_after(
+    backoff: &Backoff,
+    attempts: u64,
+    item: &str,
+    now: SystemTime,
+) -> SystemTime {
+    // The rules cap every backoff at 30 days, so this cannot overflow; if the clock itself
+    // sits at the end of time, the item is due at once rather than a panic.
+    now.checked_add(delay(backoff, attempts, item))
+        .unwrap_or(now)
 }
 
 /// The wait before attempt `attempts + 1` of `item`, after `attempts` failures (>= 1).

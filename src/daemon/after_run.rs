@@ -1,6 +1,6 @@
 //! What the loop does once a run is back: which timer each action keeps, which skipped
-//! action needs a thread waiting for the lock another process holds, whether retry is due
-//! at once for the files ingest failed on, whether the next ingest walks all of data_dir,
+//! action needs a thread waiting for the lock another process holds, when retry is due
+//! for the files ingest failed on, whether the next ingest walks all of data_dir,
 //! and what a tick found that no event announced. Pure, like [`routing`](super::routing):
 //! the run's record and what the run carried in, an [`AfterRun`] out; the loop carries it
 //! out.
@@ -49,9 +49,10 @@ pub(super) struct AfterRun {
     /// Ingest did not get through its plan: what it was given may be unrecorded, so its
     /// next run walks all of data_dir.
     pub(super) walk_all_next: bool,
-    /// Files ingest failed on are now failed tasks, due at once: retry takes them now,
-    /// not at the next tick (its own plan backs off whatever is not due yet).
-    pub(super) retry_now: bool,
+    /// Files ingest failed on are now failed tasks, due after their backoff: retry takes
+    /// them then, not at the next tick (and not at once, which would spend an attempt of a
+    /// file that fails for good; issue 19 item 4).
+    pub(super) retry_at: Option<SystemTime>,
     /// A task died in this run and no watchdog ran after it: the health (watchdog_state.json,
     /// the notification) is refreshed now, not at the next tick.
     pub(super) watchdog_now: bool,
@@ -84,7 +85,7 @@ pub(super) fn decide(record: &RunRecord, carried: &Carried) -> AfterRun {
         let finished = matches!(a.outcome, Outcome::Ran | Outcome::NothingToDo);
         if a.action == Action::Ingest {
             after.walk_all_next |= !finished;
-            after.retry_now |= !a.failed_items.is_empty();
+            after.retry_at = after.retry_at.into_iter().chain(a.followup.retry_due).min();
         }
     }
     // A task dies when retry runs it out of attempts, or finds it so and marks it dead.
@@ -236,76 +237,77 @@ mod tests {
     }
 
     #[test]
-    fn ingest_that_did_not_finish_walks_all_next_and_its_failed_files_wake_retry() {
+    fn ingest_that_did_not_finish_walks_all_next_and_its_failed_files_wake_retry_when_due() {
         let failed = |mut report: ActionReport| {
             report.failed_items.push(FailedItem {
                 item: "a.txt".to_owned(),
                 error: "exit 1".to_owned(),
             });
+            report.followup.retry_due = Some(at(30));
             report
         };
-        // (case, report, walk_all_next, retry_now)
+        // (case, report, walk_all_next, retry at)
         let cases = [
             (
                 "ingest ran",
                 report(Action::Ingest, Outcome::Ran),
                 false,
-                false,
+                None,
             ),
             (
                 "ingest had nothing to do",
                 report(Action::Ingest, Outcome::NothingToDo),
                 false,
-                false,
+                None,
             ),
             (
                 "ingest failed outright",
                 report(Action::Ingest, Outcome::Failed),
                 true,
-                false,
+                None,
             ),
             (
                 "ingest was skipped",
                 report(Action::Ingest, Outcome::Skipped),
                 true,
-                false,
+                None,
             ),
             (
                 "ingest was interrupted",
                 report(Action::Ingest, Outcome::Interrupted),
                 true,
-                false,
+                None,
             ),
             (
                 "ingest ran and queued failed files",
                 failed(report(Action::Ingest, Outcome::Ran)),
                 false,
-                true,
+                Some(at(30)),
             ),
             (
                 "ingest failed on files",
                 failed(report(Action::Ingest, Outcome::Failed)),
                 true,
-                true,
+                Some(at(30)),
             ),
             (
                 "another action failing walks nothing",
                 report(Action::Upload, Outcome::Failed),
                 false,
-                false,
+                None,
             ),
             (
                 "retry's own failed items do not wake retry",
                 failed(report(Action::Retry, Outcome::Failed)),
                 false,
-                false,
+                None,
             ),
         ];
-        for (case, report, walk_all_next, retry_now) in cases {
+        for (case, report, walk_all_next, retry_at) in cases {
             let after = decide(&record(Trigger::Event, vec![report]), &Carried::default());
             assert_eq!(
-                (after.walk_all_next, after.retry_now),
-                (walk_all_next, retry_now),
+                (after.walk_all_next, after.retry_at),
+                (walk_all_next, retry_at),
                 "{case}"
             );
         }

@@ -293,9 +293,12 @@ impl Daemon {
         if after.walk_all_next {
             self.changes.walk_all_next();
         }
-        if after.retry_now {
-            log::debug!("ingest queued failed files: retry is due at once");
-            self.sched.wake_at(Action::Retry, Instant::now());
+        if let Some(due) = after.retry_at {
+            log::debug!(
+                "ingest queued failed files: retry is due at {}",
+                crate::state::timestamp(due)
+            );
+            self.sched.wake_at(Action::Retry, instant_of(due));
         }
         if after.watchdog_now {
             log::debug!("a task died: the watchdog runs at once");

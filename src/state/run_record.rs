@@ -93,6 +93,9 @@ pub struct Followup {
     /// Items the plan found to act on (files to send or record, tasks or uploads due). On
     /// a tick, these are what no event announced.
     pub found: u64,
+    /// (ingest) When the first of the failed tasks it queued falls due: the watcher wakes
+    /// retry then.
+    pub retry_due: Option<SystemTime>,
 }
 
 /// One item an action failed on, and why.

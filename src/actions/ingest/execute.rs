@@ -3,13 +3,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
 use super::batches::{self, Piece};
 use super::plan::{Candidate, Plan};
 use super::step_result::{self, StepResult, UnusableReport, Verdict};
-use crate::config::rules::{IngestConfig, PassFiles};
+use crate::actions::retry_policy;
+use crate::config::rules::{Backoff, IngestConfig, PassFiles, defaults};
 use crate::error::{Error, Result};
 use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
@@ -49,6 +51,15 @@ pub struct Executed {
     /// When a signal stopped the run before its last batch: how many batches it had, and
     /// how many files were left unsent for the next run.
     pub stopped: Option<(usize, usize)>,
+    /// When the first of the tasks this run queued falls due for retry.
+    pub retry_due: Option<SystemTime>,
+}
+
+impl Executed {
+    /// Notes that tasks queued now fall due at `due` (the earliest is kept).
+    fn queued_until(&mut self, due: Option<SystemTime>) {
+        self.retry_due = self.retry_due.into_iter().chain(due).min();
+    }
 }
 
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
@@ -105,7 +116,8 @@ fn send_all(
                 let candidate = &plan.send[index];
                 let error = format!("not sent: {why}");
                 let failed = [(candidate, error.clone())];
-                record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
+                let due = record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
+                out.queued_until(due);
                 out.unsent += 1;
                 not_sendable += 1;
                 out.failed.push((candidate.shown(), error));
@@ -115,7 +127,7 @@ fn send_all(
                 // Never sent, so never split: a failed task with the reason and the fix.
                 let candidate = &plan.send[index];
                 let error = format!("not sent: {why}");
-                record_tasks(
+                let due = record_tasks(
                     ctx,
                     config,
                     hashes,
@@ -124,6 +136,7 @@ fn send_all(
                     &now,
                     false,
                 )?;
+                out.queued_until(due);
                 not_sendable += 1;
                 out.failed.push((candidate.shown(), error));
                 continue;
@@ -140,7 +153,14 @@ fn send_all(
         }
         out.batches += 1;
         out.sent += batch.len();
-        let (report, result) = run_batch(ctx, config, &config.command.argv, "files", batch)?;
+        let (report, result) = run_batch(
+            ctx,
+            config,
+            &config.command.argv,
+            "files",
+            batch,
+            &BatchLocks::ingest(ctx, config),
+        )?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -162,7 +182,8 @@ fn send_all(
         out.gone += gone_keys.len();
         bar.sent(done_keys.len(), failures.len());
         let closed: Vec<&str> = done_keys.iter().chain(&gone_keys).copied().collect();
-        record_tasks(ctx, config, hashes, &closed, &failures, &now, true)?;
+        let due = record_tasks(ctx, config, hashes, &closed, &failures, &now, true)?;
+        out.queued_until(due);
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
     }
@@ -277,7 +298,14 @@ fn remove_gone(
             break;
         }
         out.batches += 1;
-        let (report, result) = run_batch(ctx, config, argv, "remove", batch)?;
+        let (report, result) = run_batch(
+            ctx,
+            config,
+            argv,
+            "remove",
+            batch,
+            &BatchLocks::ingest(ctx, config),
+        )?;
         let by_path = step_result::index_batch(ctx, batch);
         let names: Vec<String> = batch.iter().map(Candidate::shown).collect();
         let verdicts = result.verdicts(&names, &by_path, &report, &mut out.notes);
@@ -325,28 +353,48 @@ pub fn resident_argvs(config: &IngestConfig) -> Vec<Vec<std::ffi::OsString>> {
         .collect()
 }
 
+/// The locks a one-shot run of the step holds and hands on: ingest.lock for an ingest
+/// run; retry.lock and ingest.lock for a retry of failed files (see `runner::Invocation`).
+#[derive(Debug, Clone)]
+pub(super) struct BatchLocks {
+    pub(super) lock: PathBuf,
+    pub(super) step_lock: Option<PathBuf>,
+    /// Per batch (ingest's `timeout`, or retry's for a retried batch).
+    pub(super) timeout: std::time::Duration,
+    /// `MEMSCHED_ACTION` of a one-shot step: who runs it (a resident step has the
+    /// environment it was started with).
+    pub(super) action: Action,
+}
+
+impl BatchLocks {
+    /// What an ingest run's batches hold.
+    fn ingest(ctx: &Context<'_>, config: &IngestConfig) -> BatchLocks {
+        BatchLocks {
+            lock: ctx.paths.action_lock(Action::Ingest.name()),
+            step_lock: None,
+            timeout: config.command.timeout,
+            action: Action::Ingest,
+        }
+    }
+}
+
 /// Runs `argv` (the ingest or the remove command; `kind` says which, `"files"` or
 /// `"remove"`) on one batch and reads what it reported: a one-shot step through
 /// MEMSCHED_RESULT, a resident one through its answer line.
-fn run_batch(
+pub(super) fn run_batch(
     ctx: &Context<'_>,
     config: &IngestConfig,
     argv: &[String],
     kind: &str,
     batch: &[Candidate],
+    locks: &BatchLocks,
 ) -> Result<(CommandReport, StepResult)> {
     if config.resident.is_some() {
         let spec = resident_spec(ctx, config, argv);
         let id = resident::next_id();
         let files: Vec<&std::path::Path> = batch.iter().map(|c| c.abs.as_path()).collect();
         let line = resident::request_line(id, kind, &files);
-        let served = resident::serve(
-            &spec,
-            Action::Ingest.name(),
-            id,
-            line,
-            config.command.timeout,
-        )?;
+        let served = resident::serve(&spec, Action::Ingest.name(), id, line, locks.timeout)?;
         let result = match served.answer {
             resident::Answer::Line(line) => StepResult::answer(&line),
             resident::Answer::Wrong(why) => StepResult::Malformed(why),
@@ -392,11 +440,11 @@ fn run_batch(
     let invocation = Invocation {
         argv: runner::expand(argv, &vars),
         cwd: ctx.paths.home.clone(),
-        env: ctx.step_env(Action::Ingest, Some(result_path.clone().into_os_string())),
+        env: ctx.step_env(locks.action, Some(result_path.clone().into_os_string())),
         stdin,
-        timeout: config.command.timeout,
-        lock: Some(ctx.paths.action_lock(Action::Ingest.name())),
-        step_lock: None,
+        timeout: locks.timeout,
+        lock: Some(locks.lock.clone()),
+        step_lock: locks.step_lock.clone(),
         scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
         item: Some(match batch {
             [one] => one.shown(),
@@ -417,9 +465,10 @@ fn is_gone(candidate: &Candidate) -> bool {
 }
 
 /// Failed files become failed `ingest` tasks (one per file, updated in place when the file
-/// fails again); files finished now, or gone, close any task they had. The journal is
-/// made durable first whenever the queue changes: a task closed for a file is never on
-/// disk before its record.
+/// fails again), due after their backoff; files finished now, or gone, close any task
+/// they had. The journal is made durable first whenever the queue changes: a task closed
+/// for a file is never on disk before its record. Returns when the first task it queued
+/// falls due.
 fn record_tasks(
     ctx: &Context<'_>,
     config: &IngestConfig,
@@ -428,12 +477,13 @@ fn record_tasks(
     failures: &[(&Candidate, String)],
     now: &str,
     own_command: bool,
-) -> Result<()> {
+) -> Result<Option<SystemTime>> {
     if failures.is_empty() && done.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     TaskQueue::update(ctx.paths, |queue| {
         let mut changed = false;
+        let mut first_due = None;
         for key in done {
             let id = task_id(key);
             if queue
@@ -465,7 +515,11 @@ fn record_tasks(
                 fields.insert("created_at".into(), now.into());
             }
             fields.insert("updated_at".into(), now.into());
-            fields.insert("next_attempt_at".into(), now.into());
+            // Not at once: a file that fails for good (not UTF-8) would spend an attempt
+            // on the spot (issue 19 item 4). Its backoff, as retry's own failures get.
+            let due = retry_policy::due_after(&retry_backoff(ctx), attempts, &id, ctx.clock.now());
+            first_due = first_due.into_iter().chain(Some(due)).min();
+            fields.insert("next_attempt_at".into(), timestamp(due).into());
             fields.insert("last_error".into(), error.as_str().into());
             fields.insert("file".into(), candidate.key.as_str().into());
             fields.insert("hash".into(), candidate.hash.text().into());
@@ -476,11 +530,24 @@ fn record_tasks(
             changed = true;
         }
         if !changed {
-            return Edit::Unchanged(Ok(()));
+            return Edit::Unchanged(Ok(None));
         }
         let committed = hashes.commit();
-        Edit::changed_if(committed.is_ok(), committed)
+        Edit::changed_if(committed.is_ok(), committed.map(|()| first_due))
     })?
+}
+
+/// The backoff of `[actions.retry]`, or its defaults when there is no such table.
+fn retry_backoff(ctx: &Context<'_>) -> Backoff {
+    ctx.rules.retry.as_ref().map_or(
+        Backoff {
+            initial: defaults::BACKOFF_INITIAL,
+            factor: defaults::BACKOFF_FACTOR,
+            max: defaults::BACKOFF_MAX,
+            jitter: defaults::BACKOFF_JITTER,
+        },
+        |retry| retry.backoff,
+    )
 }
 
 /// The id of the task for an ingest failure of `key`.
@@ -492,7 +559,7 @@ pub fn task_id(key: &str) -> String {
 /// The ingest command for this one file, when it can be written down in JSON: files passed
 /// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
 /// file from the task's `file`.
-fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
+pub(super) fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
     if config.pass_files != PassFiles::Args || config.resident.is_some() {
         return None;
     }

@@ -189,6 +189,7 @@ impl<'a> Job for IngestJob<'a> {
                         error: format!("removal: {error}"),
                     }),
             );
+        report.followup.retry_due = executed.retry_due;
         let failed = executed.failed.len() + executed.removals_failed.len();
         Ran {
             failed,

@@ -24,6 +24,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+mod batch;
+
 use super::breaker::{self, Tracker};
 use super::plan::{Due, RetryPlan};
 use super::step_lock::StepLocks;
@@ -141,6 +143,7 @@ pub(super) fn execute(
         if group.is_empty() {
             continue;
         }
+        batch::pull_ingest(ctx, &mut group, &mut waiting);
         executed.groups += 1;
         match run_group(
             ctx,
@@ -208,9 +211,12 @@ fn run_group<'p>(
         id: due.id.clone(),
         turn: Turn::Gone,
     }));
+    // Ingest's own tasks go to its step together, before the rest run one by one.
+    let (batched, taken) = batch::split_off(ctx, taken);
+    let batch_outcomes = batch::run(ctx, config, &batched, tracker);
     let refused = own_commands_refused(ctx, &taken);
     let locks = StepLocks::take(ctx, taken.iter().map(|t| t.due.step.as_str()));
-    let mut outcomes = run_taken(
+    let outcomes = run_taken(
         ctx,
         config,
         &taken,
@@ -220,6 +226,8 @@ fn run_group<'p>(
         &locks,
     );
     drop(locks);
+    let taken: Vec<Taken<'_>> = batched.into_iter().chain(taken).collect();
+    let mut outcomes: Vec<Outcome> = batch_outcomes.into_iter().chain(outcomes).collect();
     let mut not_started = Vec::new();
     for (t, outcome) in taken.iter().zip(&mut outcomes) {
         match outcome {

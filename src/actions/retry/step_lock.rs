@@ -81,7 +81,7 @@ impl StepLocks {
 }
 
 /// Why the tasks of `action`'s step wait: who holds its lock.
-fn busy_text(action: Action, path: &Path, e: &Error) -> String {
+pub(super) fn busy_text(action: Action, path: &Path, e: &Error) -> String {
     let name = action.name();
     match e {
         Error::LockHeld { pid, .. } => format!(
