@@ -416,15 +416,16 @@ fn issue_20_done_tasks_older_than_an_age_are_pruned_by_hand_or_by_done_keep() {
     assert_eq!(ids(&env), ["new", "f", "timeless"]);
 }
 
-/// The other way a task dies: ingest's failure used its last attempt, and retry finds it
-/// exhausted and marks it dead without running it. The health is refreshed then too.
+/// The other way a task dies: ingest's failure used its last attempt, and retry (woken when
+/// the task falls due, at once with `initial = "0s"`) finds it exhausted and marks it dead
+/// without running it. The health is refreshed then too.
 #[test]
 fn issue_20_a_task_found_out_of_attempts_runs_the_watchdog_at_once() {
     let env = TestEnv::new();
     let step = env.step_argv(&["--fail", "bad", "--"]);
     env.raw_rules(&format!(
         "tick = \"1h\"\ndebounce = \"100ms\"\n[actions.ingest]\ncommand = {step}\nsettle = \"0s\"\n\
-         [actions.retry]\ncommand = [\"false\", \"{{task_id}}\"]\nmax_attempts = 1\n[actions.watchdog]\n\
+         [actions.retry]\ncommand = [\"false\", \"{{task_id}}\"]\nmax_attempts = 1\nbackoff = {{ initial = \"0s\" }}\n[actions.watchdog]\n\
          [[rules]]\nname = \"m\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
     ));
     let w = env.watch(&[], &[]);
