@@ -90,6 +90,7 @@ pub fn run_with_clock(
         dry_run: request.dry_run,
         progress: request.progress,
         stop: &request.stop,
+        trigger: request.trigger,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or

@@ -12,6 +12,7 @@ mod autostart;
 mod batches;
 mod cli;
 mod config;
+mod cron_scale;
 mod daily;
 mod example;
 mod faiss;

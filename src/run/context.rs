@@ -11,6 +11,7 @@ use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::model::action::Action;
 use crate::model::clock::{Clock, Frozen};
+use crate::model::trigger::Trigger;
 
 /// What every action's plan and execution get: where things are, the rules, the time the
 /// run started (the clock, injected), and how the run was asked for.
@@ -28,6 +29,9 @@ pub struct Context<'a> {
     pub progress: bool,
     /// Set by SIGINT or SIGTERM: finish the step that runs, start no other.
     pub stop: &'a AtomicBool,
+    /// What started the run: a cron line's run folds ingest's journal only when it is
+    /// worth it (issue 19 item 7).
+    pub trigger: Trigger,
 }
 
 impl Context<'_> {

@@ -45,10 +45,14 @@ pub(super) struct Stale {
 /// `ingest.lock`, a restore, a compaction that crashed before removing the journal) and
 /// wins, so the journal's lines are dropped (issue 18 item 10). A journal without a stamp
 /// (older memsched) is replayed as before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Stamp {
     pub manifest: Option<Identity>,
+    /// When the journal was started: a cron run folds one younger than `tick` only when it
+    /// is large (issue 19 item 7). Absent from older journals, which fold as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// Which ingest_hash.json: an atomic replace makes a new inode, an edit in place a new
@@ -63,10 +67,13 @@ pub(super) struct Identity {
     pub mtime_ns: i64,
 }
 
-/// The stamp line (with its newline) for a journal applying to `manifest`.
-pub(super) fn stamp_line(manifest: Option<Identity>) -> Vec<u8> {
-    let mut out =
-        serde_json::to_vec(&Entry::Stamp(Stamp { manifest })).expect("a stamp always serialises");
+/// The stamp line (with its newline) for a journal applying to `manifest`, started `since`.
+pub(super) fn stamp_line(manifest: Option<Identity>, since: &str) -> Vec<u8> {
+    let stamp = Stamp {
+        manifest,
+        since: Some(since.to_owned()),
+    };
+    let mut out = serde_json::to_vec(&Entry::Stamp(stamp)).expect("a stamp always serialises");
     out.push(b'\n');
     out
 }

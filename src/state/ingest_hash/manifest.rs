@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::value::RawValue;
 
@@ -44,6 +44,9 @@ pub struct IngestHash {
     /// The journal on disk is stamped for another ingest_hash.json than the one read: its
     /// lines were dropped, and the next append starts it afresh.
     journal_stale: bool,
+    /// When the journal on disk was started, from its stamp (`None`: no journal, or one an
+    /// older memsched wrote without the time).
+    journal_since: Option<SystemTime>,
     /// Whether appended lines wait for their `fdatasync`.
     commits: Commits,
     /// Lines recorded but not yet appended to the journal.
@@ -65,6 +68,7 @@ impl IngestHash {
             journal_id: None,
             journal_end: 0,
             journal_stale: false,
+            journal_since: None,
             commits: Commits::default(),
             pending: Vec::new(),
             generation: 0,
@@ -101,6 +105,12 @@ impl IngestHash {
         let mut lines = tail.lines.into_iter().peekable();
         let seen = identity(self.seen);
         let stale = matches!(lines.peek(), Some(Entry::Stamp(s)) if s.manifest != seen);
+        if from_start {
+            self.journal_since = match lines.peek() {
+                Some(Entry::Stamp(s)) => s.since.as_deref().and_then(crate::state::parse_time),
+                _ => None,
+            };
+        }
         if from_start && stale {
             log::info!(
                 "{}: written for an ingest_hash.json that was replaced since; the file there now wins and the journal's {} lines are dropped",
@@ -349,7 +359,9 @@ impl IngestHash {
         // stamp of the one these lines apply to.
         let fresh = self.journal_end == 0 || self.journal_stale;
         if fresh {
-            let mut lines = journal::stamp_line(identity(self.seen));
+            let now = SystemTime::now();
+            let mut lines = journal::stamp_line(identity(self.seen), &crate::state::timestamp(now));
+            self.journal_since = Some(now);
             lines.append(&mut self.pending);
             self.pending = lines;
         }
@@ -386,6 +398,14 @@ impl IngestHash {
         self.journal_end > 0 || !self.pending.is_empty()
     }
 
+    /// Whether the journal was started at least `age` before `now`. One whose start is
+    /// not known (an older memsched's) counts as old: it is folded as it always was.
+    #[must_use]
+    pub fn journal_older_than(&self, age: Duration, now: SystemTime) -> bool {
+        self.journal_since
+            .is_none_or(|since| now.duration_since(since).is_ok_and(|d| d >= age))
+    }
+
     /// Whether the journal has grown enough to be worth folding in now.
     #[must_use]
     pub fn journal_is_large(&self) -> bool {
@@ -409,6 +429,7 @@ impl IngestHash {
         self.journal_id = None;
         self.journal_end = 0;
         self.journal_stale = false;
+        self.journal_since = None;
         self.commits.done();
         self.seen = std::fs::symlink_metadata(&self.path)
             .ok()
