@@ -16,10 +16,16 @@ under test runs the example's own ingest.py through the real FAISS venv:
             step is given every memory: each is re-embedded each time, as a user of a
             plain watcher would do).
 
+With --burst N, each tool in turn then gets N new memories written as fast as one process
+can and one more 0.3 s later: the time from the last write until all N are searchable, the
+extra save's close -> searchable, and how many step runs (one-shot) or resident batches
+memsched's ingest made (from scheduler_log.json).
+
 Samples are interleaved between the tools (one reacts at a time) so load falls on each
 alike; reported as p50 and p99 (nearest rank).
 
 usage: benches/faiss_latency.py [--memsched LABEL=PATH]... [--samples N] [--debounce MS]
+                                [--burst N] [--deadline S]
 needs examples/faiss/.venv (see examples/faiss/README.md)
 """
 import argparse
@@ -98,6 +104,64 @@ def sample(home, n, deadline_s=60):
     return (time.perf_counter() - closed) * 1000
 
 
+def words_indexed(home, words):
+    """How many of `words` the side-car holds."""
+    try:
+        with open(os.path.join(home, "index", "chunks.json")) as f:
+            text = f.read()
+    except OSError:
+        return 0
+    return sum(1 for w in words if w in text)
+
+
+def ingest_batches(home, since):
+    """Step runs (one-shot) or resident batches ingest made in runs started after `since`
+    (an ISO time), from scheduler_log.json; None for a home memsched does not run."""
+    try:
+        runs = json.load(open(os.path.join(home, "state", "scheduler_log.json")))["runs"]
+    except (OSError, ValueError, KeyError):
+        return None
+    total = 0
+    for run in runs:
+        if run.get("started_at", "") < since:
+            continue
+        for action in run.get("actions", []):
+            if action.get("action") == "ingest":
+                total += int(action.get("counts", {}).get("batches", 0) or 0)
+    return total
+
+
+def burst(home, n, deadline_s):
+    """Writes `n` memories as fast as one process can, then one more 0.3 s later (a save
+    made while the burst is still being ingested). Returns (last write -> all `n`
+    searchable in ms, that one save's close -> searchable in ms, ingest batches run)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 1))
+    tag = f"b{os.getpid()}t{time.time_ns()}"
+    words = [f"zq{tag}n{i}x" for i in range(n)]
+    for i, word in enumerate(words):
+        with open(os.path.join(home, "Data", f"burst-{tag}-{i:05d}.txt"), "w") as f:
+            f.write(f"burst memory {i} says {word}\n")
+    last = time.perf_counter()
+    time.sleep(0.3)
+    fresh = f"zq{tag}fresh"
+    with open(os.path.join(home, "Data", f"fresh-{tag}.txt"), "w") as f:
+        f.write(f"a fresh memory says {fresh}\n")
+    fresh_closed = time.perf_counter()
+    all_at = fresh_at = None
+    end = last + deadline_s
+    while (all_at is None or fresh_at is None) and time.perf_counter() < end:
+        now = time.perf_counter()
+        if fresh_at is None and indexed(home, fresh):
+            fresh_at = now
+        if all_at is None and words_indexed(home, words) == n:
+            all_at = now
+        time.sleep(0.02)
+    ms = lambda at, since: None if at is None else (at - since) * 1000
+    # The batches are counted once memsched has recorded its runs.
+    time.sleep(1)
+    return ms(all_at, last), ms(fresh_at, fresh_closed), ingest_batches(home, since)
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, int(round(p / 100 * len(xs) + 0.5)) - 1))]
@@ -108,6 +172,8 @@ def main():
     ap.add_argument("--memsched", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--samples", type=int, default=15)
     ap.add_argument("--debounce", type=int, default=100)
+    ap.add_argument("--burst", type=int, default=0, metavar="N",
+                    help="then, tool by tool, a burst of N memories and one save during it")
     ap.add_argument("--deadline", type=float, default=20, metavar="S",
                     help="a sample not searchable within S seconds counts as never")
     args = ap.parse_args()
@@ -159,6 +225,9 @@ def main():
                 if ms is not None:
                     results[label].append(ms)
                 time.sleep(0.3)
+        bursts = {}
+        for label, home in homes if args.burst else []:
+            bursts[label] = burst(home, args.burst, max(args.deadline, 120))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -174,6 +243,13 @@ def main():
             print(f"| {label} | — | — | 0 (never searchable within {args.deadline:g} s) |")
     for label in missing:
         print(f"| {label} | — | — | 0 |")
+    if args.burst:
+        print(f"\na burst of {args.burst} new memories, then one save 0.3 s after its last write\n")
+        print("| | last write -> all searchable | the save during it: close -> searchable | ingest batches (step runs or resident batches) |")
+        print("|---|---|---|---|")
+        shown = lambda ms: "never" if ms is None else f"{ms:,.0f} ms"
+        for label, (all_ms, fresh_ms, batches) in bursts.items():
+            print(f"| {label} | {shown(all_ms)} | {shown(fresh_ms)} | {'—' if batches is None else batches} |")
     if not wx:
         print("\nwatchexec not found: install it with `cargo install watchexec-cli --locked`")
     shutil.rmtree(base, ignore_errors=True)
