@@ -16,6 +16,7 @@ pub(crate) mod inotify;
 pub(crate) mod interest;
 pub(crate) mod mounts;
 pub(crate) mod poll;
+pub(crate) mod sleep;
 
 pub(crate) use change::{Change, Roots, classify, source_folders};
 pub(crate) use inotify::InotifyWatcher;

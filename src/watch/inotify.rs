@@ -19,10 +19,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ::inotify::Inotify;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 use notify::{EventHandler, RecursiveMode};
 
+use super::sleep::{self, Woken};
 use table::Table;
 
 /// A storm drains in few reads: an event is 16 bytes plus its name.
@@ -79,20 +79,13 @@ fn run<F: EventHandler>(
     let mut buffer = vec![0u8; BUFFER];
     let mut out = Vec::new();
     loop {
-        let mut fds = [
-            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
+        match sleep::until_ready(inotify.as_fd(), PollFlags::POLLIN, stop) {
+            Ok(Woken::Ready) => {}
+            Ok(Woken::Stopped) => return,
             Err(e) => {
                 handler.handle_event(Err(notify::Error::io(e.into())));
                 return;
             }
-        }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return;
         }
         match inotify.read_events(&mut buffer) {
             Ok(events) => {

@@ -11,10 +11,10 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 
 use super::Notice;
+use super::sleep::{self, Woken};
 
 /// The mount table of memsched's own mount namespace.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
@@ -58,25 +58,12 @@ impl MountWatch {
 
 /// Sleeps until the mount table changes (true) or the stop pipe closes (false).
 fn wait(table: &std::fs::File, stop: &PipeReader) -> bool {
-    loop {
-        let mut fds = [
-            PollFd::new(table.as_fd(), PollFlags::POLLPRI),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => {
-                log::warn!("cannot watch the mount table: {e}; mounts wait for the tick");
-                return false;
-            }
-        }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return false;
-        }
-        // The kernel reports a change as POLLERR | POLLPRI.
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            return true;
+    // The kernel reports a change as POLLERR | POLLPRI.
+    match sleep::until_ready(table.as_fd(), PollFlags::POLLPRI, stop) {
+        Ok(woken) => woken == Woken::Ready,
+        Err(e) => {
+            log::warn!("cannot watch the mount table: {e}; mounts wait for the tick");
+            false
         }
     }
 }
