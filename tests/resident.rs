@@ -52,6 +52,11 @@ fn lines(env: &TestEnv, name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Lets a batch holding a SLOW file finish (the double waits for this file).
+fn release(env: &TestEnv) {
+    std::fs::write(env.log_dir().join("release"), "").unwrap();
+}
+
 /// The pid that served the batch holding `file`.
 fn pid_of(env: &TestEnv, file: &str) -> Option<u64> {
     lines(env, "batches.jsonl")
@@ -224,6 +229,7 @@ fn issue_19_kill_9_of_memsched_the_step_ends_at_eof_and_no_second_copy_starts() 
         .status(3)
         .stdout_has("holds")
         .run();
+    release(&env);
     wait_until(
         "the orphaned step ends at EOF",
         DEADLINE,
@@ -258,6 +264,8 @@ fn issue_19_sigterm_lets_the_batch_in_flight_finish_and_be_recorded_then_ends_th
         Signal::SIGTERM,
     )
     .unwrap();
+    // Still in flight when the signal came: only now may it finish.
+    release(&env);
     let status = w.wait_exit(DEADLINE);
     assert!(
         gone(pid),

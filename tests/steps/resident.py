@@ -8,7 +8,7 @@ stdin, answers one JSON line on stdout, and records what it did in LOGDIR:
   it with that pid alive writes OVERLAP and exits 3 (the tests then fail loudly).
 
 What a file holds steers it: CRASH dies mid-batch (exit 9, no answer), HANG sleeps a
-minute, SLOW sleeps 2 s, BADPATH answers with a path not in the batch, FAIL reports the
+minute, SLOW waits until the test makes LOGDIR/release (at most a minute), BADPATH answers with a path not in the batch, FAIL reports the
 file failed. A file named in a remove request is answered done.
 """
 import json
@@ -90,7 +90,10 @@ for line in sys.stdin:
         if b"HANG" in text:
             time.sleep(60)
         if b"SLOW" in text:
-            time.sleep(2)
+            # In flight until the test says: what it checks meanwhile needs no race.
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(log, "release")) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if b"BADPATH" in text:
             bad = True
         if b"FAIL" in text:
