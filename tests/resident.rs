@@ -398,3 +398,34 @@ fn issue_19_a_step_that_keeps_dying_is_started_again_after_a_growing_pause() {
     assert!(starts[3] - starts[2] >= 1.0, "{starts:?}");
     assert_eq!(recorded(&env), ["d.txt"]);
 }
+
+/// A resident step is judged as a one-shot one is before it starts: a script others can
+/// write is refused, named, and never run (issue 21 item 3 holds for resident steps too).
+#[test]
+fn issue_19_a_resident_step_whose_script_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let script = env.home().join("resident.py");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/resident.py"),
+        &script,
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let argv = serde_json::to_string(&[
+        "python3",
+        "resident.py",
+        &env.log_dir().display().to_string(),
+    ])
+    .unwrap();
+    env.raw_rules(&format!(
+        "[actions.ingest]\ncommand = {argv}\nresident = true\nsettle = \"0s\"\n"
+    ));
+    env.data_file("a.txt", "alpha");
+    env.test()
+        .args(&["--once", "--mode", "ingest"])
+        .status(1)
+        .stdout_has("{home}/resident.py: it is writable by others (mode 0666")
+        .run();
+    assert!(lines(&env, "starts.jsonl").is_empty(), "the script ran");
+}

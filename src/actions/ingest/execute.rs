@@ -338,6 +338,7 @@ fn resident_spec(ctx: &Context<'_>, config: &IngestConfig, argv: &[String]) -> r
         env: ctx.step_env(Action::Ingest, None),
         lock: ctx.paths.action_lock(Action::Ingest.name()),
         idle_exit: config.resident.and_then(|r| r.idle_exit),
+        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
     }
 }
 

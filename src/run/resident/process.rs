@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 use crate::os::lock;
-use crate::run::runner::{KILL_GRACE, Tail};
+use crate::run::runner::{KILL_GRACE, Tail, program};
 
 /// The longest answer line read; a longer one is no answer (and the step is ended).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -47,6 +47,9 @@ pub(crate) struct Spec {
     pub lock: PathBuf,
     /// Close its stdin after this long without a batch.
     pub idle_exit: Option<Duration>,
+    /// Scripts its arguments name, judged with its program before it starts (see
+    /// [`program::scripts`]), as a one-shot step's are.
+    pub scripts: Vec<PathBuf>,
 }
 
 /// A running resident step.
@@ -64,6 +67,10 @@ impl Process {
     /// Starts `spec`'s command holding its lock (handed on as one-shot steps get theirs).
     pub(super) fn start(spec: &Spec) -> Result<Process> {
         let program = spec.argv[0].to_string_lossy().into_owned();
+        // What a one-shot step's start checks, this one's start checks: no program or
+        // script others can write runs (issue 21 item 3).
+        let path_var = program::path_of(&spec.env);
+        program::check(&spec.argv[0], &spec.cwd, path_var.as_deref(), &spec.scripts)?;
         let mut child = lock::spawn_sharing(&[spec.lock.as_path()], || {
             Command::new(&spec.argv[0])
                 .args(&spec.argv[1..])
@@ -77,6 +84,9 @@ impl Process {
                 .spawn()
         })
         .map_err(|source| Error::Spawn { program, source })?;
+        // The lock names the step's group, as a one-shot step's does: a helper it leaves
+        // behind is told from it once memsched and the group are gone (issue 18 item 12).
+        lock::note_step(&[spec.lock.as_path()], child.id());
         let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>();
         let mut pipe = child.stdin.take().expect("stdin is piped");
         thread::spawn(move || {

@@ -34,6 +34,7 @@ fn fixture() -> Fixture {
         env: Vec::new(),
         lock: dir.path().join("ingest.lock"),
         idle_exit: None,
+        scripts: Vec::new(),
     };
     Fixture { _dir: dir, spec }
 }
