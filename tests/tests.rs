@@ -17,6 +17,7 @@ mod daily;
 mod example;
 mod faiss;
 mod faults;
+mod fresh_saves;
 mod history;
 mod hostile;
 mod hostile3;

@@ -4,22 +4,25 @@
 pub(crate) mod batches;
 mod decide;
 mod execute;
+mod fresh;
 mod hash;
 mod hints;
 mod job;
 mod plan;
 mod retried;
 mod scan;
+mod step;
 mod step_result;
 mod twins;
 
-pub use execute::{Executed, execute, resident_argvs, task_id};
+pub use execute::{Executed, execute, task_id};
 pub use hash::hash_one;
-pub use hints::{Prehashed, WatcherHints};
+pub use hints::{FreshSaves, Prehashed, WatcherHints};
 pub use job::IngestJob;
 pub use plan::{Candidate, Known, Plan, plan};
 pub use retried::{RetriedRun, batchable, retry as retry_files};
 pub use scan::{Scan, scan};
+pub use step::resident_argvs;
 
 use crate::config::rules::IngestConfig;
 use crate::run::context::Context;

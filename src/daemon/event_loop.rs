@@ -27,6 +27,7 @@ use super::scheduler::{RunOrder, Scheduler, Settings};
 use super::self_report::SelfReport;
 use super::watcher_life::Watching;
 use super::worker::Worker;
+use crate::actions::ingest::FreshSaves;
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
 use crate::error::Result;
@@ -77,6 +78,8 @@ pub(super) struct Daemon {
     changes: ChangeSet,
     /// Reads memory files as their writers close them.
     prehasher: prehash::Prehasher,
+    /// Memories saved while an ingest run is under way, handed to it for its next batch.
+    fresh: Option<FreshSaves>,
     canary: Canary,
     report: SelfReport,
     worker: Worker,
@@ -112,6 +115,7 @@ impl Daemon {
             watching: Watching::new(roots, interest, channels.outlet),
             changes: ChangeSet::default(),
             prehasher: prehash::Prehasher::start(),
+            fresh: None,
             report: SelfReport::default(),
             systemd: Notifier::from_env(),
             keep_alive: None,
@@ -225,7 +229,9 @@ impl Daemon {
             hints.closed = taken.settled;
             hints.prehashed = self.prehasher.take();
             hints.changed = taken.changed.filter(|_| request.trigger == Trigger::Event);
+            hints.fresh = Some(FreshSaves::default());
         }
+        self.fresh.clone_from(&request.ingest_hints.fresh);
         self.worker.partial_ingest = request.ingest_hints.changed.is_some();
         self.worker.spawn(&self.paths, &self.config.rules, request);
     }
@@ -260,6 +266,7 @@ impl Daemon {
     /// saying what it did.
     fn on_finished(&mut self, record: &RunRecord, carried: &Carried) {
         self.sched.run_finished();
+        self.fresh = None;
         self.systemd
             .status(&crate::commands::summary::status_line(record));
         for a in &record.actions {

@@ -2,7 +2,8 @@
 """Test double for a pipeline step: records exactly what it was given, then behaves as told.
 
 usage: record.py LOGDIR [--exit N] [--sleep SECONDS] [--fail SUBSTRING]... [--fail-while FILE]
-                       [--bad-result] [--result JSON] [--exclusive FILE] [--tag NAME] [-- ARGS...]
+                       [--bad-result] [--result JSON] [--exclusive FILE] [--tag NAME]
+                       [--hold-on SUBSTRING RELEASE] [-- ARGS...]
 
 Each call writes LOGDIR/<ns>-<pid>.json with the arguments after `--` and stdin as hex
 (byte for byte), the MEMSCHED_* environment and the working directory. --fail reports the
@@ -11,6 +12,9 @@ a result file that does not parse; --result writes JSON as the result file, as g
 --fail-while exits 1 while FILE exists. --exclusive FILE proves no two calls overlap: the
 call holds FILE (created exclusively) while it runs and writes FILE.overlap if it was
 already there. --tag NAME is recorded with the call (to tell one step's calls from another's).
+--hold-on SUBSTRING RELEASE: when a file's name contains SUBSTRING, the call (once recorded)
+stays in flight until RELEASE exists (at most a minute), so a test checks what happens
+meanwhile without a race.
 """
 import json
 import os
@@ -22,6 +26,7 @@ def main(argv):
     logdir, rest = argv[0], argv[1:]
     code, pause, fail, bad_result, literal, exclusive = 0, 0.0, [], False, None, None
     tag = None
+    hold_on, release = None, None
     files = []
     while rest:
         arg = rest.pop(0)
@@ -45,6 +50,8 @@ def main(argv):
             literal = rest.pop(0)
         elif arg == "--tag":
             tag = rest.pop(0)
+        elif arg == "--hold-on":
+            hold_on, release = rest.pop(0), rest.pop(0)
         else:
             raise SystemExit(f"record.py: unknown option {arg}")
     if exclusive:
@@ -85,6 +92,10 @@ def main(argv):
             json.dump({"failed": failed}, f)
     if pause:
         time.sleep(pause)
+    if hold_on and any(hold_on in f for f in files):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
     if exclusive:
         os.remove(exclusive)
     if code:

@@ -1,25 +1,25 @@
 //! Ingest's execution: record known content, send the rest to the step in batches,
 //! record what it finished and queue what it failed on.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::batches::{self, Piece};
+use super::fresh;
+use super::hints::FreshSaves;
 use super::plan::{Candidate, Plan};
-use super::step_result::{self, StepResult, UnusableReport, Verdict};
+use super::step::{BatchLocks, run_batch, single_file_command};
+use super::step_result::{self, UnusableReport, Verdict};
 use crate::actions::retry_policy;
-use crate::config::rules::{Backoff, IngestConfig, PassFiles, defaults};
+use crate::config::rules::{Backoff, IngestConfig, defaults};
 use crate::error::{Error, Result};
-use crate::model::action::Action;
 use crate::model::task_status::TaskStatus;
 use crate::model::words;
 use crate::run::context::Context;
-use crate::run::resident;
-use crate::run::runner::{self, CommandReport, Invocation, Vars};
-use crate::state::ingest_hash::IngestHash;
+use crate::run::runner::CommandReport;
+use crate::state::ingest_hash::{Digest, IngestHash};
 use crate::state::json_file::Edit;
 use crate::state::task_queue::TaskQueue;
 use crate::state::timestamp;
@@ -53,6 +53,8 @@ pub struct Executed {
     pub stopped: Option<(usize, usize)>,
     /// When the first of the tasks this run queued falls due for retry.
     pub retry_due: Option<SystemTime>,
+    /// Memories saved while the run was under way that it sent too (in its next batch).
+    pub fresh: usize,
 }
 
 impl Executed {
@@ -65,16 +67,18 @@ impl Executed {
 /// Runs `plan`: records known content, sends the rest in batches, records after each batch
 /// so a crash of memsched loses at most the batch in flight (a crash of the machine, at
 /// most the last quarter second: the journal is made durable once per slice, and at the
-/// end). Stops at the first error that would make a record impossible (a step that cannot
+/// end). Memories saved while it runs (`fresh`, from the watcher) go into the next batch.
+/// Stops at the first error that would make a record impossible (a step that cannot
 /// start, a state file that cannot be written).
 pub fn execute(
     ctx: &Context<'_>,
     config: &IngestConfig,
     plan: &Plan,
+    fresh: Option<&FreshSaves>,
     hashes: &mut IngestHash,
     out: &mut Executed,
 ) -> Result<()> {
-    let ran = send_all(ctx, config, plan, hashes, out);
+    let ran = send_all(ctx, config, plan, fresh, hashes, out);
     // Even a run stopped by an error leaves what it recorded durable.
     let committed = hashes.commit();
     ran.and(committed)
@@ -84,6 +88,7 @@ fn send_all(
     ctx: &Context<'_>,
     config: &IngestConfig,
     plan: &Plan,
+    fresh: Option<&FreshSaves>,
     hashes: &mut IngestHash,
     out: &mut Executed,
 ) -> Result<()> {
@@ -98,59 +103,156 @@ fn send_all(
     // Split by bytes as well as by count when the names go in argv (issue 8): a batch
     // past ARG_MAX could never start.
     let pieces = batches::plan(ctx, config, &plan.send);
-    let total = batches::batch_count(&pieces);
-    // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files in
-    // 313 batches ran 20 s with nothing on screen).
-    let mut bar = crate::run::progress::Batches::new(plan.send.len(), total, ctx.progress);
-    // Content the step failed on in this run: a gone memory with that content was
-    // renamed, and its old path stays in the index until the new one is in.
-    let mut failed_content = std::collections::HashSet::new();
-    // Files failed without being sent (a name too long, a line break).
-    let mut not_sendable = 0;
+    let mut sender = Sender {
+        ctx,
+        config,
+        total: batches::batch_count(&pieces),
+        // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files
+        // in 313 batches ran 20 s with nothing on screen).
+        bar: crate::run::progress::Batches::new(
+            plan.send.len(),
+            batches::batch_count(&pieces),
+            ctx.progress,
+        ),
+        failed_content: HashSet::new(),
+        not_sendable: 0,
+        hashes,
+        out,
+        now,
+    };
+    let mut queued_from = 0;
     for piece in pieces {
-        let batch = match piece {
-            Piece::Batch(range) => &plan.send[range],
-            Piece::TooLong { index, why } => {
-                // Fits in no batch: a failed task naming why, with no command of its own
-                // (it could not start either); the rest of the run goes on.
-                let candidate = &plan.send[index];
-                let error = format!("not sent: {why}");
-                let failed = [(candidate, error.clone())];
-                let due = record_tasks(ctx, config, hashes, &[], &failed, &now, false)?;
-                out.queued_until(due);
-                out.unsent += 1;
-                not_sendable += 1;
-                out.failed.push((candidate.shown(), error));
-                continue;
-            }
-            Piece::LineBreak { index, why } => {
-                // Never sent, so never split: a failed task with the reason and the fix.
-                let candidate = &plan.send[index];
-                let error = format!("not sent: {why}");
-                let due = record_tasks(
-                    ctx,
-                    config,
-                    hashes,
-                    &[],
-                    &[(candidate, error.clone())],
-                    &now,
-                    false,
-                )?;
-                out.queued_until(due);
-                not_sendable += 1;
-                out.failed.push((candidate.shown(), error));
-                continue;
-            }
-        };
-        if ctx.stopping() {
-            out.notes.push(format!(
-                "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
-                out.batches,
-                words::count(total, "batch", "batches")
-            ));
-            out.stopped = Some((total, plan.send.len() - out.sent - not_sendable));
+        if let Some(fresh) = fresh {
+            sender.send_fresh(fresh, &plan.send[queued_from..])?;
+        }
+        if let Piece::Batch(range) = &piece {
+            queued_from = range.end;
+        }
+        if sender.stop_if_asked(plan.send.len()) {
             break;
         }
+        sender.send(&plan.send, piece, &plan.after_send)?;
+    }
+    // Removals come after the additions: a renamed memory is searchable under its new
+    // name before its old one goes.
+    let Sender {
+        failed_content,
+        hashes,
+        out,
+        now,
+        ..
+    } = sender;
+    remove_gone(
+        ctx,
+        config,
+        &plan.remove,
+        &failed_content,
+        hashes,
+        out,
+        &now,
+    )?;
+    Ok(())
+}
+
+/// What sends a run's batches keeps between them.
+struct Sender<'s, 'c> {
+    ctx: &'s Context<'c>,
+    config: &'s IngestConfig,
+    hashes: &'s mut IngestHash,
+    out: &'s mut Executed,
+    now: String,
+    /// Batches the run has, fresh saves' included.
+    total: usize,
+    bar: crate::run::progress::Batches,
+    /// Content the step failed on in this run: a gone memory with that content was
+    /// renamed, and its old path stays in the index until the new one is in.
+    failed_content: HashSet<Digest>,
+    /// Files failed without being sent (a name too long, a line break).
+    not_sendable: usize,
+}
+
+impl Sender<'_, '_> {
+    /// Whether a signal asked memsched to stop: then the run sends nothing more, saying
+    /// what it leaves (of `planned` files and the fresh saves it took).
+    fn stop_if_asked(&mut self, planned: usize) -> bool {
+        if !self.ctx.stopping() {
+            return false;
+        }
+        let out = &mut *self.out;
+        out.notes.push(format!(
+            "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
+            out.batches,
+            words::count(self.total, "batch", "batches")
+        ));
+        let left = (planned + out.fresh).saturating_sub(out.sent + self.not_sendable);
+        out.stopped = Some((self.total, left));
+        true
+    }
+
+    /// Sends, in batches of their own, the memories saved since the last batch that need
+    /// it, ahead of the files still `queued`.
+    fn send_fresh(&mut self, fresh: &FreshSaves, queued: &[Candidate]) -> Result<()> {
+        let saved = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
+        if saved.is_empty() {
+            return Ok(());
+        }
+        for candidate in &saved {
+            self.out.notes.push(format!(
+                "send {}: saved during this run, sent ahead of the {} it still had queued",
+                candidate.shown(),
+                words::count(queued.len(), "file", "files")
+            ));
+        }
+        self.out.fresh += saved.len();
+        let pieces = batches::plan(self.ctx, self.config, &saved);
+        self.total += batches::batch_count(&pieces);
+        for piece in pieces {
+            if self.ctx.stopping() {
+                // The loop over the planned batches says so.
+                break;
+            }
+            self.send(&saved, piece, &[])?;
+        }
+        Ok(())
+    }
+
+    /// `candidate` could not be sent (`why`; `too_long`: its name fits in no batch; else
+    /// a line break would split it): a failed task naming why, with no command of its own
+    /// (it could not start either); the rest of the run goes on.
+    fn not_sent(&mut self, candidate: &Candidate, why: &str, too_long: bool) -> Result<()> {
+        let error = format!("not sent: {why}");
+        let failed = [(candidate, error.clone())];
+        let due = record_tasks(
+            self.ctx,
+            self.config,
+            self.hashes,
+            &[],
+            &failed,
+            &self.now,
+            false,
+        )?;
+        self.out.queued_until(due);
+        self.out.unsent += usize::from(too_long);
+        self.not_sendable += 1;
+        self.out.failed.push((candidate.shown(), error));
+        Ok(())
+    }
+
+    /// Sends one piece of `files` (or fails it, when it could not be sent), records what
+    /// the step did, and the copies (`after_send`) of content it finished.
+    fn send(
+        &mut self,
+        files: &[Candidate],
+        piece: Piece,
+        after_send: &[(Candidate, String)],
+    ) -> Result<()> {
+        let (ctx, config, now) = (self.ctx, self.config, self.now.as_str());
+        let batch = match piece {
+            Piece::Batch(range) => &files[range],
+            Piece::TooLong { index, why } => return self.not_sent(&files[index], &why, true),
+            Piece::LineBreak { index, why } => return self.not_sent(&files[index], &why, false),
+        };
+        let out = &mut *self.out;
         out.batches += 1;
         out.sent += batch.len();
         let (report, result) = run_batch(
@@ -168,37 +270,32 @@ fn send_all(
         out.commands.push(report);
         let verdicts = verdicts?;
 
-        let (done_keys, failures, gone_keys) =
-            place_verdicts(batch, verdicts, hashes, &now, out, &mut failed_content);
+        let (done_keys, failures, gone_keys) = place_verdicts(
+            batch,
+            verdicts,
+            self.hashes,
+            now,
+            out,
+            &mut self.failed_content,
+        );
         // Copies of content the step just finished need no run of their own.
-        for (copy, original) in &plan.after_send {
+        for (copy, original) in after_send {
             if done_keys.contains(&original.as_str()) {
-                hashes.record(&copy.key, &copy.hash, copy.stat, &now);
+                self.hashes.record(&copy.key, &copy.hash, copy.stat, now);
                 out.recorded_only += 1;
             }
         }
-        hashes.flush()?;
+        self.hashes.flush()?;
         out.done += done_keys.len();
         out.gone += gone_keys.len();
-        bar.sent(done_keys.len(), failures.len());
+        self.bar.sent(done_keys.len(), failures.len());
         let closed: Vec<&str> = done_keys.iter().chain(&gone_keys).copied().collect();
-        let due = record_tasks(ctx, config, hashes, &closed, &failures, &now, true)?;
+        let due = record_tasks(ctx, config, self.hashes, &closed, &failures, now, true)?;
         out.queued_until(due);
         out.failed
             .extend(failures.into_iter().map(|(c, e)| (c.shown(), e)));
+        Ok(())
     }
-    // Removals come after the additions: a renamed memory is searchable under its new
-    // name before its old one goes.
-    remove_gone(
-        ctx,
-        config,
-        &plan.remove,
-        &failed_content,
-        hashes,
-        out,
-        &now,
-    )?;
-    Ok(())
 }
 
 /// Records what the step finished in a batch, and sorts the rest: files it failed on
@@ -210,7 +307,7 @@ fn place_verdicts<'a>(
     hashes: &mut IngestHash,
     now: &str,
     out: &mut Executed,
-    failed_content: &mut std::collections::HashSet<crate::state::ingest_hash::Digest>,
+    failed_content: &mut HashSet<Digest>,
 ) -> (Vec<&'a str>, Vec<(&'a Candidate, String)>, Vec<&'a str>) {
     let mut done_keys = Vec::new();
     let mut failures = Vec::new();
@@ -251,7 +348,7 @@ fn remove_gone(
     ctx: &Context<'_>,
     config: &IngestConfig,
     gone: &[Candidate],
-    failed_content: &std::collections::HashSet<crate::state::ingest_hash::Digest>,
+    failed_content: &HashSet<Digest>,
     hashes: &mut IngestHash,
     out: &mut Executed,
     now: &str,
@@ -327,134 +424,6 @@ fn remove_gone(
         out.removed += confirmed;
     }
     Ok(())
-}
-
-/// The resident step `argv` (the ingest or the remove command) makes: started in the
-/// pipeline home with the steps' environment, holding ingest.lock.
-fn resident_spec(ctx: &Context<'_>, config: &IngestConfig, argv: &[String]) -> resident::Spec {
-    resident::Spec {
-        argv: runner::expand(argv, &Vars::default()),
-        cwd: ctx.paths.home.clone(),
-        env: ctx.step_env(Action::Ingest, None),
-        lock: ctx.paths.action_lock(Action::Ingest.name()),
-        idle_exit: config.resident.and_then(|r| r.idle_exit),
-        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
-    }
-}
-
-/// The argument vectors of the resident steps these rules start (the command, and the
-/// remove command when it differs): what a run of them may keep from an earlier run.
-#[must_use]
-pub fn resident_argvs(config: &IngestConfig) -> Vec<Vec<std::ffi::OsString>> {
-    config
-        .remove
-        .iter()
-        .chain(std::iter::once(&config.command.argv))
-        .map(|argv| runner::expand(argv, &Vars::default()))
-        .collect()
-}
-
-/// The locks a one-shot run of the step holds and hands on: ingest.lock for an ingest
-/// run; retry.lock and ingest.lock for a retry of failed files (see `runner::Invocation`).
-#[derive(Debug, Clone)]
-pub(super) struct BatchLocks {
-    pub(super) lock: PathBuf,
-    pub(super) step_lock: Option<PathBuf>,
-    /// Per batch (ingest's `timeout`, or retry's for a retried batch).
-    pub(super) timeout: std::time::Duration,
-    /// `MEMSCHED_ACTION` of a one-shot step: who runs it (a resident step has the
-    /// environment it was started with).
-    pub(super) action: Action,
-}
-
-impl BatchLocks {
-    /// What an ingest run's batches hold.
-    fn ingest(ctx: &Context<'_>, config: &IngestConfig) -> BatchLocks {
-        BatchLocks {
-            lock: ctx.paths.action_lock(Action::Ingest.name()),
-            step_lock: None,
-            timeout: config.command.timeout,
-            action: Action::Ingest,
-        }
-    }
-}
-
-/// Runs `argv` (the ingest or the remove command; `kind` says which, `"files"` or
-/// `"remove"`) on one batch and reads what it reported: a one-shot step through
-/// MEMSCHED_RESULT, a resident one through its answer line.
-pub(super) fn run_batch(
-    ctx: &Context<'_>,
-    config: &IngestConfig,
-    argv: &[String],
-    kind: &str,
-    batch: &[Candidate],
-    locks: &BatchLocks,
-) -> Result<(CommandReport, StepResult)> {
-    if config.resident.is_some() {
-        let spec = resident_spec(ctx, config, argv);
-        let id = resident::next_id();
-        let files: Vec<&std::path::Path> = batch.iter().map(|c| c.abs.as_path()).collect();
-        let line = resident::request_line(id, kind, &files);
-        let served = resident::serve(&spec, Action::Ingest.name(), id, line, locks.timeout)?;
-        let result = match served.answer {
-            resident::Answer::Line(line) => StepResult::answer(&line),
-            resident::Answer::Wrong(why) => StepResult::Malformed(why),
-            resident::Answer::None(why) => StepResult::Unanswered(why),
-        };
-        return Ok((served.report, result));
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("memsched-ingest-")
-        .tempdir()
-        .map_err(|source| Error::state_write(&std::env::temp_dir(), source))?;
-    let result_path = scratch.path().join("result.json");
-    let list_path = scratch.path().join("files.txt");
-    let files: Vec<PathBuf> = batch.iter().map(|c| c.abs.clone()).collect();
-    let joined = |end: u8| {
-        let mut bytes = Vec::new();
-        for f in &files {
-            bytes.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(f.as_os_str()));
-            bytes.push(end);
-        }
-        bytes
-    };
-    let (stdin, list) = match config.pass_files {
-        PassFiles::Args => (None, None),
-        PassFiles::StdinLines => (Some(joined(b'\n')), None),
-        PassFiles::StdinNul => (Some(joined(0)), None),
-        PassFiles::ListFile => {
-            std::fs::File::create(&list_path)
-                .and_then(|mut f| f.write_all(&joined(b'\n')))
-                .map_err(|source| Error::state_write(&list_path, source))?;
-            (None, Some(list_path.as_path()))
-        }
-    };
-    let vars = Vars {
-        files: if config.pass_files == PassFiles::Args {
-            &files
-        } else {
-            &[]
-        },
-        list,
-        ..Vars::default()
-    };
-    let invocation = Invocation {
-        argv: runner::expand(argv, &vars),
-        cwd: ctx.paths.home.clone(),
-        env: ctx.step_env(locks.action, Some(result_path.clone().into_os_string())),
-        stdin,
-        timeout: locks.timeout,
-        lock: Some(locks.lock.clone()),
-        step_lock: locks.step_lock.clone(),
-        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
-        item: Some(match batch {
-            [one] => one.shown(),
-            many => format!("{} files", many.len()),
-        }),
-    };
-    let report = runner::run(&invocation)?;
-    let result = StepResult::read(&result_path, batch.len());
-    Ok((report, result))
 }
 
 /// Whether `candidate` is no longer in data_dir (its path names nothing, not even a link).
@@ -555,26 +524,4 @@ fn retry_backoff(ctx: &Context<'_>) -> Backoff {
 #[must_use]
 pub fn task_id(key: &str) -> String {
     format!("ingest:{key}")
-}
-
-/// The ingest command for this one file, when it can be written down in JSON: files passed
-/// as arguments and a name that is valid UTF-8. Otherwise the retry action re-runs the
-/// file from the task's `file`.
-pub(super) fn single_file_command(config: &IngestConfig, candidate: &Candidate) -> Option<Value> {
-    if config.pass_files != PassFiles::Args || config.resident.is_some() {
-        return None;
-    }
-    let files = [candidate.abs.clone()];
-    let argv = runner::expand(
-        &config.command.argv,
-        &Vars {
-            files: &files,
-            ..Vars::default()
-        },
-    );
-    let argv: Option<Vec<Value>> = argv
-        .into_iter()
-        .map(|a| a.into_string().ok().map(Value::from))
-        .collect();
-    argv.map(Value::Array)
 }

@@ -1,10 +1,12 @@
 //! [`WatcherHints`]: what the watcher hands the ingest action, and it alone: the paths it
 //! heard change, the files whose writers it heard finish, the hashes it took as they did,
-//! and the manifest it holds across runs. Built once per run by the daemon; `--once` and
-//! the tests take [`WatcherHints::default`], which plans from a walk of all of data_dir.
+//! the manifest it holds across runs, and the saves it hears while the run is under way.
+//! Built once per run by the daemon; `--once` and the tests take
+//! [`WatcherHints::default`], which plans from a walk of all of data_dir.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::state::ingest_hash::{Digest, Held};
 use crate::state::stat::Stat;
@@ -32,6 +34,9 @@ pub struct WatcherHints {
     /// The ingest manifest: one handle held across a watcher's runs, a fresh one per
     /// `--once`.
     pub manifest: Held,
+    /// Memories the watcher hears saved while this run is under way: sent in its next
+    /// batch (`None` in `--once`, which hears nothing).
+    pub fresh: Option<FreshSaves>,
 }
 
 impl WatcherHints {
@@ -59,5 +64,53 @@ impl WatcherHints {
             .get(rel)
             .filter(|(early, _)| *early == stat)
             .map(|(_, hash)| *hash)
+    }
+}
+
+/// Data files heard changing during one ingest run (relative to data_dir), each with
+/// whether its writer has finished with it (closed it after its last write, or renamed it
+/// into place). One handle is the watcher's, the other the run's.
+#[derive(Debug, Clone, Default)]
+pub struct FreshSaves(Arc<Mutex<HashMap<PathBuf, bool>>>);
+
+impl FreshSaves {
+    /// The watcher heard `rel` change; `complete` when its writer is done with it. A file
+    /// reopened after its close waits for its next close.
+    pub fn heard(&self, rel: &Path, complete: bool) {
+        let mut heard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.insert(rel.to_path_buf(), complete);
+    }
+
+    /// Takes the complete files heard so far, leaving those still being written.
+    pub(super) fn take_complete(&self) -> Vec<PathBuf> {
+        let mut heard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut complete: Vec<PathBuf> = heard
+            .extract_if(|_, complete| *complete)
+            .map(|(rel, _)| rel)
+            .collect();
+        complete.sort_unstable();
+        complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_whose_writer_finished_are_taken_and_each_once() {
+        let fresh = FreshSaves::default();
+        let (a, b) = (Path::new("a.txt"), Path::new("b.txt"));
+        fresh.heard(a, true);
+        fresh.heard(b, true);
+        fresh.heard(b, false);
+        assert_eq!(fresh.take_complete(), [a.to_path_buf()]);
+        assert!(fresh.take_complete().is_empty(), "taken once");
+        fresh.heard(b, true);
+        assert_eq!(
+            fresh.take_complete(),
+            [b.to_path_buf()],
+            "b waited for its close"
+        );
     }
 }

@@ -154,7 +154,15 @@ impl<'a> Job for IngestJob<'a> {
         state: &mut Loaded<'a>,
     ) -> Result<job::Executed<Executed>> {
         let mut executed = Executed::default();
-        let result = execute(ctx, self.config, plan, &mut state.hashes, &mut executed);
+        let fresh = self.hints.fresh.as_ref();
+        let result = execute(
+            ctx,
+            self.config,
+            plan,
+            fresh,
+            &mut state.hashes,
+            &mut executed,
+        );
         Ok(job::Executed {
             done: executed,
             stopped_by: result.err(),
@@ -274,10 +282,22 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
     let failed = executed.failed.len();
     let mut parts = Vec::new();
     if !plan.send.is_empty() {
+        // Files saved while the run was under way went in too (issue 19).
+        let fresh = match executed.fresh {
+            0 => String::new(),
+            n => format!(
+                " ({} saved during the run)",
+                words::count(n, "file", "files")
+            ),
+        };
         let mut summary = match executed.stopped {
             None => format!(
-                "sent {} in {}: {} done, {} failed{}",
-                words::count(plan.send.len() - executed.unsent, "file", "files"),
+                "sent {}{fresh} in {}: {} done, {} failed{}",
+                words::count(
+                    plan.send.len() + executed.fresh - executed.unsent,
+                    "file",
+                    "files"
+                ),
                 words::count(executed.batches, "batch", "batches"),
                 executed.done,
                 failed - executed.unsent,
@@ -285,11 +305,11 @@ fn ran_text(plan: &Plan, executed: &Executed, waiting: &str) -> String {
             ),
             // Issue 18 item 15: a run a signal stopped says so, and what it left.
             Some((total, left)) => format!(
-                "stopped by a signal after {} of {}: sent {} of {}: {} done, {} failed{}; the other {} sent next run",
+                "stopped by a signal after {} of {}: sent {} of {}{fresh}: {} done, {} failed{}; the other {} sent next run",
                 executed.batches,
                 words::count(total, "batch", "batches"),
                 executed.sent,
-                words::count(plan.send.len(), "file", "files"),
+                words::count(plan.send.len() + executed.fresh, "file", "files"),
                 executed.done,
                 failed - executed.unsent,
                 batches::unsent_text(executed.unsent),
@@ -448,6 +468,7 @@ fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
         put("failed", e.failed.len());
         put("recorded_only", e.recorded_only);
         put("batches", e.batches);
+        put("fresh", e.fresh);
         put("removals_done", e.removed);
         put("removals_failed", e.removals_failed.len());
     }

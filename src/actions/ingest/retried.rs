@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::batches::{self, Piece};
-use super::execute::{BatchLocks, run_batch, single_file_command, task_id};
+use super::execute::task_id;
 use super::plan::Candidate;
+use super::step::{BatchLocks, run_batch, single_file_command};
 use super::step_result::{self, UnusableReport, Verdict};
 use crate::config::rules::IngestConfig;
 use crate::error::Error;

@@ -34,6 +34,17 @@ impl Daemon {
                 if *folder == Some(true) && matches!(kind, EventKind::Create | EventKind::Rename) {
                     self.changes.note_new_folder(rel);
                 }
+                if let Some(fresh) = self.fresh.as_ref().filter(|_| self.is_memory(rel)) {
+                    // Heard during an ingest run: complete, it goes into the run's next
+                    // batch; the run this change brings next finds it recorded.
+                    fresh.heard(rel, *settled);
+                    if *settled {
+                        log::debug!(
+                            "{}: saved while ingest runs: handed to it for its next batch",
+                            crate::model::file_key::display(rel)
+                        );
+                    }
+                }
                 if *settled && self.is_memory(rel) {
                     self.prehasher
                         .closed(rel.clone(), self.watching.roots.data_dir.join(rel));
