@@ -48,6 +48,7 @@ mod unattended;
 mod upload;
 mod upload_behind;
 mod upload_confine;
+mod upload_interval;
 mod watchdog;
 mod watcher;
 mod words;

@@ -118,6 +118,7 @@ impl Job for UploadJob<'_> {
             ("given_up", plan.given_up.len()),
             ("refused", plan.refused.len()),
             ("waiting", plan.waiting),
+            ("coalesced", plan.coalesced.len()),
             ("uploaded_before", plan.uploaded),
             ("duplicates", plan.malformed.len()),
             ("to_remove", plan.remove.len()),
@@ -138,15 +139,17 @@ impl Job for UploadJob<'_> {
     }
 
     fn nothing_text(&self, plan: &UploadPlan) -> String {
-        format!(
-            "{} uploaded, none outstanding and due{}",
-            plan.uploaded,
-            if plan.given_up.is_empty() {
-                String::new()
-            } else {
-                format!("; {} given up", plan.given_up.len())
-            }
-        ) + &duplicates_text(plan)
+        let mut text = format!("{} uploaded, none outstanding and due", plan.uploaded);
+        if !plan.coalesced.is_empty() {
+            text += &format!(
+                "; {} for min_interval",
+                words::count(plan.coalesced.len(), "file waits", "files wait")
+            );
+        }
+        if !plan.given_up.is_empty() {
+            text += &format!("; {} given up", plan.given_up.len());
+        }
+        text + &duplicates_text(plan)
     }
 
     fn would_text(&self, _: &Context<'_>, plan: &UploadPlan) -> String {
@@ -205,6 +208,12 @@ impl Job for UploadJob<'_> {
         }
         if done.held_back > 0 {
             summary.push_str(&format!(", {} of the set held back", done.held_back));
+        }
+        if !plan.coalesced.is_empty() {
+            summary.push_str(&format!(
+                "; {} for min_interval (the latest version goes up when it ends)",
+                words::count(plan.coalesced.len(), "file waits", "files wait")
+            ));
         }
         if !plan.remove.is_empty() {
             report.counts.insert("removed".into(), done.removed.into());

@@ -50,6 +50,11 @@ impl<'a> UploadView<'a> {
     pub fn next_attempt_at(self) -> Option<SystemTime> {
         self.str("next_attempt_at").and_then(parse_time)
     }
+    /// When the file last went up.
+    #[must_use]
+    pub fn uploaded_at(self) -> Option<SystemTime> {
+        self.str("uploaded_at").and_then(parse_time)
+    }
     /// Whether the file's `stat` differs from the size and mtime recorded at its upload
     /// (a record without them counts as different).
     #[must_use]

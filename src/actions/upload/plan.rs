@@ -14,7 +14,7 @@ use crate::model::clock::Clock;
 use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::state::timestamp;
-use crate::state::upload_log::UploadLog;
+use crate::state::upload_log::{UploadLog, UploadView};
 
 #[derive(Debug, Default)]
 pub(crate) struct UploadPlan {
@@ -34,7 +34,13 @@ pub(crate) struct UploadPlan {
     pub given_up: Vec<(String, u64)>,
     /// Entries memsched will not upload, with the reason: marked `refused`.
     pub refused: Vec<(String, String)>,
+    /// Entries waiting for their backoff.
     pub waiting: usize,
+    /// When the first of them is due.
+    pub backoff_due: Option<SystemTime>,
+    /// Entries uploaded less than `min_interval` ago, queued until it ends: (entry, when).
+    pub coalesced: Vec<(String, SystemTime)>,
+    /// When the next entry that waits (its backoff, or `min_interval`) is due.
     pub next_due: Option<SystemTime>,
     pub uploaded: usize,
     /// Paths named by more than one entry, one sentence each: reported, neither
@@ -98,7 +104,13 @@ impl UploadPlan {
                 words::count(n, "attempt", "attempts")
             )
         }));
-        if let Some(next) = self.next_due {
+        out.extend(self.coalesced.iter().map(|(p, at)| {
+            format!(
+                "wait {p}: it went up less than min_interval ago; its latest version goes up at {}",
+                timestamp(*at)
+            )
+        }));
+        if let Some(next) = self.backoff_due {
             out.push(format!(
                 "{} for their backoff; the next is due at {}",
                 words::count(self.waiting, "upload waits", "uploads wait"),
@@ -107,6 +119,24 @@ impl UploadPlan {
         }
         out
     }
+
+    /// `entry` (of rank `rank` in the set) waits until `at`: the set's later files wait
+    /// with it, and the run wakes for it.
+    fn wait_until(&mut self, rank: Option<usize>, at: SystemTime) {
+        self.set_blocked_from = self.set_blocked_from.into_iter().chain(rank).min();
+        self.next_due = self.next_due.into_iter().chain(Some(at)).min();
+    }
+}
+
+/// When `entry` may go up again, if `min_interval` holds it back at `now`: it went up
+/// less than that long ago. Its latest version goes up then.
+fn interval_ends(
+    config: &UploadConfig,
+    entry: Option<UploadView<'_>>,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    let at = entry?.uploaded_at()?.checked_add(config.min_interval?)?;
+    (at > now).then_some(at)
 }
 
 /// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
@@ -166,10 +196,16 @@ pub(crate) fn plan(
             Some(_) => {}
         }
     }
-    for (entry, _) in &plan.enqueue {
-        match due(home, disk, config, entry, None) {
+    for i in 0..plan.enqueue.len() {
+        let entry = plan.enqueue[i].0.clone();
+        if let Some(at) = interval_ends(config, log.get(&entry), now) {
+            plan.wait_until(super::set::rank(config, &entry), at);
+            plan.coalesced.push((entry, at));
+            continue;
+        }
+        match due(home, disk, config, &entry, None) {
             Ok(item) => plan.due.push(item),
-            Err(why) => plan.refused.push((entry.clone(), why)),
+            Err(why) => plan.refused.push((entry, why)),
         }
     }
     for e in log.entries() {
@@ -203,16 +239,18 @@ pub(crate) fn plan(
             plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
             continue;
         }
-        match e.next_attempt_at().filter(|at| *at > now) {
-            Some(at) => {
-                plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
-                plan.waiting += 1;
-                plan.next_due = Some(plan.next_due.map_or(at, |n| n.min(at)));
-            }
-            None => match due(home, disk, config, entry, e.remote()) {
+        if let Some(at) = e.next_attempt_at().filter(|at| *at > now) {
+            plan.waiting += 1;
+            plan.backoff_due = plan.backoff_due.into_iter().chain(Some(at)).min();
+            plan.wait_until(rank, at);
+        } else if let Some(at) = interval_ends(config, Some(e), now) {
+            plan.coalesced.push((entry.to_owned(), at));
+            plan.wait_until(rank, at);
+        } else {
+            match due(home, disk, config, entry, e.remote()) {
                 Ok(item) => plan.due.push(item),
                 Err(why) => plan.refused.push((entry.to_owned(), why)),
-            },
+            }
         }
     }
     let found = removal::removals(home, config, &gone, plan.uploaded, confirm_removals);
@@ -267,291 +305,4 @@ fn due(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-    use std::time::Duration;
-
-    use serde_json::{Value, json};
-
-    use super::*;
-    use crate::config::rules::Rules;
-    use crate::model::clock::Frozen;
-
-    const HOME: &str = "/pipeline";
-    const NOW: &str = "2026-11-26T12:00:00Z";
-
-    fn now() -> SystemTime {
-        crate::state::parse_time(NOW).unwrap()
-    }
-
-    use crate::state::stat::Stat;
-
-    /// A made-up file system: the files that exist, each its own canonical path; the
-    /// allowed folder is the home.
-    struct FakeDisk {
-        sources: Vec<(String, Stat)>,
-        files: HashSet<PathBuf>,
-    }
-
-    impl Disk for FakeDisk {
-        fn sources(&self) -> Vec<(String, Stat)> {
-            self.sources.clone()
-        }
-        fn is_missing(&self, abs: &Path) -> bool {
-            !self.files.contains(abs)
-        }
-        fn locate(&self, abs: &Path) -> std::result::Result<(PathBuf, PathBuf), String> {
-            if !self.files.contains(abs) {
-                return Err(format!("cannot resolve {}", abs.display()));
-            }
-            let home = PathBuf::from(HOME);
-            if abs.starts_with(&home) {
-                Ok((abs.to_path_buf(), home))
-            } else {
-                Err(format!("{} lies outside the pipeline home", abs.display()))
-            }
-        }
-    }
-
-    fn config() -> UploadConfig {
-        let text = "[actions.upload]\ncommand = [\"up\", \"{path}\", \"{remote}\"]\nremote = \"r:{relpath}\"\nmax_attempts = 3\nsources = [\"Data/**\"]\n";
-        Rules::parse(Path::new("r.toml"), text)
-            .unwrap()
-            .upload
-            .unwrap()
-    }
-
-    fn log(entries: &[Value]) -> UploadLog {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("upload_log.json");
-        std::fs::write(&path, json!({ "uploads": entries }).to_string()).unwrap();
-        UploadLog::load(&path).unwrap()
-    }
-
-    fn stat(size: u64) -> Stat {
-        Stat {
-            size,
-            mtime_ns: 5,
-            inode: 1,
-            ctime_ns: None,
-        }
-    }
-
-    /// Where the plan put `entry`.
-    fn places(plan: &UploadPlan, entry: &str) -> Vec<&'static str> {
-        let mut at = Vec::new();
-        if plan.enqueue.iter().any(|(p, _)| p == entry) {
-            at.push("queue");
-        }
-        if plan.due.iter().any(|d| d.entry == entry) {
-            at.push("upload");
-        }
-        if plan.missing.iter().any(|p| p == entry) {
-            at.push("skip");
-        }
-        if plan.refused.iter().any(|(p, _)| p == entry) {
-            at.push("refuse");
-        }
-        if plan.given_up.iter().any(|(p, _)| p == entry) {
-            at.push("give up");
-        }
-        at
-    }
-
-    /// One entry's case: (what it is, the size of a source file by its name, its log entry,
-    /// whether its file exists, where the plan puts it).
-    type Case = (
-        &'static str,
-        Option<u64>,
-        Option<Value>,
-        bool,
-        &'static [&'static str],
-    );
-
-    fn cases() -> Vec<Case> {
-        let goes = |places: &'static [&'static str]| places;
-        let later = "2026-11-26T12:05:00Z";
-        let earlier = "2026-11-26T11:00:00Z";
-        vec![
-            (
-                "a new source file",
-                Some(1),
-                None,
-                true,
-                goes(&["queue", "upload"]),
-            ),
-            (
-                "a source changed since its upload",
-                Some(2),
-                Some(json!({"status": "uploaded", "size": 1, "mtime_ns": "5"})),
-                true,
-                goes(&["queue", "upload"]),
-            ),
-            (
-                "a source unchanged since its upload",
-                Some(1),
-                Some(json!({"status": "uploaded", "size": 1, "mtime_ns": "5"})),
-                true,
-                goes(&[]),
-            ),
-            (
-                "a pending entry",
-                None,
-                Some(json!({"status": "pending"})),
-                true,
-                goes(&["upload"]),
-            ),
-            (
-                "a pending entry whose file is gone",
-                None,
-                Some(json!({"status": "pending"})),
-                false,
-                goes(&["skip"]),
-            ),
-            (
-                "a skipped entry still gone",
-                None,
-                Some(json!({"status": "skipped"})),
-                false,
-                goes(&[]),
-            ),
-            (
-                "a skipped entry come back",
-                None,
-                Some(json!({"status": "skipped"})),
-                true,
-                goes(&["upload"]),
-            ),
-            (
-                "a failed entry out of attempts",
-                None,
-                Some(json!({"status": "failed", "attempts": 3})),
-                true,
-                goes(&["give up"]),
-            ),
-            (
-                "a failed entry in its backoff",
-                None,
-                Some(json!({"status": "failed", "attempts": 1, "next_attempt_at": later})),
-                true,
-                goes(&[]),
-            ),
-            (
-                "a failed entry past its backoff",
-                None,
-                Some(json!({"status": "failed", "attempts": 1, "next_attempt_at": earlier})),
-                true,
-                goes(&["upload"]),
-            ),
-            (
-                "a remote read as an option",
-                None,
-                Some(json!({"status": "pending", "remote": "--config=evil.conf"})),
-                true,
-                goes(&["refuse"]),
-            ),
-            (
-                "a remote climbing out of its folder",
-                None,
-                Some(json!({"status": "pending", "remote": "r:a/../../b"})),
-                true,
-                goes(&["refuse"]),
-            ),
-            (
-                "a refused entry",
-                None,
-                Some(json!({"status": "refused"})),
-                true,
-                goes(&[]),
-            ),
-        ]
-    }
-
-    #[test]
-    fn each_entry_is_queued_uploaded_skipped_refused_or_left() {
-        for (case, source, entry, exists, expected) in &cases() {
-            let name = "Data/notes/a.txt";
-            let mut entries = Vec::new();
-            if let Some(mut e) = entry.clone() {
-                e["path"] = name.into();
-                entries.push(e);
-            }
-            let disk = FakeDisk {
-                sources: source
-                    .map(|s| (name.to_owned(), stat(s)))
-                    .into_iter()
-                    .collect(),
-                files: if *exists {
-                    HashSet::from([Path::new(HOME).join(name)])
-                } else {
-                    HashSet::new()
-                },
-            };
-            let plan = plan(
-                Path::new(HOME),
-                &disk,
-                &config(),
-                &log(&entries),
-                &Frozen(now()),
-                false,
-            );
-            assert_eq!(places(&plan, name), *expected, "{case}");
-        }
-    }
-
-    #[test]
-    fn a_file_outside_the_home_is_refused_and_the_remote_names_the_relative_path() {
-        let entries = [
-            json!({"path": "/etc/passwd", "status": "pending"}),
-            json!({"path": "Data/notes/a.txt", "status": "pending"}),
-        ];
-        let disk = FakeDisk {
-            sources: Vec::new(),
-            files: HashSet::from([
-                PathBuf::from("/etc/passwd"),
-                Path::new(HOME).join("Data/notes/a.txt"),
-            ]),
-        };
-        let plan = plan(
-            Path::new(HOME),
-            &disk,
-            &config(),
-            &log(&entries),
-            &Frozen(now()),
-            false,
-        );
-        assert_eq!(places(&plan, "/etc/passwd"), ["refuse"]);
-        assert!(plan.refused[0].1.contains("outside"), "{:?}", plan.refused);
-        assert_eq!(plan.due.len(), 1);
-        assert_eq!(plan.due[0].remote, "r:Data/notes/a.txt");
-    }
-
-    #[test]
-    fn the_clock_decides_what_is_due_and_when_the_next_is() {
-        let entries = [
-            json!({"path": "Data/a.txt", "status": "failed", "attempts": 1,
-            "next_attempt_at": "2026-11-26T12:05:00Z"}),
-        ];
-        let disk = FakeDisk {
-            sources: Vec::new(),
-            files: HashSet::from([Path::new(HOME).join("Data/a.txt")]),
-        };
-        let log = log(&entries);
-        let before = plan(
-            Path::new(HOME),
-            &disk,
-            &config(),
-            &log,
-            &Frozen(now()),
-            false,
-        );
-        assert_eq!((before.due.len(), before.waiting), (0, 1));
-        assert_eq!(before.next_due, Some(now() + Duration::from_secs(300)));
-        let after = Frozen(now() + Duration::from_secs(301));
-        let after = plan(Path::new(HOME), &disk, &config(), &log, &after, false);
-        assert_eq!(
-            (after.due.len(), after.waiting, after.next_due),
-            (1, 0, None)
-        );
-    }
-}
+mod tests;

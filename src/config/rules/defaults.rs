@@ -93,6 +93,8 @@ pub(crate) const STUCK_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(
 pub(crate) const DONE_KEEP_RANGE: (Duration, Duration) = (minutes(1), days(3650));
 /// A resident step's quiet spell before its stdin is closed (issue 19).
 pub(crate) const IDLE_EXIT_RANGE: (Duration, Duration) = (Duration::from_millis(100), days(7));
+/// `[actions.upload] min_interval`: `0s` (no wait) to a day.
+pub(crate) const MIN_INTERVAL_RANGE: (Duration, Duration) = (Duration::ZERO, days(1));
 pub(crate) const COOLDOWN_RANGE: (Duration, Duration) = (Duration::ZERO, days(30));
 pub(crate) const LOG_KEEP_RANGE: (usize, usize) = (1, 100_000);
 pub(crate) const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);

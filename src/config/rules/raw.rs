@@ -101,6 +101,7 @@ pub(super) struct RawUpload {
     pub allow: Option<Vec<String>>,
     pub remove: Option<Spanned<Vec<String>>>,
     pub max_remove: Option<Spanned<RawLimit>>,
+    pub min_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -141,6 +141,10 @@ pub struct UploadConfig {
     /// Removals beyond this in one run wait for `--confirm-removals` (a vanished index
     /// folder deletes nothing from the drive).
     pub max_remove: RemoveLimit,
+    /// `min_interval`: a file uploaded less than this ago waits, queued, until it is over,
+    /// then its latest version goes up (a big index rewritten at every save goes up at
+    /// most once per interval, issue 19). `None`: no wait.
+    pub min_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! must stay under (issue 18 item 2), both checked at load with the file, line and column.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -50,6 +51,14 @@ pub(super) fn upload(check: &Checker, u: raw::RawUpload) -> Result<UploadConfig>
     Ok(UploadConfig {
         remove: remove_command,
         max_remove: check.max_remove(u.max_remove.as_ref())?,
+        min_interval: check
+            .duration(
+                u.min_interval.as_ref(),
+                Duration::ZERO,
+                "min_interval",
+                defaults::MIN_INTERVAL_RANGE,
+            )
+            .map(|d| Some(d).filter(|d| !d.is_zero()))?,
         command,
         remote,
         remote_root,
