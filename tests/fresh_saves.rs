@@ -168,3 +168,53 @@ fn issue_19_a_save_during_a_long_run_goes_into_its_next_batch_resident() {
     settled_with_one_send(&env, &w);
     assert_eq!(batches().len(), 4, "a file was sent twice: {:?}", batches());
 }
+
+#[test]
+fn issue_19_a_save_during_the_last_batch_goes_in_the_same_run_not_a_debounce_later() {
+    let env = TestEnv::new();
+    let release = release_file(&env).display().to_string();
+    let command = env.step_argv(&["--hold-on", "SLOW", &release, "--"]);
+    // A long debounce: a run of its own for the save would come a second later.
+    env.raw_rules(&format!(
+        "debounce = \"1s\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    env.write("Data/a-SLOW.txt", "SLOW");
+    let sent = || {
+        names(
+            env.sent()
+                .iter()
+                .map(|a| Path::new(std::ffi::OsStr::new(std::str::from_utf8(a).unwrap()))),
+        )
+    };
+    wait_until("the only batch is in flight", DEADLINE, &|| w.log(), || {
+        sent().contains(&"a-SLOW.txt".to_owned())
+    });
+    env.write("Data/z-fresh.txt", "fresh");
+    wait_until(
+        "the watcher hands the save over",
+        DEADLINE,
+        &|| w.log(),
+        || w.log().contains("z-fresh.txt: saved while ingest runs"),
+    );
+    std::fs::write(release_file(&env), "").unwrap();
+    let reports = settled_with_one_send(&env, &w);
+    let run = &reports[reports.len() - 2];
+    assert_eq!(sent(), ["a-SLOW.txt", "z-fresh.txt"]);
+    assert_eq!(
+        (
+            run["counts"]["done"].as_u64(),
+            run["counts"]["fresh"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "the save was not sent by the run it was heard during: {run:#}"
+    );
+    assert!(
+        run["reasons"]
+            .to_string()
+            .contains("sent once its last batch was done"),
+        "{run:#}"
+    );
+}

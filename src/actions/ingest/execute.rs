@@ -133,6 +133,10 @@ fn send_all(
         }
         sender.send(&plan.send, piece, &plan.after_send)?;
     }
+    // Saves heard during the last batch go now, not after another debounce and run.
+    if let Some(fresh) = fresh.filter(|_| !plan.send.is_empty() && !ctx.stopping()) {
+        sender.send_fresh(fresh, &[])?;
+    }
     // Removals come after the additions: a renamed memory is searchable under its new
     // name before its old one goes.
     let Sender {
@@ -196,11 +200,17 @@ impl Sender<'_, '_> {
         if saved.is_empty() {
             return Ok(());
         }
+        let when = match queued.len() {
+            0 => "sent once its last batch was done".to_owned(),
+            n => format!(
+                "sent ahead of the {} it still had queued",
+                words::count(n, "file", "files")
+            ),
+        };
         for candidate in &saved {
             self.out.notes.push(format!(
-                "send {}: saved during this run, sent ahead of the {} it still had queued",
-                candidate.shown(),
-                words::count(queued.len(), "file", "files")
+                "send {}: saved during this run, {when}",
+                candidate.shown()
             ));
         }
         self.out.fresh += saved.len();
