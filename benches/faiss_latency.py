@@ -295,8 +295,15 @@ def main():
             name = label + ("-resident" if resident else "")
             home = home_for(base, name, args.debounce, with_remove, resident)
             rules = os.path.join(home, "watch-rules.toml")
-            knows = subprocess.run([path, "--paths", os.path.join(home, "paths.json"), "--rules",
-                                    rules, "check"], capture_output=True).returncode == 0
+            check = lambda: subprocess.run([path, "--paths", os.path.join(home, "paths.json"),
+                                            "--rules", rules, "check"],
+                                           capture_output=True).returncode == 0
+            knows = check()
+            if not knows and not resident:
+                # A memsched from before upload sets (issue 19): the same files as sources.
+                text = open(rules).read().replace("\nset = [", "\nsources = [")
+                open(rules, "w").write(text)
+                knows = check()
             if not knows:
                 step = "resident step" if resident else "step per batch"
                 missing.append(f"memsched {label}, {step}: its rules do not load")
