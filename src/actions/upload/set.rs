@@ -22,7 +22,8 @@ pub(crate) fn order(config: &UploadConfig, due: &mut [DueUpload]) {
     if config.set.is_empty() {
         return;
     }
-    due.sort_by_key(|d| rank(config, &d.entry).map(|r| (r, d.entry.clone())));
+    // Cached: a glob match per entry, not per comparison.
+    due.sort_by_cached_key(|d| rank(config, &d.entry).map(|r| (r, d.entry.clone())));
 }
 
 /// Whether a file of rank `rank` waits because a file of an earlier place in the set did
