@@ -13,7 +13,7 @@ use super::plan::{Candidate, Plan};
 use super::step::{BatchLocks, run_batch, single_file_command};
 use super::step_result::{self, UnusableReport, Verdict};
 use crate::actions::retry_policy;
-use crate::config::rules::{Backoff, IngestConfig, defaults};
+use crate::config::rules::{Backoff, IngestConfig};
 use crate::error::{Error, Result};
 use crate::model::task_status::TaskStatus;
 use crate::model::words;
@@ -519,15 +519,10 @@ fn record_tasks(
 
 /// The backoff of `[actions.retry]`, or its defaults when there is no such table.
 fn retry_backoff(ctx: &Context<'_>) -> Backoff {
-    ctx.rules.retry.as_ref().map_or(
-        Backoff {
-            initial: defaults::BACKOFF_INITIAL,
-            factor: defaults::BACKOFF_FACTOR,
-            max: defaults::BACKOFF_MAX,
-            jitter: defaults::BACKOFF_JITTER,
-        },
-        |retry| retry.backoff,
-    )
+    ctx.rules
+        .retry
+        .as_ref()
+        .map_or_else(Backoff::default, |retry| retry.backoff)
 }
 
 /// The id of the task for an ingest failure of `key`.

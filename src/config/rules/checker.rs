@@ -146,28 +146,29 @@ impl Checker<'_> {
                 Some(v) if ok(*v.get_ref()) => Ok(*v.get_ref()),
                 Some(v) => Err(self.at(v.span(), format!("{what}, found {}", v.get_ref()))),
             };
+        let default = Backoff::default();
         Ok(Backoff {
             initial: self.duration(
                 raw.initial.as_ref(),
-                defaults::BACKOFF_INITIAL,
+                default.initial,
                 "initial",
                 defaults::BACKOFF_RANGE,
             )?,
             factor: fraction(
                 raw.factor.as_ref(),
-                defaults::BACKOFF_FACTOR,
+                default.factor,
                 |f| (1.0..=100.0).contains(&f),
                 "factor must be between 1 and 100",
             )?,
             max: self.duration(
                 raw.max.as_ref(),
-                defaults::BACKOFF_MAX,
+                default.max,
                 "max",
                 defaults::BACKOFF_RANGE,
             )?,
             jitter: fraction(
                 raw.jitter.as_ref(),
-                defaults::BACKOFF_JITTER,
+                default.jitter,
                 |j| (0.0..1.0).contains(&j),
                 "jitter must be at least 0 and below 1",
             )?,
