@@ -250,24 +250,10 @@ pub(crate) fn serve(
     drop(entry);
     let answered = matches!(answer, Answer::Line(_));
     let ended = status.is_some() || process.has_exited();
-    let answer = match answer {
-        Answer::Wrong(why) => {
-            // Out of step with its batches: ended, so the next batch starts afresh.
-            process.end();
-            Answer::Wrong(why)
-        }
-        Answer::None(_) => Answer::None(if timed_out {
-            format!("timed out after {} ms", started.elapsed().as_millis())
-        } else if interrupted {
-            "interrupted: memsched ended its process group".to_owned()
-        } else {
-            format!(
-                "the resident step ended before it answered batch {id} ({})",
-                status.map_or_else(|| "no status".to_owned(), describe)
-            )
-        }),
-        line @ Answer::Line(_) => line,
-    };
+    if matches!(answer, Answer::Wrong(_)) {
+        // Out of step with its batches: ended, so the next batch starts afresh.
+        process.end();
+    }
     let report = CommandReport {
         argv: shown_argv(&spec.argv),
         exit_code: if answered && !ended {
@@ -282,22 +268,18 @@ pub(crate) fn serve(
         stdout_tail: Vec::new(),
         stderr_tail: process.take_stderr(),
     };
+    let answer = match answer {
+        Answer::None(_) if timed_out || interrupted => Answer::None(report.ending()),
+        Answer::None(_) => Answer::None(format!(
+            "the resident step ended before it answered batch {id} ({})",
+            report.ending()
+        )),
+        other => other,
+    };
     let died = !answered && !timed_out && !interrupted;
     let keep = answered && !ended;
     check_in(spec, &key, process, generation, keep, died);
     Ok(Served { report, answer })
-}
-
-/// "exit 3" or "killed by SIGKILL".
-fn describe(status: std::process::ExitStatus) -> String {
-    match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("killed by {}", crate::run::runner::signal_name(signal)),
-        (None, None) => "no status".to_owned(),
-    }
 }
 
 /// Waits a moment for a step whose stdout closed to exit, then ends its group.
