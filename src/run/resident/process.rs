@@ -23,7 +23,7 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 /// Bytes read from the step's output at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// After EOF on its stdin, how long a step has to exit before its group is ended.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
+pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// A line the step wrote on stdout.
 #[derive(Debug)]
