@@ -15,7 +15,7 @@ use crate::model::clock::{Clock, SystemClock};
 use crate::model::trigger::Trigger;
 use crate::os::lock;
 use crate::run::context::Context;
-use crate::run::report::{ActionReport, Outcome, RunRecord, exit_of};
+use crate::run::report::{ActionReport, Outcome, RunRecord, count, exit_of};
 use crate::run::resident;
 use crate::state::{scheduler_log, timestamp};
 
@@ -160,7 +160,7 @@ pub fn run_with_clock(
 fn ingest_ran_a_step(earlier: &[ActionReport]) -> bool {
     earlier.iter().any(|a| {
         a.action == Action::Ingest
-            && a.count_of(&["batches", "removals_done", "removals_failed"]) > 0
+            && a.count_of(&[count::BATCHES, count::REMOVALS_DONE, count::REMOVALS_FAILED]) > 0
     })
 }
 

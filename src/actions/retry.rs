@@ -290,9 +290,9 @@ fn summarise(
         }
     }
     for (key, n) in [
-        ("done", done),
-        ("failed_again", failed),
-        ("dead", dead),
+        (count::DONE, done),
+        (count::FAILED_AGAIN, failed),
+        (count::DEAD, dead),
         ("paused_now", paused),
         ("changed_meanwhile", gone),
         ("closed", closed),
