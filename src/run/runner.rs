@@ -6,6 +6,7 @@
 
 mod output;
 pub(crate) mod program;
+pub(crate) use program::Judged;
 pub(in crate::run) mod registry;
 mod spawn;
 
@@ -168,6 +169,12 @@ impl CommandReport {
 /// script others can write is refused before it starts); how the command ended is in the
 /// report.
 pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
+    run_judged(inv, &Judged::default())
+}
+
+/// [`run`], its start judged only when `judged` (the run's verdicts so far) has not found
+/// the same start trustworthy already.
+pub(crate) fn run_judged(inv: &Invocation, judged: &Judged) -> Result<CommandReport> {
     let program = inv
         .argv
         .first()
@@ -187,6 +194,7 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         scripts: &inv.scripts,
         locks: &locks,
         stdin_piped: inv.stdin.is_some(),
+        judged,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
     let (action, task_id) = (inv.var("MEMSCHED_ACTION"), inv.var("MEMSCHED_TASK_ID"));

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use nix::unistd::Pid;
 
 use crate::error::Result;
-use crate::run::runner::{Start, Tail, end_group, spawn_step};
+use crate::run::runner::{Judged, Start, Tail, end_group, spawn_step};
 
 /// The longest answer line read; a longer one is no answer (and the step is ended).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -73,6 +73,8 @@ impl Process {
             scripts: &spec.scripts,
             locks: &[spec.lock.as_path()],
             stdin_piped: true,
+            // Started once for many batches: judged at each start.
+            judged: &Judged::default(),
         })?;
         let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>();
         let mut pipe = child.stdin.take().expect("stdin is piped");

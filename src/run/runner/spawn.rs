@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use std::os::unix::process::CommandExt;
 
-use super::program;
+use super::program::{self, Judged};
 use crate::error::{Error, Result};
 use crate::os::lock;
 
@@ -23,6 +23,8 @@ pub(in crate::run) struct Start<'a> {
     pub locks: &'a [&'a Path],
     /// Its stdin a pipe (else /dev/null); stdout and stderr are always pipes.
     pub stdin_piped: bool,
+    /// What the run has judged already (a fresh one judges everything).
+    pub judged: &'a Judged,
 }
 
 /// Starts `start`'s command. Refused before it starts when its program or a script could
@@ -31,7 +33,7 @@ pub(in crate::run) struct Start<'a> {
 pub(in crate::run) fn spawn_step(start: &Start<'_>) -> Result<Child> {
     let program = || start.argv[0].to_string_lossy().into_owned();
     let path_var = program::path_of(start.env);
-    program::check(
+    start.judged.check(
         &start.argv[0],
         start.cwd,
         path_var.as_deref(),
