@@ -15,8 +15,9 @@ use crate::model::clock::{Clock, SystemClock};
 use crate::model::trigger::Trigger;
 use crate::os::lock;
 use crate::run::context::Context;
-use crate::run::report::{ActionReport, Outcome, RunRecord, exit_of};
+use crate::run::report::{ActionReport, Outcome, RunRecord, count, exit_of};
 use crate::run::resident;
+use crate::run::runner::Judged;
 use crate::state::{scheduler_log, timestamp};
 
 /// What a run was asked to do.
@@ -82,6 +83,8 @@ pub fn run_with_clock(
 ) -> RunRecord {
     let started_at = clock.now();
     let began = Instant::now();
+    // Verdicts on what the run starts hold for this run alone: the next judges afresh.
+    let judged = Judged::default();
     let ctx = Context {
         paths,
         rules,
@@ -91,6 +94,7 @@ pub fn run_with_clock(
         progress: request.progress,
         stop: &request.stop,
         trigger: request.trigger,
+        judged: &judged,
     };
     if !request.dry_run {
         // A missing state folder is made here once; if that fails, the first lock or
@@ -160,7 +164,7 @@ pub fn run_with_clock(
 fn ingest_ran_a_step(earlier: &[ActionReport]) -> bool {
     earlier.iter().any(|a| {
         a.action == Action::Ingest
-            && a.count_of(&["batches", "removals_done", "removals_failed"]) > 0
+            && a.count_of(&[count::BATCHES, count::REMOVALS_DONE, count::REMOVALS_FAILED]) > 0
     })
 }
 

@@ -338,6 +338,38 @@ fn issue_19_a_reload_with_a_changed_command_starts_a_fresh_step() {
 }
 
 #[test]
+fn issue_19_a_reload_does_not_wait_for_a_resident_step_slow_to_leave() {
+    let env = TestEnv::new();
+    resident_rules_argv(&env, &["--linger"], "");
+    let w = env.watch(&[], &[]);
+    env.write("Data/one.txt", "first save");
+    wait_until("one.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "one.txt").is_some()
+    });
+    let first = pid_of(&env, "one.txt").unwrap();
+    resident_rules_argv(&env, &["--linger", "--changed"], "");
+    wait_until("the rules are reloaded", DEADLINE, &|| w.log(), || {
+        w.log().contains("rules reloaded")
+    });
+    // Closing the old step takes 5 s and more (EOF, then SIGTERM it ignores): the
+    // watcher said the reload before that, so it did not wait for it.
+    assert!(
+        !gone(first) && !lines(&env, "exits.jsonl").iter().any(|e| e["pid"] == first),
+        "the reload waited for the old step to leave:\n{}",
+        w.log()
+    );
+    // A batch now waits for the old step to leave before a fresh one starts.
+    env.write("Data/two.txt", "second save");
+    std::fs::write(env.log_dir().join("let-go"), "").unwrap();
+    wait_until("two.txt is served", DEADLINE, &|| w.log(), || {
+        pid_of(&env, "two.txt").is_some()
+    });
+    assert_ne!(pid_of(&env, "two.txt"), Some(first));
+    assert!(lines(&env, "exits.jsonl").iter().any(|e| e["pid"] == first));
+    no_overlap(&env);
+}
+
+#[test]
 fn issue_19_a_gone_memory_goes_to_the_resident_step_as_a_remove_line() {
     let env = TestEnv::new();
     let step = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/resident.py");

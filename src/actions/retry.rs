@@ -13,6 +13,7 @@ pub(crate) use breaker::{OpenBreaker, open_from_log};
 use plan::tasks;
 pub(crate) use plan::{RetryPlan, plan};
 
+use std::collections::HashSet;
 use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
@@ -289,9 +290,9 @@ fn summarise(
         }
     }
     for (key, n) in [
-        ("done", done),
-        ("failed_again", failed),
-        ("dead", dead),
+        (count::DONE, done),
+        (count::FAILED_AGAIN, failed),
+        (count::DEAD, dead),
         ("paused_now", paused),
         ("changed_meanwhile", gone),
         ("closed", closed),
@@ -425,8 +426,10 @@ fn repair(ctx: &Context<'_>, config: &RetryConfig, plan: &RetryPlan) -> Result<(
         // Only what is still done and old under the lock goes: a writer may have revived it.
         let cutoff = config.done_keep.and_then(|keep| now.checked_sub(keep));
         if let Some(cutoff) = cutoff.filter(|_| !plan.prune.is_empty()) {
+            // A set, so a queue of many done tasks is pruned in one pass, not one per task.
+            let prune: HashSet<&str> = plan.prune.iter().map(String::as_str).collect();
             queue.remove_where(|t| {
-                t.done_before(cutoff) && t.id().is_some_and(|id| plan.prune.iter().any(|p| p == id))
+                t.done_before(cutoff) && t.id().is_some_and(|id| prune.contains(id))
             });
         }
         Edit::Changed(())

@@ -360,9 +360,10 @@ impl Daemon {
             .and_then(|_| self.config.file.canonicalize().ok());
         match reload::decide(loaded, resolved, &self.watching.roots) {
             Reload::Accepted(new) => {
-                // A resident step runs the command of the rules it started under: closed,
-                // so the next batch starts the command the new rules name.
-                crate::run::resident::stop_all();
+                // A resident step runs the command of the rules it started under: closed
+                // (on a thread of its own: it may take seconds), so the next batch starts
+                // the command the new rules name.
+                crate::run::resident::close_all_soon();
                 let roots = &mut self.watching.roots;
                 roots.rules_file = new.rules_file;
                 roots.source_dirs = new.source_dirs;

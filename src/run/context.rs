@@ -12,6 +12,7 @@ use crate::config::rules::Rules;
 use crate::model::action::Action;
 use crate::model::clock::{Clock, Frozen};
 use crate::model::trigger::Trigger;
+use crate::run::runner::Judged;
 
 /// What every action's plan and execution get: where things are, the rules, the time the
 /// run started (the clock, injected), and how the run was asked for.
@@ -32,6 +33,9 @@ pub struct Context<'a> {
     /// What started the run: a cron line's run folds ingest's journal only when it is
     /// worth it (issue 19 item 7).
     pub trigger: Trigger,
+    /// What this run has judged of the commands it starts (see [`Judged`]): ingest's step
+    /// and retry's command are judged once a run, not once a batch or a task.
+    pub(crate) judged: &'a Judged,
 }
 
 impl Context<'_> {

@@ -6,7 +6,8 @@
 //! process holds that lock as long as any resident step of it lives ([`lease`]), so no
 //! second copy starts here or in another memsched; it exits on EOF of its stdin, which a
 //! killed memsched gives it too. What lives here lives as long as the process: `--once`
-//! and the watcher close them ([`stop_all`]) as they end, the watcher also on a reload.
+//! and the watcher close them ([`stop_all`]) as they end, the watcher also on a reload
+//! ([`close_all_soon`]).
 
 mod process;
 #[cfg(test)]
@@ -16,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{after, select};
@@ -69,9 +70,12 @@ struct State {
     guards: HashMap<PathBuf, Guard>,
     /// Locks a run is using now (see [`Lease`]).
     leased: HashSet<PathBuf>,
-    /// Bumped by [`stop_all`]: a step out serving a batch from before is closed when
-    /// it comes back.
+    /// Bumped by [`stop_all`] and [`retire_all`]: a step out serving a batch from before
+    /// is closed when it comes back.
     generation: u64,
+    /// Steps being closed outside the mutex, counted by lock: their lock is kept, and no
+    /// step of it starts, until they have exited (see [`Closing`]).
+    closing: HashMap<PathBuf, usize>,
 }
 
 impl State {
@@ -81,18 +85,76 @@ impl State {
             .slots
             .iter()
             .any(|((l, _), s)| l == lock && (s.process.is_some() || s.in_flight.is_some()));
-        if !lives && !self.leased.contains(lock) {
+        if !lives && !self.leased.contains(lock) && !self.closing.contains_key(lock) {
             self.guards.remove(lock);
         }
     }
 }
 
+/// The registry, and the signal that a [`Closing`] is done.
+fn registry() -> &'static (Mutex<State>, Condvar) {
+    static REGISTRY: OnceLock<(Mutex<State>, Condvar)> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
 fn state() -> MutexGuard<'static, State> {
-    static STATE: OnceLock<Mutex<State>> = OnceLock::new();
-    STATE
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    registry().0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits, the mutex let go meanwhile, until no step of `lock` (of any lock when `None`)
+/// is being closed.
+fn wait_closed(
+    mut state: MutexGuard<'static, State>,
+    lock: Option<&Path>,
+) -> MutexGuard<'static, State> {
+    let busy = |s: &State| lock.map_or(!s.closing.is_empty(), |l| s.closing.contains_key(l));
+    while busy(&state) {
+        state = registry()
+            .1
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    state
+}
+
+/// Steps taken out of the registry to be closed without holding its mutex (each close
+/// may wait [`process::EXIT_GRACE`] for a step that ignores EOF): meanwhile their locks
+/// stay held and no step of them starts, so two copies never run at once, but a run
+/// that needs the registry for anything else goes on.
+#[must_use]
+struct Closing(Vec<(PathBuf, Process)>);
+
+impl Closing {
+    /// Counts `processes` (each with its lock) as closing in `state`.
+    fn take(state: &mut State, processes: Vec<(PathBuf, Process)>) -> Closing {
+        for (lock, _) in &processes {
+            *state.closing.entry(lock.clone()).or_default() += 1;
+        }
+        Closing(processes)
+    }
+
+    /// Closes them (call without the mutex held), then frees the locks nothing else uses.
+    fn close(self) {
+        let locks: Vec<PathBuf> = self
+            .0
+            .into_iter()
+            .map(|(lock, process)| {
+                process.close();
+                lock
+            })
+            .collect();
+        let mut state = state();
+        for lock in &locks {
+            if let Some(count) = state.closing.get_mut(lock) {
+                *count -= 1;
+                if *count == 0 {
+                    state.closing.remove(lock);
+                }
+            }
+            state.release_if_unused(lock);
+        }
+        registry().1.notify_all();
+    }
 }
 
 /// A run's use of an action lock its resident steps hold: while it lives the lock is
@@ -160,27 +222,45 @@ pub(crate) fn release(lock: &Path) {
             process.close();
         }
     }
+    // One a reload took out may still be closing: the caller takes the lock next.
+    let mut state = wait_closed(state, Some(lock));
     state.release_if_unused(lock);
 }
 
 /// Closes every resident step (EOF on its stdin, then waits for it to exit) and frees
-/// their locks: as `--once` or the watcher ends, and when the watcher's rules change. A
-/// step out serving a batch is closed when its batch ends.
+/// their locks: as `--once` or the watcher ends. A step out serving a batch is closed
+/// when its batch ends.
 pub(crate) fn stop_all() {
-    let mut state = state();
-    state.generation += 1;
-    let processes: Vec<Process> = state
-        .slots
-        .values_mut()
-        .filter_map(|s| s.process.take())
-        .collect();
-    for process in processes {
-        process.close();
-    }
+    retire_all().close();
+    // Steps a reload took out may still be closing on their own thread.
+    let mut state = wait_closed(state(), None);
     let locks: Vec<PathBuf> = state.guards.keys().cloned().collect();
     for lock in locks {
         state.release_if_unused(&lock);
     }
+}
+
+/// Closes every resident step on a thread of its own, as the watcher's rules change: the
+/// caller (the event loop) does not wait, nor does a run that needs the registry; a step
+/// of a lock being closed starts once the old one has exited.
+pub(crate) fn close_all_soon() {
+    let closing = retire_all();
+    if !closing.0.is_empty() {
+        std::thread::spawn(move || closing.close());
+    }
+}
+
+/// Takes every idle resident step out to be closed, and makes those out serving a batch
+/// be closed when they come back.
+fn retire_all() -> Closing {
+    let mut state = state();
+    state.generation += 1;
+    let processes: Vec<(PathBuf, Process)> = state
+        .slots
+        .iter_mut()
+        .filter_map(|((lock, _), s)| s.process.take().map(|p| (lock.clone(), p)))
+        .collect();
+    Closing::take(&mut state, processes)
 }
 
 /// The next batch's id, unique in this process.
@@ -250,24 +330,10 @@ pub(crate) fn serve(
     drop(entry);
     let answered = matches!(answer, Answer::Line(_));
     let ended = status.is_some() || process.has_exited();
-    let answer = match answer {
-        Answer::Wrong(why) => {
-            // Out of step with its batches: ended, so the next batch starts afresh.
-            process.end();
-            Answer::Wrong(why)
-        }
-        Answer::None(_) => Answer::None(if timed_out {
-            format!("timed out after {} ms", started.elapsed().as_millis())
-        } else if interrupted {
-            "interrupted: memsched ended its process group".to_owned()
-        } else {
-            format!(
-                "the resident step ended before it answered batch {id} ({})",
-                status.map_or_else(|| "no status".to_owned(), describe)
-            )
-        }),
-        line @ Answer::Line(_) => line,
-    };
+    if matches!(answer, Answer::Wrong(_)) {
+        // Out of step with its batches: ended, so the next batch starts afresh.
+        process.end();
+    }
     let report = CommandReport {
         argv: shown_argv(&spec.argv),
         exit_code: if answered && !ended {
@@ -282,22 +348,18 @@ pub(crate) fn serve(
         stdout_tail: Vec::new(),
         stderr_tail: process.take_stderr(),
     };
+    let answer = match answer {
+        Answer::None(_) if timed_out || interrupted => Answer::None(report.ending()),
+        Answer::None(_) => Answer::None(format!(
+            "the resident step ended before it answered batch {id} ({})",
+            report.ending()
+        )),
+        other => other,
+    };
     let died = !answered && !timed_out && !interrupted;
     let keep = answered && !ended;
     check_in(spec, &key, process, generation, keep, died);
     Ok(Served { report, answer })
-}
-
-/// "exit 3" or "killed by SIGKILL".
-fn describe(status: std::process::ExitStatus) -> String {
-    match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(signal)) => format!("killed by {}", crate::run::runner::signal_name(signal)),
-        (None, None) => "no status".to_owned(),
-    }
 }
 
 /// Waits a moment for a step whose stdout closed to exit, then ends its group.
@@ -373,6 +435,8 @@ fn check_out(spec: &Spec, key: &Key) -> Result<(Process, u64)> {
         std::thread::sleep(pause);
         state = self::state();
     }
+    // The step a reload took out must have exited before its successor starts.
+    let mut state = wait_closed(state, Some(&spec.lock));
     let process = Process::start(spec)?;
     let pid = process.pid;
     let generation = state.generation;
@@ -421,13 +485,22 @@ fn check_in(spec: &Spec, key: &Key, mut process: Process, generation: u64, keep:
     let slot = state.slots.entry(key.clone()).or_default();
     slot.in_flight = None;
     slot.deaths = if died { slot.deaths + 1 } else { 0 };
+    let mut retired = None;
     if keep && generation == current {
         process.last_used = Instant::now();
         slot.process = Some(process);
     } else if keep {
-        process.close();
+        // A reload came while it served: closed, without the mutex held.
+        retired = Some(Closing::take(
+            &mut state,
+            vec![(spec.lock.clone(), process)],
+        ));
     }
     state.release_if_unused(&spec.lock);
+    drop(state);
+    if let Some(retired) = retired {
+        retired.close();
+    }
 }
 
 /// Closes the step `pid` of `key` once it has had no batch for `idle`, handing its

@@ -6,19 +6,20 @@
 
 mod output;
 pub(crate) mod program;
+pub(crate) use program::Judged;
 pub(in crate::run) mod registry;
+mod spawn;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use crossbeam_channel::{after, select};
+use crossbeam_channel::{RecvTimeoutError, after, select};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -32,6 +33,7 @@ pub(crate) use crate::state::run_record::CommandReport;
 pub(in crate::run) use output::Tail;
 use output::drain;
 pub(crate) use registry::{Running, abort_all, running};
+pub(in crate::run) use spawn::{Start, spawn_step};
 
 /// Arguments shown in the log before the rest are summarised.
 const SHOWN_ARGS: usize = 8;
@@ -137,29 +139,29 @@ impl CommandReport {
     /// "exit 3", "timed out", "killed by SIGKILL", plus the last line of stderr.
     #[must_use]
     pub fn failure_text(&self) -> String {
-        let how = if self.interrupted {
-            "interrupted: memsched ended its process group".to_owned()
-        } else if self.timed_out {
-            format!("timed out after {} ms", self.duration_ms)
-        } else if let Some(code) = self.exit_code {
-            format!("exit {code}")
-        } else {
-            format!("killed by {}", signal_name(self.signal.unwrap_or(0)))
-        };
+        let how = self.ending();
         match self.stderr_tail.last().or(self.stdout_tail.last()) {
             Some(line) => format!("{how}: {line}"),
             None => how,
         }
     }
-}
 
-/// Whether `dir` is this process's working folder (the same folder, by device and inode).
-fn is_current_dir(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-    match (std::fs::metadata("."), std::fs::metadata(dir)) {
-        (Ok(here), Ok(there)) => id(here) == id(there),
-        _ => false,
+    /// How the command ended, without its output: "exit 3", "timed out after 300 ms",
+    /// "killed by SIGKILL"; "no status" when none was heard (a resident step whose exit
+    /// status was spent).
+    #[must_use]
+    pub(crate) fn ending(&self) -> String {
+        if self.interrupted {
+            "interrupted: memsched ended its process group".to_owned()
+        } else if self.timed_out {
+            format!("timed out after {} ms", self.duration_ms)
+        } else if let Some(code) = self.exit_code {
+            format!("exit {code}")
+        } else if let Some(signal) = self.signal {
+            format!("killed by {}", signal_name(signal))
+        } else {
+            "no status".to_owned()
+        }
     }
 }
 
@@ -167,15 +169,17 @@ fn is_current_dir(dir: &Path) -> bool {
 /// script others can write is refused before it starts); how the command ended is in the
 /// report.
 pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
+    run_judged(inv, &Judged::default())
+}
+
+/// [`run`], its start judged only when `judged` (the run's verdicts so far) has not found
+/// the same start trustworthy already.
+pub(crate) fn run_judged(inv: &Invocation, judged: &Judged) -> Result<CommandReport> {
     let program = inv
         .argv
         .first()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if let Some(first) = inv.argv.first() {
-        let path_var = program::path_of(&inv.env);
-        program::check(first, &inv.cwd, path_var.as_deref(), &inv.scripts)?;
-    }
     let started = Instant::now();
     let locks: Vec<&Path> = inv
         .lock
@@ -183,37 +187,16 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         .chain(&inv.step_lock)
         .map(PathBuf::as_path)
         .collect();
-    let mut child = lock::spawn_sharing(&locks, || {
-        let mut command = Command::new(&inv.argv[0]);
-        // Changing folder in the child keeps std from spawning with posix_spawn in a
-        // static build (it finds glibc's addchdir only by dlsym): a fork of the whole
-        // watcher instead, about 0.3 ms more per step (issue 8). Already there, none is
-        // needed.
-        if !is_current_dir(&inv.cwd) {
-            command.current_dir(&inv.cwd);
-        }
-        command
-            .args(&inv.argv[1..])
-            .envs(inv.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if inv.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so a timeout can kill everything the step started.
-            .process_group(0)
-            .spawn()
-    })
-    .map_err(|source| Error::Spawn {
-        program: program.clone(),
-        source,
+    let mut child = spawn_step(&Start {
+        argv: &inv.argv,
+        cwd: &inv.cwd,
+        env: &inv.env,
+        scripts: &inv.scripts,
+        locks: &locks,
+        stdin_piped: inv.stdin.is_some(),
+        judged,
     })?;
     let group = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
-    // The lock names the step's group, so a helper the step leaves behind in a session of
-    // its own is told from the step once both memsched and the group are gone.
-    lock::note_step(&locks, child.id());
     let (action, task_id) = (inv.var("MEMSCHED_ACTION"), inv.var("MEMSCHED_TASK_ID"));
     let spinner = live::Spinner::start(
         action.as_deref(),
@@ -249,11 +232,11 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
         recv(exit_rx) -> status => status.expect("the waiter thread always sends"),
         recv(entry.abort()) -> _ => {
             interrupted = true;
-            end_group(group, &exit_rx)
+            end_group(group, &exit_rx).expect("the waiter thread always sends")
         }
         recv(after(inv.timeout)) -> _ => {
             timed_out = true;
-            end_group(group, &exit_rx)
+            end_group(group, &exit_rx).expect("the waiter thread always sends")
         }
     };
     drop(entry);
@@ -281,17 +264,19 @@ pub(crate) fn run(inv: &Invocation) -> Result<CommandReport> {
 }
 
 /// Ends a process group: SIGTERM, then SIGKILL after [`KILL_GRACE`] (or at once when the
-/// leader has left, so nothing else of the group lingers). Returns the leader's status.
+/// leader has left, so nothing else of the group lingers). Returns the leader's status,
+/// `None` when it was taken from `exit_rx` already.
 pub(in crate::run) fn end_group(
     group: Pid,
     exit_rx: &crossbeam_channel::Receiver<std::io::Result<std::process::ExitStatus>>,
-) -> std::io::Result<std::process::ExitStatus> {
+) -> Option<std::io::Result<std::process::ExitStatus>> {
     let _ = killpg(group, Signal::SIGTERM);
     let status = exit_rx.recv_timeout(KILL_GRACE);
     let _ = killpg(group, Signal::SIGKILL);
     match status {
-        Ok(status) => status,
-        Err(_) => exit_rx.recv().expect("the waiter thread always sends"),
+        Ok(status) => Some(status),
+        Err(RecvTimeoutError::Disconnected) => None,
+        Err(RecvTimeoutError::Timeout) => exit_rx.recv().ok(),
     }
 }
 

@@ -33,6 +33,12 @@ pub mod count {
     /// Failed tasks retry found out of attempts before running them: its run marks them
     /// dead (a plan count, so a dry run has it too).
     pub const EXHAUSTED: &str = "exhausted";
+    /// Batches ingest sent to its step.
+    pub const BATCHES: &str = "batches";
+    /// Gone memories ingest's `remove` step confirmed removed from the index.
+    pub const REMOVALS_DONE: &str = "removals_done";
+    /// Gone memories ingest's `remove` step failed on.
+    pub const REMOVALS_FAILED: &str = "removals_failed";
     /// What an action got done.
     pub const OK: [&str; 2] = [DONE, UPLOADED];
     /// What an action failed on.

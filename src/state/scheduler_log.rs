@@ -91,7 +91,7 @@ mod tests {
     use crate::model::action::Action;
     use crate::model::outcome::Outcome;
     use crate::model::trigger::Trigger;
-    use crate::state::run_record::{ActionReport, CommandReport, FailedItem};
+    use crate::state::run_record::{ActionReport, CommandReport, FailedItem, count};
     use serde_json::json;
 
     fn paths(dir: &std::path::Path) -> Paths {
@@ -106,8 +106,8 @@ mod tests {
         retry.lock_held = true;
         retry.lock_holder = Some(42);
         let mut ingest = ActionReport::new(Action::Ingest, Outcome::Interrupted, "sent 1 file");
-        ingest.counts.insert("done".into(), json!(0));
-        ingest.counts.insert("failed".into(), json!(1));
+        ingest.counts.insert(count::DONE.into(), json!(0));
+        ingest.counts.insert(count::FAILED.into(), json!(1));
         ingest
             .reasons
             .push("send a.txt: content not yet ingested".into());

@@ -9,7 +9,8 @@ stdin, answers one JSON line on stdout, and records what it did in LOGDIR:
 
 What a file holds steers it: CRASH dies mid-batch (exit 9, no answer), HANG sleeps a
 minute, SLOW waits until the test makes LOGDIR/release (at most a minute), BADPATH answers with a path not in the batch, FAIL reports the
-file failed. A file named in a remove request is answered done.
+file failed. A file named in a remove request is answered done. With `--linger` it
+stays after EOF, deaf to SIGTERM, until the test makes LOGDIR/let-go.
 """
 import json
 import os
@@ -110,5 +111,13 @@ for line in sys.stdin:
         # memsched is gone: EOF on stdin comes next.
         pass
 
+if "--linger" in sys.argv:
+    # A step slow to leave after EOF (it saves a big index, say): deaf to SIGTERM until
+    # the test makes LOGDIR/let-go (at most a minute).
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(log, "let-go")) and time.monotonic() < deadline:
+        time.sleep(0.01)
 append("exits.jsonl", {"pid": os.getpid()})
 os.unlink(marker)

@@ -17,7 +17,7 @@ use crate::model::trigger::Trigger;
 use crate::model::words;
 use crate::run::context::Context;
 use crate::run::job::{self, Job, Ran};
-use crate::run::report::{ActionReport, FailedItem};
+use crate::run::report::{ActionReport, FailedItem, count};
 use crate::state::ingest_hash::HeldGuard;
 use crate::state::task_queue::TaskQueue;
 
@@ -464,13 +464,13 @@ fn counts(plan: &Plan, executed: Option<&Executed>) -> Map<String, Value> {
     put("removals_held", plan.held.len());
     put("unreadable", plan.unreadable.len());
     if let Some(e) = executed {
-        put("done", e.done);
-        put("failed", e.failed.len());
+        put(count::DONE, e.done);
+        put(count::FAILED, e.failed.len());
         put("recorded_only", e.recorded_only);
-        put("batches", e.batches);
+        put(count::BATCHES, e.batches);
         put("fresh", e.fresh);
-        put("removals_done", e.removed);
-        put("removals_failed", e.removals_failed.len());
+        put(count::REMOVALS_DONE, e.removed);
+        put(count::REMOVALS_FAILED, e.removals_failed.len());
     }
     c
 }

@@ -26,7 +26,7 @@ fn resident_spec(ctx: &Context<'_>, config: &IngestConfig, argv: &[String]) -> r
         env: ctx.step_env(Action::Ingest, None),
         lock: ctx.paths.action_lock(Action::Ingest.name()),
         idle_exit: config.resident.and_then(|r| r.idle_exit),
-        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
+        scripts: ctx.judged.scripts(ctx.paths, ctx.rules, argv),
     }
 }
 
@@ -134,13 +134,13 @@ pub(super) fn run_batch(
         timeout: locks.timeout,
         lock: Some(locks.lock.clone()),
         step_lock: locks.step_lock.clone(),
-        scripts: runner::program::scripts(ctx.paths, ctx.rules, argv),
+        scripts: ctx.judged.scripts(ctx.paths, ctx.rules, argv),
         item: Some(match batch {
             [one] => one.shown(),
             many => format!("{} files", many.len()),
         }),
     };
-    let report = runner::run(&invocation)?;
+    let report = runner::run_judged(&invocation, ctx.judged)?;
     let result = StepResult::read(&result_path, batch.len());
     Ok((report, result))
 }

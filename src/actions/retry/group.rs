@@ -437,7 +437,7 @@ fn run_one(
     }
     let mut invocation = invocation(ctx, config, &t.due.id, &t.json, t.own_command.clone());
     invocation.step_lock = step_lock;
-    let (report, error, class) = match runner::run(&invocation) {
+    let (report, error, class) = match runner::run_judged(&invocation, ctx.judged) {
         Ok(report) if report.success() => (Some(report), None, None),
         Ok(report) => {
             let class = breaker::error_class(&report);
@@ -465,7 +465,7 @@ fn invocation(
 ) -> Invocation {
     let mut stdin = serde_json::to_vec(json).expect("a task always serialises");
     stdin.push(b'\n');
-    let scripts = runner::program::scripts(
+    let scripts = ctx.judged.scripts(
         ctx.paths,
         ctx.rules,
         own_command.as_deref().unwrap_or(&config.command.argv),

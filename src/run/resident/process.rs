@@ -6,27 +6,24 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::error::{Error, Result};
-use crate::os::lock;
-use crate::run::runner::{KILL_GRACE, Tail, program};
+use crate::error::Result;
+use crate::run::runner::{Judged, Start, Tail, end_group, spawn_step};
 
 /// The longest answer line read; a longer one is no answer (and the step is ended).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 /// Bytes read from the step's output at a time.
 const READ_CHUNK: usize = 64 * 1024;
 /// After EOF on its stdin, how long a step has to exit before its group is ended.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
+pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// A line the step wrote on stdout.
 #[derive(Debug)]
@@ -48,7 +45,7 @@ pub(crate) struct Spec {
     /// Close its stdin after this long without a batch.
     pub idle_exit: Option<Duration>,
     /// Scripts its arguments name, judged with its program before it starts (see
-    /// [`program::scripts`]), as a one-shot step's are.
+    /// `runner::program::scripts`), as a one-shot step's are.
     pub scripts: Vec<PathBuf>,
 }
 
@@ -66,27 +63,19 @@ pub(super) struct Process {
 impl Process {
     /// Starts `spec`'s command holding its lock (handed on as one-shot steps get theirs).
     pub(super) fn start(spec: &Spec) -> Result<Process> {
-        let program = spec.argv[0].to_string_lossy().into_owned();
-        // What a one-shot step's start checks, this one's start checks: no program or
-        // script others can write runs (issue 21 item 3).
-        let path_var = program::path_of(&spec.env);
-        program::check(&spec.argv[0], &spec.cwd, path_var.as_deref(), &spec.scripts)?;
-        let mut child = lock::spawn_sharing(&[spec.lock.as_path()], || {
-            Command::new(&spec.argv[0])
-                .args(&spec.argv[1..])
-                .current_dir(&spec.cwd)
-                .envs(spec.env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                // Its own group, so a timeout ends everything the step started.
-                .process_group(0)
-                .spawn()
-        })
-        .map_err(|source| Error::Spawn { program, source })?;
-        // The lock names the step's group, as a one-shot step's does: a helper it leaves
-        // behind is told from it once memsched and the group are gone (issue 18 item 12).
-        lock::note_step(&[spec.lock.as_path()], child.id());
+        // It starts as a one-shot step does: no program or script others can write runs
+        // (issue 21 item 3), and the lock names its group, so a helper it leaves behind
+        // is told from it once memsched and the group are gone (issue 18 item 12).
+        let mut child = spawn_step(&Start {
+            argv: &spec.argv,
+            cwd: &spec.cwd,
+            env: &spec.env,
+            scripts: &spec.scripts,
+            locks: &[spec.lock.as_path()],
+            stdin_piped: true,
+            // Started once for many batches: judged at each start.
+            judged: &Judged::default(),
+        })?;
         let (stdin_tx, stdin_rx) = mpsc::channel::<Vec<u8>>();
         let mut pipe = child.stdin.take().expect("stdin is piped");
         thread::spawn(move || {
@@ -132,13 +121,10 @@ impl Process {
         Pid::from_raw(i32::try_from(self.pid).expect("pids fit in i32"))
     }
 
-    /// Ends its whole process group: SIGTERM, then SIGKILL after [`KILL_GRACE`] (at
-    /// once when the leader has left). Its exit status, unless it was taken already.
+    /// Ends its whole process group (see [`end_group`]). Its exit status, unless it was
+    /// taken already.
     pub(super) fn end(&self) -> Option<ExitStatus> {
-        let _ = killpg(self.group(), Signal::SIGTERM);
-        let status = self.exit.recv_timeout(KILL_GRACE).ok().and_then(Result::ok);
-        let _ = killpg(self.group(), Signal::SIGKILL);
-        status
+        end_group(self.group(), &self.exit).and_then(Result::ok)
     }
 
     /// Writes one request line; `false` when the writer is gone (the step closed stdin).

@@ -3,9 +3,11 @@
 //! the pipeline home or the rules' folder. `memsched check` resolves programs here too, so
 //! it names the very file a run would refuse or start.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::config::paths::Paths;
 use crate::config::rules::Rules;
@@ -96,6 +98,56 @@ pub(crate) fn check(
     scripts.iter().try_for_each(|s| judge(s, "script"))
 }
 
+/// What one run has judged of the commands it starts, so a step run batch after batch
+/// (or a retry command run task after task) is not judged again each time: the scripts
+/// each argument vector names, and the starts found trustworthy. A refusal is never kept
+/// (each start it meets is refused afresh), and a later run judges everything again, so a
+/// file made writable by others between runs is refused by the next.
+#[derive(Debug, Default)]
+pub(crate) struct Judged {
+    scripts: Mutex<HashMap<Vec<String>, Vec<PathBuf>>>,
+    passed: Mutex<HashSet<Start>>,
+}
+
+/// Everything a start's verdict depends on: the program as written, where it starts, the
+/// `PATH` it is searched on, and the scripts judged with it.
+type Start = (OsString, PathBuf, Option<OsString>, Vec<PathBuf>);
+
+impl Judged {
+    /// [`scripts`], found once per argument vector in this run.
+    #[must_use]
+    pub(crate) fn scripts(&self, paths: &Paths, rules: &Rules, argv: &[String]) -> Vec<PathBuf> {
+        let mut known = self.scripts.lock().unwrap_or_else(PoisonError::into_inner);
+        known
+            .entry(argv.to_vec())
+            .or_insert_with(|| scripts(paths, rules, argv))
+            .clone()
+    }
+
+    /// [`check`], skipped for a start this run already found trustworthy.
+    pub(crate) fn check(
+        &self,
+        program: &OsStr,
+        cwd: &Path,
+        path_var: Option<&OsStr>,
+        scripts: &[PathBuf],
+    ) -> Result<()> {
+        let start: Start = (
+            program.to_owned(),
+            cwd.to_path_buf(),
+            path_var.map(OsStr::to_owned),
+            scripts.to_vec(),
+        );
+        let passed = || self.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        if passed().contains(&start) {
+            return Ok(());
+        }
+        check(program, cwd, path_var, scripts)?;
+        passed().insert(start);
+        Ok(())
+    }
+}
+
 /// Judges one file a command runs (see [`trust::check_executable`]).
 pub(crate) fn judge(path: &Path, what: &'static str) -> Result<()> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -108,4 +160,29 @@ pub(crate) fn judge(path: &Path, what: &'static str) -> Result<()> {
         },
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_found_trustworthy_is_not_judged_again_in_the_run_but_is_in_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("step.sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let mode = |m| std::fs::set_permissions(&script, std::fs::Permissions::from_mode(m));
+        mode(0o755).unwrap();
+        let scripts = [script.clone()];
+        let judge = |judged: &Judged| judged.check(OsStr::new("sh"), dir.path(), None, &scripts);
+        let run = Judged::default();
+        judge(&run).unwrap();
+        mode(0o777).unwrap();
+        judge(&run).expect("judged once in a run");
+        let next = Judged::default();
+        assert!(judge(&next).is_err(), "the next run judges afresh");
+        assert!(judge(&next).is_err(), "a refusal is not kept as a pass");
+        mode(0o755).unwrap();
+        judge(&next).expect("a refusal is not kept either");
+    }
 }
