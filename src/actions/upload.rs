@@ -26,7 +26,7 @@ use crate::model::upload_status::UploadStatus;
 use crate::model::words;
 use crate::run::context::Context;
 use crate::run::job::{self, Job, Ran};
-use crate::run::report::{ActionReport, FailedItem};
+use crate::run::report::{ActionReport, FailedItem, count};
 use crate::run::runner::{self, CommandReport, Invocation, Vars};
 use crate::state::json_file::Edit;
 use crate::state::stat::Stat;
@@ -192,8 +192,8 @@ impl Job for UploadJob<'_> {
             report.set_next_due(next);
         }
         let (uploaded, failed) = (done.uploaded, report.failed_items.len());
-        report.counts.insert("uploaded".into(), uploaded.into());
-        report.counts.insert("failed".into(), failed.into());
+        report.counts.insert(count::UPLOADED.into(), uploaded.into());
+        report.counts.insert(count::FAILED.into(), failed.into());
         if !self.config.set.is_empty() {
             report
                 .counts
