@@ -136,6 +136,11 @@ fn send_all(
     // Saves heard during the last batch go now, not after another debounce and run.
     if let Some(fresh) = fresh.filter(|_| !plan.send.is_empty() && !ctx.stopping()) {
         sender.send_fresh(fresh, &[])?;
+        // A signal that came while they went leaves some unsent: the run says it stopped,
+        // and what it left, as it does between planned batches.
+        if sender.out.stopped.is_none() && sender.left(plan.send.len()) > 0 {
+            sender.stop_if_asked(plan.send.len());
+        }
     }
     // Removals come after the additions: a renamed memory is searchable under its new
     // name before its old one goes.
@@ -182,20 +187,29 @@ impl Sender<'_, '_> {
         if !self.ctx.stopping() {
             return false;
         }
+        let left = self.left(planned);
         let out = &mut *self.out;
         out.notes.push(format!(
             "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
             out.batches,
             words::count(self.total, "batch", "batches")
         ));
-        let left = (planned + out.fresh).saturating_sub(out.sent + self.not_sendable);
         out.stopped = Some((self.total, left));
         true
+    }
+
+    /// How many of the `planned` files and the fresh saves taken are not sent yet.
+    fn left(&self, planned: usize) -> usize {
+        (planned + self.out.fresh).saturating_sub(self.out.sent + self.not_sendable)
     }
 
     /// Sends, in batches of their own, the memories saved since the last batch that need
     /// it, ahead of the files still `queued`.
     fn send_fresh(&mut self, fresh: &FreshSaves, queued: &[Candidate]) -> Result<()> {
+        if self.ctx.stopping() {
+            // Left with the watcher's changes for the next run, not taken and unsent.
+            return Ok(());
+        }
         let saved = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
         if saved.is_empty() {
             return Ok(());
@@ -207,20 +221,33 @@ impl Sender<'_, '_> {
                 words::count(n, "file", "files")
             ),
         };
-        for candidate in &saved {
-            self.out.notes.push(format!(
-                "send {}: saved during this run, {when}",
-                candidate.shown()
-            ));
-        }
         self.out.fresh += saved.len();
         let pieces = batches::plan(self.ctx, self.config, &saved);
         self.total += batches::batch_count(&pieces);
+        let mut said = 0;
         for piece in pieces {
             if self.ctx.stopping() {
-                // The loop over the planned batches says so.
+                // Each file is said to be sent only once it is: a signal leaves the rest
+                // for the next run, and the run's stop note counts them.
+                for candidate in &saved[said..] {
+                    self.out.notes.push(format!(
+                        "leave {}: saved during this run, not sent: a signal asked memsched to stop; the next run sends it",
+                        candidate.shown()
+                    ));
+                }
                 break;
             }
+            let upto = match &piece {
+                Piece::Batch(range) => range.end,
+                Piece::TooLong { index, .. } | Piece::LineBreak { index, .. } => index + 1,
+            };
+            for candidate in &saved[said..upto] {
+                self.out.notes.push(format!(
+                    "send {}: saved during this run, {when}",
+                    candidate.shown()
+                ));
+            }
+            said = upto;
             self.send(&saved, piece, &[])?;
         }
         Ok(())

@@ -1,0 +1,161 @@
+//! Hostile probes of fresh saves first and upload `min_interval` (issue 19): a signal
+//! that lands while a run sends the saves it heard, and an upload_log.json written by
+//! another script with an `uploaded_at` ahead of the clock. Through the real binary; the
+//! step double holds each file's batch in flight while a marker named after the file
+//! exists, so what happens meanwhile needs no race.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A one-shot ingest step that appends the name of each file it is given to `sent.log`,
+/// then stays in flight while `holds/<name>` exists for any of them (at most a minute).
+const HOLDING_STEP: &str = r#"
+import os, sys, time
+log, holds, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "a") as f:
+    for p in files:
+        f.write(os.path.basename(p) + "\n")
+deadline = time.monotonic() + 60
+for p in files:
+    hold = os.path.join(holds, os.path.basename(p))
+    while os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.01)
+"#;
+
+/// The holding step as ingest (one file per batch), a data rule for every .txt; returns
+/// the folder whose markers hold files.
+fn holding_rules(env: &TestEnv) -> PathBuf {
+    let step = env.write("holding_step.py", HOLDING_STEP);
+    let holds = env.home().join("holds");
+    std::fs::create_dir_all(&holds).unwrap();
+    let command = serde_json::to_string(&[
+        "python3".to_owned(),
+        step.display().to_string(),
+        env.log_dir().join("sent.log").display().to_string(),
+        holds.display().to_string(),
+        "{files}".to_owned(),
+    ])
+    .unwrap();
+    std::fs::create_dir_all(env.log_dir()).unwrap();
+    env.raw_rules(&format!(
+        "debounce = \"100ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\nbatch_size = 1\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    holds
+}
+
+/// The names the holding step was given, in order.
+fn sent(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(env.log_dir().join("sent.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn hold(holds: &std::path::Path, name: &str) {
+    std::fs::write(holds.join(name), "").unwrap();
+}
+
+fn release(holds: &std::path::Path, name: &str) {
+    std::fs::remove_file(holds.join(name)).unwrap();
+}
+
+/// The keys ingest_hash.json (with its journal folded by a `--once`) holds.
+fn recorded(env: &TestEnv) -> Value {
+    env.state_json("ingest_hash.json")
+}
+
+#[test]
+fn issue_19_a_signal_during_the_saves_sent_after_the_last_batch_is_a_stopped_run_that_says_what_it_left()
+ {
+    let env = TestEnv::new();
+    let holds = holding_rules(&env);
+    hold(&holds, "a.txt");
+    hold(&holds, "f1.txt");
+    let mut w = env.watch(&[], &[]);
+    env.write("Data/a.txt", "alpha");
+    wait_until(
+        "the planned batch is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env) == ["a.txt"],
+    );
+    env.write("Data/f1.txt", "fresh one");
+    env.write("Data/f2.txt", "fresh two");
+    wait_until(
+        "the watcher hands both saves to the run",
+        DEADLINE,
+        &|| w.log(),
+        || {
+            let log = w.log();
+            log.contains("f1.txt: saved while ingest runs")
+                && log.contains("f2.txt: saved while ingest runs")
+        },
+    );
+    release(&holds, "a.txt");
+    wait_until(
+        "the first save is in flight, after the last planned batch",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env).len() == 2,
+    );
+    assert_eq!(sent(&env), ["a.txt", "f1.txt"]);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(w.pid()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    wait_until(
+        "the watcher takes the signal while the save is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || w.log().contains("SIGTERM: stopping after"),
+    );
+    release(&holds, "f1.txt");
+    w.wait_exit(DEADLINE).expect("the watcher exits");
+    assert_eq!(
+        sent(&env),
+        ["a.txt", "f1.txt"],
+        "a step started after SIGTERM"
+    );
+
+    let run = env.runs().last().cloned().unwrap();
+    let ingest = action(&run, "ingest").clone();
+    let summary = ingest["summary"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        ingest["outcome"], "interrupted",
+        "a run that left a save unsent is not recorded as stopped: {ingest:#}"
+    );
+    assert!(
+        summary.contains("stopped by a signal")
+            && summary.contains("the other 1 file is sent next run"),
+        "the summary does not say what the signal left: {summary}"
+    );
+    let reasons = ingest["reasons"].to_string();
+    assert!(
+        !reasons.contains("send f2.txt"),
+        "the run says it sent a file it never sent: {ingest:#}"
+    );
+    let counts = &ingest["counts"];
+    assert_eq!(
+        (counts["done"].as_u64(), counts["fresh"].as_u64()),
+        (Some(2), Some(2)),
+        "{ingest:#}"
+    );
+    assert!(
+        summary.contains("sent 2 of 3 files"),
+        "the counts do not add up: {summary}"
+    );
+
+    // Nothing lost: the next run sends what the signal left.
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 0);
+    assert_eq!(sent(&env), ["a.txt", "f1.txt", "f2.txt"]);
+    let hashes = recorded(&env).to_string();
+    assert!(hashes.contains("f2.txt"), "{hashes}");
+}
