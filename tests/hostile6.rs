@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::util::*;
 
@@ -158,4 +158,56 @@ fn issue_19_a_signal_during_the_saves_sent_after_the_last_batch_is_a_stopped_run
     assert_eq!(sent(&env), ["a.txt", "f1.txt", "f2.txt"]);
     let hashes = recorded(&env).to_string();
     assert!(hashes.contains("f2.txt"), "{hashes}");
+}
+
+/// Appends the uploaded file's content, one line per upload, to uploads.log in the home.
+const UPLOAD: &str =
+    r#"["sh", "-c", "cat \"$1\" >> uploads.log && echo >> uploads.log", "upload", "{path}"]"#;
+
+/// The contents that went up, oldest first.
+fn went_up(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(env.home().join("uploads.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn upload_once(env: &TestEnv) -> Value {
+    let out = env.run(&["--once", "--mode", "upload", "--json"]);
+    assert_exit(&out, 0);
+    action(&run_record(&out), "upload").clone()
+}
+
+#[test]
+fn issue_19_an_uploaded_at_ahead_of_the_clock_holds_no_upload_past_min_interval() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.home().join("index")).unwrap();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {UPLOAD}\nremote = \"memory/{{relpath}}\"\nsources = [\"index/*.json\"]\nmin_interval = \"1h\"\n"
+    ));
+    env.write("index/a.json", "v1");
+    assert_eq!(upload_once(&env)["counts"]["uploaded"], 1);
+    // Another script (or a clock set back since) stamped the upload years ahead.
+    let mut log = env.state_json("upload_log.json");
+    for e in log["uploads"].as_array_mut().unwrap() {
+        e["uploaded_at"] = json!("2099-01-01T00:00:00.000Z");
+    }
+    env.state_file("upload_log.json", &log);
+    env.write("index/a.json", "v2 longer");
+    let run = upload_once(&env);
+    assert_eq!(
+        went_up(&env),
+        ["v1", "v2 longer"],
+        "an uploaded_at ahead of the clock held the upload until then, not min_interval: {run:#}"
+    );
+    assert!(
+        run["reasons"].to_string().contains("ahead of the clock"),
+        "the run does not say why it did not wait: {run:#}"
+    );
+    // The stamp it wrote now anchors the interval again: the next change waits.
+    env.write("index/a.json", "v3 longer still");
+    let held = upload_once(&env);
+    assert_eq!(held["counts"]["coalesced"], 1, "{held:#}");
+    assert_eq!(went_up(&env), ["v1", "v2 longer"]);
 }

@@ -42,6 +42,9 @@ pub(crate) struct UploadPlan {
     pub coalesced: Vec<(String, SystemTime)>,
     /// When the next entry that waits (its backoff, or `min_interval`) is due.
     pub next_due: Option<SystemTime>,
+    /// Entries whose `uploaded_at` is ahead of the clock: `min_interval` does not hold
+    /// them back (entry, that `uploaded_at`).
+    pub ahead_of_clock: Vec<(String, SystemTime)>,
     pub uploaded: usize,
     /// Paths named by more than one entry, one sentence each: reported, neither
     /// queued nor uploaded nor marked (see `UploadLog::duplicate_paths`).
@@ -104,6 +107,12 @@ impl UploadPlan {
                 words::count(n, "attempt", "attempts")
             )
         }));
+        out.extend(self.ahead_of_clock.iter().map(|(p, at)| {
+            format!(
+                "no min_interval for {p}: its uploaded_at ({}) is ahead of the clock (a clock set back, or another program's stamp), which says nothing of when it went up",
+                timestamp(*at)
+            )
+        }));
         out.extend(self.coalesced.iter().map(|(p, at)| {
             format!(
                 "wait {p}: it went up less than min_interval ago; its latest version goes up at {}",
@@ -135,8 +144,26 @@ fn interval_ends(
     entry: Option<UploadView<'_>>,
     now: SystemTime,
 ) -> Option<SystemTime> {
-    let at = entry?.uploaded_at()?.checked_add(config.min_interval?)?;
+    let uploaded_at = entry?.uploaded_at()?;
+    // Ahead of the clock (a clock set back since, another program's stamp), it says
+    // nothing of when the file went up: held until then, it could wait for years. It goes
+    // up now, and the stamp that upload writes anchors the interval again.
+    if uploaded_at > now {
+        return None;
+    }
+    let at = uploaded_at.checked_add(config.min_interval?)?;
     (at > now).then_some(at)
+}
+
+/// The `uploaded_at` of `entry` when it is ahead of `now` and `min_interval` is set: the
+/// interval is not applied to it (see [`interval_ends`]), and the run says so.
+fn uploaded_ahead(
+    config: &UploadConfig,
+    entry: Option<UploadView<'_>>,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    config.min_interval?;
+    entry?.uploaded_at().filter(|at| *at > now)
 }
 
 /// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
@@ -198,6 +225,9 @@ pub(crate) fn plan(
     }
     for i in 0..plan.enqueue.len() {
         let entry = plan.enqueue[i].0.clone();
+        if let Some(at) = uploaded_ahead(config, log.get(&entry), now) {
+            plan.ahead_of_clock.push((entry.clone(), at));
+        }
         if let Some(at) = interval_ends(config, log.get(&entry), now) {
             plan.wait_until(super::set::rank(config, &entry), at);
             plan.coalesced.push((entry, at));
@@ -238,6 +268,9 @@ pub(crate) fn plan(
             plan.given_up.push((entry.to_owned(), e.attempts()));
             plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
             continue;
+        }
+        if let Some(at) = uploaded_ahead(config, Some(e), now) {
+            plan.ahead_of_clock.push((entry.to_owned(), at));
         }
         if let Some(at) = e.next_attempt_at().filter(|at| *at > now) {
             plan.waiting += 1;
