@@ -211,3 +211,46 @@ fn issue_19_an_uploaded_at_ahead_of_the_clock_holds_no_upload_past_min_interval(
     assert_eq!(held["counts"]["coalesced"], 1, "{held:#}");
     assert_eq!(went_up(&env), ["v1", "v2 longer"]);
 }
+
+/// Rules: upload index/*.json into `drive/` in the home with `min_interval`, deleting the
+/// drive's copy of a gone source.
+fn drive_rules(env: &TestEnv, min_interval: &str) {
+    std::fs::create_dir_all(env.home().join("index")).unwrap();
+    env.raw_rules(&format!(
+        "[actions.upload]\n\
+         command = [\"sh\", \"-c\", \"mkdir -p \\\"$(dirname \\\"$2\\\")\\\" && cp \\\"$1\\\" \\\"$2\\\"\", \"up\", \"{{path}}\", \"{{remote}}\"]\n\
+         remove = [\"rm\", \"{{remote}}\"]\n\
+         remote = \"drive/{{relpath}}\"\nsources = [\"index/*.json\"]\nmin_interval = \"{min_interval}\"\n"
+    ));
+}
+
+#[test]
+fn issue_19_a_source_deleted_while_it_waits_out_min_interval_is_removed_from_the_remote() {
+    let env = TestEnv::new();
+    drive_rules(&env, "1h");
+    env.write("index/a.json", "v1");
+    env.write("index/b.json", "b");
+    assert_eq!(upload_once(&env)["counts"]["uploaded"], 2);
+    let copy = env.home().join("drive/index/a.json");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "v1");
+    env.write("index/a.json", "v2");
+    assert_eq!(upload_once(&env)["counts"]["coalesced"], 1);
+    std::fs::remove_file(env.home().join("index/a.json")).unwrap();
+    let run = upload_once(&env);
+    assert!(
+        !copy.exists(),
+        "the drive keeps the copy of a source deleted while it waited for min_interval: {run:#}"
+    );
+    let log = env.state_json("upload_log.json");
+    let entry = log["uploads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "index/a.json")
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["status"], "removed", "{entry:#}");
+    // Nothing left to do: the removal is not tried again.
+    let again = upload_once(&env);
+    assert_eq!(again["outcome"], "nothing-to-do", "{again:#}");
+}

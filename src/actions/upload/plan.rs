@@ -207,6 +207,9 @@ pub(crate) fn plan(
     };
     let duplicates = log.duplicate_paths();
     let mut gone = Vec::new();
+    // Entries whose file has a version on the remote, uploaded or queued again since: the
+    // measure of the vanishing guard.
+    let mut on_remote = 0;
     for (entry, stat) in disk.sources() {
         if duplicates.contains(entry.as_str()) {
             continue;
@@ -245,6 +248,7 @@ pub(crate) fn plan(
         let status = e.status();
         if status == UploadStatus::Uploaded {
             plan.uploaded += 1;
+            on_remote += 1;
             if config.remove.is_some() && is_gone(home, disk, entry) {
                 gone.push((entry, e.remote()));
             }
@@ -253,10 +257,16 @@ pub(crate) fn plan(
         if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
             continue;
         }
+        let copy = e.has_remote_copy();
+        on_remote += usize::from(copy);
         // Following links: a dangling link is a missing file. An entry that does not
         // decode or holds a NUL is not missing: confine refuses it below.
         if is_gone(home, disk, entry) {
-            if status == UploadStatus::Skipped {
+            if copy && config.remove.is_some() {
+                // Gone while a newer version waited (min_interval, a backoff): the
+                // version that went up before is still on the remote.
+                gone.push((entry, e.remote()));
+            } else if status == UploadStatus::Skipped {
                 plan.still_missing += 1;
             } else {
                 plan.missing.push(entry.to_owned());
@@ -286,7 +296,7 @@ pub(crate) fn plan(
             }
         }
     }
-    let found = removal::removals(home, config, &gone, plan.uploaded, confirm_removals);
+    let found = removal::removals(home, config, &gone, on_remote, confirm_removals);
     plan.remove = found.remove;
     plan.refused.extend(found.refused);
     plan.removals_held = found.held;
