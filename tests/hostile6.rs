@@ -254,3 +254,52 @@ fn issue_19_a_source_deleted_while_it_waits_out_min_interval_is_removed_from_the
     let again = upload_once(&env);
     assert_eq!(again["outcome"], "nothing-to-do", "{again:#}");
 }
+
+#[test]
+fn issue_19_a_save_heard_while_the_pause_marker_exists_waits_for_the_resume_not_the_run_under_way()
+{
+    let env = TestEnv::new();
+    let holds = holding_rules(&env);
+    hold(&holds, "a.txt");
+    let w = env.watch(&[], &[]);
+    env.write("Data/a.txt", "alpha");
+    wait_until(
+        "the planned batch is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env) == ["a.txt"],
+    );
+    // A bulk import begins: the user pauses runs first, as the README says to.
+    env.write("Data/.memsched-pause", "");
+    wait_until("the watcher pauses", DEADLINE, &|| w.log(), || {
+        w.log().contains("exists: runs wait until it is removed")
+    });
+    env.write("Data/imported.txt", "half of an import");
+    wait_until(
+        "the watcher hears the import",
+        DEADLINE,
+        &|| w.log(),
+        || {
+            w.log().contains("deferred while paused: ingest for")
+                && w.log().contains("imported.txt")
+        },
+    );
+    release(&holds, "a.txt");
+    wait_until(
+        "the run under way is recorded",
+        DEADLINE,
+        &|| w.log(),
+        || env.runs().len() >= 2,
+    );
+    assert_eq!(
+        sent(&env),
+        ["a.txt"],
+        "a file saved while runs were paused was sent by the run under way\n--- log\n{}",
+        w.log()
+    );
+    // Removing the marker resumes: nothing was lost.
+    std::fs::remove_file(env.data().join(".memsched-pause")).unwrap();
+    wait_until("the resume sends the import", DEADLINE, &|| w.log(), || {
+        sent(&env) == ["a.txt", "imported.txt"]
+    });
+}
