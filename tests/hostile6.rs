@@ -31,6 +31,11 @@ for p in files:
 /// The holding step as ingest (one file per batch), a data rule for every .txt; returns
 /// the folder whose markers hold files.
 fn holding_rules(env: &TestEnv) -> PathBuf {
+    holding_rules_with(env, "")
+}
+
+/// [`holding_rules`] with `extra` lines in `[actions.ingest]`.
+fn holding_rules_with(env: &TestEnv, extra: &str) -> PathBuf {
     let step = env.write("holding_step.py", HOLDING_STEP);
     let holds = env.home().join("holds");
     std::fs::create_dir_all(&holds).unwrap();
@@ -45,7 +50,7 @@ fn holding_rules(env: &TestEnv) -> PathBuf {
     std::fs::create_dir_all(env.log_dir()).unwrap();
     env.raw_rules(&format!(
         "debounce = \"100ms\"\ntick = \"1h\"\n\
-         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\nbatch_size = 1\n\
+         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\nbatch_size = 1\n{extra}\n\
          [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
     ));
     holds
@@ -302,4 +307,48 @@ fn issue_19_a_save_heard_while_the_pause_marker_exists_waits_for_the_resume_not_
     wait_until("the resume sends the import", DEADLINE, &|| w.log(), || {
         sent(&env) == ["a.txt", "imported.txt"]
     });
+}
+
+#[test]
+fn issue_19_a_copy_saved_anew_while_its_original_is_queued_is_sent_once_with_skip_known_content() {
+    let env = TestEnv::new();
+    let holds = holding_rules_with(&env, "skip_known_content = true");
+    hold(&holds, "a.txt");
+    let w = env.watch(&[], &[]);
+    // One burst: b.txt goes to the step, c.txt (its copy) is recorded once b.txt is in.
+    env.write("Data/b.txt", "same words");
+    env.write("Data/c.txt", "same words");
+    env.write("Data/a.txt", "alpha");
+    wait_until(
+        "the first batch is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env) == ["a.txt"],
+    );
+    env.write("Data/c.txt", "other words now");
+    wait_until(
+        "the watcher hands the save to the run",
+        DEADLINE,
+        &|| w.log(),
+        || w.log().contains("c.txt: saved while ingest runs"),
+    );
+    release(&holds, "a.txt");
+    wait_until(
+        "the run the save brings after the burst's is recorded",
+        DEADLINE,
+        &|| w.log(),
+        || env.runs().len() >= 3,
+    );
+    assert_eq!(
+        sent(&env),
+        ["a.txt", "c.txt", "b.txt"],
+        "the copy's new content was sent twice: its original's batch recorded the old content over it\n--- log\n{}",
+        w.log()
+    );
+    let last = env.runs().last().cloned().unwrap();
+    assert_eq!(
+        action(&last, "ingest")["outcome"],
+        "nothing-to-do",
+        "{last:#}"
+    );
 }

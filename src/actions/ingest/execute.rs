@@ -115,6 +115,7 @@ fn send_all(
             ctx.progress,
         ),
         failed_content: HashSet::new(),
+        fresh_keys: HashSet::new(),
         not_sendable: 0,
         hashes,
         out,
@@ -178,6 +179,9 @@ struct Sender<'s, 'c> {
     failed_content: HashSet<Digest>,
     /// Files failed without being sent (a name too long, a line break).
     not_sendable: usize,
+    /// Keys of the fresh saves the run took: a copy among them holds newer content than
+    /// the plan read, so its original's batch does not record it.
+    fresh_keys: HashSet<String>,
 }
 
 impl Sender<'_, '_> {
@@ -222,6 +226,7 @@ impl Sender<'_, '_> {
             ),
         };
         self.out.fresh += saved.len();
+        self.fresh_keys.extend(saved.iter().map(|c| c.key.clone()));
         let pieces = batches::plan(self.ctx, self.config, &saved);
         self.total += batches::batch_count(&pieces);
         let mut said = 0;
@@ -315,9 +320,10 @@ impl Sender<'_, '_> {
             out,
             &mut self.failed_content,
         );
-        // Copies of content the step just finished need no run of their own.
+        // Copies of content the step just finished need no run of their own; one saved
+        // anew during the run went (or goes) as itself, with its new content.
         for (copy, original) in after_send {
-            if done_keys.contains(&original.as_str()) {
+            if done_keys.contains(&original.as_str()) && !self.fresh_keys.contains(&copy.key) {
                 self.hashes.record(&copy.key, &copy.hash, copy.stat, now);
                 out.recorded_only += 1;
             }
