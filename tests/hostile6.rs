@@ -352,3 +352,116 @@ fn issue_19_a_copy_saved_anew_while_its_original_is_queued_is_sent_once_with_ski
         "{last:#}"
     );
 }
+
+/// The names of the files the resident step double was served, batch by batch.
+fn served(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(env.log_dir().join("batches.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .flat_map(|l| {
+            let batch: Value = serde_json::from_str(l).unwrap();
+            batch["files"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| {
+                    let f = f.as_str().unwrap().to_owned();
+                    f.rsplit('/').next().unwrap().to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The ingest task of `file`, if any.
+fn task_of(env: &TestEnv, file: &str) -> Option<Value> {
+    env.state_json("task_queue.json")["tasks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["file"] == file)
+        .cloned()
+}
+
+/// Writes `slow` (a file the resident double holds until LOGDIR/release), waits until it
+/// is in flight, saves `file` with `text`, waits until the watcher hands it to the run
+/// (its `nth` hand-over), then lets the held batch end.
+fn save_while_held(env: &TestEnv, w: &Watcher, slow: &str, file: &str, text: &str, nth: usize) {
+    let release = env.log_dir().join("release");
+    let _ = std::fs::remove_file(&release);
+    env.write(&format!("Data/{slow}"), "SLOW");
+    wait_until("the held batch is in flight", DEADLINE, &|| w.log(), || {
+        served(env).contains(&slow.to_owned())
+    });
+    env.write(&format!("Data/{file}"), text);
+    let handed = format!("{file}: saved while ingest runs");
+    wait_until(
+        "the watcher hands the save over",
+        DEADLINE,
+        &|| w.log(),
+        || w.log().matches(&handed).count() >= nth,
+    );
+    std::fs::write(&release, "").unwrap();
+}
+
+#[test]
+fn issue_19_a_fresh_save_the_step_fails_is_one_task_and_its_fix_saved_during_a_run_closes_it() {
+    let env = TestEnv::new();
+    let step = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/steps/resident.py");
+    let command = serde_json::to_string(&[
+        "python3".to_owned(),
+        step.display().to_string(),
+        env.log_dir().display().to_string(),
+    ])
+    .unwrap();
+    env.raw_rules(&format!(
+        "debounce = \"100ms\"\ntick = \"1h\"\n\
+         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\nbatch_size = 1\nresident = true\n\
+         [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
+    ));
+    let w = env.watch(&[], &[]);
+    save_while_held(&env, &w, "a-SLOW.txt", "z.txt", "FAIL", 1);
+    wait_until(
+        "the run the save brings next is recorded",
+        DEADLINE,
+        &|| w.log(),
+        || env.runs().len() >= 3,
+    );
+    assert_eq!(served(&env), ["a-SLOW.txt", "z.txt"], "{}", w.log());
+    let task = task_of(&env, "z.txt").expect("a failed fresh save is a task");
+    assert_eq!(
+        (task["status"].as_str(), task["attempts"].as_u64()),
+        (Some("failed"), Some(1)),
+        "{task:#}"
+    );
+    let next = env.runs().last().cloned().unwrap();
+    assert!(
+        action(&next, "ingest")["reasons"]
+            .to_string()
+            .contains("leave z.txt: failed before"),
+        "the next run sent the failed save again, or did not say why not: {next:#}"
+    );
+
+    // Fixed while another long run is under way: it goes in that run, closing its task.
+    save_while_held(&env, &w, "b-SLOW.txt", "z.txt", "fixed now", 2);
+    wait_until(
+        "the run the fix brings next is recorded",
+        DEADLINE,
+        &|| w.log(),
+        || env.runs().len() >= 5,
+    );
+    assert_eq!(
+        served(&env),
+        ["a-SLOW.txt", "z.txt", "b-SLOW.txt", "z.txt"],
+        "{}",
+        w.log()
+    );
+    let task = task_of(&env, "z.txt").unwrap();
+    assert_eq!(task["status"], "done", "{task:#}");
+    let last = env.runs().last().cloned().unwrap();
+    assert_eq!(
+        action(&last, "ingest")["outcome"],
+        "nothing-to-do",
+        "{last:#}"
+    );
+}
