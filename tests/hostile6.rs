@@ -31,7 +31,7 @@ for p in files:
 /// The holding step as ingest (one file per batch), a data rule for every .txt; returns
 /// the folder whose markers hold files.
 fn holding_rules(env: &TestEnv) -> PathBuf {
-    holding_rules_with(env, "")
+    holding_rules_with(env, "batch_size = 1")
 }
 
 /// [`holding_rules`] with `extra` lines in `[actions.ingest]`.
@@ -50,7 +50,7 @@ fn holding_rules_with(env: &TestEnv, extra: &str) -> PathBuf {
     std::fs::create_dir_all(env.log_dir()).unwrap();
     env.raw_rules(&format!(
         "debounce = \"100ms\"\ntick = \"1h\"\n\
-         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\nbatch_size = 1\n{extra}\n\
+         [actions.ingest]\ncommand = {command}\nsettle = \"0s\"\n{extra}\n\
          [[rules]]\nname = \"memories\"\nin = \"data\"\npaths = [\"**/*.txt\"]\nrun = [\"ingest\"]\n"
     ));
     holds
@@ -312,7 +312,7 @@ fn issue_19_a_save_heard_while_the_pause_marker_exists_waits_for_the_resume_not_
 #[test]
 fn issue_19_a_copy_saved_anew_while_its_original_is_queued_is_sent_once_with_skip_known_content() {
     let env = TestEnv::new();
-    let holds = holding_rules_with(&env, "skip_known_content = true");
+    let holds = holding_rules_with(&env, "batch_size = 1\nskip_known_content = true");
     hold(&holds, "a.txt");
     let w = env.watch(&[], &[]);
     // One burst: b.txt goes to the step, c.txt (its copy) is recorded once b.txt is in.
@@ -464,4 +464,113 @@ fn issue_19_a_fresh_save_the_step_fails_is_one_task_and_its_fix_saved_during_a_r
         "nothing-to-do",
         "{last:#}"
     );
+}
+
+#[test]
+fn issue_19_a_storm_of_saves_during_a_long_run_ends_with_every_file_recorded_each_sent_once() {
+    let env = TestEnv::new();
+    let holds = holding_rules_with(&env, "batch_size = 50");
+    hold(&holds, "a.txt");
+    let w = env.watch(&[], &[]);
+    let mut burst = vec!["a.txt".to_owned()];
+    env.write("Data/a.txt", "alpha");
+    for i in 0..149 {
+        let name = format!("q{i:03}.txt");
+        env.write(&format!("Data/{name}"), &format!("queued {i}"));
+        burst.push(name);
+    }
+    wait_until(
+        "the first batch is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env).first().is_some_and(|f| f == "a.txt"),
+    );
+    let mut storm = Vec::new();
+    for i in 0..2000 {
+        let name = format!("s{i:04}.txt");
+        env.write(&format!("Data/{name}"), &format!("storm {i}"));
+        storm.push(name);
+    }
+    // Files the run still has queued, saved anew: their batch sends the new content.
+    for i in 100..149 {
+        env.write(
+            &format!("Data/q{i:03}.txt"),
+            &format!("queued {i}, saved again"),
+        );
+    }
+    release(&holds, "a.txt");
+    let all: std::collections::BTreeSet<String> = burst.iter().chain(&storm).cloned().collect();
+    wait_until(
+        "every file is sent and a run finds nothing left",
+        Duration::from_secs(120),
+        &|| w.log(),
+        || {
+            let got: std::collections::BTreeSet<String> = sent(&env).into_iter().collect();
+            let runs = env.runs();
+            got == all
+                && runs.len() >= 3
+                && action(runs.last().unwrap(), "ingest")["outcome"] == "nothing-to-do"
+        },
+    );
+    let sent = sent(&env);
+    let mut twice: Vec<&String> = sent
+        .iter()
+        .filter(|n| sent.iter().filter(|m| m == n).count() > 1)
+        .collect();
+    twice.dedup();
+    assert!(
+        twice.is_empty(),
+        "sent more than once: {:?}",
+        &twice[..twice.len().min(20)]
+    );
+}
+
+#[test]
+fn issue_19_a_copy_of_content_its_original_lost_before_its_batch_is_not_recorded_as_indexed() {
+    let env = TestEnv::new();
+    let holds = holding_rules_with(&env, "batch_size = 1\nskip_known_content = true");
+    hold(&holds, "a.txt");
+    let w = env.watch(&[], &[]);
+    // b.txt goes to the step; c.txt, its copy, is to be recorded once b.txt is in.
+    env.write("Data/b.txt", "same words");
+    env.write("Data/c.txt", "same words");
+    env.write("Data/a.txt", "alpha");
+    wait_until(
+        "the first batch is in flight",
+        DEADLINE,
+        &|| w.log(),
+        || sent(&env) == ["a.txt"],
+    );
+    // The original changes before its batch: the step reads the new words, never the old.
+    env.write("Data/b.txt", "other words now");
+    wait_until(
+        "the watcher hands the save to the run",
+        DEADLINE,
+        &|| w.log(),
+        || w.log().contains("b.txt: saved while ingest runs"),
+    );
+    release(&holds, "a.txt");
+    wait_until(
+        "the run the save brings next is recorded",
+        DEADLINE,
+        &|| w.log(),
+        || env.runs().len() >= 3,
+    );
+    assert_eq!(sent(&env), ["a.txt", "b.txt"], "{}", w.log());
+    let burst = action(&env.runs()[1], "ingest").clone();
+    assert!(
+        burst["reasons"].to_string().contains("not recorded c.txt"),
+        "c.txt was recorded as indexed under content no file sent to the step held: {burst:#}"
+    );
+    let next = env.runs().last().cloned().unwrap();
+    assert_eq!(
+        action(&next, "ingest")["outcome"],
+        "nothing-to-do",
+        "b.txt was sent twice: its batch recorded the content the plan read, not the one it sent: {next:#}"
+    );
+    // The next full walk sends the copy as itself: nothing lost.
+    drop(w);
+    let out = env.run(&["--once"]);
+    assert_exit(&out, 0);
+    assert_eq!(sent(&env), ["a.txt", "b.txt", "c.txt"]);
 }

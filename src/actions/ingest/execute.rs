@@ -116,6 +116,7 @@ fn send_all(
         ),
         failed_content: HashSet::new(),
         fresh_keys: HashSet::new(),
+        restated: fresh::Restated::default(),
         not_sendable: 0,
         hashes,
         out,
@@ -182,6 +183,8 @@ struct Sender<'s, 'c> {
     /// Keys of the fresh saves the run took: a copy among them holds newer content than
     /// the plan read, so its original's batch does not record it.
     fresh_keys: HashSet<String>,
+    /// Queued files saved anew during the run.
+    restated: fresh::Restated,
 }
 
 impl Sender<'_, '_> {
@@ -214,7 +217,9 @@ impl Sender<'_, '_> {
             // Left with the watcher's changes for the next run, not taken and unsent.
             return Ok(());
         }
-        let saved = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
+        let heard = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
+        self.restated.note(heard.restated);
+        let saved = heard.send;
         if saved.is_empty() {
             return Ok(());
         }
@@ -290,10 +295,11 @@ impl Sender<'_, '_> {
     ) -> Result<()> {
         let (ctx, config, now) = (self.ctx, self.config, self.now.as_str());
         let batch = match piece {
-            Piece::Batch(range) => &files[range],
+            Piece::Batch(range) => self.restated.apply(&files[range]),
             Piece::TooLong { index, why } => return self.not_sent(&files[index], &why, true),
             Piece::LineBreak { index, why } => return self.not_sent(&files[index], &why, false),
         };
+        let batch = &batch[..];
         let out = &mut *self.out;
         out.batches += 1;
         out.sent += batch.len();
@@ -321,8 +327,18 @@ impl Sender<'_, '_> {
             &mut self.failed_content,
         );
         // Copies of content the step just finished need no run of their own; one saved
-        // anew during the run went (or goes) as itself, with its new content.
+        // anew during the run went (or goes) as itself, with its new content. A copy of
+        // content its original no longer held when it went is not in the index: the next
+        // walk sends it.
         for (copy, original) in after_send {
+            if self.restated.changed(original) && done_keys.contains(&original.as_str()) {
+                out.notes.push(format!(
+                    "not recorded {}: {} changed before its batch, so their old content is not in the index; the next full walk sends it",
+                    copy.shown(),
+                    crate::model::file_key::path(original).map_or_else(|| original.clone(), |p| crate::model::file_key::display(&p))
+                ));
+                continue;
+            }
             if done_keys.contains(&original.as_str()) && !self.fresh_keys.contains(&copy.key) {
                 self.hashes.record(&copy.key, &copy.hash, copy.stat, now);
                 out.recorded_only += 1;
