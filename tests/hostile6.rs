@@ -574,3 +574,72 @@ fn issue_19_a_copy_of_content_its_original_lost_before_its_batch_is_not_recorded
     assert_exit(&out, 0);
     assert_eq!(sent(&env), ["a.txt", "b.txt", "c.txt"]);
 }
+
+#[test]
+fn issue_19_a_side_car_whose_interval_ended_waits_for_its_index_still_within_min_interval() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.home().join("index")).unwrap();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {UPLOAD}\nremote = \"memory/{{relpath}}\"\n\
+         sources = [\"index/*.faiss\", \"index/*.json\"]\nset = [\"index/*.faiss\", \"index/*.json\"]\nmin_interval = \"1h\"\n"
+    ));
+    env.write("index/m.faiss", "index v1");
+    env.write("index/m.json", "side-car v1");
+    assert_eq!(upload_once(&env)["counts"]["uploaded"], 2);
+    // The side-car went up long ago (another script's log), the index just now.
+    let mut log = env.state_json("upload_log.json");
+    for e in log["uploads"].as_array_mut().unwrap() {
+        if e["path"] == "index/m.json" {
+            e["uploaded_at"] = json!("2020-01-01T00:00:00.000Z");
+        }
+    }
+    env.state_file("upload_log.json", &log);
+    env.write("index/m.faiss", "index v2");
+    env.write("index/m.json", "side-car v2");
+    let run = upload_once(&env);
+    assert_eq!(
+        went_up(&env),
+        ["index v1", "side-car v1"],
+        "the side-car went up beside an index that waits for min_interval: {run:#}"
+    );
+    assert_eq!(run["counts"]["coalesced"], 2, "{run:#}");
+    assert!(
+        run["reasons"]
+            .to_string()
+            .contains("wait index/m.json: another file of its set"),
+        "{run:#}"
+    );
+}
+
+#[test]
+fn issue_19_an_index_whose_interval_ended_waits_for_its_side_car_within_min_interval() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.home().join("index")).unwrap();
+    env.raw_rules(&format!(
+        "[actions.upload]\ncommand = {UPLOAD}\nremote = \"memory/{{relpath}}\"\n\
+         sources = [\"index/*.faiss\", \"index/*.json\"]\nset = [\"index/*.faiss\", \"index/*.json\"]\nmin_interval = \"1h\"\n"
+    ));
+    env.write("index/m.faiss", "index v1");
+    env.write("index/m.json", "side-car v1");
+    assert_eq!(upload_once(&env)["counts"]["uploaded"], 2);
+    // The index went up long ago; the side-car (changed alone since) just now.
+    let mut log = env.state_json("upload_log.json");
+    for e in log["uploads"].as_array_mut().unwrap() {
+        if e["path"] == "index/m.faiss" {
+            e["uploaded_at"] = json!("2020-01-01T00:00:00.000Z");
+        }
+    }
+    env.state_file("upload_log.json", &log);
+    env.write("index/m.faiss", "index v2");
+    env.write("index/m.json", "side-car v2");
+    let run = upload_once(&env);
+    assert_eq!(
+        went_up(&env),
+        ["index v1", "side-car v1"],
+        "the new index went up alone, beside the old side-car, for as long as the side-car's interval lasts: {run:#}"
+    );
+    assert!(
+        run["reasons"].to_string().contains("wait index/m.faiss"),
+        "the run does not say why the index waits: {run:#}"
+    );
+}

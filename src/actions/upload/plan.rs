@@ -40,6 +40,9 @@ pub(crate) struct UploadPlan {
     pub backoff_due: Option<SystemTime>,
     /// Entries uploaded less than `min_interval` ago, queued until it ends: (entry, when).
     pub coalesced: Vec<(String, SystemTime)>,
+    /// Files of the `set` that could go, waiting while another of the set waits out
+    /// `min_interval` (entry, when the last of those ends): the set goes up whole.
+    pub set_waits: Vec<(String, SystemTime)>,
     /// When the next entry that waits (its backoff, or `min_interval`) is due.
     pub next_due: Option<SystemTime>,
     /// Entries whose `uploaded_at` is ahead of the clock: `min_interval` does not hold
@@ -119,6 +122,12 @@ impl UploadPlan {
                 timestamp(*at)
             )
         }));
+        out.extend(self.set_waits.iter().map(|(p, at)| {
+            format!(
+                "wait {p}: another file of its set went up less than min_interval ago, and the set goes up whole, at {} at the latest",
+                timestamp(*at)
+            )
+        }));
         if let Some(next) = self.backoff_due {
             out.push(format!(
                 "{} for their backoff; the next is due at {}",
@@ -127,6 +136,12 @@ impl UploadPlan {
             ));
         }
         out
+    }
+
+    /// Files that wait for `min_interval`, theirs or their set's.
+    #[must_use]
+    pub(crate) fn interval_waits(&self) -> usize {
+        self.coalesced.len() + self.set_waits.len()
     }
 
     /// `entry` (of rank `rank` in the set) waits until `at`: the set's later files wait
@@ -300,8 +315,30 @@ pub(crate) fn plan(
     plan.remove = found.remove;
     plan.refused.extend(found.refused);
     plan.removals_held = found.held;
+    hold_the_set(config, &mut plan);
     super::set::order(config, &mut plan.due);
     plan
+}
+
+/// While a file of the `set` waits out `min_interval`, the set's other files wait with it,
+/// earlier ones too: an index that went up alone would sit beside the old side-car for as
+/// long as the side-car's interval lasts, not just while the set's own uploads take.
+fn hold_the_set(config: &UploadConfig, plan: &mut UploadPlan) {
+    let waiting_until = plan
+        .coalesced
+        .iter()
+        .filter(|(entry, _)| super::set::rank(config, entry).is_some())
+        .map(|(_, at)| *at)
+        .max();
+    let Some(until) = waiting_until else {
+        return;
+    };
+    let (held, due): (Vec<DueUpload>, Vec<DueUpload>) = std::mem::take(&mut plan.due)
+        .into_iter()
+        .partition(|d| super::set::rank(config, &d.entry).is_some());
+    plan.due = due;
+    plan.set_waits
+        .extend(held.into_iter().map(|d| (d.entry, until)));
 }
 
 /// Whether an entry's file is gone (following links); an entry that does not decode or
