@@ -23,6 +23,7 @@ mod hostile;
 mod hostile3;
 mod hostile4;
 mod hostile5;
+mod hostile6;
 mod hostile_manifest;
 mod hostile_steps;
 mod hostile_watcher;

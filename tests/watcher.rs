@@ -78,10 +78,21 @@ fn an_editor_style_save_triggers_one_run() {
     );
 
     // A sentinel change afterwards: anything the save still had to trigger came first.
+    // Saved while the save's run is under way, the sentinel goes in that run (fresh
+    // saves first), so what is waited for is a recorded run that names it.
     let sentinel = env.write("Data/sentinel.txt", "s");
-    wait_until("the sentinel is sent", DEADLINE, &|| w.log(), || {
-        env.sent().contains(&bytes(&sentinel))
-    });
+    wait_until(
+        "the sentinel is sent and its run recorded",
+        DEADLINE,
+        &|| w.log(),
+        || {
+            env.sent().contains(&bytes(&sentinel))
+                && env
+                    .runs()
+                    .iter()
+                    .any(|r| r.to_string().contains("sentinel.txt"))
+        },
+    );
     let sent = env.sent();
     assert_eq!(
         sent.iter().filter(|s| **s == bytes(&file)).count(),

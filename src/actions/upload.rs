@@ -118,7 +118,7 @@ impl Job for UploadJob<'_> {
             ("given_up", plan.given_up.len()),
             ("refused", plan.refused.len()),
             ("waiting", plan.waiting),
-            ("coalesced", plan.coalesced.len()),
+            ("coalesced", plan.interval_waits()),
             ("uploaded_before", plan.uploaded),
             ("duplicates", plan.malformed.len()),
             ("to_remove", plan.remove.len()),
@@ -140,10 +140,10 @@ impl Job for UploadJob<'_> {
 
     fn nothing_text(&self, plan: &UploadPlan) -> String {
         let mut text = format!("{} uploaded, none outstanding and due", plan.uploaded);
-        if !plan.coalesced.is_empty() {
+        if plan.interval_waits() > 0 {
             text += &format!(
                 "; {} for min_interval",
-                words::count(plan.coalesced.len(), "file waits", "files wait")
+                words::count(plan.interval_waits(), "file waits", "files wait")
             );
         }
         if !plan.given_up.is_empty() {
@@ -209,10 +209,10 @@ impl Job for UploadJob<'_> {
         if done.held_back > 0 {
             summary.push_str(&format!(", {} of the set held back", done.held_back));
         }
-        if !plan.coalesced.is_empty() {
+        if plan.interval_waits() > 0 {
             summary.push_str(&format!(
                 "; {} for min_interval (the latest version goes up when it ends)",
-                words::count(plan.coalesced.len(), "file waits", "files wait")
+                words::count(plan.interval_waits(), "file waits", "files wait")
             ));
         }
         if !plan.remove.is_empty() {

@@ -55,6 +55,22 @@ impl<'a> UploadView<'a> {
     pub fn uploaded_at(self) -> Option<SystemTime> {
         self.str("uploaded_at").and_then(parse_time)
     }
+    /// Whether a version of the file is on the remote: it went up (`uploaded_at`), and not
+    /// before its last removal from there (`removed_at`). An entry queued again since
+    /// (changed, waiting for `min_interval` or its backoff) still has that version there.
+    #[must_use]
+    pub fn has_remote_copy(self) -> bool {
+        if self.str("uploaded_at").is_none() {
+            return false;
+        }
+        match self.str("removed_at") {
+            None => true,
+            Some(removed) => self
+                .uploaded_at()
+                .zip(parse_time(removed))
+                .is_some_and(|(up, removed)| up > removed),
+        }
+    }
     /// Whether the file's `stat` differs from the size and mtime recorded at its upload
     /// (a record without them counts as different).
     #[must_use]
@@ -134,5 +150,34 @@ impl UploadLog {
     /// Locked read-modify-write (see [`ListDoc::update`]).
     pub fn update<T>(file: &Path, change: impl FnOnce(&mut UploadLog) -> Edit<T>) -> Result<T> {
         ListDoc::update(file, "uploads", change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::UploadView;
+
+    fn copy(entry: &Value) -> bool {
+        UploadView(entry.as_object().unwrap()).has_remote_copy()
+    }
+
+    #[test]
+    fn a_remote_copy_is_one_that_went_up_after_its_last_removal() {
+        let (early, late) = ("2026-11-26T11:00:00Z", "2026-11-26T12:00:00Z");
+        assert!(!copy(&json!({"status": "pending"})), "never went up");
+        assert!(copy(&json!({"status": "pending", "uploaded_at": early})));
+        assert!(
+            copy(&json!({"status": "pending", "uploaded_at": "garbled"})),
+            "it went up, whenever that was"
+        );
+        assert!(
+            !copy(&json!({"status": "pending", "uploaded_at": early, "removed_at": late})),
+            "back after its removal, not up since"
+        );
+        assert!(copy(
+            &json!({"status": "pending", "uploaded_at": late, "removed_at": early})
+        ));
     }
 }

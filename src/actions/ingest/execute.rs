@@ -115,6 +115,8 @@ fn send_all(
             ctx.progress,
         ),
         failed_content: HashSet::new(),
+        fresh_keys: HashSet::new(),
+        restated: fresh::Restated::default(),
         not_sendable: 0,
         hashes,
         out,
@@ -136,6 +138,11 @@ fn send_all(
     // Saves heard during the last batch go now, not after another debounce and run.
     if let Some(fresh) = fresh.filter(|_| !plan.send.is_empty() && !ctx.stopping()) {
         sender.send_fresh(fresh, &[])?;
+        // A signal that came while they went leaves some unsent: the run says it stopped,
+        // and what it left, as it does between planned batches.
+        if sender.out.stopped.is_none() && sender.left(plan.send.len()) > 0 {
+            sender.stop_if_asked(plan.send.len());
+        }
     }
     // Removals come after the additions: a renamed memory is searchable under its new
     // name before its old one goes.
@@ -173,6 +180,11 @@ struct Sender<'s, 'c> {
     failed_content: HashSet<Digest>,
     /// Files failed without being sent (a name too long, a line break).
     not_sendable: usize,
+    /// Keys of the fresh saves the run took: a copy among them holds newer content than
+    /// the plan read, so its original's batch does not record it.
+    fresh_keys: HashSet<String>,
+    /// Queued files saved anew during the run.
+    restated: fresh::Restated,
 }
 
 impl Sender<'_, '_> {
@@ -182,21 +194,32 @@ impl Sender<'_, '_> {
         if !self.ctx.stopping() {
             return false;
         }
+        let left = self.left(planned);
         let out = &mut *self.out;
         out.notes.push(format!(
             "stopped after {} of {}: a signal asked memsched to stop; the rest waits for the next run",
             out.batches,
             words::count(self.total, "batch", "batches")
         ));
-        let left = (planned + out.fresh).saturating_sub(out.sent + self.not_sendable);
         out.stopped = Some((self.total, left));
         true
+    }
+
+    /// How many of the `planned` files and the fresh saves taken are not sent yet.
+    fn left(&self, planned: usize) -> usize {
+        (planned + self.out.fresh).saturating_sub(self.out.sent + self.not_sendable)
     }
 
     /// Sends, in batches of their own, the memories saved since the last batch that need
     /// it, ahead of the files still `queued`.
     fn send_fresh(&mut self, fresh: &FreshSaves, queued: &[Candidate]) -> Result<()> {
-        let saved = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
+        if self.ctx.stopping() {
+            // Left with the watcher's changes for the next run, not taken and unsent.
+            return Ok(());
+        }
+        let heard = fresh::to_send(fresh, self.ctx, self.config, self.hashes, queued);
+        self.restated.note(heard.restated);
+        let saved = heard.send;
         if saved.is_empty() {
             return Ok(());
         }
@@ -207,20 +230,34 @@ impl Sender<'_, '_> {
                 words::count(n, "file", "files")
             ),
         };
-        for candidate in &saved {
-            self.out.notes.push(format!(
-                "send {}: saved during this run, {when}",
-                candidate.shown()
-            ));
-        }
         self.out.fresh += saved.len();
+        self.fresh_keys.extend(saved.iter().map(|c| c.key.clone()));
         let pieces = batches::plan(self.ctx, self.config, &saved);
         self.total += batches::batch_count(&pieces);
+        let mut said = 0;
         for piece in pieces {
             if self.ctx.stopping() {
-                // The loop over the planned batches says so.
+                // Each file is said to be sent only once it is: a signal leaves the rest
+                // for the next run, and the run's stop note counts them.
+                for candidate in &saved[said..] {
+                    self.out.notes.push(format!(
+                        "leave {}: saved during this run, not sent: a signal asked memsched to stop; the next run sends it",
+                        candidate.shown()
+                    ));
+                }
                 break;
             }
+            let upto = match &piece {
+                Piece::Batch(range) => range.end,
+                Piece::TooLong { index, .. } | Piece::LineBreak { index, .. } => index + 1,
+            };
+            for candidate in &saved[said..upto] {
+                self.out.notes.push(format!(
+                    "send {}: saved during this run, {when}",
+                    candidate.shown()
+                ));
+            }
+            said = upto;
             self.send(&saved, piece, &[])?;
         }
         Ok(())
@@ -258,10 +295,11 @@ impl Sender<'_, '_> {
     ) -> Result<()> {
         let (ctx, config, now) = (self.ctx, self.config, self.now.as_str());
         let batch = match piece {
-            Piece::Batch(range) => &files[range],
+            Piece::Batch(range) => self.restated.apply(&files[range]),
             Piece::TooLong { index, why } => return self.not_sent(&files[index], &why, true),
             Piece::LineBreak { index, why } => return self.not_sent(&files[index], &why, false),
         };
+        let batch = &batch[..];
         let out = &mut *self.out;
         out.batches += 1;
         out.sent += batch.len();
@@ -288,9 +326,20 @@ impl Sender<'_, '_> {
             out,
             &mut self.failed_content,
         );
-        // Copies of content the step just finished need no run of their own.
+        // Copies of content the step just finished need no run of their own; one saved
+        // anew during the run went (or goes) as itself, with its new content. A copy of
+        // content its original no longer held when it went is not in the index: the next
+        // walk sends it.
         for (copy, original) in after_send {
-            if done_keys.contains(&original.as_str()) {
+            if self.restated.changed(original) && done_keys.contains(&original.as_str()) {
+                out.notes.push(format!(
+                    "not recorded {}: {} changed before its batch, so their old content is not in the index; the next full walk sends it",
+                    copy.shown(),
+                    crate::model::file_key::path(original).map_or_else(|| original.clone(), |p| crate::model::file_key::display(&p))
+                ));
+                continue;
+            }
+            if done_keys.contains(&original.as_str()) && !self.fresh_keys.contains(&copy.key) {
                 self.hashes.record(&copy.key, &copy.hash, copy.stat, now);
                 out.recorded_only += 1;
             }

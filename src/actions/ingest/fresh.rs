@@ -4,7 +4,8 @@
 //! as an event run would plan them and sent in the run's next batch; the run that follows
 //! for the same changes finds them recorded, so nothing is sent twice and nothing missed.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use super::hints::{FreshSaves, WatcherHints};
 use super::plan::{Candidate, plan};
@@ -14,21 +15,31 @@ use crate::run::context::Context;
 use crate::state::ingest_hash::IngestHash;
 use crate::state::task_queue::TaskQueue;
 
+/// What the saves heard since the last batch ask of the run.
+#[derive(Debug, Default)]
+pub(super) struct Heard {
+    /// Files to send now, ahead of the queue. Sorted by path.
+    pub(super) send: Vec<Candidate>,
+    /// Files the run still has queued, saved anew since it planned them: they go in their
+    /// turn, and their batch, which reads them then, records the content read now.
+    pub(super) restated: Vec<Candidate>,
+}
+
 /// The files `fresh` heard saved since the last call that need sending, planned as an
-/// event run plans its changed paths: content not yet ingested, not awaiting retry, and
-/// not among the files the run still has `queued` (those go in their turn). Whatever else
+/// event run plans its changed paths: content not yet ingested, not awaiting retry; those
+/// among the files the run still has `queued` are restated, not sent ahead. Whatever else
 /// they need (a removal, a record of known content, a file still being written) is left
-/// to the run the same changes bring next. Sorted by path.
+/// to the run the same changes bring next.
 pub(super) fn to_send(
     fresh: &FreshSaves,
     ctx: &Context<'_>,
     config: &IngestConfig,
     hashes: &mut IngestHash,
     queued: &[Candidate],
-) -> Vec<Candidate> {
+) -> Heard {
     let changed = fresh.take_complete();
     if changed.is_empty() {
-        return Vec::new();
+        return Heard::default();
     }
     // Judged against the time they were saved, not the run's start: a file saved
     // after the run began is no file "dated in the future".
@@ -51,14 +62,64 @@ pub(super) fn to_send(
                 "ingest: files saved during the run wait for the next: {}",
                 e.chain()
             );
-            return Vec::new();
+            return Heard::default();
         }
     };
     let fresh = plan(&ctx, config, scanned, hashes, &queue, &hints, false);
     let queued: HashSet<&str> = queued.iter().map(|c| c.key.as_str()).collect();
-    fresh
+    let (mut restated, send): (Vec<Candidate>, _) = fresh
         .send
         .into_iter()
-        .filter(|c| !queued.contains(c.key.as_str()))
-        .collect()
+        .partition(|c| queued.contains(c.key.as_str()));
+    // Saved back to what is recorded: its batch still reads it, and records that.
+    restated.extend(
+        fresh
+            .record_only
+            .into_iter()
+            .map(|(c, _)| c)
+            .filter(|c| queued.contains(c.key.as_str())),
+    );
+    Heard { send, restated }
+}
+
+/// Queued files saved anew during the run (see [`Heard::restated`]), by key, until their
+/// batch goes; and the keys whose content changed so, whose copies the plan meant to
+/// record as that content once they were done.
+#[derive(Debug, Default)]
+pub(super) struct Restated {
+    waiting: HashMap<String, Candidate>,
+    changed: HashSet<String>,
+}
+
+impl Restated {
+    pub(super) fn note(&mut self, restated: Vec<Candidate>) {
+        for candidate in restated {
+            self.waiting.insert(candidate.key.clone(), candidate);
+        }
+    }
+
+    /// `batch` as it goes: each file saved anew since the plan, as it was read then.
+    pub(super) fn apply<'b>(&mut self, batch: &'b [Candidate]) -> Cow<'b, [Candidate]> {
+        if self.waiting.is_empty() || !batch.iter().any(|c| self.waiting.contains_key(&c.key)) {
+            return Cow::Borrowed(batch);
+        }
+        let restated = batch
+            .iter()
+            .map(|planned| match self.waiting.remove(&planned.key) {
+                Some(now) => {
+                    if now.hash != planned.hash {
+                        self.changed.insert(planned.key.clone());
+                    }
+                    now
+                }
+                None => planned.clone(),
+            })
+            .collect();
+        Cow::Owned(restated)
+    }
+
+    /// Whether `key` went with other content than the plan read (saved anew).
+    pub(super) fn changed(&self, key: &str) -> bool {
+        self.changed.contains(key)
+    }
 }

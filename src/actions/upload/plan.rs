@@ -40,8 +40,14 @@ pub(crate) struct UploadPlan {
     pub backoff_due: Option<SystemTime>,
     /// Entries uploaded less than `min_interval` ago, queued until it ends: (entry, when).
     pub coalesced: Vec<(String, SystemTime)>,
+    /// Files of the `set` that could go, waiting while another of the set waits out
+    /// `min_interval` (entry, when the last of those ends): the set goes up whole.
+    pub set_waits: Vec<(String, SystemTime)>,
     /// When the next entry that waits (its backoff, or `min_interval`) is due.
     pub next_due: Option<SystemTime>,
+    /// Entries whose `uploaded_at` is ahead of the clock: `min_interval` does not hold
+    /// them back (entry, that `uploaded_at`).
+    pub ahead_of_clock: Vec<(String, SystemTime)>,
     pub uploaded: usize,
     /// Paths named by more than one entry, one sentence each: reported, neither
     /// queued nor uploaded nor marked (see `UploadLog::duplicate_paths`).
@@ -104,9 +110,21 @@ impl UploadPlan {
                 words::count(n, "attempt", "attempts")
             )
         }));
+        out.extend(self.ahead_of_clock.iter().map(|(p, at)| {
+            format!(
+                "no min_interval for {p}: its uploaded_at ({}) is ahead of the clock (a clock set back, or another program's stamp), which says nothing of when it went up",
+                timestamp(*at)
+            )
+        }));
         out.extend(self.coalesced.iter().map(|(p, at)| {
             format!(
                 "wait {p}: it went up less than min_interval ago; its latest version goes up at {}",
+                timestamp(*at)
+            )
+        }));
+        out.extend(self.set_waits.iter().map(|(p, at)| {
+            format!(
+                "wait {p}: another file of its set went up less than min_interval ago, and the set goes up whole, at {} at the latest",
                 timestamp(*at)
             )
         }));
@@ -118,6 +136,12 @@ impl UploadPlan {
             ));
         }
         out
+    }
+
+    /// Files that wait for `min_interval`, theirs or their set's.
+    #[must_use]
+    pub(crate) fn interval_waits(&self) -> usize {
+        self.coalesced.len() + self.set_waits.len()
     }
 
     /// `entry` (of rank `rank` in the set) waits until `at`: the set's later files wait
@@ -135,8 +159,26 @@ fn interval_ends(
     entry: Option<UploadView<'_>>,
     now: SystemTime,
 ) -> Option<SystemTime> {
-    let at = entry?.uploaded_at()?.checked_add(config.min_interval?)?;
+    let uploaded_at = entry?.uploaded_at()?;
+    // Ahead of the clock (a clock set back since, another program's stamp), it says
+    // nothing of when the file went up: held until then, it could wait for years. It goes
+    // up now, and the stamp that upload writes anchors the interval again.
+    if uploaded_at > now {
+        return None;
+    }
+    let at = uploaded_at.checked_add(config.min_interval?)?;
     (at > now).then_some(at)
+}
+
+/// The `uploaded_at` of `entry` when it is ahead of `now` and `min_interval` is set: the
+/// interval is not applied to it (see [`interval_ends`]), and the run says so.
+fn uploaded_ahead(
+    config: &UploadConfig,
+    entry: Option<UploadView<'_>>,
+    now: SystemTime,
+) -> Option<SystemTime> {
+    config.min_interval?;
+    entry?.uploaded_at().filter(|at| *at > now)
 }
 
 /// Why an entry's path may not be uploaded, if it may not (issue 10): it must name a
@@ -180,6 +222,9 @@ pub(crate) fn plan(
     };
     let duplicates = log.duplicate_paths();
     let mut gone = Vec::new();
+    // Entries whose file has a version on the remote, uploaded or queued again since: the
+    // measure of the vanishing guard.
+    let mut on_remote = 0;
     for (entry, stat) in disk.sources() {
         if duplicates.contains(entry.as_str()) {
             continue;
@@ -198,6 +243,9 @@ pub(crate) fn plan(
     }
     for i in 0..plan.enqueue.len() {
         let entry = plan.enqueue[i].0.clone();
+        if let Some(at) = uploaded_ahead(config, log.get(&entry), now) {
+            plan.ahead_of_clock.push((entry.clone(), at));
+        }
         if let Some(at) = interval_ends(config, log.get(&entry), now) {
             plan.wait_until(super::set::rank(config, &entry), at);
             plan.coalesced.push((entry, at));
@@ -215,6 +263,7 @@ pub(crate) fn plan(
         let status = e.status();
         if status == UploadStatus::Uploaded {
             plan.uploaded += 1;
+            on_remote += 1;
             if config.remove.is_some() && is_gone(home, disk, entry) {
                 gone.push((entry, e.remote()));
             }
@@ -223,10 +272,16 @@ pub(crate) fn plan(
         if !status.is_outstanding() || plan.enqueue.iter().any(|(p, _)| p == entry) {
             continue;
         }
+        let copy = e.has_remote_copy();
+        on_remote += usize::from(copy);
         // Following links: a dangling link is a missing file. An entry that does not
         // decode or holds a NUL is not missing: confine refuses it below.
         if is_gone(home, disk, entry) {
-            if status == UploadStatus::Skipped {
+            if copy && config.remove.is_some() {
+                // Gone while a newer version waited (min_interval, a backoff): the
+                // version that went up before is still on the remote.
+                gone.push((entry, e.remote()));
+            } else if status == UploadStatus::Skipped {
                 plan.still_missing += 1;
             } else {
                 plan.missing.push(entry.to_owned());
@@ -238,6 +293,9 @@ pub(crate) fn plan(
             plan.given_up.push((entry.to_owned(), e.attempts()));
             plan.set_blocked_from = plan.set_blocked_from.into_iter().chain(rank).min();
             continue;
+        }
+        if let Some(at) = uploaded_ahead(config, Some(e), now) {
+            plan.ahead_of_clock.push((entry.to_owned(), at));
         }
         if let Some(at) = e.next_attempt_at().filter(|at| *at > now) {
             plan.waiting += 1;
@@ -253,12 +311,34 @@ pub(crate) fn plan(
             }
         }
     }
-    let found = removal::removals(home, config, &gone, plan.uploaded, confirm_removals);
+    let found = removal::removals(home, config, &gone, on_remote, confirm_removals);
     plan.remove = found.remove;
     plan.refused.extend(found.refused);
     plan.removals_held = found.held;
+    hold_the_set(config, &mut plan);
     super::set::order(config, &mut plan.due);
     plan
+}
+
+/// While a file of the `set` waits out `min_interval`, the set's other files wait with it,
+/// earlier ones too: an index that went up alone would sit beside the old side-car for as
+/// long as the side-car's interval lasts, not just while the set's own uploads take.
+fn hold_the_set(config: &UploadConfig, plan: &mut UploadPlan) {
+    let waiting_until = plan
+        .coalesced
+        .iter()
+        .filter(|(entry, _)| super::set::rank(config, entry).is_some())
+        .map(|(_, at)| *at)
+        .max();
+    let Some(until) = waiting_until else {
+        return;
+    };
+    let (held, due): (Vec<DueUpload>, Vec<DueUpload>) = std::mem::take(&mut plan.due)
+        .into_iter()
+        .partition(|d| super::set::rank(config, &d.entry).is_some());
+    plan.due = due;
+    plan.set_waits
+        .extend(held.into_iter().map(|d| (d.entry, until)));
 }
 
 /// Whether an entry's file is gone (following links); an entry that does not decode or

@@ -34,7 +34,10 @@ impl Daemon {
                 if *folder == Some(true) && matches!(kind, EventKind::Create | EventKind::Rename) {
                     self.changes.note_new_folder(rel);
                 }
-                if let Some(fresh) = self.fresh.as_ref().filter(|_| self.is_memory(rel)) {
+                // While the pause marker exists (a bulk import, a sync under way) a save
+                // waits for the resume's reconcile, as it would with no run under way.
+                let handed = self.is_memory(rel) && !self.sched.is_paused();
+                if let Some(fresh) = self.fresh.as_ref().filter(|_| handed) {
                     // Heard during an ingest run: complete, it goes into the run's next
                     // batch; the run this change brings next finds it recorded.
                     fresh.heard(rel, *settled);

@@ -324,7 +324,11 @@ fn min_interval_holds_a_changed_file_and_the_set_files_after_it() {
         Some(0),
         "the side-car waits for its index"
     );
-    assert_eq!(places(&held, sidecar), ["queue", "upload"]);
+    assert_eq!(places(&held, sidecar), ["queue"], "it waits with its set");
+    assert_eq!(
+        held.set_waits,
+        [(sidecar.to_owned(), now() + Duration::from_secs(540))]
+    );
     // Ten minutes after its upload, the index goes up too.
     let later = Frozen(now() + Duration::from_secs(541));
     let after = plan(
