@@ -192,7 +192,9 @@ impl Job for UploadJob<'_> {
             report.set_next_due(next);
         }
         let (uploaded, failed) = (done.uploaded, report.failed_items.len());
-        report.counts.insert(count::UPLOADED.into(), uploaded.into());
+        report
+            .counts
+            .insert(count::UPLOADED.into(), uploaded.into());
         report.counts.insert(count::FAILED.into(), failed.into());
         if !self.config.set.is_empty() {
             report
