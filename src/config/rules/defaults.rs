@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::tables::RemoveLimit;
+use super::tables::{Backoff, RemoveLimit};
 
 const fn minutes(n: u64) -> Duration {
     Duration::from_secs(n * 60)
@@ -101,3 +101,16 @@ pub(crate) const BATCH_SIZE_RANGE: (usize, usize) = (1, 100_000);
 pub(crate) const PARALLEL_RANGE: (usize, usize) = (1, 64);
 pub(crate) const MAX_ATTEMPTS_RANGE: (usize, usize) = (1, 10_000);
 pub(crate) const BREAKER_FAILURES_RANGE: (usize, usize) = (1, 10_000);
+
+impl Default for Backoff {
+    /// The backoff of a table that sets none (`{ initial = "30s", factor = 2.0, max = "1h",
+    /// jitter = 0.2 }`).
+    fn default() -> Backoff {
+        Backoff {
+            initial: BACKOFF_INITIAL,
+            factor: BACKOFF_FACTOR,
+            max: BACKOFF_MAX,
+            jitter: BACKOFF_JITTER,
+        }
+    }
+}

@@ -89,19 +89,6 @@ pub struct Backoff {
     pub jitter: f64,
 }
 
-impl Default for Backoff {
-    /// The backoff of a table that sets none (`{ initial = "30s", factor = 2.0, max = "1h",
-    /// jitter = 0.2 }`).
-    fn default() -> Backoff {
-        Backoff {
-            initial: super::defaults::BACKOFF_INITIAL,
-            factor: super::defaults::BACKOFF_FACTOR,
-            max: super::defaults::BACKOFF_MAX,
-            jitter: super::defaults::BACKOFF_JITTER,
-        }
-    }
-}
-
 /// Pauses a step's retries after `failures` consecutive failures with one error class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
