@@ -5,7 +5,7 @@
 //! it go, so what the watcher hears meanwhile needs no race.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -13,10 +13,8 @@ use crate::util::*;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// How long the watcher may take to say it handed a save to the run under way. Waited for
-/// without failing: before the fix no such line comes, and the order of the batches below
-/// is what fails, saying what it was.
-const HANDED_WITHIN: Duration = Duration::from_secs(5);
+/// How long the watcher may take to say it handed a save to the run under way.
+const HANDED_WITHIN: Duration = Duration::from_secs(30);
 
 /// The rules around an ingest `command` with one file per batch, and a data rule for every
 /// .txt.
@@ -34,9 +32,8 @@ fn release_file(env: &TestEnv) -> std::path::PathBuf {
 }
 
 /// Writes three memories at once (the held one first in path order), waits until the
-/// run's first batch is in flight (`in_flight`), saves `z-fresh.txt`, waits (a while,
-/// without failing) for the watcher to say it handed the save to the run, then lets the
-/// held batch end.
+/// run's first batch is in flight (`in_flight`), saves `z-fresh.txt`, waits for the
+/// watcher to say it handed the save to the run, then lets the held batch end.
 fn save_during_a_run(env: &TestEnv, w: &Watcher, in_flight: &dyn Fn() -> bool) {
     env.write("Data/a-SLOW.txt", "SLOW");
     env.write("Data/b.txt", "beta");
@@ -48,10 +45,12 @@ fn save_during_a_run(env: &TestEnv, w: &Watcher, in_flight: &dyn Fn() -> bool) {
         in_flight,
     );
     env.write("Data/z-fresh.txt", "fresh");
-    let until = Instant::now() + HANDED_WITHIN;
-    while !w.log().contains("z-fresh.txt: saved while ingest runs") && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the watcher hands the save to the run under way",
+        HANDED_WITHIN,
+        &|| w.log(),
+        || w.log().contains("z-fresh.txt: saved while ingest runs"),
+    );
     std::fs::write(release_file(env), "").unwrap();
 }
 

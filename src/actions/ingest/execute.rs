@@ -103,17 +103,14 @@ fn send_all(
     // Split by bytes as well as by count when the names go in argv (issue 8): a batch
     // past ARG_MAX could never start.
     let pieces = batches::plan(ctx, config, &plan.send);
+    let total = batches::batch_count(&pieces);
     let mut sender = Sender {
         ctx,
         config,
-        total: batches::batch_count(&pieces),
+        total,
         // Files done and failed, rate and time left, on a terminal (issue 11: 20,000 files
         // in 313 batches ran 20 s with nothing on screen).
-        bar: crate::run::progress::Batches::new(
-            plan.send.len(),
-            batches::batch_count(&pieces),
-            ctx.progress,
-        ),
+        bar: crate::run::progress::Batches::new(plan.send.len(), total, ctx.progress),
         failed_content: HashSet::new(),
         fresh_keys: HashSet::new(),
         restated: fresh::Restated::default(),
